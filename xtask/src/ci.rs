@@ -1,0 +1,52 @@
+//! `cargo xtask ci`: the whole check that CI runs (`.ci/run` calls this).
+
+use std::process::Command;
+
+use crate::util::{Step, run_visible, workspace_root};
+
+#[derive(clap::Args, Debug, Default)]
+pub struct Args {
+    /// Skip `cargo xtask setup` (when the machine is known to be ready).
+    #[arg(long)]
+    pub no_setup: bool,
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut c = Command::new("cargo");
+    c.current_dir(workspace_root()).args(args);
+    // In CI the XDP object must be built: a missing bpf-linker is an error, not a warning.
+    c.env("TOLLGATE_REQUIRE_EBPF", "1");
+    c
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let mut done = Vec::new();
+    if !args.no_setup {
+        let s = Step::start("ci", "setup");
+        crate::setup::run(&crate::setup::Args::default())?;
+        done.push(s.done());
+    }
+    if tollgate_netlab::is_root() {
+        println!("running as root: the namespace/XDP tests will run");
+    } else {
+        println!("not root: the namespace/XDP tests will be SKIPPED (each says so)");
+    }
+
+    let s = Step::start("ci", "cargo fmt --check");
+    run_visible(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
+    done.push(s.done());
+
+    let s = Step::start("ci", "cargo clippy --all-targets -D warnings");
+    run_visible(&mut cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    done.push(s.done());
+
+    let s = Step::start("ci", "cargo test (all default members, incl. namespace tests)");
+    run_visible(&mut cargo(&["test", "--all-targets"]))?;
+    done.push(s.done());
+
+    println!("ci summary:");
+    for (name, secs) in &done {
+        println!("  ok  {name:<60} {secs:>7.1}s");
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! `cargo xtask`: set up the toolchain, run the lab, run CI, the demo and the benchmarks.
+//!
+//! Every long-running step prints what it is doing and a summary at the end.
+
+mod ci;
+mod lab;
+mod setup;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Tollgate developer tasks", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what builds and tests need (idempotent): Debian packages, rust-src for nightly,
+    /// bpf-linker built against the nightly's own LLVM, cargo-fuzz.
+    Setup(setup::Args),
+    /// The three-namespace lab: gw <-> relay <-> int.
+    Lab(lab::Args),
+    /// Everything CI checks: setup, fmt, clippy, all tests (namespace tests need root).
+    Ci(ci::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Setup(a) => setup::run(&a),
+        Cmd::Lab(a) => lab::run(&a),
+        Cmd::Ci(a) => ci::run(&a),
+    }
+}

@@ -1,0 +1,193 @@
+//! `cargo xtask setup`: everything a fresh Debian machine needs, installed idempotently.
+//!
+//! Each piece is checked first and reported as "present" or "installed"; a second run installs
+//! nothing.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::util::{output_of, run_visible};
+
+#[derive(clap::Args, Debug, Default)]
+pub struct Args {
+    /// Also install what `cargo xtask bench` needs (the peer relay, perf tools).
+    #[arg(long)]
+    pub bench: bool,
+}
+
+/// Debian packages the build and the tests need, and why.
+const PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ip netns / veth for the lab"),
+    ("ethtool", "veth channels and offloads in the lab"),
+    ("pkg-config", "locating C libraries for test harnesses"),
+    ("libsrtp2-dev", "libsrtp, the SRTP oracle of the differential tests"),
+    ("libssl-dev", "OpenSSL for the libsrtp-with-OpenSSL baseline"),
+    ("clang", "libFuzzer runtime for cargo fuzz"),
+];
+
+/// Extra packages for the benchmarks.
+const BENCH_PACKAGES: &[(&str, &str)] = &[
+    ("rtpengine-daemon", "the peer relay measured side by side"),
+    ("linux-perf", "profiles of the relay"),
+];
+
+/// What setup found or did, for the summary.
+#[derive(Default)]
+struct Report {
+    present: Vec<String>,
+    installed: Vec<String>,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let mut r = Report::default();
+    let mut pkgs: Vec<(&str, &str)> = PACKAGES.to_vec();
+    if args.bench {
+        pkgs.extend_from_slice(BENCH_PACKAGES);
+    }
+    debian_packages(&pkgs, &mut r)?;
+    rust_src(&mut r)?;
+    bpf_linker(&mut r)?;
+    cargo_fuzz(&mut r)?;
+    println!("setup summary:");
+    for p in &r.present {
+        println!("  present    {p}");
+    }
+    for p in &r.installed {
+        println!("  installed  {p}");
+    }
+    if r.installed.is_empty() {
+        println!("  nothing to do: everything was already there");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    tollgate_netlab::is_root()
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    output_of(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+fn debian_packages(pkgs: &[(&str, &str)], r: &mut Report) -> anyhow::Result<()> {
+    let missing: Vec<&str> =
+        pkgs.iter().filter(|(p, _)| !dpkg_installed(p)).map(|(p, _)| *p).collect();
+    for (p, why) in pkgs {
+        if !missing.contains(p) {
+            r.present.push(format!("debian {p} ({why})"));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("missing Debian packages {missing:?}; run as root or `apt-get install {}`", missing.join(" "));
+    }
+    println!("==> apt-get install {}", missing.join(" "));
+    run_visible(Command::new("apt-get").args(["update", "-q"]))?;
+    run_visible(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing),
+    )?;
+    for p in missing {
+        r.installed.push(format!("debian {p}"));
+    }
+    Ok(())
+}
+
+fn rust_src(r: &mut Report) -> anyhow::Result<()> {
+    let installed = output_of(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .context("the nightly toolchain is needed for the eBPF program (rustup toolchain list)")?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        r.present.push("rust-src for nightly".into());
+        return Ok(());
+    }
+    println!("==> rustup component add rust-src --toolchain nightly");
+    run_visible(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    r.installed.push("rust-src for nightly".into());
+    Ok(())
+}
+
+/// The nightly toolchain's sysroot.
+fn nightly_sysroot() -> anyhow::Result<PathBuf> {
+    let s = output_of(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))
+        .context("cannot find the nightly toolchain's sysroot")?;
+    Ok(PathBuf::from(s.trim()))
+}
+
+/// The nightly's own libLLVM shared object and its major version, found by name
+/// (`libLLVM.so.<major>.<minor>-rust-...`), never hard-coded.
+fn nightly_libllvm(sysroot: &std::path::Path) -> anyhow::Result<(PathBuf, u32)> {
+    let lib = sysroot.join("lib");
+    for e in std::fs::read_dir(&lib).with_context(|| format!("reading {}", lib.display()))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix("libLLVM.so.") {
+            let major = rest.split(['.', '-']).next().and_then(|m| m.parse().ok());
+            if let Some(major) = major {
+                return Ok((e.path(), major));
+            }
+        }
+    }
+    bail!("no libLLVM.so.<version> in {}", lib.display())
+}
+
+fn bpf_linker_works() -> bool {
+    // Under `rustup run nightly` the nightly's lib directory is on LD_LIBRARY_PATH, exactly as
+    // when aya-build invokes the linker.
+    output_of(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"])).is_some()
+}
+
+fn bpf_linker(r: &mut Report) -> anyhow::Result<()> {
+    if bpf_linker_works() {
+        r.present.push("bpf-linker (runs against the nightly's libLLVM)".into());
+        return Ok(());
+    }
+    let sysroot = nightly_sysroot()?;
+    let (libllvm, major) = nightly_libllvm(&sysroot)?;
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let prefix = home.join(".cache/tollgate").join(format!("llvm-{major}-prefix"));
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    let link = prefix.join("lib/libLLVM.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&libllvm, &link)
+        .with_context(|| format!("symlink {} -> {}", link.display(), libllvm.display()))?;
+    println!(
+        "==> building bpf-linker 0.13 against {} (LLVM {major}); this takes about a minute",
+        libllvm.display()
+    );
+    run_visible(
+        Command::new("cargo")
+            .env("LLVM_PREFIX", &prefix)
+            .env("LD_LIBRARY_PATH", sysroot.join("lib"))
+            .args(["install", "bpf-linker", "--version", "0.13.0", "--locked", "--no-default-features"])
+            .args(["--features", &format!("llvm-{major}")]),
+    )?;
+    if !bpf_linker_works() {
+        bail!("bpf-linker was built but does not run under `rustup run nightly`");
+    }
+    r.installed.push(format!("bpf-linker 0.13.0 (LLVM {major})"));
+    Ok(())
+}
+
+fn cargo_fuzz(r: &mut Report) -> anyhow::Result<()> {
+    if output_of(Command::new("cargo").args(["fuzz", "--version"])).is_some() {
+        r.present.push("cargo-fuzz".into());
+        return Ok(());
+    }
+    println!("==> cargo install cargo-fuzz");
+    run_visible(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    r.installed.push("cargo-fuzz".into());
+    Ok(())
+}
