@@ -10,14 +10,19 @@ use std::path::{Path, PathBuf};
 
 fn on_path(bin: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(bin)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
 }
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let ebpf_root = manifest.join("../../ebpf");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
-    println!("cargo:rerun-if-changed={}", ebpf_root.join("tollgate-common").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_root.join("tollgate-common").display()
+    );
     println!("cargo:rerun-if-env-changed=TOLLGATE_REQUIRE_EBPF");
     println!("cargo:rerun-if-env-changed=PATH");
 
@@ -38,7 +43,11 @@ fn main() {
     }
     let xdp_dir = ebpf_root.join("tollgate-xdp");
     let xdp_dir = xdp_dir.to_str().expect("UTF-8 path");
-    let pkg = aya_build::Package { name: "tollgate-xdp", root_dir: xdp_dir, ..Default::default() };
+    let pkg = aya_build::Package {
+        name: "tollgate-xdp",
+        root_dir: xdp_dir,
+        ..Default::default()
+    };
     if let Err(e) = aya_build::build_ebpf([pkg], aya_build::Toolchain::Nightly) {
         panic!("building the XDP program failed: {e:#}");
     }

@@ -37,10 +37,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     done.push(s.done());
 
     let s = Step::start("ci", "cargo clippy --all-targets -D warnings");
-    run_visible(&mut cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    run_visible(&mut cargo(&[
+        "clippy",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     done.push(s.done());
 
-    let s = Step::start("ci", "cargo test (all default members, incl. namespace tests)");
+    let s = Step::start(
+        "ci",
+        "cargo test (all default members, incl. namespace tests)",
+    );
     run_visible(&mut cargo(&["test", "--all-targets"]))?;
     done.push(s.done());
 

@@ -41,7 +41,9 @@ pub struct LabOpts {
 fn parse_subnet(s: &str) -> anyhow::Result<(Ipv4Addr, Ipv4Addr, u8)> {
     let (net, len) = s.split_once('/').context("subnet must be A.B.C.D/N")?;
     let net: Ipv4Addr = net.parse().with_context(|| format!("bad address in {s}"))?;
-    let len: u8 = len.parse().with_context(|| format!("bad prefix length in {s}"))?;
+    let len: u8 = len
+        .parse()
+        .with_context(|| format!("bad prefix length in {s}"))?;
     if !(8..=30).contains(&len) {
         bail!("prefix length of {s} must be 8..=30");
     }
@@ -75,8 +77,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             for s in &steps {
                 println!("{s}");
             }
-            let created = steps.iter().filter(|s| matches!(s, tollgate_netlab::Step::Created(_))).count();
-            println!("lab up: {created} pieces created, {} already present", steps.len() - created);
+            let created = steps
+                .iter()
+                .filter(|s| matches!(s, tollgate_netlab::Step::Created(_)))
+                .count();
+            println!(
+                "lab up: {created} pieces created, {} already present",
+                steps.len() - created
+            );
             print!("{}", spec.status()?);
         }
         Action::Down => {

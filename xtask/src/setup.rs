@@ -22,8 +22,14 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip netns / veth for the lab"),
     ("ethtool", "veth channels and offloads in the lab"),
     ("pkg-config", "locating C libraries for test harnesses"),
-    ("libsrtp2-dev", "libsrtp, the SRTP oracle of the differential tests"),
-    ("libssl-dev", "OpenSSL for the libsrtp-with-OpenSSL baseline"),
+    (
+        "libsrtp2-dev",
+        "libsrtp, the SRTP oracle of the differential tests",
+    ),
+    (
+        "libssl-dev",
+        "OpenSSL for the libsrtp-with-OpenSSL baseline",
+    ),
     ("clang", "libFuzzer runtime for cargo fuzz"),
 ];
 
@@ -73,8 +79,11 @@ fn dpkg_installed(pkg: &str) -> bool {
 }
 
 fn debian_packages(pkgs: &[(&str, &str)], r: &mut Report) -> anyhow::Result<()> {
-    let missing: Vec<&str> =
-        pkgs.iter().filter(|(p, _)| !dpkg_installed(p)).map(|(p, _)| *p).collect();
+    let missing: Vec<&str> = pkgs
+        .iter()
+        .filter(|(p, _)| !dpkg_installed(p))
+        .map(|(p, _)| *p)
+        .collect();
     for (p, why) in pkgs {
         if !missing.contains(p) {
             r.present.push(format!("debian {p} ({why})"));
@@ -84,7 +93,10 @@ fn debian_packages(pkgs: &[(&str, &str)], r: &mut Report) -> anyhow::Result<()> 
         return Ok(());
     }
     if !is_root() {
-        bail!("missing Debian packages {missing:?}; run as root or `apt-get install {}`", missing.join(" "));
+        bail!(
+            "missing Debian packages {missing:?}; run as root or `apt-get install {}`",
+            missing.join(" ")
+        );
     }
     println!("==> apt-get install {}", missing.join(" "));
     run_visible(Command::new("apt-get").args(["update", "-q"]))?;
@@ -114,15 +126,22 @@ fn rust_src(r: &mut Report) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("==> rustup component add rust-src --toolchain nightly");
-    run_visible(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    run_visible(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))?;
     r.installed.push("rust-src for nightly".into());
     Ok(())
 }
 
 /// The nightly toolchain's sysroot.
 fn nightly_sysroot() -> anyhow::Result<PathBuf> {
-    let s = output_of(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))
-        .context("cannot find the nightly toolchain's sysroot")?;
+    let s =
+        output_of(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))
+            .context("cannot find the nightly toolchain's sysroot")?;
     Ok(PathBuf::from(s.trim()))
 }
 
@@ -151,13 +170,18 @@ fn bpf_linker_works() -> bool {
 
 fn bpf_linker(r: &mut Report) -> anyhow::Result<()> {
     if bpf_linker_works() {
-        r.present.push("bpf-linker (runs against the nightly's libLLVM)".into());
+        r.present
+            .push("bpf-linker (runs against the nightly's libLLVM)".into());
         return Ok(());
     }
     let sysroot = nightly_sysroot()?;
     let (libllvm, major) = nightly_libllvm(&sysroot)?;
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
-    let prefix = home.join(".cache/tollgate").join(format!("llvm-{major}-prefix"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
+    let prefix = home
+        .join(".cache/tollgate")
+        .join(format!("llvm-{major}-prefix"));
     std::fs::create_dir_all(prefix.join("lib"))?;
     let link = prefix.join("lib/libLLVM.so");
     let _ = std::fs::remove_file(&link);
@@ -171,13 +195,21 @@ fn bpf_linker(r: &mut Report) -> anyhow::Result<()> {
         Command::new("cargo")
             .env("LLVM_PREFIX", &prefix)
             .env("LD_LIBRARY_PATH", sysroot.join("lib"))
-            .args(["install", "bpf-linker", "--version", "0.13.0", "--locked", "--no-default-features"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                "0.13.0",
+                "--locked",
+                "--no-default-features",
+            ])
             .args(["--features", &format!("llvm-{major}")]),
     )?;
     if !bpf_linker_works() {
         bail!("bpf-linker was built but does not run under `rustup run nightly`");
     }
-    r.installed.push(format!("bpf-linker 0.13.0 (LLVM {major})"));
+    r.installed
+        .push(format!("bpf-linker 0.13.0 (LLVM {major})"));
     Ok(())
 }
 

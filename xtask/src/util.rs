@@ -15,7 +15,9 @@ pub fn workspace_root() -> PathBuf {
 /// Runs a command with inherited stdio, failing with its command line if it fails.
 pub fn run_visible(cmd: &mut Command) -> anyhow::Result<()> {
     let line = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("could not start {line}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {line}"))?;
     if !status.success() {
         bail!("{line} failed: {status}");
     }
@@ -25,7 +27,9 @@ pub fn run_visible(cmd: &mut Command) -> anyhow::Result<()> {
 /// Runs a command and captures stdout; `None` if it could not run or failed.
 pub fn output_of(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Times a named step and prints its start and end.
@@ -37,7 +41,10 @@ pub struct Step {
 impl Step {
     pub fn start(prefix: &str, name: &str) -> Self {
         println!("==> [{prefix}] {name}");
-        Step { name: name.to_owned(), start: Instant::now() }
+        Step {
+            name: name.to_owned(),
+            start: Instant::now(),
+        }
     }
 
     pub fn done(self) -> (String, f64) {

@@ -3,9 +3,9 @@
 //! One [`XdpProgram`] per NIC: each has its own maps, so the flow table and the XSKMAP of the
 //! gateway side and of the internal side are independent. Dropping it detaches the program.
 
+use aya::Ebpf;
 use aya::maps::PerCpuArray;
 use aya::programs::{Xdp, XdpMode};
-use aya::Ebpf;
 use tollgate_common::counter;
 
 /// The XDP object built by build.rs (empty when bpf-linker was missing at build time).
@@ -17,7 +17,9 @@ const PROGRAM: &str = "tollgate_xdp";
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
     /// The binary was built without bpf-linker, so it carries no XDP object.
-    #[error("this build has no XDP program (bpf-linker was missing at build time; run `cargo xtask setup` and rebuild)")]
+    #[error(
+        "this build has no XDP program (bpf-linker was missing at build time; run `cargo xtask setup` and rebuild)"
+    )]
     NotBuilt,
     /// The kernel refused the object or a map.
     #[error("loading the XDP object failed: {0}")]
@@ -103,7 +105,10 @@ impl XdpProgram {
             return Err(XdpError::NotBuilt);
         }
         let mut ebpf = Ebpf::load(XDP_OBJECT)?;
-        let prog_err = |source| XdpError::Program { iface: iface.to_owned(), source };
+        let prog_err = |source| XdpError::Program {
+            iface: iface.to_owned(),
+            source,
+        };
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM)
             .ok_or(XdpError::Missing("program tollgate_xdp"))?
@@ -127,7 +132,11 @@ impl XdpProgram {
                 }
             },
         };
-        Ok(XdpProgram { ebpf, iface: iface.to_owned(), mode })
+        Ok(XdpProgram {
+            ebpf,
+            iface: iface.to_owned(),
+            mode,
+        })
     }
 
     /// The interface the program is attached to.
@@ -142,12 +151,20 @@ impl XdpProgram {
 
     /// Reads the counters, summed over CPUs.
     pub fn counters(&self) -> Result<XdpCounters, XdpError> {
-        let map = self.ebpf.map("COUNTERS").ok_or(XdpError::Missing("map COUNTERS"))?;
+        let map = self
+            .ebpf
+            .map("COUNTERS")
+            .ok_or(XdpError::Missing("map COUNTERS"))?;
         let arr: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(map).map_err(|source| XdpError::Map { map: "COUNTERS", source })?;
+            PerCpuArray::try_from(map).map_err(|source| XdpError::Map {
+                map: "COUNTERS",
+                source,
+            })?;
         let get = |slot: u32| -> Result<u64, XdpError> {
-            let values =
-                arr.get(&slot, 0).map_err(|source| XdpError::Map { map: "COUNTERS", source })?;
+            let values = arr.get(&slot, 0).map_err(|source| XdpError::Map {
+                map: "COUNTERS",
+                source,
+            })?;
             Ok(values.iter().sum())
         };
         Ok(XdpCounters {

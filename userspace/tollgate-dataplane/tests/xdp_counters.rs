@@ -37,7 +37,8 @@ fn send_and_count(request: ModeRequest) {
     in_netns(&lab.gw_ns, move || {
         let tx = UdpSocket::bind(SocketAddrV4::new(gw, 0)).unwrap();
         for i in 0..N {
-            tx.send_to(&i.to_be_bytes(), SocketAddrV4::new(relay_addr, 40000)).unwrap();
+            tx.send_to(&i.to_be_bytes(), SocketAddrV4::new(relay_addr, 40000))
+                .unwrap();
             if i % 64 == 63 {
                 std::thread::sleep(Duration::from_millis(1)); // stay under the socket buffer
             }
@@ -46,12 +47,22 @@ fn send_and_count(request: ModeRequest) {
     .unwrap();
 
     let got = receiver.join().unwrap().unwrap();
-    assert_eq!(got, N, "every datagram must reach the relay's socket through XDP_PASS");
+    assert_eq!(
+        got, N,
+        "every datagram must reach the relay's socket through XDP_PASS"
+    );
     let after = prog.counters().unwrap();
-    assert_eq!(after.udp4 - before.udp4, N, "UDP/IPv4 counter must move by exactly {N}");
+    assert_eq!(
+        after.udp4 - before.udp4,
+        N,
+        "UDP/IPv4 counter must move by exactly {N}"
+    );
     assert!(after.rx - before.rx >= N);
     assert_eq!(after.drop_malformed, 0);
-    eprintln!("XDP counter test: sent {N}, counted {}, delivered {got}", after.udp4 - before.udp4);
+    eprintln!(
+        "XDP counter test: sent {N}, counted {}, delivered {got}",
+        after.udp4 - before.udp4
+    );
 }
 
 #[test]

@@ -61,7 +61,10 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
     let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|source| LabError::Spawn { cmd: cmd.clone(), source })?;
+        .map_err(|source| LabError::Spawn {
+            cmd: cmd.clone(),
+            source,
+        })?;
     if !out.status.success() {
         return Err(LabError::Command {
             cmd,
@@ -132,17 +135,40 @@ impl LabSpec {
             let (relay_if, _) = self.relay_if(side);
             let q = self.queues.to_string();
             if link_exists(&self.relay_ns, relay_if) && link_exists(peer_ns, peer_if) {
-                steps.push(Step::Present(format!("veth {peer_ns}/{peer_if} <-> {}/{relay_if}", self.relay_ns)));
+                steps.push(Step::Present(format!(
+                    "veth {peer_ns}/{peer_if} <-> {}/{relay_if}",
+                    self.relay_ns
+                )));
             } else {
                 // A half-built pair (interrupted earlier run): remove what is left and rebuild.
                 let _ = ip(&["-n", &self.relay_ns, "link", "del", relay_if]);
                 let _ = ip(&["-n", peer_ns, "link", "del", peer_if]);
                 ip(&[
-                    "link", "add", peer_if, "netns", peer_ns, "numtxqueues", &q, "numrxqueues", &q,
-                    "type", "veth", "peer", "name", relay_if, "netns", &self.relay_ns,
-                    "numtxqueues", &q, "numrxqueues", &q,
+                    "link",
+                    "add",
+                    peer_if,
+                    "netns",
+                    peer_ns,
+                    "numtxqueues",
+                    &q,
+                    "numrxqueues",
+                    &q,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    relay_if,
+                    "netns",
+                    &self.relay_ns,
+                    "numtxqueues",
+                    &q,
+                    "numrxqueues",
+                    &q,
                 ])?;
-                steps.push(Step::Created(format!("veth {peer_ns}/{peer_if} <-> {}/{relay_if}", self.relay_ns)));
+                steps.push(Step::Created(format!(
+                    "veth {peer_ns}/{peer_if} <-> {}/{relay_if}",
+                    self.relay_ns
+                )));
             }
             let net = self.net(side);
             for (ns, ifname, addr) in [
@@ -158,7 +184,10 @@ impl LabSpec {
                 ip(&["-n", ns, "link", "set", ifname, "up"])?;
                 // veth hands out CHECKSUM_PARTIAL skbs; with offload off every frame carries its
                 // real UDP checksum, as frames from a physical NIC would when they reach XDP.
-                run("ip", &["netns", "exec", ns, "ethtool", "-K", ifname, "tx", "off"])?;
+                run(
+                    "ip",
+                    &["netns", "exec", ns, "ethtool", "-K", ifname, "tx", "off"],
+                )?;
             }
         }
         Ok(steps)
@@ -199,7 +228,10 @@ impl LabSpec {
     /// Whether all three namespaces exist.
     pub fn is_up(&self) -> Result<bool, LabError> {
         let existing = namespaces()?;
-        Ok(self.namespaces().iter().all(|ns| existing.iter().any(|e| e == ns)))
+        Ok(self
+            .namespaces()
+            .iter()
+            .all(|ns| existing.iter().any(|e| e == ns)))
     }
 
     /// Sets the number of combined channels on both relay interfaces and on their peers (veth
@@ -210,7 +242,12 @@ impl LabSpec {
             let (peer_ns, peer_if) = self.peer(side);
             let (relay_if, _) = self.relay_if(side);
             for (ns, ifname) in [(peer_ns, peer_if), (self.relay_ns.as_str(), relay_if)] {
-                run("ip", &["netns", "exec", ns, "ethtool", "-L", ifname, "rx", &n, "tx", &n])?;
+                run(
+                    "ip",
+                    &[
+                        "netns", "exec", ns, "ethtool", "-L", ifname, "rx", &n, "tx", &n,
+                    ],
+                )?;
             }
         }
         Ok(())

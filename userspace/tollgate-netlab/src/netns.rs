@@ -12,11 +12,17 @@ use crate::LabError;
 
 fn enter(ns: &str) -> Result<(), LabError> {
     let path = format!("/run/netns/{ns}");
-    let f = File::open(&path).map_err(|source| LabError::Netns { ns: ns.to_owned(), source })?;
+    let f = File::open(&path).map_err(|source| LabError::Netns {
+        ns: ns.to_owned(),
+        source,
+    })?;
     // SAFETY: plain syscall on a valid fd; affects only the current thread.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
     if rc != 0 {
-        return Err(LabError::Netns { ns: ns.to_owned(), source: std::io::Error::last_os_error() });
+        return Err(LabError::Netns {
+            ns: ns.to_owned(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -27,7 +33,9 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    spawn_in_netns(ns, f)?.join().map_err(|_| LabError::Panicked(ns.to_owned()))?
+    spawn_in_netns(ns, f)?
+        .join()
+        .map_err(|_| LabError::Panicked(ns.to_owned()))?
 }
 
 /// Starts `f` on a new thread inside namespace `ns`; join the handle for its result.
@@ -43,7 +51,10 @@ where
             enter(&ns)?;
             Ok(f())
         })
-        .map_err(|source| LabError::Spawn { cmd: "thread spawn".to_owned(), source })
+        .map_err(|source| LabError::Spawn {
+            cmd: "thread spawn".to_owned(),
+            source,
+        })
 }
 
 /// Whether the process runs as root (needed to create namespaces and attach XDP).
