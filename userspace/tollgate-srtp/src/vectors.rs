@@ -1,0 +1,378 @@
+//! Known-answer and behaviour tests of the contexts (RFC 3711 B.2/B.3 are in `crypto`).
+
+use crate::context::Keys;
+use crate::{Config, Context, Error, ErrorKind, Job, KeyMaterial, Op, Profile, process_batch};
+
+fn unhex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn session_ctx(profile: Profile, key: &str, salt: &str) -> Context {
+    let k = unhex(key);
+    let s = unhex(salt);
+    let rtp = Keys::from_session(profile, &k, &s, &[]);
+    let rtcp = Keys::from_session(profile, &k, &s, &[]);
+    Context::with_keys(profile, rtp, rtcp, Config::default()).unwrap()
+}
+
+const GCM_KEY_128: &str = "000102030405060708090a0b0c0d0e0f";
+const GCM_KEY_256: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const GCM_SALT: &str = "517569642070726f2071756f";
+const RFC7714_RTP: &str = "8040f17b 8041f8d3 5501a0b2 47616c6c 69612065 7374206f 6d6e6973
+                           20646976 69736120 696e2070 61727465 73207472 6573";
+const RFC7714_RTCP: &str = "81c8000d 4d617273 4e545031 4e545032 52545020 0000042a 0000e930
+                            4c756e61 deadbeef deadbeef deadbeef deadbeef deadbeef";
+
+fn round(ctx_tx: &mut Context, ctx_rx: &mut Context, plain: &[u8], expect: &[u8], rtcp: bool) {
+    let mut buf = vec![0u8; plain.len() + 64];
+    buf[..plain.len()].copy_from_slice(plain);
+    let n = if rtcp {
+        ctx_tx.protect_rtcp(&mut buf, plain.len()).unwrap()
+    } else {
+        ctx_tx.protect_rtp(&mut buf, plain.len()).unwrap()
+    };
+    assert_eq!(hexs(&buf[..n]), hexs(expect));
+    let m = if rtcp {
+        ctx_rx.unprotect_rtcp(&mut buf, n).unwrap()
+    } else {
+        ctx_rx.unprotect_rtp(&mut buf, n).unwrap()
+    };
+    assert_eq!(&buf[..m], plain);
+}
+
+fn hexs(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// RFC 7714 §16.1.1: AEAD_AES_128_GCM SRTP (session key and salt given, ROC 0).
+#[test]
+fn rfc7714_16_rtp_aes128_gcm() {
+    let p = Profile::AeadAes128Gcm;
+    let expect = unhex(
+        "8040f17b 8041f8d3 5501a0b2 f24de3a3 fb34de6c acba861c 9d7e4bca be633bd5 0d294e6f
+         42a5f47a 51c7d19b 36de3adf 8833899d 7f27beb1 6a9152cf 765ee439 0cce",
+    );
+    round(
+        &mut session_ctx(p, GCM_KEY_128, GCM_SALT),
+        &mut session_ctx(p, GCM_KEY_128, GCM_SALT),
+        &unhex(RFC7714_RTP),
+        &expect,
+        false,
+    );
+}
+
+/// RFC 7714 §17.1.1 and §17.2.1: SRTCP with index 0x5d4, 128- and 256-bit keys.
+#[test]
+fn rfc7714_17_rtcp_gcm() {
+    let cases = [
+        (
+            Profile::AeadAes128Gcm,
+            GCM_KEY_128,
+            "81c8000d 4d617273 63e94885 dcdab67c a727d766 2f6b7e99 7ff5c0f7 6c06f32d c676a5f1
+             730d6fda 4ce09b46 86303ded 0bb9275b c84aa458 96cf4d2f c5abf872 45d9eade 800005d4",
+        ),
+        (
+            Profile::AeadAes256Gcm,
+            GCM_KEY_256,
+            "81c8000d 4d617273 d50ae4d1 f5ce5d30 4ba297e4 7d470c28 2c3ece5d bffe0a50 a2eaa5c1
+             110555be 8415f658 c61de047 6f1b6fad 1d1eb30c 4446839f 57ff6f6c b26ac3be 800005d4",
+        ),
+    ];
+    for (p, key, expect) in cases {
+        let mut tx = session_ctx(p, key, GCM_SALT);
+        tx.set_rtcp_tx(0x4d61_7273, 0x5d3);
+        let mut rx = session_ctx(p, key, GCM_SALT);
+        round(&mut tx, &mut rx, &unhex(RFC7714_RTCP), &unhex(expect), true);
+    }
+}
+
+/// libsrtp's own known answer (test/srtp_driver.c, AES_CM_128_HMAC_SHA1_80 from the RFC 3711
+/// B.3 master key): covers KDF, AES-CM and HMAC together.
+#[test]
+fn libsrtp_driver_aes_cm_128_hmac_sha1_80() {
+    let key = unhex("e1f97a0d3e018be0d64fa32c06de4139");
+    let salt = unhex("0ec675ad498afeebb6960b3aabe6");
+    let km = KeyMaterial::new(Profile::Aes128CmHmacSha1_80, &key, &salt).unwrap();
+    let plain = unhex("800f1234decafbadcafebabeabababababababababababababababab");
+    let expect =
+        unhex("800f1234decafbadcafebabe4e55dc4ce79978d88ca4d215949d2402b78d6acc99ea179b8dbb");
+    round(
+        &mut Context::new(&km, Config::default()).unwrap(),
+        &mut Context::new(&km, Config::default()).unwrap(),
+        &plain,
+        &expect,
+        false,
+    );
+}
+
+fn km(p: Profile, seed: u8) -> KeyMaterial {
+    KeyMaterial::generate(p, |b| {
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = seed.wrapping_add(i as u8).wrapping_mul(31);
+        }
+    })
+}
+
+fn rtp(seq: u16, ssrc: u32, payload: usize) -> Vec<u8> {
+    let mut v = vec![0x80, 0x00];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&[0, 0, 0, 160]);
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    v.extend((0..payload).map(|i| i as u8));
+    v
+}
+
+#[test]
+fn refused_packets_leave_buffer_and_state_untouched() {
+    for p in Profile::ALL {
+        let k = km(p, 1);
+        let mut tx = Context::new(&k, Config::default()).unwrap();
+        let mut rx = Context::new(&k, Config::default()).unwrap();
+        let mut buf = vec![0u8; 300];
+        let pkt = rtp(10, 7, 160);
+        buf[..pkt.len()].copy_from_slice(&pkt);
+        let n = tx.protect_rtp(&mut buf, pkt.len()).unwrap();
+        let mut bad = buf.clone();
+        bad[20] ^= 1;
+        let before = bad.clone();
+        assert_eq!(rx.unprotect_rtp(&mut bad, n), Err(Error::AuthFailed), "{p}");
+        assert_eq!(bad, before, "{p}: refused packet modified");
+        assert_eq!(rx.stream_count(), 0, "{p}: unauthenticated SSRC admitted");
+        let m = rx.unprotect_rtp(&mut buf, n).unwrap();
+        assert_eq!(&buf[..m], &pkt[..]);
+        // Replays are refused.
+        let mut again = vec![0u8; 300];
+        again[..pkt.len()].copy_from_slice(&pkt);
+        let mut tx2 = Context::new(&k, Config::default()).unwrap();
+        let n = tx2.protect_rtp(&mut again, pkt.len()).unwrap();
+        assert_eq!(
+            rx.unprotect_rtp(&mut again, n).map_err(|e| e.kind()),
+            Err(ErrorKind::Replayed)
+        );
+        // Protecting the same sequence number twice is refused.
+        let mut b3 = vec![0u8; 300];
+        b3[..pkt.len()].copy_from_slice(&pkt);
+        assert_eq!(
+            tx2.protect_rtp(&mut b3, pkt.len()).map_err(|e| e.kind()),
+            Err(ErrorKind::Replayed)
+        );
+    }
+}
+
+#[test]
+fn stream_table_is_bounded() {
+    let k = km(Profile::Aes128CmHmacSha1_80, 2);
+    let cfg = Config {
+        max_streams: 2,
+        ..Config::default()
+    };
+    let mut tx = Context::new(&k, cfg).unwrap();
+    let mut buf = [0u8; 64];
+    for ssrc in 1..=2 {
+        let pkt = rtp(1, ssrc, 8);
+        buf[..pkt.len()].copy_from_slice(&pkt);
+        tx.protect_rtp(&mut buf, pkt.len()).unwrap();
+    }
+    let pkt = rtp(1, 3, 8);
+    buf[..pkt.len()].copy_from_slice(&pkt);
+    assert_eq!(
+        tx.protect_rtp(&mut buf, pkt.len()).map_err(|e| e.kind()),
+        Err(ErrorKind::TooManyStreams)
+    );
+    assert!(tx.remove_stream(1));
+    assert!(tx.protect_rtp(&mut buf, pkt.len()).is_ok());
+}
+
+#[test]
+fn config_and_mki_are_checked() {
+    let mut k = km(Profile::Aes128CmHmacSha1_80, 3);
+    let small = Config {
+        replay_window: 64,
+        ..Config::default()
+    };
+    assert_eq!(
+        Context::new(&k, small).map(|_| ()).map_err(|e| e.kind()),
+        Err(ErrorKind::BadConfig)
+    );
+    k.mki = Some((1, 4));
+    assert_eq!(
+        Context::new(&k, Config::default())
+            .map(|_| ())
+            .map_err(|e| e.kind()),
+        Err(ErrorKind::UnsupportedMki)
+    );
+}
+
+#[test]
+fn short_and_malformed_packets_are_refused() {
+    for p in Profile::ALL {
+        let k = km(p, 4);
+        let mut c = Context::new(&k, Config::default()).unwrap();
+        let mut buf = [0u8; 64];
+        for len in 0..40 {
+            let _ = c.unprotect_rtp(&mut buf, len);
+            let _ = c.unprotect_rtcp(&mut buf, len);
+        }
+        assert_eq!(
+            c.protect_rtp(&mut buf, 65).map_err(|e| e.kind()),
+            Err(ErrorKind::TooShort)
+        );
+        // Header extension longer than the packet.
+        let mut pkt = rtp(1, 9, 0);
+        pkt[0] |= 0x10;
+        pkt.extend_from_slice(&[0xbe, 0xde, 0x00, 0x05]);
+        buf[..pkt.len()].copy_from_slice(&pkt);
+        assert_eq!(
+            c.protect_rtp(&mut buf, pkt.len()).map_err(|e| e.kind()),
+            Err(ErrorKind::BadHeader)
+        );
+        // No tailroom.
+        let pkt = rtp(1, 9, 20);
+        let mut tight = pkt.clone();
+        assert_eq!(
+            c.protect_rtp(&mut tight, pkt.len()).map_err(|e| e.kind()),
+            Err(ErrorKind::NoTailroom)
+        );
+    }
+}
+
+#[test]
+fn rtcp_round_trip_and_first_index_is_one() {
+    for p in Profile::ALL {
+        let k = km(p, 5);
+        let mut tx = Context::new(&k, Config::default()).unwrap();
+        let mut rx = Context::new(&k, Config::default()).unwrap();
+        let pkt = unhex(RFC7714_RTCP);
+        let mut buf = vec![0u8; 200];
+        buf[..pkt.len()].copy_from_slice(&pkt);
+        let n = tx.protect_rtcp(&mut buf, pkt.len()).unwrap();
+        assert_eq!(n, pkt.len() + p.rtcp_trailer_len());
+        let at = if p.is_aead() { n - 4 } else { pkt.len() };
+        assert_eq!(&buf[at..at + 4], &[0x80, 0, 0, 1], "{p}");
+        let m = rx.unprotect_rtcp(&mut buf, n).unwrap();
+        assert_eq!(&buf[..m], &pkt[..]);
+        assert_eq!(
+            rx.unprotect_rtcp(&mut buf, n).map_err(|e| e.kind()),
+            Err(ErrorKind::Replayed)
+        );
+    }
+}
+
+#[test]
+fn batch_equals_single() {
+    for p in Profile::ALL {
+        let k = km(p, 6);
+        let mut single_tx = Context::new(&k, Config::default()).unwrap();
+        let mut single_rx = Context::new(&k, Config::default()).unwrap();
+        let mut ctxs = vec![
+            Context::new(&k, Config::default()).unwrap(),
+            Context::new(&k, Config::default()).unwrap(),
+        ];
+        let mut bufs: Vec<Vec<u8>> = Vec::new();
+        let mut lens = Vec::new();
+        let mut ops = Vec::new();
+        for i in 0..100u16 {
+            let seq = [0u16, 1, 5, 3, 3, 2, 900, 899, 40000][i as usize % 9].wrapping_add(i * 7);
+            let payload = [0usize, 1, 15, 16, 17, 160, 500][i as usize % 7];
+            let pkt = if i % 11 == 0 {
+                unhex(RFC7714_RTCP)
+            } else {
+                rtp(seq, 1 + u32::from(i % 3), payload)
+            };
+            let mut b = vec![0u8; pkt.len() + 32];
+            b[..pkt.len()].copy_from_slice(&pkt);
+            lens.push(pkt.len());
+            bufs.push(b);
+            ops.push(i % 11 == 0);
+        }
+        // Protect: single vs batch.
+        let mut single = bufs.clone();
+        let mut single_res = Vec::new();
+        for (i, b) in single.iter_mut().enumerate() {
+            single_res.push(if ops[i] {
+                single_tx.protect_rtcp(b, lens[i])
+            } else {
+                single_tx.protect_rtp(b, lens[i])
+            });
+        }
+        let mut batch = bufs.clone();
+        let mut jobs: Vec<Job<'_>> = batch
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| {
+                let op = if ops[i] {
+                    Op::ProtectRtcp
+                } else {
+                    Op::ProtectRtp
+                };
+                Job::new(0, op, b, lens[i])
+            })
+            .collect();
+        process_batch(&mut ctxs[..], &mut jobs);
+        let batch_res: Vec<_> = jobs.iter().map(|j| j.result).collect();
+        drop(jobs);
+        assert_eq!(batch_res, single_res, "{p}");
+        assert_eq!(batch, single, "{p}");
+        // Unprotect the protected packets: single vs batch (context 1), plus a bad id.
+        let mut single_out = single.clone();
+        let mut unres = Vec::new();
+        for (i, b) in single_out.iter_mut().enumerate() {
+            let Ok(n) = single_res[i] else {
+                unres.push(None);
+                continue;
+            };
+            unres.push(Some(if ops[i] {
+                single_rx.unprotect_rtcp(b, n)
+            } else {
+                single_rx.unprotect_rtp(b, n)
+            }));
+        }
+        let mut batch_out = single.clone();
+        let mut jobs: Vec<Job<'_>> = Vec::new();
+        let mut which = Vec::new();
+        for (i, b) in batch_out.iter_mut().enumerate() {
+            if let Ok(n) = single_res[i] {
+                let op = if ops[i] {
+                    Op::UnprotectRtcp
+                } else {
+                    Op::UnprotectRtp
+                };
+                jobs.push(Job::new(1, op, b, n));
+                which.push(i);
+            }
+        }
+        let mut extra = [0u8; 4];
+        jobs.push(Job::new(7, Op::UnprotectRtp, &mut extra, 4));
+        process_batch(&mut ctxs, &mut jobs);
+        let last = jobs.pop().unwrap();
+        assert_eq!(last.result.map_err(|e| e.kind()), Err(ErrorKind::NoContext));
+        for (j, &i) in jobs.iter().zip(&which) {
+            assert_eq!(Some(j.result), unres[i], "{p} job {i}");
+        }
+        drop(jobs);
+        assert_eq!(batch_out, single_out, "{p}");
+    }
+}
+
+#[test]
+fn lifetime_is_enforced() {
+    let mut k = km(Profile::Aes128CmHmacSha1_80, 8);
+    k.lifetime = Some(3);
+    let mut tx = Context::new(&k, Config::default()).unwrap();
+    let mut buf = [0u8; 64];
+    for seq in 0..3 {
+        let pkt = rtp(seq, 1, 4);
+        buf[..pkt.len()].copy_from_slice(&pkt);
+        tx.protect_rtp(&mut buf, pkt.len()).unwrap();
+    }
+    let pkt = rtp(3, 1, 4);
+    buf[..pkt.len()].copy_from_slice(&pkt);
+    assert_eq!(
+        tx.protect_rtp(&mut buf, pkt.len()).map_err(|e| e.kind()),
+        Err(ErrorKind::KeyExhausted)
+    );
+}
