@@ -1,5 +1,24 @@
 //! Tollgate's media data plane.
 //!
-//! * [`xdp`]: loads the XDP steering program onto a NIC (native mode, falling back to skb mode),
-//!   reads its counters and detaches it on drop.
+//! * [`dataplane`]: the control plane's one API: start, install/update/remove flows, counters,
+//!   events, next-hop upkeep, shutdown.
+//! * [`xdp`]: loads the XDP steering program onto a NIC and programs its maps.
+//! * [`afxdp`]: AF_XDP sockets and rings with a UMEM shared across both NICs.
+//! * [`xsk_worker`]: the per-core AF_XDP relay loop.
+//! * [`socket_worker`]: the same relay over UDP sockets (recvmmsg/sendmmsg).
+//! * [`worker`]: control messages, events and statistics shared by both kinds of worker.
+//! * [`neigh`]: next-hop MAC resolution over rtnetlink.
+//! * [`sys`]: clocks, eventfd, interface MAC and channel ioctls.
+
+pub mod afxdp;
+pub mod dataplane;
+pub mod neigh;
+pub mod socket_worker;
+pub mod sys;
+pub mod worker;
 pub mod xdp;
+pub mod xsk_worker;
+
+pub use dataplane::{
+    DataPath, Dataplane, DataplaneConfig, DataplaneError, DataplaneStats, XdpSettings,
+};

@@ -1,9 +1,11 @@
 //! The XDP program really runs: attached to the relay's external veth in a lab, its UDP counter
 //! moves by exactly the number of datagrams the gateway sends.
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
 use std::net::{SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
+use tollgate_common::counter;
 use tollgate_dataplane::xdp::{ModeRequest, XdpProgram};
 use tollgate_netlab::{LabSpec, in_netns, skip_unless_root, spawn_in_netns};
 
@@ -16,7 +18,7 @@ fn send_and_count(request: ModeRequest) {
     let prog = in_netns(&lab.relay_ns, move || XdpProgram::attach(&ext_if, request))
         .unwrap()
         .expect("attach XDP");
-    eprintln!("attached in {} mode", prog.mode());
+    eprintln!("attached in {} mode", prog.mode().unwrap());
     let before = prog.counters().unwrap();
 
     const N: u64 = 1000;
@@ -53,15 +55,20 @@ fn send_and_count(request: ModeRequest) {
     );
     let after = prog.counters().unwrap();
     assert_eq!(
-        after.udp4 - before.udp4,
+        after.get(counter::UDP4) - before.get(counter::UDP4),
         N,
         "UDP/IPv4 counter must move by exactly {N}"
     );
-    assert!(after.rx - before.rx >= N);
-    assert_eq!(after.drop_malformed, 0);
+    assert!(after.get(counter::RX) - before.get(counter::RX) >= N);
+    assert_eq!(after.get(counter::DROP_MALFORMED), 0);
+    assert_eq!(
+        after.get(counter::REDIRECT),
+        0,
+        "no flows installed: nothing is redirected"
+    );
     eprintln!(
         "XDP counter test: sent {N}, counted {}, delivered {got}",
-        after.udp4 - before.udp4
+        after.get(counter::UDP4) - before.get(counter::UDP4)
     );
 }
 

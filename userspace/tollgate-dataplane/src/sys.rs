@@ -1,0 +1,183 @@
+//! Small OS helpers: the monotonic clock, eventfd wakers, thread CPU time, interface facts
+//! (index, MAC, channel count via the ethtool ioctl).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock `bpf_ktime_get_ns` uses). A vDSO call, not a
+/// syscall; workers read it once per batch.
+#[inline]
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// CPU time consumed by the calling thread, in nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// An eventfd used to wake an idle worker when the control plane sends it a message.
+#[derive(Debug)]
+pub struct Waker(OwnedFd);
+
+impl Waker {
+    /// A new non-blocking eventfd.
+    pub fn new() -> io::Result<Waker> {
+        // SAFETY: plain eventfd(2).
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fresh fd we own.
+        Ok(Waker(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Wakes the waiter.
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: 8-byte write to our eventfd.
+        unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Clears pending wakeups.
+    pub fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: 8-byte read from our eventfd (non-blocking).
+        unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+
+    /// The fd, for poll/epoll.
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Interface index of `name` in the calling thread's network namespace.
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    let c =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: valid C string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(i)
+}
+
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    // SAFETY: zeroed POD.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let b = name.as_bytes();
+    if b.len() >= req.ifr_name.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    Ok(req)
+}
+
+fn ctl_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The MAC address of interface `name`.
+pub fn mac_of(name: &str) -> io::Result<[u8; 6]> {
+    let mut req = ifreq(name)?;
+    let s = ctl_socket()?;
+    // SAFETY: SIOCGIFHWADDR with a valid ifreq.
+    if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled ifru_hwaddr.
+    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *d = *s as u8;
+    }
+    Ok(mac)
+}
+
+/// `struct ethtool_channels` (linux/ethtool.h).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Channels {
+    cmd: u32,
+    /// Maximum RX-only channels.
+    pub max_rx: u32,
+    /// Maximum TX-only channels.
+    pub max_tx: u32,
+    /// Maximum other channels.
+    pub max_other: u32,
+    /// Maximum combined channels.
+    pub max_combined: u32,
+    /// RX-only channels.
+    pub rx: u32,
+    /// TX-only channels.
+    pub tx: u32,
+    /// Other channels.
+    pub other: u32,
+    /// Combined channels.
+    pub combined: u32,
+}
+
+impl Channels {
+    /// Receive queues in use (combined channels, or RX channels for drivers like veth).
+    pub fn rx_queues(&self) -> u32 {
+        self.combined.max(self.rx)
+    }
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const ETHTOOL_SCHANNELS: u32 = 0x3d;
+
+fn ethtool(name: &str, ch: &mut Channels) -> io::Result<()> {
+    let mut req = ifreq(name)?;
+    req.ifr_ifru.ifru_data = (ch as *mut Channels).cast();
+    let s = ctl_socket()?;
+    // SAFETY: SIOCETHTOOL with a valid ifreq pointing at a live ethtool_channels.
+    if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCETHTOOL, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads the channel configuration of `name`.
+pub fn channels(name: &str) -> io::Result<Channels> {
+    let mut ch = Channels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Channels::default()
+    };
+    ethtool(name, &mut ch)?;
+    Ok(ch)
+}
+
+/// Sets the number of receive queues of `name` to `n` (combined channels where the driver has
+/// them, else RX and TX channels, as veth does).
+pub fn set_rx_queues(name: &str, n: u32) -> io::Result<()> {
+    let mut ch = channels(name)?;
+    ch.cmd = ETHTOOL_SCHANNELS;
+    if ch.max_combined > 0 {
+        ch.combined = n;
+    } else {
+        ch.rx = n;
+        ch.tx = n.min(ch.max_tx.max(1));
+    }
+    ethtool(name, &mut ch)
+}

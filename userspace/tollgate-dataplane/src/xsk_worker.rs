@@ -1,0 +1,251 @@
+//! The AF_XDP worker: one per core, owning queue `q` of both NICs through two sockets that
+//! share one UMEM, so a frame received on one NIC is transmitted on the other without a copy.
+//!
+//! Per batch: receive, relay each frame in place (SRTP transform, then a new Ethernet/IP/UDP
+//! header written into the headroom in front of the payload), queue it on the other NIC's TX
+//! ring, kick TX once, reap completions, refill the fill rings. No allocation, lock, log line or
+//! syscall per packet; syscalls are the TX kick per batch and `poll` when idle.
+
+use std::sync::atomic::Ordering;
+
+use tollgate_relay::frame::{self, FrameError};
+use tollgate_relay::{DropReason, FlowTable};
+
+use crate::afxdp::{Umem, XskSocket};
+use crate::sys::{monotonic_ns, thread_cpu_ns};
+use crate::worker::{WorkerCtx, add};
+
+/// Receive batch size per socket per iteration.
+const BATCH: u32 = 64;
+/// Empty iterations before the worker sleeps in `poll`.
+const SPIN_BEFORE_SLEEP: u32 = 256;
+/// Longest sleep in `poll` (also bounds how late a stop request is seen).
+const POLL_MS: i32 = 50;
+
+/// A worker's AF_XDP resources.
+#[derive(Debug)]
+pub struct XskPair {
+    /// Frame memory shared by both sockets.
+    pub umem: Umem,
+    /// Gateway-side socket (owns the UMEM registration).
+    pub ext: XskSocket,
+    /// Internal-side socket (shares the UMEM).
+    pub int: XskSocket,
+}
+
+/// Runs the worker until `ctx.stop` is set.
+pub fn run(ctx: WorkerCtx, mut io: XskPair) {
+    let mut table = FlowTable::new(ctx.srtp);
+    let frame_size = u64::from(io.umem.frame_size());
+    let mut free: Vec<u64> = io.umem.frame_addrs().collect();
+    io.ext.fill(&mut free);
+    io.int.fill(&mut free);
+    let mut idle = 0u32;
+    let mut loops = 0u64;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let now = monotonic_ns();
+        while let Ok(msg) = ctx.rx.try_recv() {
+            // AF_XDP flows carry no sockets.
+            let _ = ctx.apply(&mut table, msg, now);
+        }
+        let mut work = relay_batch(
+            &ctx,
+            &mut table,
+            &mut io.umem,
+            &mut io.ext,
+            &mut io.int,
+            &mut free,
+            frame_size,
+            now,
+        );
+        work += relay_batch(
+            &ctx,
+            &mut table,
+            &mut io.umem,
+            &mut io.int,
+            &mut io.ext,
+            &mut free,
+            frame_size,
+            now,
+        );
+        io.ext.reap_completions(&mut free);
+        io.int.reap_completions(&mut free);
+        // Keep both fill rings stocked; alternate who goes first so neither starves.
+        if loops & 1 == 0 {
+            io.ext.fill(&mut free);
+            io.int.fill(&mut free);
+        } else {
+            io.int.fill(&mut free);
+            io.ext.fill(&mut free);
+        }
+        for s in [&io.ext, &io.int] {
+            if s.fill_needs_wakeup() && work > 0 {
+                s.wake_rx();
+            }
+        }
+        loops += 1;
+        if work > 0 {
+            idle = 0;
+            add(&ctx.stats.busy_ns, monotonic_ns().saturating_sub(now));
+        } else {
+            idle += 1;
+            if idle >= SPIN_BEFORE_SLEEP {
+                // Retry TX left over from EAGAIN before sleeping, then wait for rx or a message.
+                io.ext.tx_submit();
+                io.int.tx_submit();
+                sleep(&ctx, &io);
+                idle = 0;
+            }
+        }
+        if loops.is_multiple_of(1024) {
+            ctx.stats.loops.store(loops, Ordering::Relaxed);
+            ctx.stats.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
+        }
+    }
+    ctx.stats.loops.store(loops, Ordering::Relaxed);
+    ctx.stats.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
+}
+
+fn sleep(ctx: &WorkerCtx, io: &XskPair) {
+    let mut fds = [
+        libc::pollfd {
+            fd: io.ext.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: io.int.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: ctx.waker.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: valid pollfd array.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_MS) };
+    if fds[2].revents != 0 {
+        ctx.waker.drain();
+    }
+}
+
+/// Relays up to one batch from `rx` to `tx`; returns the number of frames received.
+#[allow(clippy::too_many_arguments)] // reason: the worker's disjoint borrows, passed apart.
+#[inline]
+fn relay_batch(
+    ctx: &WorkerCtx,
+    table: &mut FlowTable,
+    umem: &mut crate::afxdp::Umem,
+    rx: &mut XskSocket,
+    tx: &mut XskSocket,
+    free: &mut Vec<u64>,
+    frame_size: u64,
+    now: u64,
+) -> u32 {
+    let n = rx.rx_available().min(BATCH);
+    if n == 0 {
+        return 0;
+    }
+    let mut tx_room = tx.tx_free();
+    let mut sent = 0u32;
+    let mut dropped = 0u64;
+    for i in 0..n {
+        let (addr, len) = rx.rx_desc(i);
+        let base = addr - addr % frame_size;
+        match relay_frame(ctx, table, umem, addr, len as usize, now) {
+            Some((out_off, out_len, r)) => {
+                if tx_room == 0 {
+                    table.dropped(&r, DropReason::TxFull);
+                    free.push(base);
+                    dropped += 1;
+                    continue;
+                }
+                tx.tx_push(base + out_off as u64, out_len as u32);
+                tx_room -= 1;
+                sent += 1;
+                table.sent(&r, now);
+            }
+            None => {
+                free.push(base);
+                dropped += 1;
+            }
+        }
+    }
+    rx.rx_release(n);
+    if sent > 0 {
+        tx.tx_submit();
+    }
+    add(&ctx.stats.rx, u64::from(n));
+    add(&ctx.stats.tx, u64::from(sent));
+    add(&ctx.stats.dropped, dropped);
+    n
+}
+
+/// Relays one received frame in place. Returns the offset (within the frame's chunk) and length
+/// of the frame to transmit, or `None` if it was dropped (and counted).
+#[inline]
+fn relay_frame(
+    ctx: &WorkerCtx,
+    table: &mut FlowTable,
+    umem: &mut crate::afxdp::Umem,
+    addr: u64,
+    len: usize,
+    now: u64,
+) -> Option<(usize, usize, tollgate_relay::Relayed)> {
+    let (chunk, off) = umem.frame_mut(addr)?;
+    let parsed = match chunk.get(off..off + len).map(frame::parse) {
+        Some(Ok(p)) => p,
+        Some(Err(
+            FrameError::Fragment
+            | FrameError::NotUdp
+            | FrameError::Truncated
+            | FrameError::BadLength,
+        ))
+        | None => {
+            add(&ctx.stats.malformed, 1);
+            return None;
+        }
+    };
+    let payload_at = off + parsed.payload_off;
+    let r = match table.relay(
+        parsed.dst,
+        parsed.src,
+        Some(parsed.src_mac),
+        chunk.get_mut(payload_at..)?,
+        parsed.payload_len,
+        now,
+        true,
+    ) {
+        Ok(r) => r,
+        Err(DropReason::NoFlow) => {
+            add(&ctx.stats.no_flow, 1);
+            return None;
+        }
+        Err(_) => return None,
+    };
+    if let Some(e) = r.event {
+        ctx.emit(e);
+    }
+    if !r.l2_resolved {
+        table.dropped(&r, DropReason::NoNextHop);
+        return None;
+    }
+    let hlen = r.header.len();
+    if payload_at < hlen {
+        table.dropped(&r, DropReason::NoRoom);
+        return None;
+    }
+    let (head, payload) = chunk.split_at_mut(payload_at);
+    let start = payload_at - hlen;
+    let payload = payload.get(..r.len)?;
+    if r.header
+        .write(&mut head[start..], payload, parsed.tos)
+        .is_none()
+    {
+        table.dropped(&r, DropReason::NoRoom);
+        return None;
+    }
+    Some((start, hlen + r.len, r))
+}

@@ -1,0 +1,49 @@
+//! Helpers shared by the lab tests: RTP packets, UDP endpoints inside namespaces.
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+#![allow(dead_code)] // reason: each test binary uses a different subset.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+/// An RTP packet: version 2, PT 0 (PCMU), `seq`, `ts`, `ssrc`, 160 bytes of payload that
+/// encode `seq` so loss and reordering are visible.
+pub fn rtp(seq: u16, ssrc: u32, plen: usize) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..plen).map(|i| (seq as usize * 31 + i) as u8));
+    p
+}
+
+/// An RTCP sender report (PT 200) from `ssrc`.
+pub fn rtcp_sr(ssrc: u32, n: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 200, 0, 6];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0; 8]); // NTP
+    p.extend_from_slice(&(n * 160).to_be_bytes());
+    p.extend_from_slice(&n.to_be_bytes());
+    p.extend_from_slice(&(n * 172).to_be_bytes());
+    p
+}
+
+/// Binds a UDP socket with a receive timeout.
+pub fn udp(addr: SocketAddr) -> UdpSocket {
+    let s = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    s
+}
+
+/// Receives until `n` datagrams or a timeout; returns (payload, source) pairs.
+pub fn recv_n(s: &UdpSocket, n: usize) -> Vec<(Vec<u8>, SocketAddr)> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    while out.len() < n {
+        match s.recv_from(&mut buf) {
+            Ok((len, from)) => out.push((buf[..len].to_vec(), from)),
+            Err(_) => break,
+        }
+    }
+    out
+}

@@ -1,0 +1,141 @@
+//! The data plane relays media between the lab's namespaces, on both paths.
+//!
+//! `gw` sends to the relay's gateway-side address, `int` receives from the relay's internal
+//! address (and the reverse). The relay runs in `relay` with the XDP program and AF_XDP workers,
+//! or with the socket path.
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{recv_n, rtp, udp};
+use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
+use tollgate_netlab::{LabSpec, in_netns, skip_unless_root, spawn_in_netns};
+use tollgate_relay::{LegSpec, MediaFlowSpec, TransformSpec};
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn leg(local: &str, remote: &str) -> LegSpec {
+    LegSpec {
+        local_rtp: sa(local),
+        local_rtcp: None,
+        remote_rtp: Some(sa(remote)),
+        remote_rtcp: None,
+        learn_window_ns: 0,
+        nic_mac: [0; 6],
+        vlan: None,
+        next_hop_mac: None,
+    }
+}
+
+fn forward_flow(
+    id: u64,
+    ext_port: u16,
+    int_port: u16,
+    gw_port: u16,
+    int_peer_port: u16,
+) -> MediaFlowSpec {
+    MediaFlowSpec {
+        id,
+        ext: leg(
+            &format!("10.201.1.1:{ext_port}"),
+            &format!("10.201.1.2:{gw_port}"),
+        ),
+        int: leg(
+            &format!("10.201.2.1:{int_port}"),
+            &format!("10.201.2.2:{int_peer_port}"),
+        ),
+        ext_to_int: TransformSpec::Forward,
+        int_to_ext: TransformSpec::Forward,
+    }
+}
+
+fn forward_both_ways(path_of: impl Fn(&LabSpec) -> DataPath + Send + 'static) {
+    let lab = LabSpec::unique("rl").up_guarded().expect("lab up");
+    let spec = lab.spec().clone();
+    in_netns(&lab.relay_ns, move || {
+        let mut dp = Dataplane::start(DataplaneConfig::new(path_of(&spec), 1)).expect("start");
+        dp.install(forward_flow(1, 30000, 30002, 40000, 50000))
+            .expect("install");
+        std::thread::sleep(Duration::from_millis(50));
+
+        let rx_int = spawn_in_netns(&spec.int_ns, || {
+            let s = udp(sa("10.201.2.2:50000"));
+            recv_n(&s, 200)
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        in_netns(&spec.gw_ns, || {
+            let s = udp(sa("10.201.1.2:40000"));
+            for seq in 0..200u16 {
+                s.send_to(&rtp(seq, 0x1111, 160), sa("10.201.1.1:30000"))
+                    .unwrap();
+                if seq % 50 == 49 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        })
+        .unwrap();
+        let got = rx_int.join().unwrap().unwrap();
+        assert_eq!(got.len(), 200, "every packet relayed gw -> int");
+        for (i, (p, from)) in got.iter().enumerate() {
+            assert_eq!(
+                *from,
+                sa("10.201.2.1:30002"),
+                "sent from the relay's int port"
+            );
+            assert_eq!(
+                p,
+                &rtp(i as u16, 0x1111, 160),
+                "payload intact and in order"
+            );
+        }
+
+        let rx_gw = spawn_in_netns(&spec.gw_ns, || {
+            let s = udp(sa("10.201.1.2:40000"));
+            recv_n(&s, 100)
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        in_netns(&spec.int_ns, || {
+            let s = udp(sa("10.201.2.2:50000"));
+            for seq in 0..100u16 {
+                s.send_to(&rtp(seq, 0x2222, 160), sa("10.201.2.1:30002"))
+                    .unwrap();
+            }
+        })
+        .unwrap();
+        let got = rx_gw.join().unwrap().unwrap();
+        assert_eq!(got.len(), 100, "every packet relayed int -> gw");
+        assert!(got.iter().all(|(_, f)| *f == sa("10.201.1.1:30000")));
+
+        let c = dp.counters(1).unwrap();
+        assert_eq!(c[0].packets, 200);
+        assert_eq!(c[1].packets, 100);
+        dp.remove(1).unwrap();
+        let stats = dp.stats();
+        eprintln!("stats: {stats:?}");
+        dp.shutdown();
+    })
+    .unwrap();
+}
+
+#[test]
+fn xdp_path_forwards_both_ways() {
+    if skip_unless_root("xdp_path_forwards_both_ways") {
+        return;
+    }
+    forward_both_ways(|l| DataPath::Xdp(XdpSettings::new(&l.ext_if, &l.int_if)));
+}
+
+#[test]
+fn socket_path_forwards_both_ways() {
+    if skip_unless_root("socket_path_forwards_both_ways") {
+        return;
+    }
+    forward_both_ways(|_| DataPath::Socket);
+}

@@ -1,0 +1,319 @@
+//! What the control plane asks the data plane to relay: one media stream (one SDP m-line)
+//! between a gateway-side leg and an internal-side leg, and the counters it can read back.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tollgate_srtp::KeyMaterial;
+
+use crate::frame::Mac;
+
+/// Which side of the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Side {
+    /// Gateway (untrusted) NIC.
+    Ext = 0,
+    /// Internal (trusted) NIC.
+    Int = 1,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Ext => Side::Int,
+            Side::Int => Side::Ext,
+        }
+    }
+
+    /// 0 for Ext, 1 for Int.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// "ext" or "int".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Ext => "ext",
+            Side::Int => "int",
+        }
+    }
+}
+
+/// What happens to packets arriving on one side before they leave on the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransformSpec {
+    /// Relay unchanged (RTP to RTP, or SRTP passed through end to end).
+    Forward,
+    /// SRTP/SRTCP-protect with this key (plain RTP in, SRTP out).
+    Protect(KeyMaterial),
+    /// SRTP/SRTCP-unprotect with this key (SRTP in, plain RTP out).
+    Unprotect(KeyMaterial),
+}
+
+/// One leg (one side) of a media stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegSpec {
+    /// The relay's RTP address and port on this side.
+    pub local_rtp: SocketAddr,
+    /// The relay's RTCP address and port; `None` for rtcp-mux (RTCP on `local_rtp`).
+    pub local_rtcp: Option<SocketAddr>,
+    /// The peer's RTP address (from SDP), if known.
+    pub remote_rtp: Option<SocketAddr>,
+    /// The peer's RTCP address; `None` means `remote_rtp` if mux, else RTP port + 1.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// The peer may send from another address than SDP said (NAT): the first source seen within
+    /// this many nanoseconds of installation is learned, once. 0 disables learning.
+    pub learn_window_ns: u64,
+    /// Our MAC on this side's NIC (XDP path; ignored by the socket path).
+    pub nic_mac: Mac,
+    /// VLAN of this side's NIC, if tagged.
+    pub vlan: Option<u16>,
+    /// The next hop's MAC toward `remote_rtp`, if resolved (XDP path).
+    pub next_hop_mac: Option<Mac>,
+}
+
+impl LegSpec {
+    /// Whether RTCP is multiplexed on the RTP port.
+    pub fn mux(&self) -> bool {
+        self.local_rtcp.is_none()
+    }
+
+    /// The peer's RTCP address, derived as RFC 3605/5761 say when not explicit.
+    pub fn remote_rtcp_addr(&self) -> Option<SocketAddr> {
+        if let Some(a) = self.remote_rtcp {
+            return Some(a);
+        }
+        let rtp = self.remote_rtp?;
+        if self.mux() {
+            return Some(rtp);
+        }
+        let mut a = rtp;
+        a.set_port(rtp.port().checked_add(1)?);
+        Some(a)
+    }
+}
+
+/// One media stream: both legs and the transform in each direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFlowSpec {
+    /// Control-plane identifier, unique among installed flows.
+    pub id: u64,
+    /// Gateway-side leg.
+    pub ext: LegSpec,
+    /// Internal-side leg.
+    pub int: LegSpec,
+    /// Applied to packets from the gateway, before they go to the internal side.
+    pub ext_to_int: TransformSpec,
+    /// Applied to packets from the internal side, before they go to the gateway.
+    pub int_to_ext: TransformSpec,
+}
+
+impl MediaFlowSpec {
+    /// The leg on `side`.
+    pub fn leg(&self, side: Side) -> &LegSpec {
+        match side {
+            Side::Ext => &self.ext,
+            Side::Int => &self.int,
+        }
+    }
+
+    /// The transform for packets arriving on `side`.
+    pub fn transform(&self, side: Side) -> &TransformSpec {
+        match side {
+            Side::Ext => &self.ext_to_int,
+            Side::Int => &self.int_to_ext,
+        }
+    }
+
+    /// Every local (relay) port this flow occupies, with its side.
+    pub fn local_ports(&self) -> impl Iterator<Item = (Side, SocketAddr)> + '_ {
+        [Side::Ext, Side::Int].into_iter().flat_map(move |s| {
+            let l = self.leg(s);
+            std::iter::once((s, l.local_rtp)).chain(l.local_rtcp.map(|a| (s, a)))
+        })
+    }
+}
+
+/// Why a packet was not relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Not a well-formed Ethernet/IP/UDP frame.
+    Malformed = 0,
+    /// No flow on this port (raced with removal).
+    NoFlow,
+    /// Source address not the expected one (socket path; XDP drops these before us).
+    Source,
+    /// The egress peer's address is not known yet.
+    NoRemote,
+    /// The next hop's MAC is not resolved (XDP path).
+    NoNextHop,
+    /// Too short to be RTP/RTCP.
+    NotRtp,
+    /// SRTP/SRTCP authentication failed.
+    AuthFailed,
+    /// Replayed packet.
+    Replayed,
+    /// Too old for the replay window.
+    TooOld,
+    /// Any other SRTP refusal (too many SSRCs, header, tailroom…).
+    SrtpOther,
+    /// No room in the frame for the egress header or tag.
+    NoRoom,
+    /// The TX ring was full.
+    TxFull,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 12;
+
+    /// Every reason, in index order.
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::Malformed,
+        DropReason::NoFlow,
+        DropReason::Source,
+        DropReason::NoRemote,
+        DropReason::NoNextHop,
+        DropReason::NotRtp,
+        DropReason::AuthFailed,
+        DropReason::Replayed,
+        DropReason::TooOld,
+        DropReason::SrtpOther,
+        DropReason::NoRoom,
+        DropReason::TxFull,
+    ];
+
+    /// Label for metrics and CDRs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::NoFlow => "no_flow",
+            DropReason::Source => "source",
+            DropReason::NoRemote => "no_remote",
+            DropReason::NoNextHop => "no_next_hop",
+            DropReason::NotRtp => "not_rtp",
+            DropReason::AuthFailed => "auth_failed",
+            DropReason::Replayed => "replayed",
+            DropReason::TooOld => "too_old",
+            DropReason::SrtpOther => "srtp_other",
+            DropReason::NoRoom => "no_room",
+            DropReason::TxFull => "tx_full",
+        }
+    }
+
+    /// Maps an SRTP refusal to a drop reason.
+    pub fn from_srtp(kind: tollgate_srtp::ErrorKind) -> DropReason {
+        use tollgate_srtp::ErrorKind as K;
+        match kind {
+            K::AuthFailed => DropReason::AuthFailed,
+            K::Replayed => DropReason::Replayed,
+            K::TooOld => DropReason::TooOld,
+            K::TooShort => DropReason::NotRtp,
+            _ => DropReason::SrtpOther,
+        }
+    }
+}
+
+/// Counters for packets arriving on one side of one flow. Written by exactly one worker
+/// (plain relaxed load+store, no read-modify-write), read by the control plane at any time.
+#[derive(Debug, Default)]
+pub struct SideCounters {
+    /// Packets relayed.
+    pub packets: AtomicU64,
+    /// Payload bytes relayed (after the transform).
+    pub bytes: AtomicU64,
+    /// RTCP packets among `packets`.
+    pub rtcp: AtomicU64,
+    /// Drops by [`DropReason`] index.
+    pub drops: [AtomicU64; DropReason::COUNT],
+    /// CLOCK_MONOTONIC ns of the last packet relayed (0 = never).
+    pub last_seen_ns: AtomicU64,
+}
+
+/// A plain snapshot of [`SideCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SideSnapshot {
+    /// Packets relayed.
+    pub packets: u64,
+    /// Bytes relayed.
+    pub bytes: u64,
+    /// RTCP packets relayed.
+    pub rtcp: u64,
+    /// Drops by reason.
+    pub drops: [u64; DropReason::COUNT],
+    /// Last packet time (CLOCK_MONOTONIC ns), 0 if none.
+    pub last_seen_ns: u64,
+}
+
+impl SideSnapshot {
+    /// Total drops.
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Drops for one reason.
+    pub fn drop(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+
+    /// Adds another worker's snapshot of the same flow side.
+    pub fn merge(&mut self, o: &SideSnapshot) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.rtcp += o.rtcp;
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+        self.last_seen_ns = self.last_seen_ns.max(o.last_seen_ns);
+    }
+}
+
+#[inline]
+fn bump(c: &AtomicU64, by: u64) {
+    c.store(
+        c.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+impl SideCounters {
+    #[inline]
+    pub(crate) fn relayed(&self, bytes: usize, rtcp: bool, now_ns: u64) {
+        bump(&self.packets, 1);
+        bump(&self.bytes, bytes as u64);
+        if rtcp {
+            bump(&self.rtcp, 1);
+        }
+        self.last_seen_ns.store(now_ns, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn dropped(&self, r: DropReason) {
+        bump(&self.drops[r as usize], 1);
+    }
+
+    /// A consistent-enough snapshot (each field read once).
+    pub fn snapshot(&self) -> SideSnapshot {
+        let mut drops = [0; DropReason::COUNT];
+        for (d, c) in drops.iter_mut().zip(self.drops.iter()) {
+            *d = c.load(Ordering::Relaxed);
+        }
+        SideSnapshot {
+            packets: self.packets.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            rtcp: self.rtcp.load(Ordering::Relaxed),
+            drops,
+            last_seen_ns: self.last_seen_ns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counters of one flow in one worker: index by the side packets arrive on.
+#[derive(Debug, Default)]
+pub struct FlowCounters {
+    /// `[ext, int]`.
+    pub sides: [SideCounters; 2],
+}
