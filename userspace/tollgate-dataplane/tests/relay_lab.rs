@@ -3,7 +3,10 @@
 //! `gw` sends to the relay's gateway-side address, `int` receives from the relay's internal
 //! address (and the reverse). The relay runs in `relay` with the XDP program and AF_XDP workers,
 //! or with the socket path.
-#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod common;
 

@@ -1,6 +1,9 @@
 //! The XDP program really runs: attached to the relay's external veth in a lab, its UDP counter
 //! moves by exactly the number of datagrams the gateway sends.
-#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::net::{SocketAddrV4, UdpSocket};
 use std::time::Duration;

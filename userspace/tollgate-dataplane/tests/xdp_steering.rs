@@ -1,7 +1,10 @@
 //! The XDP program's steering decisions, checked with BPF_PROG_TEST_RUN on hand-built frames:
 //! miss passes, wrong source drops and counts, learning latches once, a hit without a socket is
 //! dropped and counted, VLAN and IPv6 are parsed, truncated frames are dropped.
-#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::net::SocketAddr;
 

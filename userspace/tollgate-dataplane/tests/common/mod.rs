@@ -1,5 +1,8 @@
 //! Helpers shared by the lab tests: RTP packets, UDP endpoints inside namespaces.
-#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 #![allow(dead_code)] // reason: each test binary uses a different subset.
 
 use std::net::{SocketAddr, UdpSocket};
