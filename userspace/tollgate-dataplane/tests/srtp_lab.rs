@@ -60,7 +60,7 @@ struct FlowPlan {
 fn plan(i: u16) -> FlowPlan {
     FlowPlan {
         id: u64::from(i) + 1,
-        mux: i % 2 == 0,
+        mux: i.is_multiple_of(2),
         ext_local: sa(&format!("10.201.1.1:{}", 30000 + 4 * i)),
         int_local: sa(&format!("10.201.2.1:{}", 32000 + 4 * i)),
         gw: sa(&format!("10.201.1.2:{}", 40000 + 4 * i)),
@@ -216,31 +216,29 @@ fn run(xdp: bool, flows: u16, workers: usize) -> Output {
         );
 
         // Not a relay port: the kernel gets it. SIP over TCP still works.
-        in_netns(&l.gw_ns, || {
+        let client = spawn_in_netns(&l.gw_ns, || {
             let s = UdpSocket::bind(sa("10.201.1.2:0")).unwrap();
             s.send_to(b"to the kernel", sa("10.201.1.1:5555")).unwrap();
-            let mut t =
-                TcpStream::connect_timeout(&sa("10.201.1.1:5060"), Duration::from_secs(2)).unwrap();
+            let mut t = TcpStream::connect_timeout(&sa("10.201.1.1:5060"), Duration::from_secs(2))
+                .expect("TCP connect to the relay");
             t.write_all(b"OPTIONS sip:relay SIP/2.0\r\n\r\n").unwrap();
             let mut resp = [0u8; 16];
             t.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let n = t.read(&mut resp).unwrap();
-            assert_eq!(&resp[..n], b"SIP/2.0 200 OK\r\n");
+            resp[..n].to_vec()
         })
-        .unwrap_or_else(|_| {
-            // The accept below must still run; a failure here fails the test after it.
-        });
+        .unwrap();
         let mut b = [0u8; 64];
         let (n, _) = kernel_udp
             .recv_from(&mut b)
             .expect("non-relay port reaches the kernel");
         assert_eq!(&b[..n], b"to the kernel");
-        sip.set_nonblocking(false).unwrap();
         let (mut conn, _) = sip.accept().unwrap();
         let mut req = [0u8; 64];
         let n = conn.read(&mut req).unwrap();
         assert!(req[..n].starts_with(b"OPTIONS"));
         conn.write_all(b"SIP/2.0 200 OK\r\n").unwrap();
+        assert_eq!(client.join().unwrap().unwrap(), b"SIP/2.0 200 OK\r\n");
 
         let stats = dp.stats();
         if workers > 1 {
@@ -373,6 +371,9 @@ fn gw_to_int(l: &LabSpec, plans: &[FlowPlan], lib: &Arc<Lib>) -> Vec<Vec<Vec<u8>
     all
 }
 
+/// (int peer, relay RTP port, relay RTCP port, SRTP packets, one SRTCP packet).
+type Outgoing = (SocketAddr, SocketAddr, SocketAddr, Vec<Vec<u8>>, Vec<u8>);
+
 /// Sends SRTP/SRTCP (protected by libsrtp) from int; returns what gw received per flow after
 /// checking it is exactly the original plain RTP/RTCP.
 fn int_to_gw(l: &LabSpec, plans: &[FlowPlan], lib: &Arc<Lib>) -> Vec<Vec<Vec<u8>>> {
@@ -393,7 +394,7 @@ fn int_to_gw(l: &LabSpec, plans: &[FlowPlan], lib: &Arc<Lib>) -> Vec<Vec<Vec<u8>
         );
     }
     std::thread::sleep(Duration::from_millis(100));
-    let mut packets: Vec<(SocketAddr, SocketAddr, SocketAddr, Vec<Vec<u8>>, Vec<u8>)> = Vec::new();
+    let mut packets: Vec<Outgoing> = Vec::new();
     for p in plans {
         let mut tx = Session::new(
             lib,
