@@ -116,6 +116,8 @@ fn forward_both_ways(path_of: impl Fn(&LabSpec) -> DataPath + Send + 'static) {
         assert_eq!(got.len(), 100, "every packet relayed int -> gw");
         assert!(got.iter().all(|(_, f)| *f == sa("10.201.1.1:30000")));
 
+        // Counters are written right after the send: give the worker a moment.
+        std::thread::sleep(Duration::from_millis(50));
         let c = dp.counters(1).unwrap();
         assert_eq!(c[0].packets, 200);
         assert_eq!(c[1].packets, 100);
@@ -141,4 +143,75 @@ fn socket_path_forwards_both_ways() {
         return;
     }
     forward_both_ways(|_| DataPath::Socket);
+}
+
+/// A peer whose next hop does not resolve is reported, and packets toward it are counted as
+/// `no_next_hop`, never sent blind. A NATed gateway's source is learned once and reported.
+#[test]
+fn xdp_unresolved_next_hop_and_learning() {
+    if skip_unless_root("xdp_unresolved_next_hop_and_learning") {
+        return;
+    }
+    let lab = LabSpec::unique("nh").up_guarded().expect("lab up");
+    let spec = lab.spec().clone();
+    in_netns(&lab.relay_ns, move || {
+        let path = DataPath::Xdp(XdpSettings::new(&spec.ext_if, &spec.int_if));
+        let mut dp = Dataplane::start(DataplaneConfig::new(path, 1)).expect("start");
+        // Flow 1: the internal peer 10.201.2.99 does not exist.
+        dp.install(forward_flow(1, 30000, 30002, 40000, 50000))
+            .unwrap();
+        let mut ghost = forward_flow(2, 30010, 30012, 40010, 50010);
+        ghost.int.remote_rtp = Some(sa("10.201.2.99:50010"));
+        dp.install(ghost).unwrap();
+        assert_eq!(
+            dp.stats().unresolved,
+            1,
+            "the unresolvable peer is reported"
+        );
+        assert!(dp.refresh_next_hops() >= 1);
+
+        // Flow 3: the gateway's address is not known; it is learned from its first packet.
+        let mut nat = forward_flow(3, 30020, 30022, 40020, 50020);
+        nat.ext.remote_rtp = None;
+        nat.ext.learn_window_ns = 10_000_000_000;
+        dp.install(nat).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+
+        let rx_int =
+            spawn_in_netns(&spec.int_ns, || recv_n(&udp(sa("10.201.2.2:50020")), 5)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        in_netns(&spec.gw_ns, || {
+            let s = udp(sa("10.201.1.2:41234"));
+            let g = udp(sa("10.201.1.2:40010"));
+            for seq in 0..5 {
+                g.send_to(&rtp(seq, 7, 160), sa("10.201.1.1:30010"))
+                    .unwrap();
+                s.send_to(&rtp(seq, 8, 160), sa("10.201.1.1:30020"))
+                    .unwrap();
+            }
+        })
+        .unwrap();
+        assert_eq!(
+            rx_int.join().unwrap().unwrap().len(),
+            5,
+            "learned flow relays"
+        );
+        let mut ev = Vec::new();
+        dp.drain_events(&mut ev);
+        assert!(
+            ev.iter()
+                .any(|e| e.flow_id == 3 && e.learned && e.source == sa("10.201.1.2:41234")),
+            "learning reported: {ev:?}"
+        );
+        let c = dp.counters(2).unwrap();
+        assert_eq!(
+            c[0].drop(tollgate_relay::DropReason::NoNextHop),
+            5,
+            "counted, not sent: {c:?}"
+        );
+        let c3 = dp.counters(3).unwrap();
+        assert_eq!(c3[0].packets, 5);
+        dp.shutdown();
+    })
+    .unwrap();
 }

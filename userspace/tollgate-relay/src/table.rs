@@ -512,3 +512,317 @@ impl FlowTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::LegSpec;
+    use tollgate_srtp::{KeyMaterial, Profile};
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn leg(local: &str, rtcp: Option<&str>, remote: Option<&str>, learn: u64) -> LegSpec {
+        LegSpec {
+            local_rtp: sa(local),
+            local_rtcp: rtcp.map(sa),
+            remote_rtp: remote.map(sa),
+            remote_rtcp: None,
+            learn_window_ns: learn,
+            nic_mac: [2, 0, 0, 0, 0, 1],
+            vlan: None,
+            next_hop_mac: Some([2, 0, 0, 0, 0, 9]),
+        }
+    }
+
+    fn key(b: u8) -> KeyMaterial {
+        KeyMaterial::generate(Profile::Aes128CmHmacSha1_80, |k| k.fill(b))
+    }
+
+    fn spec(id: u64, xform: (TransformSpec, TransformSpec)) -> MediaFlowSpec {
+        MediaFlowSpec {
+            id,
+            ext: leg(
+                "10.0.1.1:30000",
+                Some("10.0.1.1:30001"),
+                Some("10.0.1.2:4000"),
+                0,
+            ),
+            int: leg("10.0.2.1:30000", None, Some("10.0.2.2:5000"), 0),
+            ext_to_int: xform.0,
+            int_to_ext: xform.1,
+        }
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11, 0x11];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0xd5; 160]);
+        p
+    }
+
+    fn rtcp() -> Vec<u8> {
+        let mut p = vec![0x80, 200, 0, 6, 0, 0, 0x11, 0x11];
+        p.extend_from_slice(&[0; 20]);
+        p
+    }
+
+    fn relay(
+        t: &mut FlowTable,
+        local: &str,
+        src: &str,
+        pkt: &[u8],
+        now: u64,
+        checked: bool,
+    ) -> Result<(Relayed, Vec<u8>), DropReason> {
+        let mut buf = pkt.to_vec();
+        buf.resize(pkt.len() + 32, 0);
+        let r = t.relay(sa(local), sa(src), None, &mut buf, pkt.len(), now, checked)?;
+        t.sent(&r, now);
+        buf.truncate(r.len);
+        Ok((r, buf))
+    }
+
+    #[test]
+    fn forwards_rtp_and_rtcp_to_the_right_ports() {
+        let mut t = FlowTable::default();
+        let c = Arc::new(FlowCounters::default());
+        t.install(
+            &spec(1, (TransformSpec::Forward, TransformSpec::Forward)),
+            Arc::clone(&c),
+            0,
+        )
+        .unwrap();
+        assert_eq!(t.port_count(), 3);
+        // ext RTP -> int (mux): from the int RTP port to the peer's RTP address.
+        let (r, out) = relay(&mut t, "10.0.1.1:30000", "10.0.1.2:4000", &rtp(1), 5, false).unwrap();
+        assert_eq!(
+            (r.header.src, r.header.dst),
+            (sa("10.0.2.1:30000"), sa("10.0.2.2:5000"))
+        );
+        assert_eq!(out, rtp(1));
+        assert_eq!(
+            r.event.map(|e| e.learned),
+            Some(false),
+            "first packet reported"
+        );
+        // ext RTCP (separate port, from RTP port + 1) -> int mux port.
+        let (r, _) = relay(&mut t, "10.0.1.1:30001", "10.0.1.2:4001", &rtcp(), 6, false).unwrap();
+        assert!(r.rtcp);
+        assert_eq!(
+            (r.header.src, r.header.dst),
+            (sa("10.0.2.1:30000"), sa("10.0.2.2:5000"))
+        );
+        // int mux port, RTCP by payload type -> ext RTCP port to gateway RTP port + 1.
+        let (r, _) = relay(&mut t, "10.0.2.1:30000", "10.0.2.2:5000", &rtcp(), 7, false).unwrap();
+        assert_eq!(
+            (r.header.src, r.header.dst),
+            (sa("10.0.1.1:30001"), sa("10.0.1.2:4001"))
+        );
+        let s = c.sides[0].snapshot();
+        assert_eq!((s.packets, s.rtcp, s.last_seen_ns), (2, 1, 6));
+    }
+
+    #[test]
+    fn source_check_learning_and_no_remote() {
+        let mut t = FlowTable::default();
+        let c = Arc::new(FlowCounters::default());
+        let mut s = spec(2, (TransformSpec::Forward, TransformSpec::Forward));
+        s.ext.remote_rtp = None;
+        s.ext.learn_window_ns = 1000;
+        t.install(&s, Arc::clone(&c), 100).unwrap();
+        // int -> ext before the gateway's address is known: nowhere to send.
+        assert_eq!(
+            relay(
+                &mut t,
+                "10.0.2.1:30000",
+                "10.0.2.2:5000",
+                &rtp(1),
+                150,
+                false
+            )
+            .unwrap_err(),
+            DropReason::NoRemote
+        );
+        // A wrong source on int (no learning there) is refused.
+        assert_eq!(
+            relay(
+                &mut t,
+                "10.0.2.1:30000",
+                "10.0.2.9:5000",
+                &rtp(1),
+                150,
+                false
+            )
+            .unwrap_err(),
+            DropReason::Source
+        );
+        // The gateway's first packet inside the window is learned...
+        let (r, _) = relay(
+            &mut t,
+            "10.0.1.1:30000",
+            "192.0.2.7:7000",
+            &rtp(1),
+            200,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            r.event.map(|e| (e.learned, e.source)),
+            Some((true, sa("192.0.2.7:7000")))
+        );
+        assert_eq!(
+            t.remotes(2, Side::Ext).unwrap().0,
+            Some(sa("192.0.2.7:7000"))
+        );
+        // ...and now int -> ext goes there.
+        let (r, _) = relay(
+            &mut t,
+            "10.0.2.1:30000",
+            "10.0.2.2:5000",
+            &rtp(2),
+            210,
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.header.dst, sa("192.0.2.7:7000"));
+        // Learning happens once: another source is refused.
+        assert_eq!(
+            relay(
+                &mut t,
+                "10.0.1.1:30000",
+                "192.0.2.8:7000",
+                &rtp(2),
+                220,
+                false
+            )
+            .unwrap_err(),
+            DropReason::Source
+        );
+        // On the XDP path the program already checked: a new source is latched.
+        relay(
+            &mut t,
+            "10.0.1.1:30000",
+            "192.0.2.8:7000",
+            &rtp(3),
+            230,
+            true,
+        )
+        .unwrap();
+        let snap = c.sides[1].snapshot();
+        assert_eq!(
+            (
+                snap.drop(DropReason::NoRemote),
+                snap.drop(DropReason::Source)
+            ),
+            (1, 1)
+        );
+        assert_eq!(c.sides[0].snapshot().drop(DropReason::Source), 1);
+    }
+
+    #[test]
+    fn srtp_round_trip_and_refusals_counted() {
+        let (k1, k2) = (key(1), key(2));
+        let mut a = FlowTable::default();
+        let ca = Arc::new(FlowCounters::default());
+        a.install(
+            &spec(
+                3,
+                (
+                    TransformSpec::Protect(k1.clone()),
+                    TransformSpec::Unprotect(k2.clone()),
+                ),
+            ),
+            Arc::clone(&ca),
+            0,
+        )
+        .unwrap();
+        // A mirror table plays the internal peer: unprotects with k1, protects with k2.
+        let mut b = FlowTable::default();
+        b.install(
+            &spec(
+                3,
+                (TransformSpec::Unprotect(k1), TransformSpec::Protect(k2)),
+            ),
+            Arc::new(FlowCounters::default()),
+            0,
+        )
+        .unwrap();
+        let (_, srtp) =
+            relay(&mut a, "10.0.1.1:30000", "10.0.1.2:4000", &rtp(9), 1, false).unwrap();
+        assert_eq!(srtp.len(), rtp(9).len() + 10);
+        let (_, plain) = relay(&mut b, "10.0.1.1:30000", "10.0.1.2:4000", &srtp, 1, false).unwrap();
+        assert_eq!(plain, rtp(9));
+        // The reverse: b protects, a unprotects; a replay and a flipped bit are refused.
+        let (_, s2) = relay(&mut b, "10.0.2.1:30000", "10.0.2.2:5000", &rtp(4), 1, false).unwrap();
+        let (_, p2) = relay(&mut a, "10.0.2.1:30000", "10.0.2.2:5000", &s2, 2, false).unwrap();
+        assert_eq!(p2, rtp(4));
+        assert_eq!(
+            relay(&mut a, "10.0.2.1:30000", "10.0.2.2:5000", &s2, 3, false).unwrap_err(),
+            DropReason::Replayed
+        );
+        let (_, mut s3) =
+            relay(&mut b, "10.0.2.1:30000", "10.0.2.2:5000", &rtp(5), 1, false).unwrap();
+        s3[30] ^= 4;
+        assert_eq!(
+            relay(&mut a, "10.0.2.1:30000", "10.0.2.2:5000", &s3, 4, false).unwrap_err(),
+            DropReason::AuthFailed
+        );
+        let snap = ca.sides[1].snapshot();
+        assert_eq!(
+            (
+                snap.packets,
+                snap.drop(DropReason::Replayed),
+                snap.drop(DropReason::AuthFailed)
+            ),
+            (1, 1, 1)
+        );
+        // Garbage is refused without panicking.
+        for junk in [&[][..], &[0x80], &[0x00; 40][..], &[0x80; 5][..]] {
+            assert!(relay(&mut a, "10.0.2.1:30000", "10.0.2.2:5000", junk, 5, false).is_err());
+        }
+    }
+
+    #[test]
+    fn update_keeps_crypto_state_and_remove_frees_ports() {
+        let k = key(7);
+        let mut t = FlowTable::default();
+        let c = Arc::new(FlowCounters::default());
+        let s = spec(
+            4,
+            (TransformSpec::Protect(k.clone()), TransformSpec::Forward),
+        );
+        t.install(&s, Arc::clone(&c), 0).unwrap();
+        let (_, first) =
+            relay(&mut t, "10.0.1.1:30000", "10.0.1.2:4000", &rtp(1), 1, false).unwrap();
+        // Re-INVITE: the internal peer moved; the key did not change.
+        let mut s2 = s.clone();
+        s2.int.remote_rtp = Some(sa("10.0.2.3:6000"));
+        t.install(&s2, Arc::clone(&c), 2).unwrap();
+        // Same context (state kept, not re-keyed): protecting the same index again is refused
+        // as a replay, exactly as libsrtp refuses it.
+        assert_eq!(
+            relay(&mut t, "10.0.1.1:30000", "10.0.1.2:4000", &rtp(1), 3, false).unwrap_err(),
+            DropReason::Replayed
+        );
+        let (r, second) =
+            relay(&mut t, "10.0.1.1:30000", "10.0.1.2:4000", &rtp(2), 3, false).unwrap();
+        assert_eq!(r.header.dst, sa("10.0.2.3:6000"));
+        assert_eq!(second.len(), first.len());
+        // Another flow may not take its ports.
+        let clash = spec(5, (TransformSpec::Forward, TransformSpec::Forward));
+        assert!(matches!(
+            t.install(&clash, Arc::new(FlowCounters::default()), 4),
+            Err(InstallError::PortInUse(..))
+        ));
+        assert!(t.remove(4));
+        assert_eq!((t.len(), t.port_count()), (0, 0));
+        t.install(&clash, Arc::new(FlowCounters::default()), 5)
+            .unwrap();
+        assert_eq!(
+            relay(&mut t, "10.0.9.9:1", "10.0.1.2:4000", &rtp(1), 6, false).unwrap_err(),
+            DropReason::NoFlow
+        );
+    }
+}
