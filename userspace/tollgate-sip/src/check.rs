@@ -20,7 +20,8 @@ pub struct UaPolicy<'a> {
     pub supported: &'a [&'a str],
     /// The element forwards requests (a B2BUA does): Max-Forwards 0 is answered 483.
     pub forwarding: bool,
-    /// Body media types accepted in requests, as (type, subtype).
+    /// Body media types accepted in session requests (INVITE, UPDATE, PRACK), as (type,
+    /// subtype); other methods' bodies are the TU's business.
     pub body_types: &'a [(&'a str, &'a str)],
 }
 
@@ -87,7 +88,8 @@ pub fn check_request(msg: &Message, policy: &UaPolicy<'_>) -> Result<(), ParseEr
             return fail(Fault::BadExtension(unsupported));
         }
     }
-    if !msg.body.is_empty() {
+    let carries_session = matches!(method, Method::Invite | Method::Update | Method::Prack);
+    if carries_session && !msg.body.is_empty() {
         if let Some(ct) = msg.headers.content_type() {
             if !policy.body_types.iter().any(|(t, s)| ct.is(t, s)) {
                 return fail(Fault::UnsupportedMediaType(format!(
