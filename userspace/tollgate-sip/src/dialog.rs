@@ -427,3 +427,223 @@ impl DialogSet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Transport;
+    use crate::uri::Host;
+
+    fn via(b: &str) -> Via {
+        Via::new(
+            Transport::Tcp,
+            Host::parse("b2b.example.com").unwrap(),
+            Some(5060),
+            b,
+        )
+    }
+
+    fn invite() -> Message {
+        let raw = "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+Via: SIP/2.0/TCP b2b.example.com:5060;branch=z9hG4bKinv\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:alice@atlanta.example.com>;tag=ours\r\n\
+To: <sip:bob@biloxi.example.com>\r\n\
+Call-ID: call-1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:b2b@b2b.example.com:5060;transport=tcp>\r\n\
+Content-Length: 0\r\n\r\n";
+        Message::parse(raw.as_bytes()).unwrap()
+    }
+
+    fn resp(req: &Message, code: u16, tag: &str, contact: &str, rr: &[&str]) -> Message {
+        let mut r = Message::response_to(req, code, None, Some(tag));
+        for x in rr {
+            r.headers.append(HeaderName::RecordRoute, x).unwrap();
+        }
+        if !contact.is_empty() {
+            r.headers.append(HeaderName::Contact, contact).unwrap();
+        }
+        Message::parse(&r.encode()).unwrap()
+    }
+
+    #[test]
+    fn forking_early_dialogs_then_confirm() {
+        let inv = invite();
+        let mut set = DialogSet::new(inv.clone());
+        let rr = ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"];
+        let d = set
+            .on_response(&resp(&inv, 180, "t1", "<sip:bob@10.0.0.1>", &rr))
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.state, DialogState::Early);
+        assert_eq!(d.route_set[0].to_string(), "<sip:p2.example.com;lr>");
+        set.on_response(&resp(&inv, 183, "t2", "<sip:bob@10.0.0.2>", &[]))
+            .unwrap();
+        assert!(
+            set.on_response(&resp(&inv, 100, "", "", &[]))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(set.dialogs().len(), 2);
+        // A second 18x on the same fork updates the same early dialog (target refresh).
+        set.on_response(&resp(&inv, 180, "t1", "<sip:bob@10.0.0.9>", &rr))
+            .unwrap();
+        assert_eq!(set.dialogs().len(), 2);
+        assert_eq!(
+            set.get_mut("t1").unwrap().remote_target.to_string(),
+            "sip:bob@10.0.0.9"
+        );
+        let d = set
+            .on_response(&resp(&inv, 200, "t2", "<sip:bob@10.0.0.2>", &rr))
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.state, DialogState::Confirmed);
+        assert_eq!(d.id.remote_tag, "t2");
+        assert_eq!(d.route_set.len(), 2, "route set recomputed from the 2xx");
+        let ack = d.ack_for_2xx(via("z9hG4bKack")).unwrap();
+        let enc = String::from_utf8(ack.encode()).unwrap();
+        assert_eq!(
+            enc,
+            "ACK sip:bob@10.0.0.2 SIP/2.0\r\n\
+Via: SIP/2.0/TCP b2b.example.com:5060;branch=z9hG4bKack\r\n\
+Max-Forwards: 70\r\n\
+Route: <sip:p2.example.com;lr>\r\n\
+Route: <sip:p1.example.com;lr>\r\n\
+From: <sip:alice@atlanta.example.com>;tag=ours\r\n\
+To: <sip:bob@biloxi.example.com>;tag=t2\r\n\
+Call-ID: call-1\r\n\
+CSeq: 1 ACK\r\n\
+Content-Length: 0\r\n\r\n"
+        );
+        // A final error would end the other early dialog.
+        set.on_response(&resp(&inv, 487, "t1", "", &[])).unwrap();
+        assert_eq!(set.get_mut("t1").unwrap().state, DialogState::Terminated);
+        assert_eq!(set.get_mut("t2").unwrap().state, DialogState::Confirmed);
+    }
+
+    #[test]
+    fn in_dialog_requests_and_cseq() {
+        let inv = invite();
+        let ok = resp(&inv, 200, "peer", "<sip:bob@10.0.0.2;transport=tcp>", &[]);
+        let mut d = Dialog::from_uac(&inv, &ok).unwrap();
+        let reinv = d.new_request(Method::Invite, via("z9hG4bKre"));
+        assert_eq!(reinv.cseq(), Some(&CSeq::new(2, Method::Invite)));
+        assert_eq!(
+            reinv.request_uri().unwrap().to_string(),
+            "sip:bob@10.0.0.2;transport=tcp"
+        );
+        assert!(reinv.headers.contacts().next().is_some());
+        // 2xx to the re-INVITE refreshes the target.
+        let ok2 = resp(&reinv, 200, "peer", "<sip:bob@10.0.0.3>", &[]);
+        d.on_response(&ok2).unwrap();
+        assert_eq!(d.remote_target.to_string(), "sip:bob@10.0.0.3");
+        assert_eq!(
+            d.ack_for_2xx(via("z9hG4bKa2")).unwrap().cseq().unwrap().seq,
+            2
+        );
+        for (m, seq) in [
+            (Method::Update, 3),
+            (Method::Info, 4),
+            (Method::Options, 5),
+            (Method::Bye, 6),
+        ] {
+            let r = d.new_request(m.clone(), via("z9hG4bKx"));
+            assert_eq!(r.cseq(), Some(&CSeq::new(seq, m.clone())));
+            assert_eq!(r.headers.contacts().next().is_some(), m == Method::Update);
+            assert_eq!(r.to().unwrap().tag(), Some("peer"));
+            assert_eq!(r.from().unwrap().tag(), Some("ours"));
+        }
+        assert!(d.matches_response(&ok2));
+    }
+
+    #[test]
+    fn strict_route_set() {
+        let inv = invite();
+        let ok = resp(
+            &inv,
+            200,
+            "peer",
+            "<sip:bob@10.0.0.2>",
+            &["<sip:strict.example.com>"],
+        );
+        let mut d = Dialog::from_uac(&inv, &ok).unwrap();
+        let bye = d.new_request(Method::Bye, via("z9hG4bKb"));
+        assert_eq!(
+            bye.request_uri().unwrap().to_string(),
+            "sip:strict.example.com"
+        );
+        let routes: Vec<String> = bye.headers.routes().map(ToString::to_string).collect();
+        assert_eq!(routes, vec!["<sip:bob@10.0.0.2>"]);
+    }
+
+    #[test]
+    fn uas_side() {
+        let mut inv = invite();
+        inv.headers
+            .append(HeaderName::RecordRoute, "<sip:p1.example.com;lr>")
+            .unwrap();
+        let inv = Message::parse(&inv.encode()).unwrap();
+        let contact = NameAddr::new(Uri::parse("sip:b2b@192.0.2.1").unwrap());
+        let mut d = Dialog::from_uas(&inv, "mine", contact, true).unwrap();
+        assert_eq!(d.id.remote_tag, "ours");
+        assert_eq!(d.remote_seq, Some(1));
+        assert_eq!(d.route_set.len(), 1);
+        let bye_from_us = d.new_request(Method::Bye, via("z9hG4bKu"));
+        assert_eq!(bye_from_us.cseq().unwrap().seq, 1);
+        assert_eq!(bye_from_us.to().unwrap().tag(), Some("ours"));
+        assert_eq!(bye_from_us.from().unwrap().tag(), Some("mine"));
+        assert_eq!(bye_from_us.headers.routes().count(), 1);
+
+        // Requests from the peer: CSeq must not go backwards.
+        let mk = |method: &str, seq: u32, contact: &str| {
+            let raw = format!(
+                "{method} sip:b2b@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK{seq}\r\nFrom: <sip:alice@atlanta.example.com>;tag=ours\r\nTo: <sip:bob@biloxi.example.com>;tag=mine\r\nCall-ID: call-1\r\nCSeq: {seq} {method}\r\n{contact}Content-Length: 0\r\n\r\n"
+            );
+            Message::parse(raw.as_bytes()).unwrap()
+        };
+        d.on_request(&mk("UPDATE", 5, "Contact: <sip:alice@10.9.9.9>\r\n"))
+            .unwrap();
+        assert_eq!(d.remote_target.to_string(), "sip:alice@10.9.9.9");
+        let e = d.on_request(&mk("INFO", 4, "")).unwrap_err();
+        assert_eq!(e.response().unwrap().0, 500);
+        d.on_request(&mk("ACK", 1, "")).unwrap();
+        let mut other = mk("BYE", 9, "");
+        other.headers.set_call_id("other");
+        assert_eq!(d.on_request(&other), Err(DialogError::Mismatch));
+        d.on_request(&mk("BYE", 6, "")).unwrap();
+        assert_eq!(d.state, DialogState::Terminated);
+    }
+
+    #[test]
+    fn prack_carries_rack() {
+        let inv = invite();
+        let mut r = resp(&inv, 183, "peer", "<sip:bob@10.0.0.2>", &[]);
+        r.headers.append(HeaderName::RSeq, "988789").unwrap();
+        r.headers.append(HeaderName::Require, "100rel").unwrap();
+        let mut d = Dialog::from_uac(&inv, &r).unwrap();
+        assert_eq!(d.state, DialogState::Early);
+        let prack = d.prack(&r, via("z9hG4bKpr")).unwrap();
+        assert_eq!(prack.method(), Some(&Method::Prack));
+        assert_eq!(
+            prack.headers.get_value(&HeaderName::RAck),
+            Some("988789 1 INVITE")
+        );
+        assert_eq!(prack.cseq().unwrap().seq, 2);
+        Message::parse(&prack.encode()).unwrap();
+    }
+
+    #[test]
+    fn dialog_creation_errors() {
+        let inv = invite();
+        let no_tag = Message::response_to(&inv, 180, None, None);
+        assert_eq!(
+            Dialog::from_uac(&inv, &no_tag),
+            Err(DialogError::MissingTag("To"))
+        );
+        let e = Dialog::from_uac(&inv, &resp(&inv, 486, "x", "", &[])).unwrap_err();
+        assert_eq!(e, DialogError::NotDialogCreating(486));
+        let e = Dialog::from_uac(&inv, &resp(&inv, 200, "x", "", &[])).unwrap_err();
+        assert_eq!(e, DialogError::MissingHeader("Contact"));
+    }
+}
