@@ -1,0 +1,156 @@
+//! UA-layer acceptance checks that follow a successful parse (RFC 3261 §8.2.2, §8.2.3,
+//! §8.1.3.3, §16.3): Max-Forwards exhaustion (483) at a forwarding element, unsupported
+//! Request-URI scheme (416), unsupported Require extensions (420), unsupported body type (415),
+//! an Accept that excludes SDP (406), and responses a UA must discard.
+//!
+//! Failures are [`ParseError`]s, so [`ParseError::error_response`] builds the answer (with
+//! `Unsupported:` for 420).
+
+use crate::error::{Echo, Fault, Origin, ParseError};
+use crate::header::HeaderName;
+use crate::message::Message;
+use crate::types::Method;
+
+/// What this element accepts.
+#[derive(Debug, Clone)]
+pub struct UaPolicy<'a> {
+    /// Request-URI schemes served (lower case). Default: `sip`, `sips`.
+    pub schemes: &'a [&'a str],
+    /// Option tags this element supports (for Require).
+    pub supported: &'a [&'a str],
+    /// The element forwards requests (a B2BUA does): Max-Forwards 0 is answered 483.
+    pub forwarding: bool,
+    /// Body media types accepted in session requests (INVITE, UPDATE, PRACK), as (type,
+    /// subtype); other methods' bodies are the TU's business.
+    pub body_types: &'a [(&'a str, &'a str)],
+}
+
+impl Default for UaPolicy<'_> {
+    fn default() -> Self {
+        UaPolicy {
+            schemes: &["sip", "sips"],
+            supported: &["timer", "100rel", "replaces"],
+            forwarding: true,
+            body_types: &[("application", "sdp")],
+        }
+    }
+}
+
+fn echo_of(msg: &Message) -> Option<Echo> {
+    let headers: Vec<_> = msg
+        .headers
+        .iter()
+        .filter(|h| {
+            matches!(
+                h.name(),
+                HeaderName::Via
+                    | HeaderName::From
+                    | HeaderName::To
+                    | HeaderName::CallId
+                    | HeaderName::CSeq
+            )
+        })
+        .cloned()
+        .collect();
+    (!headers.is_empty()).then_some(Echo { headers })
+}
+
+/// Checks a parsed request against `policy`. ACK is never rejected (it cannot be answered).
+pub fn check_request(msg: &Message, policy: &UaPolicy<'_>) -> Result<(), ParseError> {
+    let Some(method) = msg.method() else {
+        return Ok(());
+    };
+    if *method == Method::Ack {
+        return Ok(());
+    }
+    let fail = |f: Fault| Err(ParseError::new(f, Origin::Request).with_echo(echo_of(msg)));
+    if policy.forwarding && msg.headers.max_forwards() == Some(0) {
+        return fail(Fault::TooManyHops);
+    }
+    if let Some(uri) = msg.request_uri() {
+        let scheme = uri.scheme();
+        if !policy
+            .schemes
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(scheme))
+        {
+            return fail(Fault::UnsupportedScheme(scheme.to_owned()));
+        }
+    }
+    if *method != Method::Cancel {
+        let unsupported: Vec<String> = msg
+            .headers
+            .require()
+            .filter(|t| !policy.supported.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .map(str::to_owned)
+            .collect();
+        if !unsupported.is_empty() {
+            return fail(Fault::BadExtension(unsupported));
+        }
+    }
+    let carries_session = matches!(method, Method::Invite | Method::Update | Method::Prack);
+    if carries_session && !msg.body.is_empty() {
+        if let Some(ct) = msg.headers.content_type() {
+            if !policy.body_types.iter().any(|(t, s)| ct.is(t, s)) {
+                return fail(Fault::UnsupportedMediaType(format!(
+                    "{}/{}",
+                    ct.kind, ct.subtype
+                )));
+            }
+        }
+    }
+    if matches!(method, Method::Invite) {
+        let accepts: Vec<&str> = msg
+            .headers
+            .get_all(&HeaderName::Accept)
+            .flat_map(|h| h.value().split(','))
+            .map(|s| s.split(';').next().unwrap_or("").trim())
+            .collect();
+        let has_accept = msg.headers.get(&HeaderName::Accept).is_some();
+        let ok = accepts.iter().any(|a| {
+            a.eq_ignore_ascii_case("application/sdp")
+                || *a == "*/*"
+                || a.eq_ignore_ascii_case("application/*")
+        });
+        if has_accept && !ok {
+            return fail(Fault::NotAcceptable("application/sdp".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a response a UA received (§8.1.3.3): more than one Via means it was misrouted and is
+/// discarded (RFC 4475 §3.3.10 bcast).
+pub fn check_response(msg: &Message) -> Result<(), ParseError> {
+    let n = msg.headers.vias().count();
+    if msg.status().is_some() && n != 1 {
+        return Err(ParseError::new(Fault::ExtraVia(n), Origin::Response));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(extra: &str, ruri: &str) -> Message {
+        let raw = format!(
+            "OPTIONS {ruri} SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\nFrom: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: id1\r\nCSeq: 1 OPTIONS\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        Message::parse(raw.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn policy_rejections() {
+        let p = UaPolicy::default();
+        assert!(check_request(&req("Max-Forwards: 5\r\n", "sip:a@b"), &p).is_ok());
+        let e = check_request(&req("Max-Forwards: 0\r\n", "sip:a@b"), &p).unwrap_err();
+        assert_eq!(e.response().unwrap().0, 483);
+        let e = check_request(&req("", "tel:+1555"), &p).unwrap_err();
+        assert_eq!(e.response().unwrap().0, 416);
+        let e = check_request(&req("Require: foo, timer\r\n", "sip:a@b"), &p).unwrap_err();
+        assert_eq!(e.response().unwrap().0, 420);
+        let r = String::from_utf8(e.error_response("x").unwrap().encode()).unwrap();
+        assert!(r.contains("\r\nUnsupported: foo\r\n"), "{r}");
+    }
+}

@@ -1,0 +1,342 @@
+//! RFC 4475 and RFC 5118 torture messages: each file under `tests/torture/` is parsed and
+//! checked, and the outcome compared with the one the RFC gives (see each `expected.txt`).
+
+use std::path::Path;
+
+use tollgate_sip::{
+    HeaderName, Message, Method, UaPolicy, Uri, check_request, check_response, unescape,
+};
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Accept,
+    Reject(u16, String),
+    Drop(String),
+}
+
+fn evaluate(raw: &[u8]) -> Outcome {
+    match Message::parse(raw) {
+        Err(e) => match e.response() {
+            Some((code, _)) => Outcome::Reject(code, e.to_string()),
+            None => Outcome::Drop(e.to_string()),
+        },
+        Ok(m) => {
+            let checked = if m.is_request() {
+                check_request(&m, &UaPolicy::default())
+            } else {
+                check_response(&m)
+            };
+            match checked {
+                Ok(()) => Outcome::Accept,
+                Err(e) => match e.response() {
+                    Some((code, _)) => Outcome::Reject(code, e.to_string()),
+                    None => Outcome::Drop(e.to_string()),
+                },
+            }
+        }
+    }
+}
+
+struct Case {
+    file: String,
+    section: String,
+    expected: String,
+}
+
+fn cases(dir: &str) -> Vec<Case> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/torture")
+        .join(dir);
+    let text = std::fs::read_to_string(root.join("expected.txt")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').map(str::trim).collect();
+            Case {
+                file: f[0].to_owned(),
+                section: f[1].to_owned(),
+                expected: f[2].to_owned(),
+            }
+        })
+        .collect()
+}
+
+fn read(dir: &str, file: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/torture")
+        .join(dir)
+        .join(file);
+    std::fs::read(p).unwrap()
+}
+
+fn matches_expectation(got: &Outcome, expected: &str) -> bool {
+    let mut words = expected.splitn(3, ' ');
+    let kind = words.next().unwrap_or("");
+    match (kind, got) {
+        ("accept", Outcome::Accept) => true,
+        ("reject", Outcome::Reject(code, text)) => {
+            let want: u16 = words.next().unwrap().parse().unwrap();
+            let kw = words.next().unwrap_or("").to_ascii_lowercase();
+            *code == want && text.to_ascii_lowercase().contains(&kw)
+        }
+        ("drop", Outcome::Drop(text)) => {
+            let kw = expected
+                .split_once(' ')
+                .map_or("", |x| x.1)
+                .to_ascii_lowercase();
+            text.to_ascii_lowercase().contains(&kw)
+        }
+        _ => false,
+    }
+}
+
+fn run_suite(dir: &str, total_expected: usize) {
+    let cases = cases(dir);
+    assert_eq!(cases.len(), total_expected, "{dir}: number of messages");
+    let mut failures = Vec::new();
+    for c in &cases {
+        let raw = read(dir, &c.file);
+        let got = evaluate(&raw);
+        if matches_expectation(&got, &c.expected) {
+            println!("ok   {} {:<40} {:?}", c.section, c.file, got);
+        } else {
+            failures.push(format!(
+                "{} {}: expected {}, got {:?}",
+                c.section, c.file, c.expected, got
+            ));
+        }
+    }
+    println!(
+        "{dir}: {}/{} messages handled as the RFC says",
+        cases.len() - failures.len(),
+        cases.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn rfc4475_outcomes() {
+    run_suite("rfc4475", 49);
+}
+
+#[test]
+fn rfc5118_outcomes() {
+    run_suite("rfc5118", 12);
+}
+
+/// Every message that parses re-encodes to something that parses to the same message, and
+/// encoding is idempotent.
+#[test]
+fn accepted_messages_round_trip() {
+    for dir in ["rfc4475", "rfc5118"] {
+        for c in cases(dir) {
+            let Ok(m) = Message::parse(&read(dir, &c.file)) else {
+                continue;
+            };
+            let enc = m.encode();
+            let again = Message::parse(&enc).unwrap_or_else(|e| panic!("{}: {e}", c.file));
+            let strip = |x: &Message| {
+                let mut x = x.clone();
+                x.headers.remove(&HeaderName::ContentLength);
+                x
+            };
+            assert_eq!(strip(&again), strip(&m), "{}", c.file);
+            assert_eq!(again.encode(), enc, "{}", c.file);
+        }
+    }
+}
+
+fn parse(file: &str) -> Message {
+    Message::parse(&read("rfc4475", file)).unwrap()
+}
+
+#[test]
+fn wsinv_details() {
+    let m = parse("wsinv.dat");
+    let to = m.to().unwrap();
+    assert_eq!(to.tag(), Some("1918181833n"));
+    assert!(to.display.is_none());
+    let from = m.from().unwrap();
+    assert_eq!(from.display_name().unwrap(), "J Rosenberg \\\"");
+    assert_eq!(from.tag(), Some("98asjd8"));
+    assert_eq!(m.headers.max_forwards(), Some(68));
+    assert_eq!(m.call_id(), Some("wsinv.ndaksdj@192.0.2.1"));
+    assert_eq!(m.cseq().unwrap().seq, 9);
+    assert_eq!(m.cseq().unwrap().method, Method::Invite);
+    let vias: Vec<_> = m.headers.vias().collect();
+    assert_eq!(vias.len(), 3);
+    assert_eq!(vias[0].host.as_str(), "192.0.2.2");
+    assert_eq!(vias[0].branch(), Some("390skdjuw"));
+    assert_eq!(vias[1].host.as_str(), "spindle.example.com");
+    assert_eq!(vias[1].branch(), Some("z9hG4bK9ikj8"));
+    assert_eq!(vias[2].branch(), Some("z9hG4bK30239"));
+    assert_eq!(m.headers.get_value(&HeaderName::Subject), Some(""));
+    assert_eq!(
+        m.headers.get_value(&HeaderName::parse("NewFangledHeader")),
+        Some("newfangled value continued newfangled value")
+    );
+    assert_eq!(
+        m.headers
+            .get_value(&HeaderName::parse("UnknownHeaderWithUnusualValue")),
+        Some(";;,,;;,;")
+    );
+    let contact = m.headers.contacts().next().unwrap();
+    assert_eq!(contact.display_name().unwrap(), "Quoted string \"\"");
+    assert_eq!(contact.params.value("newparam"), Some("newvalue"));
+    assert_eq!(contact.params.get("secondparam"), Some(None));
+    assert_eq!(contact.params.value("q"), Some("0.33"));
+    let route = m.headers.routes().next().unwrap();
+    assert!(route.uri.as_sip().unwrap().is_loose_router());
+    assert_eq!(m.body.len(), 150);
+    // Unknown headers keep their place relative to the others.
+    let names: Vec<&str> = m.headers.iter().map(|h| h.name().as_str()).collect();
+    let nf = names.iter().position(|n| *n == "NewFangledHeader").unwrap();
+    assert_eq!(names[nf + 1], "UnknownHeaderWithUnusualValue");
+}
+
+#[test]
+fn intmeth_details() {
+    let m = parse("intmeth.dat");
+    assert_eq!(
+        m.method().unwrap().as_str(),
+        "!interesting-Method0123456789_*+`.%indeed'~"
+    );
+    assert!(!m.method().unwrap().is_known());
+    let u = m.request_uri().unwrap().as_sip().unwrap();
+    assert_eq!(
+        u.password.as_deref(),
+        Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+    );
+    assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK-.!%66*_+`'~"));
+    assert_eq!(
+        m.to().unwrap().display_name().unwrap(),
+        "BEL:\u{7} NUL:\0 DEL:\u{7f}"
+    );
+    assert_eq!(m.from().unwrap().tag(), Some("_token~1'+`*%!-."));
+    assert_eq!(
+        m.call_id(),
+        Some("intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{")
+    );
+    assert_eq!(m.headers.max_forwards(), Some(255));
+}
+
+#[test]
+fn escapes_and_semicolons() {
+    let m = parse("esc01.dat");
+    let ruri = m.request_uri().unwrap().as_sip().unwrap();
+    assert_eq!(ruri.user_unescaped().unwrap(), b"sips:user@example.com");
+    assert_eq!(
+        m.to()
+            .unwrap()
+            .uri
+            .as_sip()
+            .unwrap()
+            .user_unescaped()
+            .unwrap(),
+        b"user"
+    );
+    let c = m.headers.contacts().next().unwrap().uri.as_sip().unwrap();
+    assert_eq!(c.user_unescaped().unwrap(), b"caller");
+    assert_eq!(unescape(c.params.value("n%61me").unwrap()), b"value%41");
+
+    let m = parse("escnull.dat");
+    let users: Vec<Vec<u8>> = m
+        .headers
+        .contacts()
+        .map(|c| c.uri.as_sip().unwrap().user_unescaped().unwrap())
+        .collect();
+    assert_eq!(users, vec![b"\0".to_vec(), b"\0\0".to_vec()]);
+
+    let m = parse("esc02.dat");
+    assert_eq!(m.method().unwrap().as_str(), "RE%47IST%45R");
+    assert_eq!(
+        m.headers.contacts().count(),
+        2,
+        "C%6Fntact is another header"
+    );
+    assert!(m.headers.get(&HeaderName::parse("C%6Fntact")).is_some());
+
+    let m = parse("semiuri.dat");
+    let u = m.request_uri().unwrap().as_sip().unwrap();
+    assert_eq!(u.user_unescaped().unwrap(), b"user;par=u@example.net");
+    assert_eq!(u.host.as_str(), "example.com");
+}
+
+#[test]
+fn framing_cases() {
+    let m = parse("dblreq.dat");
+    assert_eq!(m.method(), Some(&Method::Register));
+    assert!(m.body.is_empty());
+    let m = parse("mpart01.dat");
+    assert_eq!(m.body.len(), 553);
+    assert!(m.body.contains(&0));
+    let m = parse("inv2543.dat");
+    assert!(m.body.starts_with(b"v=0"));
+    assert!(!m.top_via().unwrap().is_rfc3261());
+    let m = parse("longreq.dat");
+    assert_eq!(m.headers.vias().count(), 34);
+    assert_eq!(m.to().unwrap().uri.as_sip().unwrap().port, Some(6000));
+    let m = parse("transports.dat");
+    let t: Vec<&str> = m.headers.vias().map(|v| v.transport.as_str()).collect();
+    assert_eq!(t, vec!["UDP", "SCTP", "TLS", "UNKNOWN", "TCP"]);
+}
+
+#[test]
+fn responses() {
+    let m = parse("noreason.dat");
+    assert_eq!(m.status(), Some(100));
+    assert_eq!(m.reason(), Some(""));
+    let m = parse("unreason.dat");
+    assert_eq!(m.status(), Some(200));
+    assert!(m.reason().unwrap().starts_with("= 2**3 * 5**2 "));
+}
+
+#[test]
+fn contact_param_placement() {
+    let m = parse("cparam01.dat");
+    let c = m.headers.contacts().next().unwrap();
+    assert!(c.params.contains("unknownparam"));
+    assert!(c.uri.as_sip().unwrap().params.is_empty());
+    let m = parse("cparam02.dat");
+    let c = m.headers.contacts().next().unwrap();
+    assert!(c.params.is_empty());
+    assert!(c.uri.as_sip().unwrap().params.contains("unknownparam"));
+    let m = parse("regescrt.dat");
+    let c = m.headers.contacts().next().unwrap().uri.as_sip().unwrap();
+    assert_eq!(c.headers[0].0, "Route");
+    assert_eq!(unescape(&c.headers[0].1), b"<sip:sip.example.com>");
+    let m = parse("unksm2.dat");
+    assert!(matches!(&m.to().unwrap().uri, Uri::Other { scheme, .. } if scheme == "isbn"));
+}
+
+#[test]
+fn rfc5118_details() {
+    let p = |f: &str| Message::parse(&read("rfc5118", f)).unwrap();
+    let m = p("port-ambiguous.dat");
+    let u = m.request_uri().unwrap().as_sip().unwrap();
+    assert_eq!(u.port, None);
+    assert_eq!(u.host.ip_addr(), Some("2001:db8::10:5070".parse().unwrap()));
+    let m = p("port-unambiguous.dat");
+    let u = m.request_uri().unwrap().as_sip().unwrap();
+    assert_eq!(u.port, Some(5070));
+    let m = p("via-received-param-with-delim.dat");
+    assert_eq!(
+        m.top_via().unwrap().received(),
+        Some("2001:db8::9:255".parse().unwrap())
+    );
+    let m = p("mult-ip-in-header.dat");
+    let vias: Vec<_> = m.headers.vias().collect();
+    assert_eq!(vias[0].port, Some(6050));
+    assert_eq!(vias[2].received(), Some("192.0.2.200".parse().unwrap()));
+    let m = p("ipv4-mapped-ipv6.dat");
+    assert_eq!(m.top_via().unwrap().port, Some(19823));
+    assert_eq!(
+        m.top_via().unwrap().host.ip_addr(),
+        Some("::ffff:192.0.2.10".parse().unwrap())
+    );
+    let m = p("ipv6-correct-abnf-2-colons.dat");
+    assert_eq!(
+        m.request_uri().unwrap().to_string(),
+        "sip:user@[2001:db8::192.0.2.1]"
+    );
+}
