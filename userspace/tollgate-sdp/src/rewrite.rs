@@ -477,6 +477,7 @@ enum PendingStream {
     Rejected {
         media_type: MediaType,
         reason: RejectReason,
+        offerer_proto: Proto,
     },
     Accepted {
         media_type: MediaType,
@@ -707,9 +708,13 @@ impl MediaSession {
                 (d, _) => {
                     let reason = d.err().unwrap_or(RejectReason::NoRelayPort);
                     rejected.push((i, reason.clone()));
-                    streams.push(PendingStream::Rejected { media_type, reason });
                     outs.push(StreamOut::Rejected {
                         proto: proto_for(&proto, to),
+                    });
+                    streams.push(PendingStream::Rejected {
+                        media_type,
+                        reason,
+                        offerer_proto: proto,
                     });
                     keys_out.push(keys);
                     continue;
@@ -766,7 +771,8 @@ impl MediaSession {
         }
 
         // 4. The offer for the other leg.
-        let sdp = self.stamp(cfg, to, build(offer, &outs));
+        let hint = first_relay_ip(&streams, to);
+        let sdp = self.stamp(cfg, to, build(offer, &outs), hint);
         self.pending = Some(Pending {
             from,
             streams,
@@ -814,13 +820,17 @@ impl MediaSession {
         for (i, (ps, am)) in pending.streams.iter().zip(&answer.media).enumerate() {
             let sent_proto = pending.sent.media.get(i).map(|m| m.proto.clone());
             match ps {
-                PendingStream::Rejected { media_type, reason } => {
+                PendingStream::Rejected {
+                    media_type,
+                    reason,
+                    offerer_proto,
+                } => {
                     plans.push(StreamPlan::Rejected {
                         media_type: media_type.clone(),
                         reason: reason.clone(),
                     });
                     outs.push(StreamOut::Rejected {
-                        proto: sent_proto.map_or(am.proto.clone(), |p| proto_for(&p, offerer)),
+                        proto: offerer_proto.clone(),
                     });
                 }
                 PendingStream::Accepted {
@@ -918,7 +928,8 @@ impl MediaSession {
 
         let before = self.held_ports();
         let keys = pending.tollgate_keys.clone();
-        let sdp = self.stamp(cfg, offerer, build(answer, &outs));
+        let hint = first_relay_ip(&pending.streams, offerer);
+        let sdp = self.stamp(cfg, offerer, build(answer, &outs), hint);
         self.slots = plans
             .into_iter()
             .zip(keys.into_iter().chain(std::iter::repeat(Vec::new())))
@@ -960,13 +971,20 @@ impl MediaSession {
 
     /// Puts Tollgate's `o=` for leg `to` on `sdp`: same session id throughout, the version
     /// incremented whenever the body differs from the last one sent on that leg.
-    fn stamp(&mut self, cfg: &RewriteConfig, to: Side, mut sdp: Sdp) -> Sdp {
-        let first_active = first_active_ip(&sdp);
+    /// `relay_ip` is the relay address of the first relayed stream on that leg; the first one
+    /// seen becomes the `o=` address for the rest of the call.
+    fn stamp(
+        &mut self,
+        cfg: &RewriteConfig,
+        to: Side,
+        mut sdp: Sdp,
+        relay_ip: Option<IpAddr>,
+    ) -> Sdp {
         let Some(leg) = self.legs.get_mut(to.index()) else {
             return sdp;
         };
         if leg.address.is_none() {
-            leg.address = first_active;
+            leg.address = relay_ip;
         }
         let address = leg.address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         sdp.origin = Origin::new(&cfg.origin_username, leg.session_id, leg.version, address);
@@ -1175,12 +1193,12 @@ fn unspecified_like(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The address of the first active stream of an SDP Tollgate built (for its `o=`).
-fn first_active_ip(sdp: &Sdp) -> Option<IpAddr> {
-    (0..sdp.media.len())
-        .filter(|&i| sdp.media.get(i).is_some_and(|m| m.port != 0))
-        .find_map(|i| sdp.media_connection(i).and_then(Connection::ip))
-        .filter(|ip| !ip.is_unspecified())
+/// The relay address on `side` of the first relayed stream.
+fn first_relay_ip(streams: &[PendingStream], side: Side) -> Option<IpAddr> {
+    streams.iter().find_map(|s| match s {
+        PendingStream::Accepted { relay, .. } => Some(relay.on(side).ip()),
+        PendingStream::Rejected { .. } => None,
+    })
 }
 
 /// What one stream of an SDP Tollgate sends looks like.

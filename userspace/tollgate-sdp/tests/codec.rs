@@ -279,7 +279,9 @@ fn typed_attributes_format_canonically() {
 }
 
 fn err(text: &str) -> String {
-    Sdp::parse(text.as_bytes()).unwrap_err().to_string()
+    Sdp::parse(text.as_bytes())
+        .expect_err("the body must be refused")
+        .to_string()
 }
 
 const HEAD: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n";

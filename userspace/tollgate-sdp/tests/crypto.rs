@@ -8,11 +8,14 @@ const KEY46: &str = "inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUm
 const KEY28: &str = "inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==";
 
 fn line(s: &str) -> Crypto {
-    Crypto::parse(s).unwrap()
+    Crypto::parse(s).expect("test line")
 }
 
 fn refusal(policy: &CryptoPolicy, s: &str) -> String {
-    policy.accept(&line(s)).unwrap_err().to_string()
+    policy
+        .accept(&line(s))
+        .expect_err("the line must be refused")
+        .to_string()
 }
 
 #[test]
