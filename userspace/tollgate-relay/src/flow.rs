@@ -231,6 +231,10 @@ pub struct SideCounters {
     pub drops: [AtomicU64; DropReason::COUNT],
     /// CLOCK_MONOTONIC ns of the last packet relayed (0 = never).
     pub last_seen_ns: AtomicU64,
+    /// RTP packets lost, from sequence numbers (RFC 3550 A.3), all sources so far.
+    pub lost: AtomicU64,
+    /// Interarrival jitter in RTP timestamp units at 8 kHz (RFC 3550 A.8).
+    pub jitter_ts: AtomicU64,
 }
 
 /// A plain snapshot of [`SideCounters`].
@@ -246,6 +250,10 @@ pub struct SideSnapshot {
     pub drops: [u64; DropReason::COUNT],
     /// Last packet time (CLOCK_MONOTONIC ns), 0 if none.
     pub last_seen_ns: u64,
+    /// RTP packets lost (sequence gaps).
+    pub lost: u64,
+    /// Interarrival jitter, RTP timestamp units at 8 kHz.
+    pub jitter_ts: u64,
 }
 
 impl SideSnapshot {
@@ -268,6 +276,8 @@ impl SideSnapshot {
             *a += b;
         }
         self.last_seen_ns = self.last_seen_ns.max(o.last_seen_ns);
+        self.lost += o.lost;
+        self.jitter_ts = self.jitter_ts.max(o.jitter_ts);
     }
 }
 
@@ -307,6 +317,8 @@ impl SideCounters {
             rtcp: self.rtcp.load(Ordering::Relaxed),
             drops,
             last_seen_ns: self.last_seen_ns.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+            jitter_ts: self.jitter_ts.load(Ordering::Relaxed),
         }
     }
 }
@@ -316,4 +328,67 @@ impl SideCounters {
 pub struct FlowCounters {
     /// `[ext, int]`.
     pub sides: [SideCounters; 2],
+}
+
+/// Receive statistics of one RTP source (RFC 3550 A.1, A.3, A.8), kept by the worker.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RtpStats {
+    ssrc: u32,
+    started: bool,
+    base: u64,
+    max: u64,
+    received: u64,
+    lost_before: u64,
+    transit: i64,
+    jitter_q4: u64,
+}
+
+impl RtpStats {
+    /// Accounts one RTP packet (header in clear: `hdr` is at least 12 bytes) arriving at
+    /// `now_ns`, and publishes loss and jitter into `c`.
+    #[inline]
+    pub(crate) fn packet(&mut self, hdr: &[u8], now_ns: u64, c: &SideCounters) {
+        let (Some(s), Some(t), Some(x)) = (hdr.get(2..4), hdr.get(4..8), hdr.get(8..12)) else {
+            return;
+        };
+        let seq = u16::from_be_bytes([s[0], s[1]]);
+        let ts = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
+        let ssrc = u32::from_be_bytes([x[0], x[1], x[2], x[3]]);
+        // Arrival time in 8 kHz timestamp units (G.711, G.722 and telephone-event all tick at 8 kHz).
+        let arrival = (now_ns / 125_000) as i64;
+        if !self.started || ssrc != self.ssrc {
+            self.lost_before += self.lost();
+            *self = RtpStats {
+                ssrc,
+                started: true,
+                base: u64::from(seq),
+                max: u64::from(seq),
+                received: 0,
+                lost_before: self.lost_before,
+                transit: arrival - i64::from(ts),
+                jitter_q4: self.jitter_q4,
+            };
+        } else {
+            let delta = seq.wrapping_sub(self.max as u16) as i16;
+            if delta > 0 {
+                self.max += delta as u64;
+            }
+            let transit = arrival.wrapping_sub(i64::from(ts));
+            let d = transit.wrapping_sub(self.transit).unsigned_abs();
+            self.transit = transit;
+            // J += (|D| - J) / 16, with J kept scaled by 16.
+            self.jitter_q4 = self.jitter_q4 + d.min(1 << 24) - ((self.jitter_q4 + 8) >> 4);
+        }
+        self.received += 1;
+        c.lost
+            .store(self.lost_before + self.lost(), Ordering::Relaxed);
+        c.jitter_ts.store(self.jitter_q4 >> 4, Ordering::Relaxed);
+    }
+
+    fn lost(&self) -> u64 {
+        if !self.started {
+            return 0;
+        }
+        (self.max - self.base + 1).saturating_sub(self.received)
+    }
 }

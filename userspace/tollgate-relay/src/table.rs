@@ -11,7 +11,9 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use tollgate_srtp::{Config as SrtpConfig, Context};
 
-use crate::flow::{DropReason, FlowCounters, LegSpec, MediaFlowSpec, Side, TransformSpec};
+use crate::flow::{
+    DropReason, FlowCounters, LegSpec, MediaFlowSpec, RtpStats, Side, TransformSpec,
+};
 use crate::frame::{EgressHeader, Mac};
 
 /// Compact hash key for a local socket address.
@@ -92,6 +94,8 @@ struct LegState {
     nic_mac: Mac,
     vlan: Option<u16>,
     next_hop_mac: Option<Mac>,
+    /// Statistics of the RTP arriving on this leg.
+    rtp: RtpStats,
 }
 
 impl LegState {
@@ -112,6 +116,7 @@ impl LegState {
             nic_mac: l.nic_mac,
             vlan: l.vlan,
             next_hop_mac: l.next_hop_mac,
+            rtp: RtpStats::default(),
         }
     }
 }
@@ -254,6 +259,7 @@ impl FlowTable {
                         && ol.local_rtp == nl.local_rtp
                         && ol.local_rtcp == nl.local_rtcp;
                     let mut leg = LegState::new(nl, now_ns);
+                    leg.rtp = f.legs[i].rtp;
                     if keep_learned {
                         let prev = &f.legs[i];
                         leg.remote_rtp = prev.remote_rtp;
@@ -461,6 +467,9 @@ impl FlowTable {
             }
             if leg.next_hop_mac.is_none() {
                 leg.next_hop_mac = src_mac;
+            }
+            if !rtcp {
+                leg.rtp.packet(buf, now_ns, ctr);
             }
         }
 
@@ -824,5 +833,68 @@ mod tests {
             relay(&mut t, "10.0.9.9:1", "10.0.1.2:4000", &rtp(1), 6, false).unwrap_err(),
             DropReason::NoFlow
         );
+    }
+}
+
+#[cfg(test)]
+mod stats_tests {
+    use super::*;
+    use crate::flow::LegSpec;
+
+    #[test]
+    fn loss_and_jitter() {
+        let leg = |l: &str, r: &str| LegSpec {
+            local_rtp: l.parse().unwrap(),
+            local_rtcp: None,
+            remote_rtp: Some(r.parse().unwrap()),
+            remote_rtcp: None,
+            learn_window_ns: 0,
+            nic_mac: [0; 6],
+            vlan: None,
+            next_hop_mac: None,
+        };
+        let spec = MediaFlowSpec {
+            id: 1,
+            ext: leg("10.0.1.1:1000", "10.0.1.2:2000"),
+            int: leg("10.0.2.1:1000", "10.0.2.2:2000"),
+            ext_to_int: TransformSpec::Forward,
+            int_to_ext: TransformSpec::Forward,
+        };
+        let mut t = FlowTable::default();
+        let c = Arc::new(FlowCounters::default());
+        t.install(&spec, Arc::clone(&c), 0).unwrap();
+        let local: SocketAddr = "10.0.1.1:1000".parse().unwrap();
+        let src: SocketAddr = "10.0.1.2:2000".parse().unwrap();
+        // 100 packets every 20 ms, seq 65500.. across the wrap, 3 lost, perfectly paced.
+        let mut sent = 0;
+        for i in 0u64..100 {
+            if [10, 50, 51].contains(&i) {
+                continue;
+            }
+            let seq = 65500u16.wrapping_add(i as u16);
+            let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            p[4..8].copy_from_slice(&((i * 160) as u32).to_be_bytes());
+            p.extend_from_slice(&[0; 160]);
+            let n = p.len();
+            p.resize(n + 16, 0);
+            let r = t
+                .relay(
+                    local,
+                    src,
+                    None,
+                    &mut p,
+                    n,
+                    1_000_000_000 + i * 20_000_000,
+                    false,
+                )
+                .unwrap();
+            t.sent(&r, 0);
+            sent += 1;
+        }
+        let s = c.sides[0].snapshot();
+        assert_eq!(s.packets, sent);
+        assert_eq!(s.lost, 3);
+        assert_eq!(s.jitter_ts, 0, "perfect pacing: no jitter");
     }
 }

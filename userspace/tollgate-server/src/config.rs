@@ -1,0 +1,671 @@
+//! The configuration file (TOML) and its validation.
+//!
+//! [`Config::load`] parses and validates; every error names the key and the problem
+//! (`trunk[1].inbound[0].match: invalid regex ...`). The validated [`Config`] is what the daemon
+//! runs with and what `tollgate check-config` prints.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tollgate_srtp::Profile;
+
+/// A configuration problem: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// TOML syntax or type error (the message carries the line and key).
+    #[error("{0}")]
+    Syntax(String),
+    /// A key has an invalid value.
+    #[error("{key}: {problem}")]
+    Invalid {
+        /// Dotted key path.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// SIP transport of a trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Plain TCP.
+    #[default]
+    Tcp,
+    /// TLS.
+    Tls,
+}
+
+/// Which media data path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DatapathKind {
+    /// XDP + AF_XDP (needs root/CAP_NET_ADMIN+CAP_BPF and an XDP-capable NIC).
+    Xdp,
+    /// UDP sockets.
+    #[default]
+    Socket,
+}
+
+/// The gateway (untrusted) side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtSide {
+    /// NIC name (XDP path).
+    pub interface: String,
+    /// SIP over TCP listening address of this NIC.
+    pub sip_listen: SocketAddr,
+    /// Optional SIP over TLS listening address (for TLS trunks).
+    #[serde(default)]
+    pub tls_listen: Option<SocketAddr>,
+    /// Our media address on this NIC.
+    pub media_address: IpAddr,
+    /// VLAN tag of this side, if tagged.
+    #[serde(default)]
+    pub vlan: Option<u16>,
+}
+
+/// The internal (trusted) side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntSide {
+    /// NIC name (XDP path).
+    pub interface: String,
+    /// SIP over mutual TLS listening address of this NIC.
+    pub sip_listen: SocketAddr,
+    /// Our media address on this NIC.
+    pub media_address: IpAddr,
+    /// The internal next hop (proxy) that gets calls from the PSTN.
+    pub next_hop: SocketAddr,
+    /// Its host name: TLS server name and Request-URI host.
+    pub next_hop_host: String,
+    /// VLAN tag of this side, if tagged.
+    #[serde(default)]
+    pub vlan: Option<u16>,
+}
+
+/// Certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Our certificate chain (PEM), presented on both the listener and outbound connections.
+    pub cert: PathBuf,
+    /// Our private key (PEM).
+    pub key: PathBuf,
+    /// CA (PEM) that signs internal clients and the next hop.
+    pub ca: PathBuf,
+}
+
+/// One number rewrite rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Regular expression on the number.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Replacement (`$1`, `${name}`).
+    pub replace: String,
+}
+
+/// A PSTN gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trunk {
+    /// Unique name.
+    pub name: String,
+    /// Gateway address: calls are accepted only from it, and sent to it.
+    pub address: IpAddr,
+    /// Gateway SIP port.
+    #[serde(default = "default_sip_port")]
+    pub port: u16,
+    /// Transport toward the gateway.
+    #[serde(default)]
+    pub transport: TransportKind,
+    /// Rules applied to numbers from this gateway (to E.164), first match wins.
+    #[serde(default)]
+    pub inbound: Vec<Rule>,
+    /// Rules applied to numbers sent to this gateway, first match wins.
+    #[serde(default)]
+    pub outbound: Vec<Rule>,
+    /// OPTIONS keepalive interval in seconds (0: off).
+    #[serde(default = "default_options_interval")]
+    pub options_interval_s: u64,
+    /// Media source learning window for NATed gateways, in ms (0: off).
+    #[serde(default)]
+    pub nat_learn_ms: u64,
+}
+
+fn default_sip_port() -> u16 {
+    5060
+}
+fn default_options_interval() -> u64 {
+    30
+}
+
+/// A route for calls to the PSTN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Regular expression on the E.164 number.
+    pub pattern: String,
+    /// Trunks to try in order.
+    pub trunks: Vec<String>,
+}
+
+/// Media settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Media {
+    /// Data path.
+    #[serde(default)]
+    pub datapath: DatapathKind,
+    /// Worker threads (XDP: one per NIC queue).
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// CPUs to pin workers to.
+    #[serde(default)]
+    pub cpus: Vec<usize>,
+    /// Set the NICs' queue count to `workers` if it differs (XDP).
+    #[serde(default = "yes")]
+    pub set_channels: bool,
+    /// Relay port range on the gateway side `[first, last]`.
+    pub ext_ports: [u16; 2],
+    /// Relay port range on the internal side `[first, last]`.
+    pub int_ports: [u16; 2],
+    /// Offer rtcp-mux to the internal side.
+    #[serde(default = "yes")]
+    pub rtcp_mux_internal: bool,
+    /// SRTP suites offered to the internal side, in order.
+    #[serde(default = "default_suites")]
+    pub suites: Vec<String>,
+    /// End calls whose media stopped for this long (seconds, 0: off).
+    #[serde(default = "default_inactivity")]
+    pub inactivity_timeout_s: u64,
+    /// SRTP replay window (packets, at least 128).
+    #[serde(default = "default_replay")]
+    pub replay_window: usize,
+}
+
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_suites() -> Vec<String> {
+    vec![
+        "AES_CM_128_HMAC_SHA1_80".into(),
+        "AES_CM_128_HMAC_SHA1_32".into(),
+    ]
+}
+fn default_inactivity() -> u64 {
+    30
+}
+fn default_replay() -> usize {
+    128
+}
+
+/// SIP settings and limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sip {
+    /// Session-Expires we ask for (RFC 4028), seconds.
+    #[serde(default = "default_se")]
+    pub session_expires_s: u64,
+    /// Smallest Session-Expires we accept, seconds.
+    #[serde(default = "default_min_se")]
+    pub min_se_s: u64,
+    /// Most concurrent calls; more get 503.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: usize,
+    /// Largest SIP message accepted on a stream.
+    #[serde(default = "default_max_msg")]
+    pub max_message_bytes: usize,
+    /// Most simultaneous connections from one source address.
+    #[serde(default = "default_conn_per_source")]
+    pub max_connections_per_source: usize,
+    /// Close connections idle this long, seconds.
+    #[serde(default = "default_idle")]
+    pub connection_idle_timeout_s: u64,
+    /// Give up connecting after this long, seconds.
+    #[serde(default = "default_connect")]
+    pub connect_timeout_s: u64,
+    /// How long SIGTERM waits for calls to end, seconds.
+    #[serde(default = "default_drain")]
+    pub drain_timeout_s: u64,
+}
+
+fn default_se() -> u64 {
+    1800
+}
+fn default_min_se() -> u64 {
+    90
+}
+fn default_max_calls() -> usize {
+    10_000
+}
+fn default_max_msg() -> usize {
+    65_536
+}
+fn default_conn_per_source() -> usize {
+    64
+}
+fn default_idle() -> u64 {
+    600
+}
+fn default_connect() -> u64 {
+    5
+}
+fn default_drain() -> u64 {
+    60
+}
+
+impl Default for Sip {
+    fn default() -> Self {
+        Sip {
+            session_expires_s: default_se(),
+            min_se_s: default_min_se(),
+            max_calls: default_max_calls(),
+            max_message_bytes: default_max_msg(),
+            max_connections_per_source: default_conn_per_source(),
+            connection_idle_timeout_s: default_idle(),
+            connect_timeout_s: default_connect(),
+            drain_timeout_s: default_drain(),
+        }
+    }
+}
+
+/// Operations: metrics, CDRs, logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Ops {
+    /// Prometheus endpoint address (never a wildcard address).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// CDR file (JSON lines), appended to.
+    #[serde(default)]
+    pub cdr_path: Option<PathBuf>,
+    /// Log format: "text" or "json".
+    #[serde(default)]
+    pub log_format: Option<String>,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Gateway side.
+    pub ext: ExtSide,
+    /// Internal side.
+    pub int: IntSide,
+    /// Certificates.
+    pub tls: TlsFiles,
+    /// Gateways.
+    #[serde(default, rename = "trunk")]
+    pub trunks: Vec<Trunk>,
+    /// Routes to the PSTN.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+    /// Media.
+    pub media: Media,
+    /// SIP.
+    #[serde(default)]
+    pub sip: Sip,
+    /// Operations.
+    #[serde(default)]
+    pub ops: Ops,
+}
+
+fn check_specific(key: &str, a: SocketAddr) -> Result<(), ConfigError> {
+    if a.ip().is_unspecified() {
+        return Err(invalid(
+            key,
+            format!("{a} is a wildcard address; bind this NIC's own address"),
+        ));
+    }
+    if a.port() == 0 {
+        return Err(invalid(key, "port 0 is not allowed"));
+    }
+    Ok(())
+}
+
+fn check_range(key: &str, r: [u16; 2]) -> Result<(), ConfigError> {
+    let [a, b] = r;
+    if a < 1024 || a >= b || a % 2 != 0 {
+        return Err(invalid(
+            key,
+            format!("[{a}, {b}] must be an even first port >= 1024 below the last"),
+        ));
+    }
+    if b - a < 3 {
+        return Err(invalid(key, "range holds fewer than two RTP/RTCP pairs"));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base)
+    }
+
+    /// Parses and validates configuration text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut c: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        for p in [&mut c.tls.cert, &mut c.tls.key, &mut c.tls.ca] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(p) = c.ops.cdr_path.as_mut().filter(|p| p.is_relative()) {
+            *p = base.join(&*p);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks everything that types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_specific("ext.sip_listen", self.ext.sip_listen)?;
+        if let Some(t) = self.ext.tls_listen {
+            check_specific("ext.tls_listen", t)?;
+        }
+        check_specific("int.sip_listen", self.int.sip_listen)?;
+        check_specific("int.next_hop", self.int.next_hop)?;
+        if self.ext.media_address.is_unspecified() {
+            return Err(invalid(
+                "ext.media_address",
+                "must be this NIC's own address",
+            ));
+        }
+        if self.int.media_address.is_unspecified() {
+            return Err(invalid(
+                "int.media_address",
+                "must be this NIC's own address",
+            ));
+        }
+        if self.ext.sip_listen.ip() == self.int.sip_listen.ip() {
+            return Err(invalid(
+                "int.sip_listen",
+                "must be on a different address than ext.sip_listen: trusted and untrusted traffic stay on separate NICs",
+            ));
+        }
+        if self.int.next_hop_host.trim().is_empty() {
+            return Err(invalid("int.next_hop_host", "must name the internal proxy"));
+        }
+        for (k, p) in [
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("tls.ca", &self.tls.ca),
+        ] {
+            if !p.is_file() {
+                return Err(invalid(
+                    k,
+                    format!("{} is not a readable file", p.display()),
+                ));
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, t) in self.trunks.iter().enumerate() {
+            let k = format!("trunk[{i}]");
+            if t.name.is_empty() || !names.insert(t.name.as_str()) {
+                return Err(invalid(
+                    format!("{k}.name"),
+                    format!("{:?} is empty or not unique", t.name),
+                ));
+            }
+            if t.address.is_unspecified() {
+                return Err(invalid(
+                    format!("{k}.address"),
+                    "must be the gateway's address",
+                ));
+            }
+            for (dir, rules) in [("inbound", &t.inbound), ("outbound", &t.outbound)] {
+                for (j, r) in rules.iter().enumerate() {
+                    regex::Regex::new(&r.pattern).map_err(|e| {
+                        invalid(
+                            format!("{k}.{dir}[{j}].match"),
+                            format!("invalid regex: {e}"),
+                        )
+                    })?;
+                }
+            }
+            if t.transport == TransportKind::Tls && self.ext.tls_listen.is_none() {
+                return Err(invalid(
+                    format!("{k}.transport"),
+                    "tls trunks need ext.tls_listen",
+                ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let k = format!("route[{i}]");
+            regex::Regex::new(&r.pattern)
+                .map_err(|e| invalid(format!("{k}.pattern"), format!("invalid regex: {e}")))?;
+            if r.trunks.is_empty() {
+                return Err(invalid(
+                    format!("{k}.trunks"),
+                    "must list at least one trunk",
+                ));
+            }
+            for (j, t) in r.trunks.iter().enumerate() {
+                if !names.contains(t.as_str()) {
+                    return Err(invalid(
+                        format!("{k}.trunks[{j}]"),
+                        format!("no trunk named {t:?}"),
+                    ));
+                }
+            }
+        }
+        let m = &self.media;
+        if m.workers == 0 || m.workers > 64 {
+            return Err(invalid("media.workers", "must be 1..=64"));
+        }
+        check_range("media.ext_ports", m.ext_ports)?;
+        check_range("media.int_ports", m.int_ports)?;
+        if m.suites.is_empty() {
+            return Err(invalid("media.suites", "must list at least one SRTP suite"));
+        }
+        for (i, s) in m.suites.iter().enumerate() {
+            if Profile::from_sdes_name(s).is_none() {
+                return Err(invalid(
+                    format!("media.suites[{i}]"),
+                    format!(
+                        "unknown suite {s:?} (known: {})",
+                        Profile::ALL.map(Profile::sdes_name).join(", ")
+                    ),
+                ));
+            }
+        }
+        if !(128..=32768).contains(&m.replay_window) {
+            return Err(invalid("media.replay_window", "must be 128..=32768"));
+        }
+        let s = &self.sip;
+        if s.min_se_s < 90 || s.session_expires_s < s.min_se_s {
+            return Err(invalid(
+                "sip.session_expires_s",
+                "must be >= sip.min_se_s >= 90 (RFC 4028)",
+            ));
+        }
+        if !(1024..=1 << 20).contains(&s.max_message_bytes) {
+            return Err(invalid("sip.max_message_bytes", "must be 1 KiB..=1 MiB"));
+        }
+        if let Some(a) = self.ops.metrics_listen {
+            check_specific("ops.metrics_listen", a)?;
+        }
+        if let Some(f) = &self.ops.log_format
+            && f != "text"
+            && f != "json"
+        {
+            return Err(invalid("ops.log_format", "must be \"text\" or \"json\""));
+        }
+        Ok(())
+    }
+
+    /// The suites as profiles (validated).
+    pub fn suites(&self) -> Vec<Profile> {
+        self.media
+            .suites
+            .iter()
+            .filter_map(|s| Profile::from_sdes_name(s))
+            .collect()
+    }
+
+    /// The effective configuration as TOML (what `check-config` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
+    }
+
+    /// The trunk whose gateway address is `ip`.
+    pub fn trunk_for(&self, ip: IpAddr) -> Option<&Trunk> {
+        self.trunks.iter().find(|t| t.address == ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> (tempdir::Dir, String) {
+        let d = tempdir::Dir::new();
+        for f in ["cert.pem", "key.pem", "ca.pem"] {
+            std::fs::write(d.0.join(f), "x").unwrap();
+        }
+        let text = r#"
+[ext]
+interface = "ext0"
+sip_listen = "10.201.1.1:5060"
+media_address = "10.201.1.1"
+
+[int]
+interface = "int0"
+sip_listen = "10.201.2.1:5061"
+media_address = "10.201.2.1"
+next_hop = "10.201.2.2:5061"
+next_hop_host = "proxy.int.example"
+
+[tls]
+cert = "cert.pem"
+key = "key.pem"
+ca = "ca.pem"
+
+[[trunk]]
+name = "gw1"
+address = "10.201.1.2"
+inbound = [{ match = "^0(\\d+)$", replace = "+44$1" }]
+
+[[route]]
+pattern = "^\\+44"
+trunks = ["gw1"]
+
+[media]
+ext_ports = [30000, 30999]
+int_ports = [40000, 40999]
+"#
+        .to_owned();
+        (d, text)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let p = std::env::temp_dir().join(format!("tg-cfg-{}-{n}", std::process::id()));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn err(text: &str, d: &tempdir::Dir) -> String {
+        Config::parse(text, &d.0).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn valid_config_and_defaults() {
+        let (d, t) = base();
+        let c = Config::parse(&t, &d.0).unwrap();
+        assert_eq!(c.media.datapath, DatapathKind::Socket);
+        assert_eq!(
+            c.suites(),
+            vec![Profile::Aes128CmHmacSha1_80, Profile::Aes128CmHmacSha1_32]
+        );
+        assert_eq!(c.trunks[0].port, 5060);
+        assert!(c.tls.cert.is_absolute() || c.tls.cert.starts_with(&d.0));
+        let printed = c.to_toml();
+        assert!(printed.contains("session_expires_s = 1800"));
+        assert_eq!(
+            Config::parse(&printed, &d.0).unwrap(),
+            c,
+            "printed config round-trips"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let (d, t) = base();
+        let cases = [
+            (
+                t.replace("10.201.1.1:5060", "0.0.0.0:5060"),
+                "ext.sip_listen: 0.0.0.0:5060 is a wildcard",
+            ),
+            (
+                t.replace("10.201.2.1:5061", "10.201.1.1:5061"),
+                "int.sip_listen: must be on a different address",
+            ),
+            (
+                t.replace("^0(\\\\d+)$", "^0(\\\\d+$"),
+                "trunk[0].inbound[0].match: invalid regex",
+            ),
+            (
+                t.replace("trunks = [\"gw1\"]", "trunks = [\"gw9\"]"),
+                "route[0].trunks[0]: no trunk named \"gw9\"",
+            ),
+            (
+                t.replace("[30000, 30999]", "[30001, 30999]"),
+                "media.ext_ports",
+            ),
+            (t.replace("cert.pem", "missing.pem"), "tls.cert:"),
+            (
+                t.replace("[media]", "[media]\nsuites = [\"NULL\"]"),
+                "media.suites[0]: unknown suite",
+            ),
+            (
+                t.replace("[media]", "[media]\nbogus = 1"),
+                "unknown field `bogus`",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = err(&text, &d);
+            assert!(e.contains(want), "expected {want:?} in {e:?}");
+        }
+    }
+}
