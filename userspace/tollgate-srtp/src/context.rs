@@ -793,10 +793,10 @@ impl Context {
 
     #[cfg(test)]
     pub(crate) fn set_rtcp_tx(&mut self, ssrc: u32, last: u32) {
-        if let Ok(i) = self.slot_or_alloc(ssrc) {
-            if let Some(s) = self.streams.get_mut(i) {
-                s.rtcp_tx = last;
-            }
+        if let Ok(i) = self.slot_or_alloc(ssrc)
+            && let Some(s) = self.streams.get_mut(i)
+        {
+            s.rtcp_tx = last;
         }
     }
 }
