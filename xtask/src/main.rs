@@ -2,6 +2,7 @@
 //!
 //! Every long-running step prints what it is doing and a summary at the end.
 
+mod bench;
 mod ci;
 mod lab;
 mod setup;
@@ -25,6 +26,8 @@ enum Cmd {
     Lab(lab::Args),
     /// Everything CI checks: setup, fmt, clippy, all tests (namespace tests need root).
     Ci(ci::Args),
+    /// Benchmarks, reports under target/bench-report/ (`bench srtp`).
+    Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup(a) => setup::run(&a),
         Cmd::Lab(a) => lab::run(&a),
         Cmd::Ci(a) => ci::run(&a),
+        Cmd::Bench(a) => bench::run(&a),
     }
 }

@@ -36,7 +36,11 @@ const PACKAGES: &[(&str, &str)] = &[
 /// Extra packages for the benchmarks.
 const BENCH_PACKAGES: &[(&str, &str)] = &[
     ("rtpengine-daemon", "the peer relay measured side by side"),
-    ("linux-perf", "profiles of the relay"),
+    ("linux-perf", "profiles of the relay and of SRTP"),
+    (
+        "make",
+        "building libsrtp with OpenSSL (bench srtp's baseline) from Debian's source",
+    ),
 ];
 
 /// What setup found or did, for the summary.

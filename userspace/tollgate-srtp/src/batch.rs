@@ -139,11 +139,11 @@ impl Context {
                 }
             };
             j.result = r.map(|(len, _)| len);
-            if let Ok((_, Some(d))) = r {
-                if let Some(p) = pending.get_mut(np) {
-                    *p = (i, d);
-                    np += 1;
-                }
+            if let Ok((_, Some(d))) = r
+                && let Some(p) = pending.get_mut(np)
+            {
+                *p = (i, d);
+                np += 1;
             }
         }
         let Some((aes, mac)) = self.rtp_cm() else {

@@ -7,9 +7,7 @@
 //! authenticates), estimate the index, check the replay window, verify the tag, then commit
 //! the index and decrypt. A refused packet leaves the stream state and the buffer untouched.
 
-use subtle::ConstantTimeEq;
-
-use crate::crypto::{Aes, Gcm, HmacSha1, kdf, label};
+use crate::crypto::{Aes, Gcm, HmacSha1, kdf, label, tags_equal};
 use crate::error::Error;
 use crate::replay::{Check, Geometry, estimate};
 use crate::{KeyMaterial, Profile};
@@ -591,7 +589,7 @@ impl Context {
             Keys::Cm { salt, mac, .. } => {
                 let (data, tag) = pkt.split_at(body);
                 let t = mac.tag(data, &roc.to_be_bytes());
-                let ok: bool = t.get(..tag_len).is_some_and(|t| t.ct_eq(tag).into());
+                let ok = t.get(..tag_len).is_some_and(|t| tags_equal(t, tag));
                 if !ok {
                     return Err(Error::AuthFailed);
                 }
@@ -722,7 +720,7 @@ impl Context {
                 self.replay_check(slot, true, highest, delta)?;
                 let (data, tag) = pkt.split_at(body + 4);
                 let t = mac.tag(data, &[]);
-                let ok: bool = t[..10].ct_eq(tag).into();
+                let ok = tags_equal(&t[..10], tag);
                 if !ok {
                     return Err(Error::AuthFailed);
                 }
@@ -793,10 +791,10 @@ impl Context {
 
     #[cfg(test)]
     pub(crate) fn set_rtcp_tx(&mut self, ssrc: u32, last: u32) {
-        if let Ok(i) = self.slot_or_alloc(ssrc) {
-            if let Some(s) = self.streams.get_mut(i) {
-                s.rtcp_tx = last;
-            }
+        if let Ok(i) = self.slot_or_alloc(ssrc)
+            && let Some(s) = self.streams.get_mut(i)
+        {
+            s.rtcp_tx = last;
         }
     }
 }

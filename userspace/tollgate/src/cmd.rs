@@ -2,11 +2,15 @@
 
 use std::process::ExitCode;
 
+pub mod srtp;
+
 /// What `tollgate` can do.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Print the build's version and the features compiled in.
     Version,
+    /// Decrypt SDES-keyed SRTP/SRTCP in a capture into plain RTP/RTCP, or encrypt the reverse.
+    Srtp(srtp::Args),
 }
 
 /// Runs a subcommand and maps its outcome to the process exit code.
@@ -16,5 +20,6 @@ pub fn dispatch(cmd: Command) -> ExitCode {
             println!("tollgate {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Srtp(a) => srtp::run(a),
     }
 }

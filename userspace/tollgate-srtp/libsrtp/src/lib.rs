@@ -7,7 +7,7 @@
 //! libsrtp is BSD-licensed; none of its source is part of this repository.
 
 use std::ffi::{CStr, CString, c_int, c_uint, c_ulong, c_void};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Why libsrtp could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -143,8 +143,20 @@ fn sym<T: Copy>(handle: *mut c_void, path: &str, name: &'static str) -> Result<T
 }
 
 impl Lib {
-    /// Loads libsrtp from a path or soname and calls `srtp_init`.
+    /// Loads libsrtp from a path or soname and calls `srtp_init`, once per path per process
+    /// (a second `srtp_init` re-runs the self-tests, which fail with the NSS backend).
     pub fn open(path: &str) -> Result<Arc<Lib>, Error> {
+        static LOADED: Mutex<Vec<Arc<Lib>>> = Mutex::new(Vec::new());
+        let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = loaded.iter().find(|l| l.path == path) {
+            return Ok(l.clone());
+        }
+        let l = Lib::load(path)?;
+        loaded.push(l.clone());
+        Ok(l)
+    }
+
+    fn load(path: &str) -> Result<Arc<Lib>, Error> {
         let c = CString::new(path).map_err(|_| Error::Load {
             path: path.into(),
             why: "NUL in path".into(),
@@ -195,7 +207,7 @@ impl Lib {
             gcm128: sym(handle, path, "srtp_crypto_policy_set_aes_gcm_128_16_auth")?,
             gcm256: sym(handle, path, "srtp_crypto_policy_set_aes_gcm_256_16_auth")?,
         };
-        // SAFETY: srtp_init takes no arguments and is idempotent.
+        // SAFETY: srtp_init takes no arguments.
         let st = unsafe { init() };
         if st != 0 {
             return Err(Error::Status {
