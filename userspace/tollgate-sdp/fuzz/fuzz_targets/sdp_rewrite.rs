@@ -19,7 +19,10 @@ use tollgate_sdp::{MediaSession, PortRequest, RelayPorts, RewriteConfig, Sdp, Si
 
 fn release(ports: Vec<RelayPorts>, allocated: &[RelayPorts], released: &mut Vec<RelayPorts>) {
     for p in ports {
-        assert!(allocated.contains(&p), "released ports that were never allocated");
+        assert!(
+            allocated.contains(&p),
+            "released ports that were never allocated"
+        );
         assert!(!released.contains(&p), "ports released twice");
         released.push(p);
     }
@@ -30,14 +33,24 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (cfg_bits, steps_bits) = (*cfg_bits, *steps_bits);
-    let policy = |on: bool| if on { StreamPolicy::Relay } else { StreamPolicy::Reject };
+    let policy = |on: bool| {
+        if on {
+            StreamPolicy::Relay
+        } else {
+            StreamPolicy::Reject
+        }
+    };
     let cfg = RewriteConfig {
         video: policy(cfg_bits & 2 != 0),
         image: policy(cfg_bits & 4 != 0),
         ..RewriteConfig::default()
     };
     let flaky = cfg_bits & 8 != 0;
-    let first = if cfg_bits & 1 != 0 { Side::Internal } else { Side::Gateway };
+    let first = if cfg_bits & 1 != 0 {
+        Side::Internal
+    } else {
+        Side::Gateway
+    };
 
     let mut n: u8 = 0;
     let mut rng = |b: &mut [u8]| {
@@ -71,7 +84,11 @@ fuzz_target!(|data: &[u8]| {
             }
             continue;
         }
-        offerer = if step > 0 && steps_bits & 0x20 != 0 { first.other() } else { first };
+        offerer = if step > 0 && steps_bits & 0x20 != 0 {
+            first.other()
+        } else {
+            first
+        };
         let mut alloc = |_: &PortRequest| {
             requests += 1;
             if flaky && requests % 3 == 0 {
