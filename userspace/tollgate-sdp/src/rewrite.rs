@@ -105,6 +105,43 @@ impl Default for RewriteConfig {
     }
 }
 
+impl RewriteConfig {
+    /// Checks the configuration; the error names the setting and the problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.offer_suites.is_empty() {
+            return Err("offer_suites: at least one SRTP suite must be offered".to_owned());
+        }
+        for (i, p) in self.offer_suites.iter().enumerate() {
+            if self
+                .offer_suites
+                .get(..i)
+                .is_some_and(|before| before.contains(p))
+            {
+                return Err(format!("offer_suites: {p} is listed twice"));
+            }
+            if !self.crypto.suites.contains(p) {
+                return Err(format!(
+                    "offer_suites: {p} is offered but not in the accepted suites"
+                ));
+            }
+        }
+        if self.crypto.suites.is_empty() {
+            return Err("crypto.suites: at least one SRTP suite must be accepted".to_owned());
+        }
+        if self.origin_username.is_empty()
+            || self
+                .origin_username
+                .contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "origin_username: {:?} must be a non-empty word without spaces",
+                self.origin_username
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The relay's RTP transport addresses of one stream, one per NIC. RTCP uses the next port
 /// (`+1`) unless RTCP is multiplexed ([`ActiveStream::rtcp_mux`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -142,7 +142,15 @@ impl Origin {
 
     /// Adds one to the session version (RFC 3264 §8: each changed SDP of a session carries the
     /// previous version plus one). Works on the decimal string, so it never overflows.
+    /// A version that is not all digits (only possible if the field was set by hand) becomes
+    /// `1`.
     pub fn increment_version(&mut self) {
+        if self.session_version.is_empty()
+            || !self.session_version.bytes().all(|b| b.is_ascii_digit())
+        {
+            self.session_version = "1".to_owned();
+            return;
+        }
         let mut digits: Vec<u8> = self.session_version.bytes().collect();
         let mut i = digits.len();
         loop {

@@ -248,6 +248,9 @@ fn origin_version_increments_in_decimal() {
         assert_eq!(o.session_version, to);
     }
     assert_eq!(o.version_u64(), None);
+    o.session_version = "x9".into();
+    o.increment_version();
+    assert_eq!(o.session_version, "1");
     let o = tollgate_sdp::Origin::new("tollgate", 7, 1, "2001:db8::1".parse().unwrap());
     assert_eq!(o.to_string(), "tollgate 7 1 IN IP6 2001:db8::1");
 }

@@ -1085,3 +1085,29 @@ fn a_rejected_stream_is_answered_with_the_offerers_own_protocol() {
         format!("{INT_ANSWER_FROM_TG}m=audio 0 RTP/AVP 0\r\n")
     );
 }
+
+#[test]
+fn config_validation_names_the_setting() {
+    assert_eq!(RewriteConfig::default().validate(), Ok(()));
+    let with = |f: &dyn Fn(&mut RewriteConfig)| {
+        let mut c = RewriteConfig::default();
+        f(&mut c);
+        c.validate().expect_err("invalid config")
+    };
+    assert_eq!(
+        with(&|c| c.offer_suites.clear()),
+        "offer_suites: at least one SRTP suite must be offered"
+    );
+    assert_eq!(
+        with(&|c| c.offer_suites.push(P80)),
+        "offer_suites: AES_CM_128_HMAC_SHA1_80 is listed twice"
+    );
+    assert_eq!(
+        with(&|c| c.crypto.suites = vec![P80]),
+        "offer_suites: AES_CM_128_HMAC_SHA1_32 is offered but not in the accepted suites"
+    );
+    assert_eq!(
+        with(&|c| c.origin_username = "tolL gate".into()),
+        "origin_username: \"tolL gate\" must be a non-empty word without spaces"
+    );
+}
