@@ -14,9 +14,13 @@
 //! * [`error`]: [`ConfigError`].
 
 pub mod b2bua;
+mod call;
 pub mod config;
 pub mod error;
+mod indialog;
+mod media;
 pub mod ports;
+mod setup;
 pub mod types;
 
 pub use b2bua::B2bua;
