@@ -1,0 +1,1377 @@
+//! [`B2bua`]: the call state machine the driver calls with [`Input`]s.
+//!
+//! Plumbing lives here: the transaction layer (one `tollgate-sip` [`TransactionLayer`] for both
+//! sides, its flows mapped to driver connections and addresses), timers, the refusal checks
+//! that run before a transaction exists, keepalives, reloads and teardown. Call setup is in
+//! `setup.rs`, in-dialog handling in `indialog.rs`.
+//!
+//! Teardown is immediate: when a call ends (BYE, CANCEL, error, timer) its BYE/CANCEL/final
+//! responses are sent, its flows removed, its ports freed and its CDR written in the same
+//! [`B2bua::handle`] call. Transactions still open toward a peer live on in the transaction
+//! layer without the call ("orphans"): a late 2xx to an abandoned INVITE is ACKed and BYEd, and
+//! a guard timer bounds every orphan, so nothing leaks.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use tollgate_sdp::{CryptoPolicy, RewriteConfig};
+use tollgate_sip::header::Header;
+use tollgate_sip::transaction::{State as TxState, cancel_for};
+use tollgate_sip::{
+    Action, Dialog, Flow, HeaderName, Host, Message, Method, NameAddr, SipUri, TransactionConfig,
+    TransactionLayer, TxId, UaPolicy, Uri, Via, check_request, check_response,
+};
+
+use crate::call::{Call, TxRole};
+use crate::config::Config;
+use crate::media::Pools;
+use crate::ports::PortPool;
+use crate::types::{
+    CallEvent, CallId, Cdr, ConnId, EndCause, Input, Output, RefuseReason, Side, Target, TimerId,
+    Transport,
+};
+
+/// Methods Tollgate serves (Allow).
+pub(crate) const ALLOW: &[&str] = &[
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "PRACK", "UPDATE", "INFO",
+];
+
+/// What a timer is for.
+#[derive(Debug, Clone)]
+pub(crate) enum TimerPurpose {
+    /// The transaction layer's next deadline.
+    Tx,
+    /// Ringing too long.
+    NoAnswer(CallId),
+    /// A leg's session refresh or expiry.
+    Session(CallId, Side),
+    /// Bound on an abandoned INVITE client transaction.
+    OrphanGuard(TxId),
+    /// A trunk's OPTIONS keepalive.
+    Keepalive(String),
+}
+
+/// An INVITE client transaction whose call is gone.
+#[derive(Debug, Clone)]
+pub(crate) struct Orphan {
+    /// Send CANCEL when a provisional arrives.
+    pub(crate) cancel_on_provisional: bool,
+    pub(crate) guard: TimerId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FlowKey {
+    Conn(Side, ConnId),
+    Addr(Side, SocketAddr, Transport),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FlowInfo {
+    pub(crate) side: Side,
+    pub(crate) target: Target,
+    /// For connections: the peer's address.
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+/// Maps transaction-layer flows to driver targets.
+#[derive(Debug, Default)]
+pub(crate) struct FlowTable {
+    next: u64,
+    by_key: FxHashMap<FlowKey, Flow>,
+    info: FxHashMap<Flow, FlowInfo>,
+}
+
+impl FlowTable {
+    fn get_or_add(&mut self, key: FlowKey, info: FlowInfo) -> Flow {
+        if let Some(f) = self.by_key.get(&key) {
+            return *f;
+        }
+        self.next += 1;
+        let f = Flow(self.next);
+        self.by_key.insert(key, f);
+        self.info.insert(f, info);
+        f
+    }
+
+    pub(crate) fn conn(&mut self, side: Side, conn: ConnId, peer: SocketAddr) -> Flow {
+        self.get_or_add(
+            FlowKey::Conn(side, conn),
+            FlowInfo {
+                side,
+                target: Target::Conn(conn),
+                peer: Some(peer),
+            },
+        )
+    }
+
+    pub(crate) fn target(&mut self, side: Side, target: Target) -> Flow {
+        let key = match target {
+            Target::Conn(c) => FlowKey::Conn(side, c),
+            Target::Addr { addr, transport } => FlowKey::Addr(side, addr, transport),
+        };
+        self.get_or_add(
+            key,
+            FlowInfo {
+                side,
+                target,
+                peer: None,
+            },
+        )
+    }
+
+    pub(crate) fn info(&self, flow: Flow) -> Option<FlowInfo> {
+        self.info.get(&flow).copied()
+    }
+
+    pub(crate) fn is_open(&self, side: Side, conn: ConnId) -> bool {
+        self.by_key.contains_key(&FlowKey::Conn(side, conn))
+    }
+}
+
+/// A trunk's keepalive state.
+#[derive(Debug, Clone)]
+pub(crate) struct TrunkState {
+    pub(crate) up: bool,
+    pub(crate) timer: Option<TimerId>,
+    pub(crate) in_flight: Option<TxId>,
+}
+
+/// How a client transaction failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Timer B/F.
+    Timeout,
+    /// Connect failure or connection closed.
+    Transport,
+}
+
+/// The B2BUA core. One instance serves every call of a Tollgate process.
+pub struct B2bua {
+    pub(crate) cfg: Config,
+    pub(crate) rng: Box<dyn FnMut(&mut [u8]) + Send>,
+    pub(crate) rewrite: RewriteConfig,
+    pub(crate) layer: TransactionLayer,
+    /// Every branch we generate starts with this (loop detection).
+    pub(crate) branch_prefix: String,
+    pub(crate) next_call: u64,
+    pub(crate) next_timer: u64,
+    pub(crate) next_flow: u64,
+    pub(crate) calls: FxHashMap<CallId, Call>,
+    /// `side|Call-ID|our tag` -> call.
+    pub(crate) by_dialog: FxHashMap<String, CallId>,
+    pub(crate) by_tx: FxHashMap<TxId, (CallId, TxRole)>,
+    pub(crate) orphans: FxHashMap<TxId, Orphan>,
+    pub(crate) timers: FxHashMap<TimerId, TimerPurpose>,
+    pub(crate) tx_timer: Option<(TimerId, Instant)>,
+    pub(crate) flows: FlowTable,
+    pub(crate) pools: Pools,
+    pub(crate) trunk_state: FxHashMap<String, TrunkState>,
+    pub(crate) keepalive_tx: FxHashMap<TxId, String>,
+    pub(crate) draining: bool,
+}
+
+impl std::fmt::Debug for B2bua {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("B2bua")
+            .field("calls", &self.calls.len())
+            .field("transactions", &self.layer.len())
+            .field("timers", &self.timers.len())
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn dialog_key(side: Side, call_id: &str, tag: &str) -> String {
+    let mut k = String::with_capacity(call_id.len() + tag.len() + 6);
+    k.push_str(side.as_str());
+    k.push('|');
+    k.push_str(call_id);
+    k.push('|');
+    k.push_str(tag);
+    k
+}
+
+fn rewrite_config(cfg: &Config) -> RewriteConfig {
+    RewriteConfig {
+        offer_suites: cfg.media.srtp_suites.clone(),
+        crypto: CryptoPolicy::default(),
+        ..RewriteConfig::default()
+    }
+}
+
+/// Adds a header given as text (values we generate are always valid), before Content-Length.
+pub(crate) fn add_header(msg: &mut Message, name: HeaderName, value: &str) {
+    if let Ok(h) = Header::new(name, value) {
+        let at = msg
+            .headers
+            .iter()
+            .position(|x| *x.name() == HeaderName::ContentLength)
+            .unwrap_or(msg.headers.len());
+        msg.headers.insert(at, h);
+    }
+}
+
+/// Headers of `from` worth carrying to the other leg's message: everything that is not
+/// leg-specific and not recomputed by Tollgate.
+pub(crate) fn copy_headers(from: &Message, to: &mut Message) {
+    let cl = to.headers.get(&HeaderName::ContentLength).cloned();
+    to.headers.remove(&HeaderName::ContentLength);
+    for h in from.headers.iter() {
+        let n = h.name();
+        if n.is_leg_specific()
+            || matches!(
+                n,
+                HeaderName::ContentType
+                    | HeaderName::ContentEncoding
+                    | HeaderName::SessionExpires
+                    | HeaderName::MinSe
+                    | HeaderName::Require
+                    | HeaderName::Supported
+                    | HeaderName::Allow
+            )
+        {
+            continue;
+        }
+        to.headers.push(h.clone());
+    }
+    if let Some(cl) = cl {
+        to.headers.push(cl);
+    }
+}
+
+/// The status the caller gets for a callee-side final error: credentials challenges cannot
+/// cross the B2BUA (403), redirects are not followed (480); everything else is relayed as is.
+pub(crate) fn map_status(code: u16) -> u16 {
+    match code {
+        401 | 407 => 403,
+        300..=399 => 480,
+        c => c,
+    }
+}
+
+fn hex_into(s: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+}
+
+impl B2bua {
+    /// A core for `cfg` (validate it with [`Config::validate`] first); `rng` is a CSPRNG
+    /// (SRTP keys, tags, Call-IDs, branches).
+    pub fn new(cfg: Config, mut rng: Box<dyn FnMut(&mut [u8]) + Send>) -> B2bua {
+        let mut inst = [0u8; 4];
+        rng(&mut inst);
+        let mut branch_prefix = String::from("z9hG4bKtg");
+        hex_into(&mut branch_prefix, &inst);
+        branch_prefix.push('.');
+        let pools = Pools {
+            ext: PortPool::new(cfg.media.ext_ports.clone()),
+            int: PortPool::new(cfg.media.int_ports.clone()),
+            ext_ip: cfg.ext.media_ip,
+            int_ip: cfg.int.media_ip,
+        };
+        let layer = TransactionLayer::new(TransactionConfig {
+            t1: cfg.sip.t1,
+            auto_trying: true,
+        });
+        let trunk_state = cfg
+            .trunks
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    TrunkState {
+                        up: true,
+                        timer: None,
+                        in_flight: None,
+                    },
+                )
+            })
+            .collect();
+        B2bua {
+            rewrite: rewrite_config(&cfg),
+            cfg,
+            rng,
+            layer,
+            branch_prefix,
+            next_call: 1,
+            next_timer: 1,
+            next_flow: 1,
+            calls: FxHashMap::default(),
+            by_dialog: FxHashMap::default(),
+            by_tx: FxHashMap::default(),
+            orphans: FxHashMap::default(),
+            timers: FxHashMap::default(),
+            tx_timer: None,
+            flows: FlowTable::default(),
+            pools,
+            trunk_state,
+            keepalive_tx: FxHashMap::default(),
+            draining: false,
+        }
+    }
+
+    /// Arms the initial timers: an OPTIONS keepalive to each trunk that has one, due now.
+    pub fn start(&mut self, now: Instant, out: &mut Vec<Output>) {
+        self.arm_keepalives(now, out);
+    }
+
+    /// Handles one input; appends what the driver must do to `out`.
+    pub fn handle(&mut self, input: Input, now: Instant, out: &mut Vec<Output>) {
+        match input {
+            Input::Message {
+                side,
+                conn,
+                peer,
+                msg,
+            } => self.on_message(side, conn, peer, msg, now, out),
+            Input::Invalid {
+                side,
+                conn,
+                peer,
+                error,
+                ..
+            } => self.on_invalid(side, conn, peer, &error, out),
+            Input::Timer(id) => self.on_timer(id, now, out),
+            Input::ConnectFailed { side, addr } => {
+                let flows: Vec<Flow> = self
+                    .flows
+                    .by_key
+                    .iter()
+                    .filter(
+                        |(k, _)| matches!(k, FlowKey::Addr(s, a, _) if *s == side && *a == addr),
+                    )
+                    .map(|(_, f)| *f)
+                    .collect();
+                for f in flows {
+                    self.layer.flow_failed(f);
+                }
+            }
+            Input::ConnClosed { side, conn } => self.on_conn_closed(side, conn),
+            Input::MediaInactive { call } => {
+                self.end_call(
+                    call,
+                    EndCause::MediaTimeout,
+                    408,
+                    Some("SIP;cause=408;text=\"Media Timeout\""),
+                    now,
+                    out,
+                );
+            }
+            Input::Drain => self.draining = true,
+            Input::Reload(cfg) => self.reload(*cfg, now, out),
+        }
+        self.pump(now, out);
+    }
+
+    /// Calls alive.
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Relay ports in use: (ext, int) RTP ports (each with its RTCP port).
+    pub fn allocated_ports(&self) -> (usize, usize) {
+        (self.pools.ext.in_use(), self.pools.int.in_use())
+    }
+
+    /// Draining and no call left.
+    pub fn is_drained(&self) -> bool {
+        self.draining && self.calls.is_empty()
+    }
+
+    /// Each configured trunk's name and whether it is up (trunks without keepalive are
+    /// always up).
+    pub fn trunk_status(&self) -> Vec<(String, bool)> {
+        self.cfg
+            .trunks
+            .iter()
+            .map(|t| {
+                let up = self.trunk_state.get(&t.name).is_none_or(|s| s.up);
+                (t.name.clone(), up)
+            })
+            .collect()
+    }
+
+    /// Live SIP transactions (for tests and metrics).
+    pub fn transactions(&self) -> usize {
+        self.layer.len()
+    }
+
+    /// Timers the core considers armed (for tests and metrics).
+    pub fn armed_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    // ----- identifiers -------------------------------------------------------------------
+
+    pub(crate) fn random_hex(&mut self, n: usize) -> String {
+        let mut b = [0u8; 16];
+        let n = n.min(16);
+        let Some(buf) = b.get_mut(..n) else {
+            return String::new();
+        };
+        (self.rng)(buf);
+        let mut s = String::with_capacity(2 * n);
+        hex_into(&mut s, buf);
+        s
+    }
+
+    pub(crate) fn new_tag(&mut self) -> String {
+        self.random_hex(8)
+    }
+
+    pub(crate) fn new_call_id(&mut self) -> String {
+        self.random_hex(12)
+    }
+
+    pub(crate) fn new_branch(&mut self) -> String {
+        let mut b = self.branch_prefix.clone();
+        let r = self.random_hex(8);
+        b.push_str(&r);
+        b
+    }
+
+    /// Our SIP address on `side`.
+    pub(crate) fn sip_addr(&self, side: Side) -> SocketAddr {
+        match side {
+            Side::Ext => self.cfg.ext.sip_addr,
+            Side::Int => self.cfg.int.sip_addr,
+        }
+    }
+
+    /// A Via for a request we send on `side` over `transport`, with a fresh branch.
+    pub(crate) fn via(&mut self, side: Side, transport: Transport) -> Via {
+        let a = self.sip_addr(side);
+        let branch = self.new_branch();
+        Via::new(transport.sip(), Host::ip(a.ip()), Some(a.port()), &branch)
+    }
+
+    /// Our Contact on `side`.
+    pub(crate) fn contact(&self, side: Side, transport: Transport) -> NameAddr {
+        let a = self.sip_addr(side);
+        let mut u = SipUri::new(Some("tollgate"), Host::ip(a.ip()), Some(a.port()));
+        u.params.set("transport", Some(transport.as_str()));
+        NameAddr::new(Uri::Sip(u))
+    }
+
+    pub(crate) fn trunk_by_ip(&self, ip: IpAddr) -> Option<usize> {
+        self.cfg.trunks.iter().position(|t| t.addr.ip() == ip)
+    }
+
+    pub(crate) fn trunk_up(&self, name: &str) -> bool {
+        self.trunk_state.get(name).is_none_or(|s| s.up)
+    }
+
+    // ----- timers --------------------------------------------------------------------------
+
+    pub(crate) fn set_timer(
+        &mut self,
+        purpose: TimerPurpose,
+        at: Instant,
+        out: &mut Vec<Output>,
+    ) -> TimerId {
+        let id = TimerId(self.next_timer);
+        self.next_timer += 1;
+        self.timers.insert(id, purpose);
+        out.push(Output::SetTimer { id, at });
+        id
+    }
+
+    pub(crate) fn cancel_timer(&mut self, id: TimerId, out: &mut Vec<Output>) {
+        if self.timers.remove(&id).is_some() {
+            out.push(Output::CancelTimer(id));
+        }
+    }
+
+    fn on_timer(&mut self, id: TimerId, now: Instant, out: &mut Vec<Output>) {
+        let Some(purpose) = self.timers.remove(&id) else {
+            return;
+        };
+        match purpose {
+            TimerPurpose::Tx => {
+                self.tx_timer = None;
+                self.layer.on_timeout(now);
+            }
+            TimerPurpose::NoAnswer(call) => {
+                if let Some(s) = self.calls.get_mut(&call).and_then(|c| c.setup.as_mut()) {
+                    s.no_answer = None;
+                }
+                self.end_call(call, EndCause::NoAnswer, 408, None, now, out);
+            }
+            TimerPurpose::Session(call, side) => self.on_session_timer(call, side, now, out),
+            TimerPurpose::OrphanGuard(tx) => {
+                if self.orphans.remove(&tx).is_some() && self.layer.state(tx).is_some() {
+                    // RFC 3261 §9.1: no final response 64·T1 after CANCEL: give up on it.
+                    self.layer.transport_error(tx);
+                }
+            }
+            TimerPurpose::Keepalive(name) => self.on_keepalive_timer(&name, now, out),
+        }
+    }
+
+    fn rearm_tx_timer(&mut self, out: &mut Vec<Output>) {
+        let next = self.layer.next_deadline();
+        match (next, self.tx_timer) {
+            (Some(at), Some((_, cur))) if at == cur => {}
+            (Some(at), cur) => {
+                if let Some((id, _)) = cur {
+                    self.cancel_timer(id, out);
+                }
+                let id = self.set_timer(TimerPurpose::Tx, at, out);
+                self.tx_timer = Some((id, at));
+            }
+            (None, Some((id, _))) => {
+                self.cancel_timer(id, out);
+                self.tx_timer = None;
+            }
+            (None, None) => {}
+        }
+    }
+
+    // ----- transport -----------------------------------------------------------------------
+
+    fn on_conn_closed(&mut self, side: Side, conn: ConnId) {
+        let Some(flow) = self.flows.by_key.get(&FlowKey::Conn(side, conn)).copied() else {
+            return;
+        };
+        let peer = self.flows.info(flow).and_then(|i| i.peer);
+        self.layer.flow_failed(flow);
+        self.flows.by_key.remove(&FlowKey::Conn(side, conn));
+        self.flows.info.remove(&flow);
+        // A connection the driver opened toward an address we target: its transactions fail
+        // too (the driver would open a new one for the next request).
+        if let Some(peer) = peer {
+            let addr_flows: Vec<Flow> = self
+                .flows
+                .by_key
+                .iter()
+                .filter(|(k, _)| matches!(k, FlowKey::Addr(s, a, _) if *s == side && *a == peer))
+                .map(|(_, f)| *f)
+                .collect();
+            for f in addr_flows {
+                self.layer.flow_failed(f);
+            }
+        }
+    }
+
+    /// Sends a request in a new client transaction toward `target`.
+    pub(crate) fn send_request(
+        &mut self,
+        side: Side,
+        target: Target,
+        msg: Message,
+        now: Instant,
+    ) -> Option<TxId> {
+        let flow = self.flows.target(side, target);
+        self.layer.send_request(msg, flow, now).ok()
+    }
+
+    /// Sends a message outside any transaction (ACK for 2xx).
+    pub(crate) fn send_stateless(&mut self, side: Side, target: Target, msg: Message) {
+        let flow = self.flows.target(side, target);
+        self.layer.send_stateless(msg, flow);
+    }
+
+    /// Responds on a server transaction, building the response from its request.
+    pub(crate) fn reply(
+        &mut self,
+        tx: TxId,
+        code: u16,
+        to_tag: Option<&str>,
+        now: Instant,
+        edit: impl FnOnce(&mut Message),
+    ) {
+        let fresh;
+        let tag = match to_tag {
+            Some(t) => t,
+            None => {
+                fresh = self.new_tag();
+                fresh.as_str()
+            }
+        };
+        let Some(req) = self.layer.request(tx) else {
+            return;
+        };
+        let mut resp = Message::response_to(req, code, None, Some(tag));
+        edit(&mut resp);
+        let _ = self.layer.send_response(tx, resp, now);
+    }
+
+    /// Where requests toward a leg's peer go now.
+    pub(crate) fn target_of(flows: &FlowTable, call: &Call, side: Side) -> Target {
+        let leg = call.leg(side);
+        match leg.conn {
+            Some(c) if flows.is_open(side, c) => Target::Conn(c),
+            _ => leg.fallback,
+        }
+    }
+
+    /// The transport of a leg (its fallback address's).
+    pub(crate) fn leg_transport(call: &Call, side: Side) -> Transport {
+        match call.leg(side).fallback {
+            Target::Addr { transport, .. } => transport,
+            Target::Conn(_) => match side {
+                Side::Ext => Transport::Tcp,
+                Side::Int => Transport::Tls,
+            },
+        }
+    }
+
+    // ----- input ---------------------------------------------------------------------------
+
+    fn on_message(
+        &mut self,
+        side: Side,
+        conn: ConnId,
+        peer: SocketAddr,
+        msg: Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let flow = self.flows.conn(side, conn, peer);
+        if msg.is_request() {
+            if let Some((resp, reason, status)) = self.precheck(side, peer, &msg) {
+                out.push(Output::Event(CallEvent::Refused {
+                    side,
+                    peer,
+                    method: msg.method().map(|m| m.to_string()).unwrap_or_default(),
+                    reason,
+                    status,
+                }));
+                if let Some(resp) = resp {
+                    out.push(Output::Send {
+                        side,
+                        target: Target::Conn(conn),
+                        msg: resp,
+                    });
+                }
+                return;
+            }
+        } else if check_response(&msg).is_err() {
+            return;
+        }
+        self.layer.on_message(msg, flow, now);
+    }
+
+    /// Stateless refusals before any transaction exists: unknown trunk (403), loops (482),
+    /// Max-Forwards (483), unsupported scheme/extension/body (416/420/415/406). ACKs are
+    /// dropped instead of answered.
+    fn precheck(
+        &mut self,
+        side: Side,
+        peer: SocketAddr,
+        msg: &Message,
+    ) -> Option<(Option<Message>, RefuseReason, u16)> {
+        let is_ack = msg.method() == Some(&Method::Ack);
+        let tag = self.new_tag();
+        let respond = |code: u16| {
+            if is_ack {
+                None
+            } else {
+                Some(Message::response_to(msg, code, None, Some(&tag)))
+            }
+        };
+        if side == Side::Ext && self.trunk_by_ip(peer.ip()).is_none() {
+            return Some((respond(403), RefuseReason::UnknownTrunk, 403));
+        }
+        if msg.headers.vias().any(|v| {
+            v.branch()
+                .is_some_and(|b| b.starts_with(&self.branch_prefix))
+        }) {
+            return Some((respond(482), RefuseReason::Loop, 482));
+        }
+        let supported: &[&str] = if self.cfg.sip.prack_passthrough {
+            &["timer", "100rel"]
+        } else {
+            &["timer"]
+        };
+        let policy = UaPolicy {
+            supported,
+            ..UaPolicy::default()
+        };
+        if let Err(e) = check_request(msg, &policy) {
+            let status = e.response().map_or(0, |(c, _)| c);
+            let reason = if status == 483 {
+                RefuseReason::TooManyHops
+            } else {
+                RefuseReason::Unsupported
+            };
+            let resp = if is_ack { None } else { e.error_response(&tag) };
+            return Some((resp, reason, status));
+        }
+        None
+    }
+
+    fn on_invalid(
+        &mut self,
+        side: Side,
+        conn: ConnId,
+        peer: SocketAddr,
+        error: &tollgate_sip::ParseError,
+        out: &mut Vec<Output>,
+    ) {
+        let tag = self.new_tag();
+        let resp = error.error_response(&tag);
+        let status = resp.as_ref().and_then(Message::status).unwrap_or(0);
+        out.push(Output::Event(CallEvent::Refused {
+            side,
+            peer,
+            method: String::new(),
+            reason: RefuseReason::BadRequest,
+            status,
+        }));
+        if let Some(resp) = resp {
+            out.push(Output::Send {
+                side,
+                target: Target::Conn(conn),
+                msg: resp,
+            });
+        }
+    }
+
+    // ----- transaction layer actions -------------------------------------------------------
+
+    fn pump(&mut self, now: Instant, out: &mut Vec<Output>) {
+        while let Some(a) = self.layer.poll_action() {
+            match a {
+                Action::Send { flow, msg, .. } => {
+                    if let Some(info) = self.flows.info(flow) {
+                        out.push(Output::Send {
+                            side: info.side,
+                            target: info.target,
+                            msg,
+                        });
+                    }
+                }
+                Action::Request {
+                    tx,
+                    flow,
+                    msg,
+                    cancels,
+                } => self.on_request(tx, flow, msg, cancels, now, out),
+                Action::Response { tx, msg } => self.on_response(tx, msg, now, out),
+                Action::Ack { tx, flow, msg } => self.on_ack(tx, flow, msg, now, out),
+                Action::Timeout { tx, .. } => self.on_tx_failure(tx, Failure::Timeout, now, out),
+                Action::TransportError { tx } => {
+                    self.on_tx_failure(tx, Failure::Transport, now, out);
+                }
+                Action::Terminated { tx } => self.on_terminated(tx, now, out),
+                Action::StrayResponse { .. } | Action::SetTimer { .. } => {}
+            }
+        }
+        self.rearm_tx_timer(out);
+    }
+
+    fn on_request(
+        &mut self,
+        tx: TxId,
+        flow: Flow,
+        msg: Message,
+        cancels: Option<TxId>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(info) = self.flows.info(flow) else {
+            return;
+        };
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
+        let conn = match info.target {
+            Target::Conn(c) => Some(c),
+            Target::Addr { .. } => None,
+        };
+        let peer = info
+            .peer
+            .unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
+        if method == Method::Cancel {
+            self.on_cancel(tx, cancels, now, out);
+            return;
+        }
+        if msg.to().and_then(|t| t.tag()).is_some() {
+            self.in_dialog(tx, info.side, conn, peer, msg, now, out);
+            return;
+        }
+        match method {
+            Method::Invite => self.new_call(tx, info.side, conn, peer, msg, now, out),
+            Method::Options => {
+                self.reply(tx, 200, None, now, |r| {
+                    r.headers.set_tokens(HeaderName::Allow, ALLOW);
+                    add_header(r, HeaderName::Accept, "application/sdp");
+                    r.headers.set_tokens(HeaderName::Supported, &["timer"]);
+                });
+            }
+            Method::Bye | Method::Update | Method::Prack | Method::Info => {
+                self.refuse(
+                    tx,
+                    info.side,
+                    peer,
+                    &method,
+                    481,
+                    RefuseReason::NoSuchCall,
+                    now,
+                    out,
+                );
+            }
+            _ => {
+                self.refuse(
+                    tx,
+                    info.side,
+                    peer,
+                    &method,
+                    405,
+                    RefuseReason::MethodNotAllowed,
+                    now,
+                    out,
+                );
+            }
+        }
+    }
+
+    /// Answers `code` on a server transaction and counts the refusal.
+    #[allow(clippy::too_many_arguments, reason = "one call site per refusal kind")]
+    pub(crate) fn refuse(
+        &mut self,
+        tx: TxId,
+        side: Side,
+        peer: SocketAddr,
+        method: &Method,
+        code: u16,
+        reason: RefuseReason,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let retry_after = self.cfg.sip.retry_after;
+        self.reply(tx, code, None, now, |r| match code {
+            405 => r.headers.set_tokens(HeaderName::Allow, ALLOW),
+            503 => add_header(r, HeaderName::RetryAfter, &retry_after.to_string()),
+            _ => {}
+        });
+        out.push(Output::Event(CallEvent::Refused {
+            side,
+            peer,
+            method: method.to_string(),
+            reason,
+            status: code,
+        }));
+    }
+
+    fn on_cancel(&mut self, tx: TxId, cancels: Option<TxId>, now: Instant, out: &mut Vec<Output>) {
+        let Some(target) = cancels else {
+            self.reply(tx, 481, None, now, |_| {});
+            return;
+        };
+        // The CANCEL's To tag is the INVITE's (none for an initial INVITE): reuse the tag the
+        // INVITE's responses carry, if any.
+        let role = self.by_tx.get(&target).copied();
+        let tag = role.and_then(|(call, _)| {
+            let c = self.calls.get(&call)?;
+            Some(c.leg(c.caller()).local_tag.clone())
+        });
+        self.reply(tx, 200, tag.as_deref(), now, |_| {});
+        match role {
+            Some((call, TxRole::CallerInvite)) => {
+                let in_setup = self.calls.get(&call).is_some_and(|c| c.setup.is_some());
+                if in_setup {
+                    self.end_call(call, EndCause::Cancelled, 487, None, now, out);
+                }
+            }
+            Some((_, TxRole::RelayServer)) => {
+                // A re-INVITE relayed to the other leg: cancel it there; its 487 comes back.
+                let client = self.calls.values().find_map(|c| {
+                    c.relays
+                        .iter()
+                        .find(|r| r.server_tx == target)
+                        .map(|r| r.client_tx)
+                });
+                if let Some(ctx) = client {
+                    self.send_cancel(ctx, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends CANCEL for a pending INVITE client transaction.
+    pub(crate) fn send_cancel(&mut self, invite_tx: TxId, now: Instant) {
+        let Some(cancel) = self.layer.request(invite_tx).and_then(cancel_for) else {
+            return;
+        };
+        let Some(flow) = self.layer.flow(invite_tx) else {
+            return;
+        };
+        let _ = self.layer.send_request(cancel, flow, now);
+    }
+
+    fn on_response(&mut self, tx: TxId, msg: Message, now: Instant, out: &mut Vec<Output>) {
+        if let Some(name) = self.keepalive_tx.get(&tx).cloned() {
+            if let Some(code) = msg.status()
+                && code >= 200
+            {
+                self.set_trunk_up(&name, (200..300).contains(&code), code < 500, out);
+            }
+            return;
+        }
+        if let Some(&(call, role)) = self.by_tx.get(&tx) {
+            match role {
+                TxRole::CalleeInvite => self.callee_response(call, tx, msg, now, out),
+                TxRole::RelayClient => self.relay_response(call, tx, msg, now, out),
+                TxRole::Refresh(side) => self.refresh_response(call, side, tx, &msg, now, out),
+                TxRole::CallerInvite | TxRole::RelayServer => {}
+            }
+            return;
+        }
+        if self.orphans.contains_key(&tx) {
+            self.orphan_response(tx, &msg, now);
+        }
+    }
+
+    fn orphan_response(&mut self, tx: TxId, msg: &Message, now: Instant) {
+        let Some(code) = msg.status() else { return };
+        if (101..200).contains(&code) {
+            let send = self
+                .orphans
+                .get_mut(&tx)
+                .is_some_and(|o| std::mem::replace(&mut o.cancel_on_provisional, false));
+            if send {
+                self.send_cancel(tx, now);
+            }
+        } else if (200..300).contains(&code) {
+            self.ack_and_bye(tx, msg, now);
+        }
+    }
+
+    /// A 2xx to an INVITE we no longer want (CANCEL/200 race, a second fork): ACK it and BYE
+    /// the dialog it created (RFC 3261 §15, §13.2.2.4).
+    pub(crate) fn ack_and_bye(&mut self, tx: TxId, resp: &Message, now: Instant) {
+        let (Some(req), Some(flow)) = (self.layer.request(tx), self.layer.flow(tx)) else {
+            return;
+        };
+        let Ok(mut d) = Dialog::from_uac(req, resp) else {
+            return;
+        };
+        let Some(info) = self.flows.info(flow) else {
+            return;
+        };
+        let transport = req.top_via().map_or(Transport::Tcp, |v| match v.transport {
+            tollgate_sip::Transport::Tls => Transport::Tls,
+            _ => Transport::Tcp,
+        });
+        let via = self.via(info.side, transport);
+        if let Some(ack) = d.ack_for_2xx(via) {
+            self.layer.send_stateless(ack, flow);
+        }
+        let via = self.via(info.side, transport);
+        let bye = d.new_request(Method::Bye, via);
+        let _ = self.layer.send_request(bye, flow, now);
+    }
+
+    fn on_tx_failure(&mut self, tx: TxId, why: Failure, now: Instant, out: &mut Vec<Output>) {
+        if let Some(name) = self.keepalive_tx.get(&tx).cloned() {
+            self.set_trunk_up(&name, false, false, out);
+            return;
+        }
+        let Some(&(call, role)) = self.by_tx.get(&tx) else {
+            return;
+        };
+        match role {
+            TxRole::CalleeInvite => self.callee_failure(call, tx, why, now, out),
+            TxRole::RelayClient => self.relay_failure(call, tx, now, out),
+            TxRole::Refresh(side) => self.refresh_failed(call, side, tx, 408, now, out),
+            TxRole::CallerInvite => {
+                let in_setup = self.calls.get(&call).is_some_and(|c| c.setup.is_some());
+                if in_setup && why == Failure::Transport {
+                    self.end_call(call, EndCause::TransportError, 503, None, now, out);
+                }
+            }
+            TxRole::RelayServer => {}
+        }
+    }
+
+    fn on_terminated(&mut self, tx: TxId, now: Instant, out: &mut Vec<Output>) {
+        if let Some(name) = self.keepalive_tx.remove(&tx) {
+            if let Some(s) = self.trunk_state.get_mut(&name) {
+                s.in_flight = None;
+            }
+            return;
+        }
+        if let Some(o) = self.orphans.remove(&tx) {
+            self.cancel_timer(o.guard, out);
+            return;
+        }
+        let Some((call, role)) = self.by_tx.remove(&tx) else {
+            return;
+        };
+        let mut no_ack = false;
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.txs.retain(|t| *t != tx);
+            if matches!(role, TxRole::CallerInvite | TxRole::RelayServer)
+                && c.ack_wait.is_some_and(|w| w.tx == tx)
+            {
+                no_ack = true;
+            }
+            if role == TxRole::RelayServer || role == TxRole::RelayClient {
+                // A relay whose both transactions are over is finished.
+                let done = |t: TxId| t == tx;
+                if let Some(r) = c
+                    .relays
+                    .iter_mut()
+                    .find(|r| done(r.server_tx) || done(r.client_tx))
+                {
+                    if r.server_tx == tx {
+                        r.server_tx = TxId(0);
+                    } else {
+                        r.client_tx = TxId(0);
+                    }
+                }
+                c.relays
+                    .retain(|r| !(r.server_tx == TxId(0) && r.client_tx == TxId(0)));
+            }
+        }
+        if no_ack {
+            self.end_call(call, EndCause::NoAck, 200, None, now, out);
+        }
+    }
+
+    /// Registers a transaction for a call.
+    pub(crate) fn register_tx(&mut self, call: CallId, tx: TxId, role: TxRole) {
+        self.by_tx.insert(tx, (call, role));
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.txs.push(tx);
+        }
+    }
+
+    /// Abandons an INVITE client transaction (the call is gone or no longer wants it): CANCEL
+    /// now if a provisional came, else as soon as one comes; a late 2xx is ACKed and BYEd.
+    pub(crate) fn orphan_invite(&mut self, tx: TxId, now: Instant, out: &mut Vec<Output>) {
+        let state = self.layer.state(tx);
+        let cancel_now = match state {
+            Some(TxState::Proceeding) => true,
+            Some(TxState::Calling) => false,
+            // Accepted (2xx already in), Completed or gone: nothing to abandon.
+            _ => return,
+        };
+        if cancel_now {
+            self.send_cancel(tx, now);
+        }
+        let guard_at = now + self.layer.config().timeout().saturating_mul(2);
+        let guard = self.set_timer(TimerPurpose::OrphanGuard(tx), guard_at, out);
+        self.orphans.insert(
+            tx,
+            Orphan {
+                cancel_on_provisional: !cancel_now,
+                guard,
+            },
+        );
+    }
+
+    // ----- teardown ------------------------------------------------------------------------
+
+    /// Ends a call now: final response to a caller still waiting, CANCEL toward a callee
+    /// still ringing, BYE on confirmed legs (not toward the side that sent BYE), pending relays
+    /// answered, flows removed, ports freed, timers cancelled, CDR and event.
+    pub(crate) fn end_call(
+        &mut self,
+        id: CallId,
+        cause: EndCause,
+        status: u16,
+        reason: Option<&str>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(mut call) = self.calls.remove(&id) else {
+            return;
+        };
+        for tx in std::mem::take(&mut call.txs) {
+            self.by_tx.remove(&tx);
+        }
+        for leg in &call.legs {
+            self.by_dialog
+                .remove(&dialog_key(leg.side, &leg.call_id, &leg.local_tag));
+        }
+        let caller = call.caller();
+        let callee = caller.other();
+        let bye_from = match cause {
+            EndCause::Bye(s) => Some(s),
+            _ => None,
+        };
+        let final_status;
+        if let Some(setup) = call.setup.take() {
+            final_status = status;
+            if let Some(t) = setup.no_answer {
+                self.cancel_timer(t, out);
+            }
+            let tag = call.leg(caller).local_tag.clone();
+            let retry_after = self.cfg.sip.retry_after;
+            if status >= 300 && self.layer.state(setup.caller_tx) == Some(TxState::Proceeding) {
+                let reason_hdr = reason.map(str::to_owned);
+                self.reply(setup.caller_tx, status, Some(&tag), now, |r| {
+                    if status == 503 {
+                        add_header(r, HeaderName::RetryAfter, &retry_after.to_string());
+                    }
+                    if let Some(v) = &reason_hdr {
+                        add_header(r, HeaderName::Reason, v);
+                    }
+                });
+            }
+            if let Some(ctx) = setup.callee_tx {
+                self.orphan_invite(ctx, now, out);
+            }
+        } else {
+            final_status = 200;
+            // A 2xx relayed but not yet ACKed: ACK the other leg's 2xx before its BYE.
+            if let Some(w) = call.ack_wait.take() {
+                let other = w.side.other();
+                let t = Self::leg_transport(&call, other);
+                let target = Self::target_of(&self.flows, &call, other);
+                let via = self.via(other, t);
+                if let Some(ack) = call.dialog_mut(other).and_then(|d| d.ack_for_2xx(via)) {
+                    self.send_stateless(other, target, ack);
+                }
+            }
+            for side in [caller, callee] {
+                if Some(side) == bye_from {
+                    continue;
+                }
+                let t = Self::leg_transport(&call, side);
+                let target = Self::target_of(&self.flows, &call, side);
+                let via = self.via(side, t);
+                let Some(d) = call.leg_mut(side).dialog.as_mut() else {
+                    continue;
+                };
+                let mut bye = d.new_request(Method::Bye, via);
+                if let Some(v) = reason {
+                    let at = bye.headers.len().saturating_sub(1);
+                    if let Ok(h) = Header::new(HeaderName::Reason, v) {
+                        bye.headers.insert(at, h);
+                    }
+                }
+                let _ = self.send_request(side, target, bye, now);
+            }
+        }
+        // Relays in flight: answer the requester, abandon the relayed INVITE.
+        for r in std::mem::take(&mut call.relays) {
+            if self.layer.state(r.server_tx).is_some() {
+                let code = if r.method == Method::Invite { 487 } else { 481 };
+                self.reply(r.server_tx, code, None, now, |_| {});
+            }
+            if r.method == Method::Invite {
+                self.orphan_invite(r.client_tx, now, out);
+            }
+        }
+        if let Some((_, tx, Method::Invite)) = call.refresh.take() {
+            self.orphan_invite(tx, now, out);
+        }
+        for leg in &mut call.legs {
+            if let Some(t) = leg.session.as_mut().and_then(|s| s.timer.take()) {
+                self.cancel_timer(t, out);
+            }
+        }
+        for f in std::mem::take(&mut call.flows) {
+            out.push(Output::RemoveMedia {
+                call: id,
+                flow: f.spec.id,
+            });
+        }
+        if let Some(m) = call.media.take() {
+            for r in m.close() {
+                self.pools.release(&r);
+            }
+        }
+        out.push(Output::Event(CallEvent::Ended {
+            call: id,
+            cause,
+            status: final_status,
+        }));
+        let ext_call_id = call.leg(Side::Ext).call_id.clone();
+        let int_call_id = call.leg(Side::Int).call_id.clone();
+        let n = std::mem::take(&mut call.numbers);
+        out.push(Output::Cdr(Box::new(Cdr {
+            call: id,
+            direction: call.direction,
+            trunk: call.trunk.take(),
+            calling_received: n.calling_received,
+            calling_sent: n.calling_sent,
+            called_received: n.called_received,
+            called_sent: n.called_sent,
+            ext_call_id,
+            int_call_id,
+            start: call.start,
+            answer: call.answer,
+            end: now,
+            cause,
+            status: final_status,
+            flows: call.flow_ids,
+        })));
+    }
+
+    // ----- keepalives, reload --------------------------------------------------------------
+
+    fn arm_keepalives(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let names: Vec<String> = self
+            .cfg
+            .trunks
+            .iter()
+            .filter(|t| !t.keepalive.is_zero())
+            .map(|t| t.name.clone())
+            .collect();
+        for name in names {
+            let armed = self
+                .trunk_state
+                .get(&name)
+                .is_some_and(|s| s.timer.is_some());
+            if !armed {
+                let id = self.set_timer(TimerPurpose::Keepalive(name.clone()), now, out);
+                if let Some(s) = self.trunk_state.get_mut(&name) {
+                    s.timer = Some(id);
+                }
+            }
+        }
+    }
+
+    fn on_keepalive_timer(&mut self, name: &str, now: Instant, out: &mut Vec<Output>) {
+        let Some(trunk) = self.cfg.trunks.iter().find(|t| t.name == name).cloned() else {
+            return;
+        };
+        let Some(state) = self.trunk_state.get_mut(name) else {
+            return;
+        };
+        state.timer = None;
+        if trunk.keepalive.is_zero() {
+            return;
+        }
+        let busy = state
+            .in_flight
+            .is_some_and(|tx| self.layer.state(tx).is_some());
+        if !busy {
+            let via = self.via(Side::Ext, trunk.transport);
+            let host = Host::ip(trunk.addr.ip());
+            let ruri = Uri::Sip(SipUri::new(None, host.clone(), Some(trunk.addr.port())));
+            let ext = self.cfg.ext.sip_addr;
+            let tag = self.new_tag();
+            let from = NameAddr::new(Uri::Sip(SipUri::new(
+                Some("tollgate"),
+                Host::ip(ext.ip()),
+                Some(ext.port()),
+            )))
+            .with_param("tag", Some(&tag));
+            let call_id = self.new_call_id();
+            let mut req = Message::new_request(tollgate_sip::NewRequest::new(
+                Method::Options,
+                ruri.clone(),
+                via,
+                from,
+                NameAddr::new(ruri),
+                &call_id,
+                1,
+            ));
+            let at = req.headers.len().saturating_sub(1);
+            if let Ok(h) = Header::new(HeaderName::Accept, "application/sdp") {
+                req.headers.insert(at, h);
+            }
+            let target = Target::Addr {
+                addr: trunk.addr,
+                transport: trunk.transport,
+            };
+            if let Some(tx) = self.send_request(Side::Ext, target, req, now) {
+                self.keepalive_tx.insert(tx, name.to_owned());
+                if let Some(s) = self.trunk_state.get_mut(name) {
+                    s.in_flight = Some(tx);
+                }
+            }
+        }
+        let id = self.set_timer(
+            TimerPurpose::Keepalive(name.to_owned()),
+            now + trunk.keepalive,
+            out,
+        );
+        if let Some(s) = self.trunk_state.get_mut(name) {
+            s.timer = Some(id);
+        }
+    }
+
+    /// Keepalive result: `up` for a 2xx; down for a timeout, transport error or 5xx/6xx;
+    /// other answers (`alive` but not 2xx) leave the state as it is.
+    fn set_trunk_up(&mut self, name: &str, up: bool, alive: bool, out: &mut Vec<Output>) {
+        if !up && alive {
+            return;
+        }
+        if let Some(s) = self.trunk_state.get_mut(name)
+            && s.up != up
+        {
+            s.up = up;
+            out.push(Output::Event(CallEvent::TrunkStatus {
+                trunk: name.to_owned(),
+                up,
+            }));
+        }
+    }
+
+    fn reload(&mut self, cfg: Config, now: Instant, out: &mut Vec<Output>) {
+        let mut states = FxHashMap::default();
+        for t in &cfg.trunks {
+            let s = self.trunk_state.remove(&t.name).unwrap_or(TrunkState {
+                up: true,
+                timer: None,
+                in_flight: None,
+            });
+            states.insert(t.name.clone(), s);
+        }
+        // Keepalive timers of removed trunks: cancel.
+        for (_, s) in std::mem::take(&mut self.trunk_state) {
+            if let Some(t) = s.timer {
+                self.cancel_timer(t, out);
+            }
+        }
+        self.trunk_state = states;
+        self.pools.ext.reconfigure(cfg.media.ext_ports.clone());
+        self.pools.int.reconfigure(cfg.media.int_ports.clone());
+        self.pools.ext_ip = cfg.ext.media_ip;
+        self.pools.int_ip = cfg.int.media_ip;
+        self.rewrite = rewrite_config(&cfg);
+        self.cfg = cfg;
+        self.arm_keepalives(now, out);
+    }
+
+    /// Re-arms a leg's session timer: refresh at half the interval when we refresh, expiry
+    /// at interval minus min(32 s, interval/3) when the peer does (RFC 4028 §10).
+    pub(crate) fn arm_session(
+        &mut self,
+        call: CallId,
+        side: Side,
+        after: Option<Duration>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(s) = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.leg_mut(side).session.as_mut())
+        else {
+            return;
+        };
+        let old = s.timer.take();
+        let interval = u64::from(s.interval);
+        let delay = after.unwrap_or_else(|| {
+            if s.we_refresh {
+                Duration::from_secs(interval / 2)
+            } else {
+                Duration::from_secs(interval - (interval / 3).min(32))
+            }
+        });
+        if let Some(t) = old {
+            self.cancel_timer(t, out);
+        }
+        let id = self.set_timer(TimerPurpose::Session(call, side), now + delay, out);
+        if let Some(s) = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.leg_mut(side).session.as_mut())
+        {
+            s.timer = Some(id);
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Per-call state: the two legs (one SIP dialog each), the SDP session, installed flows, the
+//! setup phase, in-dialog relays and session timers.
+
+use std::time::Instant;
+
+use tollgate_relay::MediaFlowSpec;
+use tollgate_sdp::MediaSession;
+use tollgate_sip::{Dialog, Method, TxId};
+
+use crate::types::{ConnId, Direction, Side, Target, TimerId};
+
+/// What a transaction is to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxRole {
+    /// The caller's INVITE (server).
+    CallerInvite,
+    /// The INVITE toward the callee (client).
+    CalleeInvite,
+    /// A request received on one leg and relayed (server side).
+    RelayServer,
+    /// The relayed copy on the other leg (client side).
+    RelayClient,
+    /// A session refresh Tollgate sent on this leg.
+    Refresh(Side),
+}
+
+/// RFC 4028 state of one leg.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionTimer {
+    /// Session interval, seconds.
+    pub(crate) interval: u32,
+    /// Tollgate refreshes this leg (else the peer does and Tollgate watches for expiry).
+    pub(crate) we_refresh: bool,
+    /// The armed refresh or expiry timer.
+    pub(crate) timer: Option<TimerId>,
+}
+
+/// One leg: one SIP dialog with one peer.
+#[derive(Debug)]
+pub(crate) struct Leg {
+    pub(crate) side: Side,
+    /// Call-ID on this leg.
+    pub(crate) call_id: String,
+    /// Our tag on this leg.
+    pub(crate) local_tag: String,
+    /// The dialog (caller leg: from the INVITE; callee leg: once a 2xx confirmed it).
+    pub(crate) dialog: Option<Dialog>,
+    /// The connection the peer used, while open (requests prefer it).
+    pub(crate) conn: Option<ConnId>,
+    /// Where new requests go when `conn` is gone.
+    pub(crate) fallback: Target,
+    /// The peer supports reliable provisional responses.
+    pub(crate) peer_100rel: bool,
+    /// The peer supports session timers.
+    pub(crate) peer_timer: bool,
+    /// The peer allows UPDATE.
+    pub(crate) peer_update: bool,
+    /// The refresher the peer asked for in its INVITE (caller leg).
+    pub(crate) asked_refresher: Option<tollgate_sip::Refresher>,
+    /// RFC 4028 state, once confirmed.
+    pub(crate) session: Option<SessionTimer>,
+    /// Last RSeq we used on this leg.
+    pub(crate) rseq: u32,
+}
+
+impl Leg {
+    pub(crate) fn new(side: Side, call_id: String, local_tag: String, fallback: Target) -> Leg {
+        Leg {
+            side,
+            call_id,
+            local_tag,
+            dialog: None,
+            conn: None,
+            fallback,
+            peer_100rel: false,
+            peer_timer: false,
+            peer_update: false,
+            asked_refresher: None,
+            session: None,
+            rseq: 0,
+        }
+    }
+}
+
+/// A reliable provisional response relayed to the caller, for mapping its PRACK.
+#[derive(Debug, Clone)]
+pub(crate) struct PrackMap {
+    /// RSeq we put on the caller leg.
+    pub(crate) our_rseq: u32,
+    /// The callee's early dialog (its To tag).
+    pub(crate) callee_tag: String,
+    /// The callee's RSeq.
+    pub(crate) callee_rseq: u32,
+    /// The callee INVITE's CSeq number.
+    pub(crate) callee_cseq: u32,
+}
+
+/// The call before the caller got a final response.
+#[derive(Debug)]
+pub(crate) struct Setup {
+    /// The caller's INVITE server transaction.
+    pub(crate) caller_tx: TxId,
+    /// The current INVITE toward the callee side.
+    pub(crate) callee_tx: Option<TxId>,
+    /// CSeq of the current callee-side INVITE (incremented per attempt).
+    pub(crate) cseq: u32,
+    /// Early dialogs on the callee leg (one per To tag), most recent last.
+    pub(crate) early: Vec<Dialog>,
+    /// A provisional (> 100) arrived on `callee_tx` (a CANCEL may be sent).
+    pub(crate) provisional: bool,
+    /// An SDP answer was received in a provisional response.
+    pub(crate) early_answer: bool,
+    /// Outbound: the trunks still to try, in order (names).
+    pub(crate) failover: Vec<String>,
+    /// The offer sent on the callee leg (reused on failover); `None` for a delayed offer.
+    pub(crate) offer: Option<Vec<u8>>,
+    /// Session interval asked on the callee leg (0: none).
+    pub(crate) se: u32,
+    /// Min-SE sent on the callee leg.
+    pub(crate) min_se: u32,
+    /// The 422 retry was used.
+    pub(crate) retried_422: bool,
+    /// Reliable provisionals relayed to the caller.
+    pub(crate) pracks: Vec<PrackMap>,
+    /// The no-answer timer.
+    pub(crate) no_answer: Option<TimerId>,
+}
+
+/// How the offer/answer of a relayed INVITE/UPDATE stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OfferState {
+    /// No SDP involved (INFO, OPTIONS, ... or an UPDATE without body).
+    None,
+    /// The request carried an offer, processed and sent on the other leg.
+    FromRequester,
+    /// The request had no SDP: the offer comes in the 2xx, the answer in the ACK.
+    InResponse,
+}
+
+/// A request relayed from one leg to the other.
+#[derive(Debug)]
+pub(crate) struct Relay {
+    pub(crate) method: Method,
+    /// The side the request came from.
+    pub(crate) from: Side,
+    pub(crate) server_tx: TxId,
+    pub(crate) client_tx: TxId,
+    pub(crate) offer: OfferState,
+}
+
+/// What to do when the ACK for a 2xx we sent arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckPlan {
+    /// Send the ACK for the other leg's 2xx.
+    Forward,
+    /// The ACK carries the answer to the offer of the other leg's 2xx: rewrite it into the
+    /// other leg's ACK.
+    Answer,
+}
+
+/// A 2xx we sent on `side` that awaits its ACK.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AckWait {
+    pub(crate) side: Side,
+    pub(crate) tx: TxId,
+    pub(crate) plan: AckPlan,
+}
+
+/// An installed media flow (one m= line).
+#[derive(Debug, Clone)]
+pub(crate) struct FlowSlot {
+    pub(crate) index: usize,
+    pub(crate) spec: MediaFlowSpec,
+}
+
+/// Numbers before and after normalisation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Numbers {
+    pub(crate) calling_received: String,
+    pub(crate) calling_sent: String,
+    pub(crate) called_received: String,
+    pub(crate) called_sent: String,
+    /// The caller's From display name, if any.
+    pub(crate) display: Option<String>,
+}
+
+/// One call.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) direction: Direction,
+    pub(crate) start: Instant,
+    pub(crate) answer: Option<Instant>,
+    /// Indexed by [`Side::index`].
+    pub(crate) legs: [Leg; 2],
+    pub(crate) media: Option<MediaSession>,
+    pub(crate) flows: Vec<FlowSlot>,
+    /// Every flow id the call used (for the CDR).
+    pub(crate) flow_ids: Vec<u64>,
+    pub(crate) setup: Option<Setup>,
+    pub(crate) ack_wait: Option<AckWait>,
+    pub(crate) relays: Vec<Relay>,
+    /// Our own session refresh in flight: (leg, transaction, method).
+    pub(crate) refresh: Option<(Side, TxId, Method)>,
+    pub(crate) numbers: Numbers,
+    /// Trunk (inbound: source; outbound: current attempt).
+    pub(crate) trunk: Option<String>,
+    /// NAT learning window of that trunk, ns.
+    pub(crate) learn_ns: u64,
+    /// Every transaction registered for this call (to unregister at teardown).
+    pub(crate) txs: Vec<TxId>,
+}
+
+impl Call {
+    pub(crate) fn leg(&self, side: Side) -> &Leg {
+        match side {
+            Side::Ext => &self.legs[0],
+            Side::Int => &self.legs[1],
+        }
+    }
+
+    pub(crate) fn leg_mut(&mut self, side: Side) -> &mut Leg {
+        match side {
+            Side::Ext => &mut self.legs[0],
+            Side::Int => &mut self.legs[1],
+        }
+    }
+
+    /// The caller's side.
+    pub(crate) fn caller(&self) -> Side {
+        self.direction.caller()
+    }
+
+    /// An offer/answer exchange or a session refresh is in progress (a new one gets 491).
+    pub(crate) fn negotiating(&self) -> bool {
+        self.refresh.is_some()
+            || self.ack_wait.is_some()
+            || self
+                .relays
+                .iter()
+                .any(|r| matches!(r.method, Method::Invite | Method::Update))
+            || self
+                .media
+                .as_ref()
+                .is_some_and(|m| m.pending_offerer().is_some())
+    }
+
+    /// The dialog of `side` to send a request on: the confirmed one, else (callee leg during
+    /// setup) the most recent early dialog.
+    pub(crate) fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
+        let callee = self.caller().other();
+        let Call { legs, setup, .. } = self;
+        let leg = match side {
+            Side::Ext => &mut legs[0],
+            Side::Int => &mut legs[1],
+        };
+        if leg.dialog.is_some() {
+            return leg.dialog.as_mut();
+        }
+        if side == callee {
+            return setup.as_mut().and_then(|s| s.early.last_mut());
+        }
+        None
+    }
+}

@@ -1,0 +1,688 @@
+//! In-dialog requests: BYE, re-INVITE and UPDATE (offer/answer relayed with the SDP rewrite,
+//! hold/resume, re-keying, 491 on glare), PRACK (reliable provisionals passed through), INFO,
+//! OPTIONS, MESSAGE and NOTIFY relayed; ACK for 2xx forwarded leg to leg; session refreshes
+//! Tollgate sends itself (RFC 4028) and their expiry.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
+
+use crate::b2bua::{ALLOW, B2bua, add_header, copy_headers, dialog_key};
+use crate::call::{AckPlan, AckWait, OfferState, Relay, TxRole};
+use crate::setup::{sdp_body, set_sdp, set_session_expires};
+use crate::types::{CallId, ConnId, EndCause, Output, RefuseReason, Side};
+
+const SESSION_EXPIRED: &str = "SIP;cause=408;text=\"Session Timer Expired\"";
+
+impl B2bua {
+    /// A request with a To tag.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one received request"
+    )]
+    pub(crate) fn in_dialog(
+        &mut self,
+        tx: TxId,
+        side: Side,
+        conn: Option<ConnId>,
+        peer: SocketAddr,
+        msg: Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
+        let key = dialog_key(
+            side,
+            msg.call_id().unwrap_or(""),
+            msg.to().and_then(|t| t.tag()).unwrap_or(""),
+        );
+        let Some(&id) = self.by_dialog.get(&key) else {
+            self.refuse(
+                tx,
+                side,
+                peer,
+                &method,
+                481,
+                RefuseReason::NoSuchCall,
+                now,
+                out,
+            );
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            self.refuse(
+                tx,
+                side,
+                peer,
+                &method,
+                481,
+                RefuseReason::NoSuchCall,
+                now,
+                out,
+            );
+            return;
+        };
+        if let Some(c) = conn {
+            call.leg_mut(side).conn = Some(c);
+        }
+        let caller = call.caller();
+        let from_tag = msg.from().and_then(|f| f.tag()).unwrap_or("").to_owned();
+        // The dialog the request belongs to: the leg's dialog, or an early dialog of the
+        // callee leg (matched by the callee's tag).
+        let check = {
+            let d = if call.leg(side).dialog.is_some() {
+                call.leg_mut(side).dialog.as_mut()
+            } else {
+                call.setup
+                    .as_mut()
+                    .and_then(|s| s.early.iter_mut().find(|d| d.id.remote_tag == from_tag))
+            };
+            let Some(d) = d else {
+                self.refuse(
+                    tx,
+                    side,
+                    peer,
+                    &method,
+                    481,
+                    RefuseReason::NoSuchCall,
+                    now,
+                    out,
+                );
+                return;
+            };
+            d.on_request(&msg)
+        };
+        if let Err(e) = check {
+            let code = e.response().map_or(400, |(c, _)| c);
+            self.reply(tx, code, None, now, |_| {});
+            return;
+        }
+        let in_setup = call.setup.is_some();
+        let negotiating = call.negotiating();
+        match method {
+            Method::Bye => {
+                self.reply(tx, 200, None, now, |_| {});
+                let (cause, status) = if in_setup && side == caller {
+                    (EndCause::Cancelled, 487)
+                } else if in_setup {
+                    (EndCause::Bye(side), 480)
+                } else {
+                    (EndCause::Bye(side), 200)
+                };
+                self.end_call(id, cause, status, None, now, out);
+            }
+            Method::Invite | Method::Update => {
+                if (method == Method::Invite && in_setup) || negotiating {
+                    self.reply(tx, 491, None, now, |r| {
+                        add_header(r, HeaderName::RetryAfter, "1");
+                    });
+                    return;
+                }
+                self.relay_offer(id, tx, side, &msg, now);
+            }
+            Method::Prack => self.relay_prack(id, tx, side, &msg, now),
+            Method::Info | Method::Options | Method::Message | Method::Notify => {
+                self.relay(id, tx, side, &msg, None, OfferState::None, now);
+            }
+            _ => self.reply(tx, 405, None, now, |r| {
+                r.headers.set_tokens(HeaderName::Allow, ALLOW);
+            }),
+        }
+    }
+
+    /// Builds the request for the other leg and sends it; registers the relay.
+    #[allow(clippy::too_many_arguments, reason = "one relayed request")]
+    fn relay(
+        &mut self,
+        id: CallId,
+        server_tx: TxId,
+        from: Side,
+        msg: &Message,
+        body: Option<Vec<u8>>,
+        offer: OfferState,
+        now: Instant,
+    ) -> bool {
+        let Some(method) = msg.method().cloned() else {
+            return false;
+        };
+        let to = from.other();
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let transport = Self::leg_transport(call, to);
+        let target = Self::target_of(&self.flows, call, to);
+        let session = call
+            .leg(to)
+            .session
+            .as_ref()
+            .map(|s| (s.interval, s.we_refresh));
+        let via = self.via(to, transport);
+        let Some(d) = self.calls.get_mut(&id).and_then(|c| c.dialog_mut(to)) else {
+            self.reply(server_tx, 500, None, now, |r| {
+                add_header(r, HeaderName::RetryAfter, "1");
+            });
+            return false;
+        };
+        let mut req = d.new_request(method.clone(), via);
+        copy_headers(msg, &mut req);
+        if matches!(method, Method::Invite | Method::Update) {
+            add_header(&mut req, HeaderName::Allow, &ALLOW.join(", "));
+            if let Some((interval, we)) = session {
+                add_header(&mut req, HeaderName::Supported, "timer");
+                set_session_expires(
+                    &mut req,
+                    interval,
+                    if we { Refresher::Uac } else { Refresher::Uas },
+                );
+            }
+            set_sdp(&mut req, body);
+        } else if !msg.body.is_empty() {
+            req.set_body(msg.headers.content_type().cloned(), msg.body.clone());
+        }
+        let Some(client_tx) = self.send_request(to, target, req, now) else {
+            if offer == OfferState::FromRequester {
+                self.offer_failed(id);
+            }
+            self.reply(server_tx, 503, None, now, |_| {});
+            return false;
+        };
+        self.register_tx(id, server_tx, TxRole::RelayServer);
+        self.register_tx(id, client_tx, TxRole::RelayClient);
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.relays.push(Relay {
+                method,
+                from,
+                server_tx,
+                client_tx,
+                offer,
+            });
+        }
+        true
+    }
+
+    /// re-INVITE / UPDATE: rewrite the offer (if any) and relay.
+    fn relay_offer(&mut self, id: CallId, tx: TxId, from: Side, msg: &Message, now: Instant) {
+        let is_invite = msg.method() == Some(&Method::Invite);
+        let (body, state) = match sdp_body(msg).map(<[u8]>::to_vec) {
+            Some(b) => match self.take_offer(id, from, &b) {
+                Ok(o) => (Some(o), OfferState::FromRequester),
+                Err(code) => {
+                    self.reply(tx, code, None, now, |_| {});
+                    return;
+                }
+            },
+            None if is_invite => (None, OfferState::InResponse),
+            None => (None, OfferState::None),
+        };
+        self.relay(id, tx, from, msg, body, state, now);
+    }
+
+    /// PRACK from the caller for a reliable provisional we relayed: PRACK the callee's.
+    fn relay_prack(&mut self, id: CallId, tx: TxId, from: Side, msg: &Message, now: Instant) {
+        let rseq = msg
+            .headers
+            .get_value(&HeaderName::RAck)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok());
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let map = call
+            .setup
+            .as_ref()
+            .and_then(|s| s.pracks.iter().find(|p| Some(p.our_rseq) == rseq).cloned());
+        let Some(map) = map.filter(|_| from == call.caller()) else {
+            self.reply(tx, 481, None, now, |_| {});
+            return;
+        };
+        let to = from.other();
+        let transport = Self::leg_transport(call, to);
+        let target = Self::target_of(&self.flows, call, to);
+        let via = self.via(to, transport);
+        let Some(d) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.setup.as_mut())
+            .and_then(|s| {
+                s.early
+                    .iter_mut()
+                    .find(|d| d.id.remote_tag == map.callee_tag)
+            })
+        else {
+            self.reply(tx, 481, None, now, |_| {});
+            return;
+        };
+        let mut req = d.new_request(Method::Prack, via);
+        add_header(
+            &mut req,
+            HeaderName::RAck,
+            &format!("{} {} INVITE", map.callee_rseq, map.callee_cseq),
+        );
+        let Some(client_tx) = self.send_request(to, target, req, now) else {
+            self.reply(tx, 503, None, now, |_| {});
+            return;
+        };
+        self.register_tx(id, tx, TxRole::RelayServer);
+        self.register_tx(id, client_tx, TxRole::RelayClient);
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.relays.push(Relay {
+                method: Method::Prack,
+                from,
+                server_tx: tx,
+                client_tx,
+                offer: OfferState::None,
+            });
+        }
+    }
+
+    /// A response to a relayed request.
+    pub(crate) fn relay_response(
+        &mut self,
+        id: CallId,
+        client_tx: TxId,
+        msg: Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(code) = msg.status() else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(pos) = call.relays.iter().position(|r| r.client_tx == client_tx) else {
+            return;
+        };
+        if code == 100 {
+            return;
+        }
+        let (method, requester, server_tx, offer) = {
+            let r = &call.relays[pos];
+            (r.method.clone(), r.from, r.server_tx, r.offer)
+        };
+        let responder = requester.other();
+        if code < 200 {
+            // Provisional to a re-INVITE: relayed without SDP; a reliable one is PRACKed here.
+            let reliable = msg
+                .headers
+                .require()
+                .any(|t| t.eq_ignore_ascii_case("100rel"));
+            if reliable {
+                let transport = Self::leg_transport(call, responder);
+                let target = Self::target_of(&self.flows, call, responder);
+                let via = self.via(responder, transport);
+                if let Some(p) = self
+                    .calls
+                    .get_mut(&id)
+                    .and_then(|c| c.dialog_mut(responder))
+                    .and_then(|d| d.prack(&msg, via))
+                {
+                    let _ = self.send_request(responder, target, p, now);
+                }
+            }
+            if let Some(req) = self.layer.request(server_tx) {
+                let mut resp = Message::response_to(req, code, msg.reason(), None);
+                copy_headers(&msg, &mut resp);
+                let _ = self.layer.send_response(server_tx, resp, now);
+            }
+            return;
+        }
+        call.relays.remove(pos);
+        let session_method = matches!(method, Method::Invite | Method::Update);
+        if !(200..300).contains(&code) {
+            if offer == OfferState::FromRequester {
+                self.offer_failed(id);
+            }
+            let status = if matches!(code, 401 | 407) { 403 } else { code };
+            if let Some(req) = self.layer.request(server_tx) {
+                let reason = if status == code { msg.reason() } else { None };
+                let mut resp = Message::response_to(req, status, reason, None);
+                copy_headers(&msg, &mut resp);
+                let _ = self.layer.send_response(server_tx, resp, now);
+            }
+            return;
+        }
+        // 2xx.
+        if session_method
+            && let Some(d) = self
+                .calls
+                .get_mut(&id)
+                .and_then(|c| c.dialog_mut(responder))
+        {
+            let _ = d.on_response(&msg);
+        }
+        let (body, plan) = match offer {
+            OfferState::FromRequester => match self.take_answer(id, responder, &msg, out) {
+                Ok(Some(b)) => {
+                    self.finish_offer(id);
+                    (Some(b), AckPlan::Forward)
+                }
+                _ => {
+                    self.relay_broken(id, responder, method == Method::Invite, now, out);
+                    return;
+                }
+            },
+            OfferState::InResponse => match sdp_body(&msg).map(<[u8]>::to_vec) {
+                Some(b) => match self.take_offer(id, responder, &b) {
+                    Ok(o) => (Some(o), AckPlan::Answer),
+                    Err(_) => {
+                        self.relay_broken(id, responder, true, now, out);
+                        return;
+                    }
+                },
+                None => {
+                    self.relay_broken(id, responder, true, now, out);
+                    return;
+                }
+            },
+            OfferState::None => (None, AckPlan::Forward),
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let transport = Self::leg_transport(call, requester);
+        let session = call
+            .leg(requester)
+            .session
+            .as_ref()
+            .map(|s| (s.interval, s.we_refresh));
+        let peer_timer = call.leg(requester).peer_timer;
+        if method == Method::Invite {
+            call.ack_wait = Some(AckWait {
+                side: requester,
+                tx: server_tx,
+                plan,
+            });
+        }
+        let contact = self.contact(requester, transport);
+        if let Some(req) = self.layer.request(server_tx) {
+            let mut resp = Message::response_to(req, code, msg.reason(), None);
+            copy_headers(&msg, &mut resp);
+            if session_method {
+                resp.headers.set_contact(contact);
+                add_header(&mut resp, HeaderName::Allow, &ALLOW.join(", "));
+                if let Some((interval, we)) = session {
+                    add_header(&mut resp, HeaderName::Supported, "timer");
+                    if peer_timer {
+                        add_header(&mut resp, HeaderName::Require, "timer");
+                    }
+                    // The requester is the UAC of this transaction.
+                    set_session_expires(
+                        &mut resp,
+                        interval,
+                        if we { Refresher::Uas } else { Refresher::Uac },
+                    );
+                }
+                set_sdp(&mut resp, body);
+            } else if !msg.body.is_empty() {
+                resp.set_body(msg.headers.content_type().cloned(), msg.body.clone());
+            }
+            let _ = self.layer.send_response(server_tx, resp, now);
+        }
+        if session_method {
+            // A successful re-INVITE/UPDATE refreshed both legs' sessions.
+            for s in [requester, responder] {
+                self.arm_session(id, s, None, now, out);
+            }
+        }
+    }
+
+    /// The other leg's 2xx to a relayed offer/answer was unusable: ACK it (INVITE) and end
+    /// the call.
+    fn relay_broken(
+        &mut self,
+        id: CallId,
+        responder: Side,
+        ack: bool,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        if ack && let Some(call) = self.calls.get(&id) {
+            let transport = Self::leg_transport(call, responder);
+            let target = Self::target_of(&self.flows, call, responder);
+            let via = self.via(responder, transport);
+            if let Some(a) = self
+                .calls
+                .get_mut(&id)
+                .and_then(|c| c.dialog_mut(responder))
+                .and_then(|d| d.ack_for_2xx(via))
+            {
+                self.send_stateless(responder, target, a);
+            }
+        }
+        self.end_call(id, EndCause::MediaNegotiation, 200, None, now, out);
+    }
+
+    /// A relayed request's transaction on the other leg timed out or failed: 408 back.
+    pub(crate) fn relay_failure(
+        &mut self,
+        id: CallId,
+        client_tx: TxId,
+        now: Instant,
+        _out: &mut Vec<Output>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(pos) = call.relays.iter().position(|r| r.client_tx == client_tx) else {
+            return;
+        };
+        let r = call.relays.remove(pos);
+        if r.offer == OfferState::FromRequester {
+            self.offer_failed(id);
+        }
+        self.reply(r.server_tx, 408, None, now, |_| {});
+    }
+
+    /// ACK for a 2xx we sent: forward it to the other leg (with the answer, when the 2xx
+    /// carried the other leg's offer).
+    pub(crate) fn on_ack(
+        &mut self,
+        tx: Option<TxId>,
+        flow: tollgate_sip::Flow,
+        msg: Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(info) = self.flows.info(flow) else {
+            return;
+        };
+        let side = info.side;
+        let id = tx
+            .and_then(|t| self.by_tx.get(&t).map(|(c, _)| *c))
+            .or_else(|| {
+                let key = dialog_key(
+                    side,
+                    msg.call_id().unwrap_or(""),
+                    msg.to().and_then(|t| t.tag()).unwrap_or(""),
+                );
+                self.by_dialog.get(&key).copied()
+            });
+        let Some(id) = id else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(w) = call.ack_wait else { return };
+        if w.side != side || tx.is_some_and(|t| t != w.tx) {
+            return;
+        }
+        call.ack_wait = None;
+        let other = side.other();
+        let (body, broken) = match w.plan {
+            AckPlan::Forward => (None, false),
+            AckPlan::Answer => match self.take_answer(id, side, &msg, out) {
+                Ok(Some(b)) => {
+                    self.finish_offer(id);
+                    (Some(b), false)
+                }
+                _ => (None, true),
+            },
+        };
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let transport = Self::leg_transport(call, other);
+        let target = Self::target_of(&self.flows, call, other);
+        let via = self.via(other, transport);
+        if let Some(mut ack) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.dialog_mut(other))
+            .and_then(|d| d.ack_for_2xx(via))
+        {
+            if body.is_some() {
+                set_sdp(&mut ack, body);
+            }
+            self.send_stateless(other, target, ack);
+        }
+        if broken {
+            self.end_call(id, EndCause::MediaNegotiation, 200, None, now, out);
+        }
+    }
+
+    /// A leg's session timer fired: refresh it (we are the refresher) or end the call (the
+    /// peer should have refreshed).
+    pub(crate) fn on_session_timer(
+        &mut self,
+        id: CallId,
+        side: Side,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(s) = call.leg_mut(side).session.as_mut() else {
+            return;
+        };
+        s.timer = None;
+        let (interval, we) = (s.interval, s.we_refresh);
+        if !we {
+            self.end_call(
+                id,
+                EndCause::SessionExpired,
+                200,
+                Some(SESSION_EXPIRED),
+                now,
+                out,
+            );
+            return;
+        }
+        if call.negotiating() {
+            // Something is in progress (its success refreshes the session); look again soon.
+            self.arm_session(id, side, Some(Duration::from_secs(2)), now, out);
+            return;
+        }
+        let last = call
+            .media
+            .as_ref()
+            .and_then(|m| m.last_sent(side.sdp()))
+            .map(tollgate_sdp::Sdp::to_bytes);
+        let method = if call.leg(side).peer_update || last.is_none() {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let transport = Self::leg_transport(call, side);
+        let target = Self::target_of(&self.flows, call, side);
+        let via = self.via(side, transport);
+        let Some(d) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.leg_mut(side).dialog.as_mut())
+        else {
+            return;
+        };
+        let mut req = d.new_request(method.clone(), via);
+        add_header(&mut req, HeaderName::Supported, "timer");
+        set_session_expires(&mut req, interval, Refresher::Uac);
+        if method == Method::Invite {
+            add_header(&mut req, HeaderName::Allow, &ALLOW.join(", "));
+            set_sdp(&mut req, last);
+        }
+        match self.send_request(side, target, req, now) {
+            Some(tx) => {
+                self.register_tx(id, tx, TxRole::Refresh(side));
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.refresh = Some((side, tx, method));
+                }
+            }
+            None => self.end_call(id, EndCause::RefreshFailed, 200, None, now, out),
+        }
+    }
+
+    /// A response to our session refresh.
+    pub(crate) fn refresh_response(
+        &mut self,
+        id: CallId,
+        side: Side,
+        tx: TxId,
+        msg: &Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(code) = msg.status() else { return };
+        if code < 200 {
+            return;
+        }
+        if !(200..300).contains(&code) {
+            self.refresh_failed(id, side, tx, code, now, out);
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some((_, _, method)) = call.refresh.take() else {
+            return;
+        };
+        if let Some(d) = call.leg_mut(side).dialog.as_mut() {
+            let _ = d.on_response(msg);
+        }
+        if method == Method::Invite {
+            let transport = Self::leg_transport(call, side);
+            let target = Self::target_of(&self.flows, call, side);
+            let via = self.via(side, transport);
+            if let Some(ack) = self
+                .calls
+                .get_mut(&id)
+                .and_then(|c| c.leg_mut(side).dialog.as_ref())
+                .and_then(|d| d.ack_for_2xx(via))
+            {
+                self.send_stateless(side, target, ack);
+            }
+        }
+        self.arm_session(id, side, None, now, out);
+    }
+
+    /// Our refresh failed: 491 -> retry shortly; UPDATE refused as unknown -> retry with
+    /// re-INVITE; anything else (408, 481, timeout...) -> the session is gone, end the call.
+    pub(crate) fn refresh_failed(
+        &mut self,
+        id: CallId,
+        side: Side,
+        tx: TxId,
+        code: u16,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some((_, rtx, method)) = call.refresh.clone() else {
+            return;
+        };
+        if rtx != tx {
+            return;
+        }
+        call.refresh = None;
+        match code {
+            491 => self.arm_session(id, side, Some(Duration::from_secs(2)), now, out),
+            405 | 501 if method == Method::Update && call.leg(side).peer_update => {
+                call.leg_mut(side).peer_update = false;
+                self.arm_session(id, side, Some(Duration::from_secs(1)), now, out);
+            }
+            _ => self.end_call(id, EndCause::RefreshFailed, 200, None, now, out),
+        }
+    }
+}

@@ -1,0 +1,1063 @@
+//! Call setup, both directions: the caller's INVITE (checks, number normalisation, routing,
+//! the SDP offer rewrite, the INVITE toward the callee side), the callee side's responses
+//! (18x with early media, reliable provisionals, 2xx, errors with failover) and the session
+//! timer negotiation (RFC 4028) done when the call is answered.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tollgate_sdp::{MediaSession, Sdp};
+use tollgate_sip::{
+    Dialog, DialogState, HeaderName, Host, MediaType, Message, Method, NameAddr, NewRequest,
+    Refresher, SessionExpires, SipUri, TxId, Uri,
+};
+
+use crate::b2bua::{
+    ALLOW, B2bua, Failure, TimerPurpose, add_header, copy_headers, dialog_key, map_status,
+};
+use crate::call::{AckPlan, AckWait, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole};
+use crate::config::normalize;
+use crate::media::sync_flows;
+use crate::types::{
+    CallEvent, CallId, ConnId, Direction, EndCause, Output, RefuseReason, Side, Target, Transport,
+};
+
+/// The user part of a SIP URI, or the number of a `tel:` URI.
+pub(crate) fn uri_user(uri: &Uri) -> Option<String> {
+    match uri {
+        Uri::Sip(u) => u.user.clone(),
+        Uri::Other { scheme, rest } if scheme.eq_ignore_ascii_case("tel") => {
+            Some(rest.split(';').next().unwrap_or("").to_owned())
+        }
+        Uri::Other { .. } => None,
+    }
+}
+
+/// The SDP body of a message, if it has one.
+pub(crate) fn sdp_body(msg: &Message) -> Option<&[u8]> {
+    if msg.body.is_empty() {
+        return None;
+    }
+    match msg.headers.content_type() {
+        Some(ct) if !ct.is("application", "sdp") => None,
+        _ => Some(&msg.body),
+    }
+}
+
+/// Whether a message's Allow lists UPDATE.
+pub(crate) fn allows_update(msg: &Message) -> bool {
+    msg.headers
+        .get_all(&HeaderName::Allow)
+        .flat_map(|h| h.value().split(','))
+        .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"))
+}
+
+/// Sets an SDP body (or none).
+pub(crate) fn set_sdp(msg: &mut Message, body: Option<Vec<u8>>) {
+    match body {
+        Some(b) => msg.set_body(Some(MediaType::sdp()), b),
+        None => msg.set_body(None, Vec::new()),
+    }
+}
+
+/// `Session-Expires: <interval>;refresher=<r>`.
+pub(crate) fn set_session_expires(msg: &mut Message, interval: u32, refresher: Refresher) {
+    msg.headers.remove(&HeaderName::SessionExpires);
+    let se = SessionExpires::new(interval, Some(refresher));
+    add_header(msg, HeaderName::SessionExpires, &se.to_string());
+}
+
+impl B2bua {
+    /// An out-of-dialog INVITE: a new call, or a refusal.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one received request"
+    )]
+    pub(crate) fn new_call(
+        &mut self,
+        tx: TxId,
+        side: Side,
+        conn: Option<ConnId>,
+        peer: SocketAddr,
+        msg: Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let inv = Method::Invite;
+        if self.draining {
+            self.refuse(tx, side, peer, &inv, 503, RefuseReason::Draining, now, out);
+            return;
+        }
+        if self.calls.len() >= self.cfg.sip.max_calls {
+            self.refuse(tx, side, peer, &inv, 503, RefuseReason::Overload, now, out);
+            return;
+        }
+        let direction = match side {
+            Side::Ext => Direction::Inbound,
+            Side::Int => Direction::Outbound,
+        };
+        let called_received = msg
+            .request_uri()
+            .and_then(uri_user)
+            .or_else(|| msg.to().and_then(|t| uri_user(&t.uri)))
+            .unwrap_or_default();
+        let calling_received = msg
+            .from()
+            .and_then(|f| uri_user(&f.uri))
+            .unwrap_or_else(|| "anonymous".to_owned());
+
+        // Trunk (inbound) or route (outbound).
+        let (trunk, caller_fallback, callee_fallback, failover) = match direction {
+            Direction::Inbound => {
+                let Some(t) = self
+                    .trunk_by_ip(peer.ip())
+                    .and_then(|i| self.cfg.trunks.get(i))
+                else {
+                    self.refuse(
+                        tx,
+                        side,
+                        peer,
+                        &inv,
+                        403,
+                        RefuseReason::UnknownTrunk,
+                        now,
+                        out,
+                    );
+                    return;
+                };
+                (
+                    t.clone(),
+                    Target::Addr {
+                        addr: t.addr,
+                        transport: t.transport,
+                    },
+                    Target::Addr {
+                        addr: self.cfg.int.next_hop,
+                        transport: Transport::Tls,
+                    },
+                    Vec::new(),
+                )
+            }
+            Direction::Outbound => {
+                let Some(route) = self
+                    .cfg
+                    .routes
+                    .iter()
+                    .find(|r| r.pattern.is_match(&called_received))
+                else {
+                    self.refuse(tx, side, peer, &inv, 404, RefuseReason::NoRoute, now, out);
+                    return;
+                };
+                let mut up: Vec<String> = route
+                    .trunks
+                    .iter()
+                    .filter(|n| self.trunk_up(n) && self.cfg.trunks.iter().any(|t| &t.name == *n))
+                    .cloned()
+                    .collect();
+                if up.is_empty() {
+                    self.refuse(tx, side, peer, &inv, 503, RefuseReason::NoRoute, now, out);
+                    return;
+                }
+                let first = up.remove(0);
+                let Some(t) = self.cfg.trunks.iter().find(|t| t.name == first) else {
+                    self.refuse(tx, side, peer, &inv, 503, RefuseReason::NoRoute, now, out);
+                    return;
+                };
+                (
+                    t.clone(),
+                    Target::Addr {
+                        addr: self.cfg.int.next_hop,
+                        transport: Transport::Tls,
+                    },
+                    Target::Addr {
+                        addr: t.addr,
+                        transport: t.transport,
+                    },
+                    up,
+                )
+            }
+        };
+        let rules = match direction {
+            Direction::Inbound => &trunk.inbound,
+            Direction::Outbound => &trunk.outbound,
+        };
+        let numbers = Numbers {
+            called_sent: normalize(rules, &called_received),
+            calling_sent: normalize(rules, &calling_received),
+            called_received,
+            calling_received,
+            display: msg.from().and_then(|f| f.display.clone()),
+        };
+
+        // RFC 4028 §8.1: an interval below our Min-SE gets 422.
+        let sip = self.cfg.sip.clone();
+        let asked = msg.headers.session_expires().cloned();
+        if sip.session_expires > 0
+            && let Some(se) = &asked
+            && se.delta < sip.min_se
+        {
+            self.reply(tx, 422, None, now, |r| r.headers.set_min_se(sip.min_se));
+            out.push(Output::Event(CallEvent::Refused {
+                side,
+                peer,
+                method: inv.to_string(),
+                reason: RefuseReason::IntervalTooSmall,
+                status: 422,
+            }));
+            return;
+        }
+
+        // The offer, rewritten for the other side (ports allocated here).
+        let mut media = {
+            let rng = &mut self.rng;
+            MediaSession::new(&mut |b: &mut [u8]| rng(b))
+        };
+        let offer = match sdp_body(&msg) {
+            None => None,
+            Some(body) => {
+                let sdp = match Sdp::parse(body) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let text = format!("Bad Request (SDP: {e})");
+                        self.reply(tx, 400, None, now, |r| {
+                            r.start = tollgate_sip::StartLine::Response {
+                                code: 400,
+                                reason: text,
+                            };
+                        });
+                        out.push(Output::Event(CallEvent::Refused {
+                            side,
+                            peer,
+                            method: inv.to_string(),
+                            reason: RefuseReason::NotAcceptable,
+                            status: 400,
+                        }));
+                        return;
+                    }
+                };
+                let mut allocated = Vec::new();
+                let result = {
+                    let pools = &mut self.pools;
+                    let rng = &mut self.rng;
+                    media.process_offer(
+                        &self.rewrite,
+                        side.sdp(),
+                        &sdp,
+                        &mut |req| {
+                            let r = pools.alloc(req);
+                            if let Some(r) = r {
+                                allocated.push(r);
+                            }
+                            r
+                        },
+                        &mut |b: &mut [u8]| rng(b),
+                    )
+                };
+                match result {
+                    Ok(o) => {
+                        for r in &o.released {
+                            self.pools.release(r);
+                        }
+                        Some(o.sdp.to_bytes())
+                    }
+                    Err(e) => {
+                        for r in &allocated {
+                            self.pools.release(r);
+                        }
+                        let code = e.status_code();
+                        let warning =
+                            format!("399 tollgate \"{}\"", e.to_string().replace('"', "'"));
+                        self.reply(tx, code, None, now, |r| {
+                            add_header(r, HeaderName::Warning, &warning);
+                        });
+                        out.push(Output::Event(CallEvent::Refused {
+                            side,
+                            peer,
+                            method: inv.to_string(),
+                            reason: RefuseReason::NotAcceptable,
+                            status: code,
+                        }));
+                        return;
+                    }
+                }
+            }
+        };
+
+        // The caller's dialog.
+        let caller_tag = self.new_tag();
+        let caller_transport = match caller_fallback {
+            Target::Addr { transport, .. } => transport,
+            Target::Conn(_) => Transport::Tcp,
+        };
+        let contact = self.contact(side, caller_transport);
+        let dialog = match Dialog::from_uas(&msg, &caller_tag, contact, false) {
+            Ok(d) => d,
+            Err(e) => {
+                for r in media.close() {
+                    self.pools.release(&r);
+                }
+                let code = e.response().map_or(400, |(c, _)| c);
+                self.refuse(
+                    tx,
+                    side,
+                    peer,
+                    &inv,
+                    code,
+                    RefuseReason::BadRequest,
+                    now,
+                    out,
+                );
+                return;
+            }
+        };
+        let mut caller_leg = Leg::new(
+            side,
+            msg.call_id().unwrap_or_default().to_owned(),
+            caller_tag,
+            caller_fallback,
+        );
+        caller_leg.dialog = Some(dialog);
+        caller_leg.conn = conn;
+        caller_leg.peer_100rel = msg.headers.supports("100rel");
+        caller_leg.peer_timer = msg.headers.supports("timer");
+        caller_leg.peer_update = allows_update(&msg);
+        caller_leg.asked_refresher = asked.as_ref().and_then(SessionExpires::refresher);
+        let callee_call_id = self.new_call_id();
+        let callee_tag = self.new_tag();
+        let callee_leg = Leg::new(side.other(), callee_call_id, callee_tag, callee_fallback);
+
+        let se = if sip.session_expires == 0 {
+            0
+        } else {
+            asked
+                .as_ref()
+                .map_or(sip.session_expires, |a| a.delta.min(sip.session_expires))
+        };
+        let min_se = msg
+            .headers
+            .min_se()
+            .map_or(sip.min_se, |m| m.delta.max(sip.min_se));
+
+        let id = self.next_call;
+        self.next_call += 1;
+        let (ext, int) = match side {
+            Side::Ext => (caller_leg, callee_leg),
+            Side::Int => (callee_leg, caller_leg),
+        };
+        for leg in [&ext, &int] {
+            self.by_dialog
+                .insert(dialog_key(leg.side, &leg.call_id, &leg.local_tag), id);
+        }
+        let no_answer = self.set_timer(TimerPurpose::NoAnswer(id), now + sip.no_answer(), out);
+        let call = Call {
+            direction,
+            start: now,
+            answer: None,
+            legs: [ext, int],
+            media: Some(media),
+            flows: Vec::new(),
+            flow_ids: Vec::new(),
+            setup: Some(Setup {
+                caller_tx: tx,
+                callee_tx: None,
+                cseq: 1,
+                early: Vec::new(),
+                provisional: false,
+                early_answer: false,
+                failover,
+                offer,
+                se,
+                min_se,
+                retried_422: false,
+                pracks: Vec::new(),
+                no_answer: Some(no_answer),
+            }),
+            ack_wait: None,
+            relays: Vec::new(),
+            refresh: None,
+            numbers,
+            trunk: Some(trunk.name.clone()),
+            learn_ns: u64::try_from(trunk.nat_learn.as_nanos()).unwrap_or(u64::MAX),
+            txs: Vec::new(),
+        };
+        self.calls.insert(id, call);
+        self.register_tx(id, tx, TxRole::CallerInvite);
+        out.push(Output::Event(CallEvent::Started {
+            call: id,
+            direction,
+            trunk: Some(trunk.name),
+        }));
+        if !self.send_callee_invite(id, now) {
+            self.end_call(id, EndCause::TransportError, 503, None, now, out);
+        }
+    }
+
+    /// Sends (or re-sends, on failover / 422) the INVITE toward the callee side.
+    pub(crate) fn send_callee_invite(&mut self, id: CallId, now: Instant) -> bool {
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let Some(setup) = call.setup.as_ref() else {
+            return false;
+        };
+        let callee = call.caller().other();
+        let target = call.leg(callee).fallback;
+        let (addr, transport) = match target {
+            Target::Addr { addr, transport } => (addr, transport),
+            Target::Conn(_) => return false,
+        };
+        let n = &call.numbers;
+        let ruri = match call.direction {
+            Direction::Inbound => {
+                let host = Host::parse(&self.cfg.int.next_hop_host)
+                    .unwrap_or_else(|_| Host::ip(addr.ip()));
+                SipUri::new(Some(&n.called_sent), host, None)
+            }
+            Direction::Outbound => {
+                SipUri::new(Some(&n.called_sent), Host::ip(addr.ip()), Some(addr.port()))
+            }
+        };
+        let ours = self.sip_addr(callee);
+        let mut from = NameAddr::new(Uri::Sip(SipUri::new(
+            Some(&n.calling_sent),
+            Host::ip(ours.ip()),
+            None,
+        )))
+        .with_param("tag", Some(&call.leg(callee).local_tag));
+        from.display = n.display.clone();
+        let call_id = call.leg(callee).call_id.clone();
+        let cseq = setup.cseq;
+        let offer = setup.offer.clone();
+        let (se, min_se) = (setup.se, setup.min_se);
+        let caller_tx = setup.caller_tx;
+        let caller_100rel = call.leg(call.caller()).peer_100rel;
+        let caller_requires_100rel = self.layer.request(caller_tx).is_some_and(|r| {
+            r.headers
+                .require()
+                .any(|t| t.eq_ignore_ascii_case("100rel"))
+        });
+        let via = self.via(callee, transport);
+        let contact = self.contact(callee, transport);
+        let Some(caller_req) = self.layer.request(caller_tx) else {
+            return false;
+        };
+        let spec = NewRequest {
+            method: Method::Invite,
+            uri: Uri::Sip(ruri.clone()),
+            via,
+            from,
+            to: NameAddr::new(Uri::Sip(ruri)),
+            call_id,
+            cseq,
+            contact: Some(contact),
+            routes: Vec::new(),
+            max_forwards: 70,
+        };
+        let mut req = caller_req.derive_request(spec, |n| {
+            matches!(
+                n,
+                HeaderName::SessionExpires
+                    | HeaderName::MinSe
+                    | HeaderName::Supported
+                    | HeaderName::Require
+                    | HeaderName::ContentType
+                    | HeaderName::ContentEncoding
+                    | HeaderName::Allow
+            )
+        });
+        let passthrough = self.cfg.sip.prack_passthrough && caller_100rel;
+        add_header(&mut req, HeaderName::Allow, &ALLOW.join(", "));
+        let mut supported = Vec::new();
+        if se > 0 {
+            supported.push("timer");
+        }
+        if passthrough {
+            supported.push("100rel");
+        }
+        if !supported.is_empty() {
+            add_header(&mut req, HeaderName::Supported, &supported.join(", "));
+        }
+        if passthrough && caller_requires_100rel {
+            add_header(&mut req, HeaderName::Require, "100rel");
+        }
+        if se > 0 {
+            add_header(&mut req, HeaderName::SessionExpires, &se.to_string());
+            add_header(&mut req, HeaderName::MinSe, &min_se.to_string());
+        }
+        set_sdp(&mut req, offer);
+        let Some(tx) = self.send_request(callee, target, req, now) else {
+            return false;
+        };
+        self.register_tx(id, tx, TxRole::CalleeInvite);
+        if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup.as_mut()) {
+            s.callee_tx = Some(tx);
+            s.provisional = false;
+            s.early.clear();
+        }
+        true
+    }
+
+    /// A response on a callee-side INVITE transaction.
+    pub(crate) fn callee_response(
+        &mut self,
+        id: CallId,
+        tx: TxId,
+        msg: Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(code) = msg.status() else { return };
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let current = call.setup.as_ref().and_then(|s| s.callee_tx) == Some(tx);
+        if !current {
+            // Answered already (or an earlier failover attempt): a 2xx from another fork or
+            // a stale attempt is ACKed and BYEd; a retransmitted 2xx of the confirmed dialog
+            // is ignored.
+            let callee = call.caller().other();
+            let same = call.setup.is_none()
+                && call.leg(callee).dialog.as_ref().is_some_and(|d| {
+                    Some(d.id.remote_tag.as_str()) == msg.to().and_then(|t| t.tag())
+                });
+            if (200..300).contains(&code) && !same {
+                self.ack_and_bye(tx, &msg, now);
+            }
+            return;
+        }
+        match code {
+            100 => {}
+            101..=199 => self.callee_provisional(id, tx, &msg, now, out),
+            200..=299 => self.callee_answer(id, tx, &msg, now, out),
+            _ => self.callee_rejected(id, code, &msg, now, out),
+        }
+    }
+
+    fn callee_provisional(
+        &mut self,
+        id: CallId,
+        tx: TxId,
+        msg: &Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(code) = msg.status() else { return };
+        let passthrough_cfg = self.cfg.sip.prack_passthrough;
+        let via_transport;
+        let callee;
+        {
+            let Some(call) = self.calls.get_mut(&id) else {
+                return;
+            };
+            callee = call.caller().other();
+            via_transport = Self::leg_transport(call, callee);
+            let Some(setup) = call.setup.as_mut() else {
+                return;
+            };
+            setup.provisional = true;
+            if let Some(tag) = msg.to().and_then(|t| t.tag()) {
+                if let Some(pos) = setup.early.iter().position(|d| d.id.remote_tag == tag) {
+                    let mut d = setup.early.remove(pos);
+                    let _ = d.on_response(msg);
+                    setup.early.push(d);
+                } else if let Some(req) = self.layer.request(tx)
+                    && let Ok(d) = Dialog::from_uac(req, msg)
+                {
+                    setup.early.push(d);
+                }
+            }
+        }
+        let reliable = msg
+            .headers
+            .require()
+            .any(|t| t.eq_ignore_ascii_case("100rel"))
+            && msg.headers.rseq().is_some();
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let caller = call.caller();
+        let relay_reliably = reliable && passthrough_cfg && call.leg(caller).peer_100rel;
+        let tag = msg.to().and_then(|t| t.tag()).map(str::to_owned);
+        if reliable && !relay_reliably {
+            let target = Self::target_of(&self.flows, call, callee);
+            let via = self.via(callee, via_transport);
+            let prack = self
+                .calls
+                .get_mut(&id)
+                .and_then(|c| c.setup.as_mut())
+                .and_then(|s| {
+                    s.early
+                        .iter_mut()
+                        .find(|d| Some(d.id.remote_tag.as_str()) == tag.as_deref())
+                })
+                .and_then(|d| d.prack(msg, via));
+            if let Some(p) = prack {
+                let _ = self.send_request(callee, target, p, now);
+            }
+        }
+        // Early media: an answer in the provisional response.
+        let answer = self.take_answer(id, callee, msg, out).ok().flatten();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let caller_transport = Self::leg_transport(call, caller);
+        let caller_tag = call.leg(caller).local_tag.clone();
+        let Some(setup) = call.setup.as_mut() else {
+            return;
+        };
+        if answer.is_some() {
+            setup.early_answer = true;
+        }
+        let caller_tx = setup.caller_tx;
+        let mut rseq = None;
+        if relay_reliably
+            && let (Some(tag), Some(callee_rseq), Some(cseq)) =
+                (tag, msg.headers.rseq(), msg.cseq().map(|c| c.seq))
+        {
+            let leg = call.leg_mut(caller);
+            leg.rseq = leg.rseq.wrapping_add(1);
+            let our = leg.rseq;
+            if let Some(setup) = call.setup.as_mut() {
+                setup.pracks.push(PrackMap {
+                    our_rseq: our,
+                    callee_tag: tag,
+                    callee_rseq,
+                    callee_cseq: cseq,
+                });
+            }
+            rseq = Some(our);
+        }
+        let contact = self.contact(caller, caller_transport);
+        let Some(req) = self.layer.request(caller_tx) else {
+            return;
+        };
+        let mut resp = Message::response_to(req, code, msg.reason(), Some(&caller_tag));
+        copy_headers(msg, &mut resp);
+        resp.headers.set_contact(contact);
+        add_header(&mut resp, HeaderName::Allow, &ALLOW.join(", "));
+        if let Some(r) = rseq {
+            add_header(&mut resp, HeaderName::Require, "100rel");
+            add_header(&mut resp, HeaderName::RSeq, &r.to_string());
+        }
+        set_sdp(&mut resp, answer);
+        let _ = self.layer.send_response(caller_tx, resp, now);
+    }
+
+    /// Processes an SDP answer from `from` to the pending offer: installs/updates the flows
+    /// and returns the rewritten answer. `Ok(None)`: no SDP or no offer pending;
+    /// `Err(())`: the answer is unusable.
+    pub(crate) fn take_answer(
+        &mut self,
+        id: CallId,
+        from: Side,
+        msg: &Message,
+        out: &mut Vec<Output>,
+    ) -> Result<Option<Vec<u8>>, ()> {
+        let Some(body) = sdp_body(msg) else {
+            return Ok(None);
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Ok(None);
+        };
+        let Some(media) = call.media.as_mut() else {
+            return Ok(None);
+        };
+        match media.pending_offerer() {
+            Some(o) if o == from.other().sdp() => {}
+            _ => return Ok(None),
+        }
+        let sdp = Sdp::parse(body).map_err(|_| ())?;
+        let ans = media
+            .process_answer(&self.rewrite, from.sdp(), &sdp)
+            .map_err(|_| ())?;
+        for r in &ans.released {
+            self.pools.release(r);
+        }
+        sync_flows(
+            id,
+            &mut call.flows,
+            &mut call.flow_ids,
+            &ans.plan,
+            call.learn_ns,
+            &mut self.next_flow,
+            out,
+        );
+        Ok(Some(ans.sdp.to_bytes()))
+    }
+
+    /// Processes an SDP offer from `from` (re-INVITE, UPDATE, an offer in a 2xx): allocates
+    /// ports and returns the rewritten offer. `Err(status)` to answer the request with.
+    pub(crate) fn take_offer(
+        &mut self,
+        id: CallId,
+        from: Side,
+        body: &[u8],
+    ) -> Result<Vec<u8>, u16> {
+        let sdp = Sdp::parse(body).map_err(|_| 400u16)?;
+        let Some(media) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else {
+            return Err(500);
+        };
+        let mut allocated = Vec::new();
+        let result = {
+            let pools = &mut self.pools;
+            let rng = &mut self.rng;
+            media.process_offer(
+                &self.rewrite,
+                from.sdp(),
+                &sdp,
+                &mut |req| {
+                    let r = pools.alloc(req);
+                    if let Some(r) = r {
+                        allocated.push(r);
+                    }
+                    r
+                },
+                &mut |b: &mut [u8]| rng(b),
+            )
+        };
+        match result {
+            Ok(o) => {
+                for r in &o.released {
+                    self.pools.release(r);
+                }
+                Ok(o.sdp.to_bytes())
+            }
+            Err(e) => {
+                for r in &allocated {
+                    self.pools.release(r);
+                }
+                Err(e.status_code())
+            }
+        }
+    }
+
+    /// Drops a pending offer that failed, freeing the ports only it held.
+    pub(crate) fn offer_failed(&mut self, id: CallId) {
+        if let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) {
+            for r in m.offer_failed() {
+                self.pools.release(&r);
+            }
+        }
+    }
+
+    /// The offer/answer exchange is complete: frees ports only the pending offer held.
+    pub(crate) fn finish_offer(&mut self, id: CallId) {
+        if let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) {
+            for r in m.finish_offer() {
+                self.pools.release(&r);
+            }
+        }
+    }
+
+    fn callee_answer(
+        &mut self,
+        id: CallId,
+        tx: TxId,
+        msg: &Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(code) = msg.status() else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let caller = call.caller();
+        let callee = caller.other();
+        let Some(setup) = call.setup.as_mut() else {
+            return;
+        };
+        // The callee's dialog: confirm its early dialog or create it from the 2xx.
+        let tag = msg.to().and_then(|t| t.tag()).unwrap_or("").to_owned();
+        let dialog = match setup.early.iter().position(|d| d.id.remote_tag == tag) {
+            Some(pos) => {
+                let mut d = setup.early.remove(pos);
+                d.on_response(msg).ok().map(|()| d)
+            }
+            None => self
+                .layer
+                .request(tx)
+                .and_then(|req| Dialog::from_uac(req, msg).ok()),
+        };
+        let Some(mut dialog) = dialog else {
+            // No usable dialog (e.g. no Contact): nothing can be ACKed or BYEd properly.
+            self.end_call(id, EndCause::ProtocolError, 502, None, now, out);
+            return;
+        };
+        dialog.state = DialogState::Confirmed;
+        let offered = setup.offer.is_some();
+        let early_answer = setup.early_answer;
+        {
+            let leg = call.leg_mut(callee);
+            leg.dialog = Some(dialog);
+            leg.peer_update = allows_update(msg);
+            leg.peer_timer = msg.headers.supports("timer");
+            leg.peer_100rel = msg.headers.supports("100rel");
+        }
+
+        // SDP: the answer to our offer, or (delayed offer) the callee's offer.
+        let (body, plan) = if offered {
+            match self.take_answer(id, callee, msg, out) {
+                Ok(Some(b)) => (Some(b), AckPlan::Forward),
+                Ok(None) if early_answer => {
+                    let last = self
+                        .calls
+                        .get(&id)
+                        .and_then(|c| c.media.as_ref())
+                        .and_then(|m| m.last_sent(caller.sdp()))
+                        .map(Sdp::to_bytes);
+                    (last, AckPlan::Forward)
+                }
+                Ok(None) => {
+                    self.ack_and_bye(tx, msg, now);
+                    self.end_call(id, EndCause::ProtocolError, 502, None, now, out);
+                    return;
+                }
+                Err(()) => {
+                    self.ack_and_bye(tx, msg, now);
+                    self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
+                    return;
+                }
+            }
+        } else {
+            match sdp_body(msg).map(<[u8]>::to_vec) {
+                Some(b) => match self.take_offer(id, callee, &b) {
+                    Ok(o) => (Some(o), AckPlan::Answer),
+                    Err(_) => {
+                        self.ack_and_bye(tx, msg, now);
+                        self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
+                        return;
+                    }
+                },
+                None => {
+                    self.ack_and_bye(tx, msg, now);
+                    self.end_call(id, EndCause::ProtocolError, 502, None, now, out);
+                    return;
+                }
+            }
+        };
+        if plan == AckPlan::Forward {
+            self.finish_offer(id);
+        }
+
+        // Session timers (RFC 4028), then the 2xx to the caller.
+        let timers = self.negotiate_session_timers(id, msg);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let caller_transport = Self::leg_transport(call, caller);
+        let caller_tag = call.leg(caller).local_tag.clone();
+        let Some(setup) = call.setup.take() else {
+            return;
+        };
+        if let Some(d) = call.leg_mut(caller).dialog.as_mut() {
+            d.state = DialogState::Confirmed;
+        }
+        call.answer = Some(now);
+        call.ack_wait = Some(AckWait {
+            side: caller,
+            tx: setup.caller_tx,
+            plan,
+        });
+        let started = call.start;
+        let caller_peer_timer = call.leg(caller).peer_timer;
+        let contact = self.contact(caller, caller_transport);
+        if let Some(t) = setup.no_answer {
+            self.cancel_timer(t, out);
+        }
+        if let Some(req) = self.layer.request(setup.caller_tx) {
+            let mut resp = Message::response_to(req, code, msg.reason(), Some(&caller_tag));
+            copy_headers(msg, &mut resp);
+            resp.headers.set_contact(contact);
+            add_header(&mut resp, HeaderName::Allow, &ALLOW.join(", "));
+            if let Some((interval, refresher)) = timers {
+                add_header(&mut resp, HeaderName::Supported, "timer");
+                if caller_peer_timer {
+                    add_header(&mut resp, HeaderName::Require, "timer");
+                }
+                set_session_expires(&mut resp, interval, refresher);
+            }
+            set_sdp(&mut resp, body);
+            let _ = self.layer.send_response(setup.caller_tx, resp, now);
+        }
+        out.push(Output::Event(CallEvent::Answered {
+            call: id,
+            setup: now.saturating_duration_since(started),
+        }));
+        if timers.is_some() {
+            self.arm_session(id, caller, None, now, out);
+            self.arm_session(id, callee, None, now, out);
+        }
+    }
+
+    /// RFC 4028 at answer time. Callee leg: the interval and refresher of its 2xx (none: we
+    /// refresh at the interval we asked). Caller leg: the same interval; the caller refreshes
+    /// if it supports timers (or the refresher it asked for), else we do. Returns the caller's
+    /// 2xx Session-Expires (interval, refresher).
+    fn negotiate_session_timers(&mut self, id: CallId, resp: &Message) -> Option<(u32, Refresher)> {
+        let min_se = self.cfg.sip.min_se;
+        let call = self.calls.get_mut(&id)?;
+        let setup = call.setup.as_ref()?;
+        if setup.se == 0 {
+            return None;
+        }
+        let (interval, callee_we) = match resp.headers.session_expires() {
+            Some(se) => (se.delta.max(min_se), se.refresher() != Some(Refresher::Uas)),
+            None => (setup.se, true),
+        };
+        let caller = call.caller();
+        let callee = caller.other();
+        let caller_leg = call.leg(caller);
+        let caller_we = if caller_leg.peer_timer {
+            caller_leg.asked_refresher == Some(Refresher::Uas)
+        } else {
+            true
+        };
+        call.leg_mut(callee).session = Some(SessionTimer {
+            interval,
+            we_refresh: callee_we,
+            timer: None,
+        });
+        call.leg_mut(caller).session = Some(SessionTimer {
+            interval,
+            we_refresh: caller_we,
+            timer: None,
+        });
+        Some((
+            interval,
+            if caller_we {
+                Refresher::Uas
+            } else {
+                Refresher::Uac
+            },
+        ))
+    }
+
+    fn callee_rejected(
+        &mut self,
+        id: CallId,
+        code: u16,
+        msg: &Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let direction = call.direction;
+        let caller = call.caller();
+        let caller_tag = call.leg(caller).local_tag.clone();
+        let Some(setup) = call.setup.as_mut() else {
+            return;
+        };
+        // RFC 4028 §7.4: 422 names the Min-SE to retry with (once).
+        if code == 422
+            && setup.se > 0
+            && !setup.retried_422
+            && let Some(m) = msg.headers.min_se()
+        {
+            setup.retried_422 = true;
+            setup.se = setup.se.max(m.delta);
+            setup.min_se = setup.min_se.max(m.delta);
+            setup.cseq = setup.cseq.wrapping_add(1);
+            setup.early_answer = false;
+            if self.send_callee_invite(id, now) {
+                return;
+            }
+        }
+        if direction == Direction::Outbound
+            && matches!(code, 503 | 408)
+            && self.try_failover(id, code, now, out)
+        {
+            return;
+        }
+        let caller_tx = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.setup.as_ref())
+            .map(|s| s.caller_tx);
+        let status = map_status(code);
+        if let Some(ctx) = caller_tx
+            && let Some(req) = self.layer.request(ctx)
+        {
+            let reason = if status == code { msg.reason() } else { None };
+            let mut resp = Message::response_to(req, status, reason, Some(&caller_tag));
+            copy_headers(msg, &mut resp);
+            let _ = self.layer.send_response(ctx, resp, now);
+        }
+        self.end_call(id, EndCause::Rejected(code), status, None, now, out);
+    }
+
+    /// The callee-side INVITE timed out or its connection failed.
+    pub(crate) fn callee_failure(
+        &mut self,
+        id: CallId,
+        tx: TxId,
+        why: Failure,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.setup.as_ref().and_then(|s| s.callee_tx) != Some(tx) {
+            return;
+        }
+        let (cause, status, as_code) = match why {
+            Failure::Timeout => (EndCause::Timeout, 504, 408),
+            Failure::Transport => (EndCause::TransportError, 503, 503),
+        };
+        if call.direction == Direction::Outbound && self.try_failover(id, as_code, now, out) {
+            return;
+        }
+        self.end_call(id, cause, status, None, now, out);
+    }
+
+    /// Outbound failover: the next trunk of the route that exists and is up.
+    fn try_failover(
+        &mut self,
+        id: CallId,
+        status: u16,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        loop {
+            let Some(call) = self.calls.get_mut(&id) else {
+                return false;
+            };
+            let Some(setup) = call.setup.as_mut() else {
+                return false;
+            };
+            if setup.failover.is_empty() {
+                return false;
+            }
+            let name = setup.failover.remove(0);
+            let Some(trunk) = self.cfg.trunks.iter().find(|t| t.name == name) else {
+                continue;
+            };
+            if !self.trunk_state.get(&name).is_none_or(|s| s.up) {
+                continue;
+            }
+            setup.cseq = setup.cseq.wrapping_add(1);
+            setup.early_answer = false;
+            setup.pracks.clear();
+            let callee = call.caller().other();
+            call.leg_mut(callee).fallback = Target::Addr {
+                addr: trunk.addr,
+                transport: trunk.transport,
+            };
+            call.numbers.called_sent = normalize(&trunk.outbound, &call.numbers.called_received);
+            call.numbers.calling_sent = normalize(&trunk.outbound, &call.numbers.calling_received);
+            call.learn_ns = u64::try_from(trunk.nat_learn.as_nanos()).unwrap_or(u64::MAX);
+            let from = call.trunk.replace(name.clone()).unwrap_or_default();
+            out.push(Output::Event(CallEvent::Failover {
+                call: id,
+                from,
+                to: name,
+                status,
+            }));
+            if self.send_callee_invite(id, now) {
+                return true;
+            }
+        }
+    }
+}

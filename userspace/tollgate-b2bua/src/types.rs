@@ -1,0 +1,441 @@
+//! The driver contract: what goes into the core ([`Input`]) and what comes out ([`Output`]),
+//! with the identifiers both sides share, the CDR and the events for metrics and logs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+
+/// Which side of Tollgate a leg is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Gateways: SIP/TCP (TLS optional), plain RTP.
+    Ext,
+    /// Internal network: SIP/TLS (mutual), SRTP.
+    Int,
+}
+
+impl Side {
+    /// The other side.
+    pub const fn other(self) -> Side {
+        match self {
+            Side::Ext => Side::Int,
+            Side::Int => Side::Ext,
+        }
+    }
+
+    /// 0 for Ext, 1 for Int.
+    pub const fn index(self) -> usize {
+        match self {
+            Side::Ext => 0,
+            Side::Int => 1,
+        }
+    }
+
+    /// "ext" or "int".
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Side::Ext => "ext",
+            Side::Int => "int",
+        }
+    }
+
+    /// The SDP rewrite's name for this side.
+    pub(crate) const fn sdp(self) -> tollgate_sdp::Side {
+        match self {
+            Side::Ext => tollgate_sdp::Side::Gateway,
+            Side::Int => tollgate_sdp::Side::Internal,
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A transport connection, numbered by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// A SIP transport Tollgate speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// SIP over TCP.
+    Tcp,
+    /// SIP over TLS.
+    Tls,
+}
+
+impl Transport {
+    pub(crate) fn sip(self) -> tollgate_sip::Transport {
+        match self {
+            Transport::Tcp => tollgate_sip::Transport::Tcp,
+            Transport::Tls => tollgate_sip::Transport::Tls,
+        }
+    }
+
+    /// "tcp" or "tls" (the URI `transport` parameter).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// Where the driver sends a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// On an existing connection (responses, requests toward a peer that connected to us).
+    Conn(ConnId),
+    /// To an address: reuse a connection to it or open one.
+    Addr {
+        /// Peer address.
+        addr: SocketAddr,
+        /// Transport to use.
+        transport: Transport,
+    },
+}
+
+/// A timer, numbered by the core. A fired timer comes back as [`Input::Timer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimerId(pub u64);
+
+/// Tollgate's own call number (never reused by one [`crate::B2bua`]).
+pub type CallId = u64;
+
+/// An event for the core.
+#[derive(Debug)]
+pub enum Input {
+    /// A complete, parsed SIP message from a connection.
+    Message {
+        /// Side the connection is on.
+        side: Side,
+        /// The connection.
+        conn: ConnId,
+        /// The peer's address (source of the connection).
+        peer: SocketAddr,
+        /// The message.
+        msg: tollgate_sip::Message,
+    },
+    /// Bytes from a connection that did not parse. The core answers when the RFC says to
+    /// (e.g. 400 naming the fault) or ignores it; no call is affected.
+    Invalid {
+        /// Side.
+        side: Side,
+        /// Connection.
+        conn: ConnId,
+        /// Peer.
+        peer: SocketAddr,
+        /// The parse error (carries the response it calls for).
+        error: tollgate_sip::ParseError,
+        /// The raw bytes (unused by the core today; kept for logs).
+        raw: Vec<u8>,
+    },
+    /// A timer set with [`Output::SetTimer`] is due.
+    Timer(TimerId),
+    /// An outbound connection to `addr` could not be made: every transaction waiting on it
+    /// gets a transport error (failover to the next trunk, 503 to the other leg).
+    ConnectFailed {
+        /// Side.
+        side: Side,
+        /// The address the driver tried.
+        addr: SocketAddr,
+    },
+    /// A connection closed: transport error for the transactions using it.
+    ConnClosed {
+        /// Side.
+        side: Side,
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The data plane saw no media on this call's flows for the configured time.
+    MediaInactive {
+        /// The call.
+        call: CallId,
+    },
+    /// Stop taking new calls: new INVITEs get 503 with Retry-After; existing calls run.
+    Drain,
+    /// New trunks, routes, limits and media settings, without dropping calls.
+    Reload(Box<Config>),
+}
+
+/// An action for the driver.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Encode `msg` and write it on `target` (opening or reusing a connection for `Addr`).
+    Send {
+        /// Side to send on.
+        side: Side,
+        /// Where.
+        target: Target,
+        /// The message.
+        msg: tollgate_sip::Message,
+    },
+    /// Arm a timer; it comes back as [`Input::Timer`] at `at` (or later).
+    SetTimer {
+        /// Timer id (unique).
+        id: TimerId,
+        /// Deadline.
+        at: Instant,
+    },
+    /// Disarm a timer (it may still fire if already queued; the core ignores stale ids).
+    CancelTimer(TimerId),
+    /// Program the data plane. `spec.id` is unique among installed flows; installing an id
+    /// that is already installed is an update (re-INVITE/UPDATE: new addresses, re-keying).
+    /// The core leaves `nic_mac`, `vlan` and `next_hop_mac` of both legs zero/`None`: the
+    /// driver fills them from its NIC and neighbour tables.
+    InstallMedia {
+        /// The call the flow belongs to.
+        call: CallId,
+        /// The flow.
+        spec: tollgate_relay::MediaFlowSpec,
+    },
+    /// Remove an installed flow.
+    RemoveMedia {
+        /// The call.
+        call: CallId,
+        /// Flow id (`spec.id` of its install).
+        flow: u64,
+    },
+    /// One CDR per call, emitted after all its [`Output::RemoveMedia`] (the driver adds the
+    /// media counters it read for the call's flows).
+    Cdr(Box<Cdr>),
+    /// For metrics and logs.
+    Event(CallEvent),
+}
+
+/// Which way a call goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// PSTN to enterprise: the caller is on the ext side.
+    Inbound,
+    /// Enterprise to PSTN: the caller is on the int side.
+    Outbound,
+}
+
+impl Direction {
+    /// "inbound" or "outbound".
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+
+    /// The caller's side.
+    pub const fn caller(self) -> Side {
+        match self {
+            Direction::Inbound => Side::Ext,
+            Direction::Outbound => Side::Int,
+        }
+    }
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndCause {
+    /// A BYE from the given side.
+    Bye(Side),
+    /// The caller cancelled before answer (CANCEL, or BYE in an early dialog).
+    Cancelled,
+    /// The callee side answered the INVITE with this final error status (relayed).
+    Rejected(u16),
+    /// The callee side did not answer in time (no-answer timer).
+    NoAnswer,
+    /// The callee side's next hop did not respond (INVITE transaction timeout).
+    Timeout,
+    /// The connection toward the callee side failed (connect failure or closed).
+    TransportError,
+    /// The caller never acknowledged the 2xx.
+    NoAck,
+    /// The data plane saw no media for the inactivity timeout.
+    MediaTimeout,
+    /// A session timer (RFC 4028) expired without refresh.
+    SessionExpired,
+    /// A session refresh Tollgate sent failed.
+    RefreshFailed,
+    /// The SDP could not be negotiated (offer or answer unusable).
+    MediaNegotiation,
+    /// A message on one leg made the call unusable (e.g. a 2xx without an answer).
+    ProtocolError,
+    /// No route / every trunk of the route failed or is down.
+    NoRoute,
+}
+
+impl EndCause {
+    /// Label for CDRs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndCause::Bye(Side::Ext) => "bye_ext",
+            EndCause::Bye(Side::Int) => "bye_int",
+            EndCause::Cancelled => "cancelled",
+            EndCause::Rejected(_) => "rejected",
+            EndCause::NoAnswer => "no_answer",
+            EndCause::Timeout => "timeout",
+            EndCause::TransportError => "transport_error",
+            EndCause::NoAck => "no_ack",
+            EndCause::MediaTimeout => "media_timeout",
+            EndCause::SessionExpired => "session_expired",
+            EndCause::RefreshFailed => "refresh_failed",
+            EndCause::MediaNegotiation => "media_negotiation",
+            EndCause::ProtocolError => "protocol_error",
+            EndCause::NoRoute => "no_route",
+        }
+    }
+}
+
+impl fmt::Display for EndCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request was refused without creating a call (for the refused counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefuseReason {
+    /// An ext-side request from an address that is not a configured trunk (403).
+    UnknownTrunk,
+    /// Unparsable or invalid request (400, 505, 413, ...).
+    BadRequest,
+    /// Unsupported extension / scheme / media type (420, 416, 415, 406).
+    Unsupported,
+    /// Max-Forwards exhausted (483).
+    TooManyHops,
+    /// Our own Via branch in a request (482).
+    Loop,
+    /// No route for the number, or every trunk of the route is down (404 / 503).
+    NoRoute,
+    /// The call limit is reached (503).
+    Overload,
+    /// Draining (503).
+    Draining,
+    /// The SDP offer is unacceptable (488) or malformed (400).
+    NotAcceptable,
+    /// Session interval below our minimum (422).
+    IntervalTooSmall,
+    /// A method Tollgate does not serve out of dialog (405).
+    MethodNotAllowed,
+    /// A request for a dialog or transaction that does not exist (481).
+    NoSuchCall,
+}
+
+impl RefuseReason {
+    /// Label for metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RefuseReason::UnknownTrunk => "unknown_trunk",
+            RefuseReason::BadRequest => "bad_request",
+            RefuseReason::Unsupported => "unsupported",
+            RefuseReason::TooManyHops => "too_many_hops",
+            RefuseReason::Loop => "loop",
+            RefuseReason::NoRoute => "no_route",
+            RefuseReason::Overload => "overload",
+            RefuseReason::Draining => "draining",
+            RefuseReason::NotAcceptable => "not_acceptable",
+            RefuseReason::IntervalTooSmall => "interval_too_small",
+            RefuseReason::MethodNotAllowed => "method_not_allowed",
+            RefuseReason::NoSuchCall => "no_such_call",
+        }
+    }
+}
+
+/// For metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// A call was accepted for setup (its INVITE passed every check).
+    Started {
+        /// The call.
+        call: CallId,
+        /// Direction.
+        direction: Direction,
+        /// The trunk (inbound: the one it came from; outbound: the first tried).
+        trunk: Option<String>,
+    },
+    /// The call was answered.
+    Answered {
+        /// The call.
+        call: CallId,
+        /// From the INVITE's arrival to the 2xx relayed to the caller.
+        setup: Duration,
+    },
+    /// The call ended (its CDR follows).
+    Ended {
+        /// The call.
+        call: CallId,
+        /// Why.
+        cause: EndCause,
+        /// The final status the caller got (200 for an answered call).
+        status: u16,
+    },
+    /// A request was refused without creating a call.
+    Refused {
+        /// Side it came from.
+        side: Side,
+        /// Its source.
+        peer: SocketAddr,
+        /// Method.
+        method: String,
+        /// Why.
+        reason: RefuseReason,
+        /// The status answered (0 when nothing could be answered).
+        status: u16,
+    },
+    /// An outbound attempt moved to the next trunk of the route.
+    Failover {
+        /// The call.
+        call: CallId,
+        /// The trunk that failed.
+        from: String,
+        /// The next one.
+        to: String,
+        /// The status (or 408 timeout / 503 transport) that caused it.
+        status: u16,
+    },
+    /// A trunk changed state (OPTIONS keepalive).
+    TrunkStatus {
+        /// Trunk name.
+        trunk: String,
+        /// Up or down.
+        up: bool,
+    },
+}
+
+/// One call detail record. Times are [`Instant`]s from the driver's clock (the `now` values
+/// it passed in); the driver converts them to wall-clock time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cdr {
+    /// Tollgate's call number.
+    pub call: CallId,
+    /// Direction.
+    pub direction: Direction,
+    /// The trunk used (inbound: the source trunk; outbound: the last trunk tried), if any.
+    pub trunk: Option<String>,
+    /// Calling number as received.
+    pub calling_received: String,
+    /// Calling number as sent on the other leg.
+    pub calling_sent: String,
+    /// Called number as received.
+    pub called_received: String,
+    /// Called number as sent on the other leg.
+    pub called_sent: String,
+    /// Call-ID on the ext leg.
+    pub ext_call_id: String,
+    /// Call-ID on the int leg (empty if no int leg was created).
+    pub int_call_id: String,
+    /// INVITE arrival.
+    pub start: Instant,
+    /// 2xx relayed to the caller.
+    pub answer: Option<Instant>,
+    /// Teardown.
+    pub end: Instant,
+    /// Why it ended.
+    pub cause: EndCause,
+    /// The final status the caller got (200 for an answered call).
+    pub status: u16,
+    /// The media flows the call used (the driver adds their counters).
+    pub flows: Vec<u64>,
+}
