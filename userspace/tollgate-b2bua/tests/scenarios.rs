@@ -35,7 +35,10 @@ fn inbound_answered(h: &mut H, cid: &str, gw_extra: &str) -> (Ua, Ua, Message) {
     );
     let mut gw2 = gw.clone();
     let out = h.gw(&gw2.request("ACK", "", None));
-    assert_eq!(lines(&out), vec!["int: ACK sip:alice@203.0.113.20:5061;transport=tls"]);
+    assert_eq!(
+        lines(&out),
+        vec!["int: ACK sip:alice@203.0.113.20:5061;transport=tls"]
+    );
     (gw2, int, inv)
 }
 
@@ -64,10 +67,21 @@ fn inbound_successful_call_bye_from_gateway() {
         }
     );
     let inv = &s[1].2;
-    assert!(hdr(inv, "Via").unwrap().starts_with("SIP/2.0/TLS 203.0.113.1:5061;branch=z9hG4bKtg"));
+    assert!(
+        hdr(inv, "Via")
+            .unwrap()
+            .starts_with("SIP/2.0/TLS 203.0.113.1:5061;branch=z9hG4bKtg")
+    );
     assert_eq!(hdr(inv, "Max-Forwards").as_deref(), Some("69"));
-    assert!(hdr(inv, "From").unwrap().starts_with("\"Alice\" <sip:+441632960001@203.0.113.1>;tag="));
-    assert_eq!(hdr(inv, "To").as_deref(), Some("<sip:+442079460000@proxy.corp.example>"));
+    assert!(
+        hdr(inv, "From")
+            .unwrap()
+            .starts_with("\"Alice\" <sip:+441632960001@203.0.113.1>;tag=")
+    );
+    assert_eq!(
+        hdr(inv, "To").as_deref(),
+        Some("<sip:+442079460000@proxy.corp.example>")
+    );
     assert_ne!(inv.call_id(), Some("c1@192.0.2.10"));
     assert_eq!(
         hdr(inv, "Contact").as_deref(),
@@ -78,9 +92,18 @@ fn inbound_successful_call_bye_from_gateway() {
     assert_eq!(hdr(inv, "Supported").as_deref(), Some("timer"));
     let offer = body(inv);
     assert!(offer.contains("c=IN IP4 203.0.113.1\r\n"), "{offer}");
-    assert!(offer.contains("m=audio 30000 RTP/SAVP 0 8 101\r\n"), "{offer}");
-    assert!(offer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{offer}");
-    assert!(offer.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:"), "{offer}");
+    assert!(
+        offer.contains("m=audio 30000 RTP/SAVP 0 8 101\r\n"),
+        "{offer}"
+    );
+    assert!(
+        offer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{offer}"
+    );
+    assert!(
+        offer.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:"),
+        "{offer}"
+    );
     assert!(offer.contains("a=fmtp:101 0-15\r\n"), "{offer}");
     assert!(matches!(
         h.events.last(),
@@ -124,7 +147,10 @@ fn inbound_successful_call_bye_from_gateway() {
     assert!(ans.contains("m=audio 20000 RTP/AVP 0 101\r\n"), "{ans}");
     assert!(!ans.contains("crypto"), "{ans}");
     // The caller supports timers and asked no refresher: it refreshes.
-    assert_eq!(hdr(ok, "Session-Expires").as_deref(), Some("1800;refresher=uac"));
+    assert_eq!(
+        hdr(ok, "Session-Expires").as_deref(),
+        Some("1800;refresher=uac")
+    );
     assert_eq!(hdr(ok, "Require").as_deref(), Some("timer"));
     let spec = out
         .iter()
@@ -147,14 +173,24 @@ fn inbound_successful_call_bye_from_gateway() {
     }
     if let TransformSpec::Protect(k) = &spec.ext_to_int {
         let line = format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 {}", k.to_sdes());
-        assert!(offer.contains(&line), "protect key = the key offered under tag 1");
+        assert!(
+            offer.contains(&line),
+            "protect key = the key offered under tag 1"
+        );
     }
-    assert!(h.events.iter().any(|e| matches!(e, CallEvent::Answered { .. })));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, CallEvent::Answered { .. }))
+    );
 
     // ACK end to end, each leg its own.
     let mut gw = gw_ua(ok, "c1");
     let out = h.gw(&gw.request("ACK", "", None));
-    assert_eq!(lines(&out), vec!["int: ACK sip:alice@203.0.113.20:5061;transport=tls"]);
+    assert_eq!(
+        lines(&out),
+        vec!["int: ACK sip:alice@203.0.113.20:5061;transport=tls"]
+    );
     let ack = &sent(&out, Side::Int)[0];
     assert_eq!(hdr(ack, "CSeq").as_deref(), Some("1 ACK"));
     assert_eq!(ack.call_id(), inv.call_id());
@@ -168,7 +204,10 @@ fn inbound_successful_call_bye_from_gateway() {
             "int: BYE sip:alice@203.0.113.20:5061;transport=tls"
         ]
     );
-    assert_eq!(hdr(&sent(&out, Side::Int)[0], "CSeq").as_deref(), Some("2 BYE"));
+    assert_eq!(
+        hdr(&sent(&out, Side::Int)[0], "CSeq").as_deref(),
+        Some("2 BYE")
+    );
     assert!(out.iter().any(|o| matches!(o, Output::RemoveMedia { .. })));
     let cdr = h.cdrs.last().unwrap();
     assert_eq!(cdr.cause, EndCause::Bye(Side::Ext));

@@ -17,6 +17,11 @@ static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 const PROGRAM: &str = "tollgate_xdp";
 
+/// Whether this build carries the XDP object (bpf-linker was present at build time).
+pub fn object_built() -> bool {
+    !XDP_OBJECT.is_empty()
+}
+
 /// Names of the counter slots, in slot order (for metrics and reports).
 pub const COUNTER_NAMES: [&str; counter::COUNT as usize] = [
     "rx",

@@ -189,9 +189,6 @@ pub struct Media {
     pub ext_ports: [u16; 2],
     /// Relay port range on the internal side `[first, last]`.
     pub int_ports: [u16; 2],
-    /// Offer rtcp-mux to the internal side.
-    #[serde(default = "yes")]
-    pub rtcp_mux_internal: bool,
     /// SRTP suites offered to the internal side, in order.
     #[serde(default = "default_suites")]
     pub suites: Vec<String>,

@@ -6,10 +6,18 @@
 //! * [`media`]: the thread that owns the data plane, per-call media totals, inactivity.
 //! * [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
 //! * [`cdr`]: one JSON line per call.
+//! * [`convert`]: file configuration to the B2BUA core's configuration.
+//! * [`driver`]: the task that owns the B2BUA core and carries out its outputs.
+//! * [`run`]: assembling the server, signals.
 
 pub mod cdr;
 pub mod config;
+pub mod convert;
+pub mod driver;
 pub mod media;
 pub mod metrics;
+pub mod run;
 pub mod tls;
 pub mod transport;
+
+pub use run::{Running, ServerError, run, start};

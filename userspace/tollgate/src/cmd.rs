@@ -2,12 +2,17 @@
 
 use std::process::ExitCode;
 
+pub mod daemon;
 pub mod srtp;
 
 /// What `tollgate` can do.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// Print the build's version and the features compiled in.
+    /// Run the Mediation Server with a configuration file (SIGTERM drains, SIGHUP reloads).
+    Run(daemon::RunArgs),
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig(daemon::CheckArgs),
+    /// Print the build's version and whether the XDP data path is compiled in.
     Version,
     /// Decrypt SDES-keyed SRTP/SRTCP in a capture into plain RTP/RTCP, or encrypt the reverse.
     Srtp(srtp::Args),
@@ -16,8 +21,16 @@ pub enum Command {
 /// Runs a subcommand and maps its outcome to the process exit code.
 pub fn dispatch(cmd: Command) -> ExitCode {
     match cmd {
+        Command::Run(a) => daemon::run(a),
+        Command::CheckConfig(a) => daemon::check(a),
         Command::Version => {
             println!("tollgate {}", env!("CARGO_PKG_VERSION"));
+            let xdp = if tollgate_dataplane::xdp::object_built() {
+                "built in"
+            } else {
+                "NOT built (bpf-linker was missing; run `cargo xtask setup` and rebuild)"
+            };
+            println!("XDP data path: {xdp}");
             ExitCode::SUCCESS
         }
         Command::Srtp(a) => srtp::run(a),

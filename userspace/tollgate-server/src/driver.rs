@@ -1,0 +1,536 @@
+//! The driver: the one tokio task that owns the B2BUA core, the connection registry and the
+//! timers, and carries out the core's outputs.
+//!
+//! Everything the core does is a function call on this task (no locks): network events and
+//! timers become [`Input`]s, [`Output`]s become writes, connections, timers, media commands,
+//! CDRs, metrics and log lines.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tollgate_b2bua::{
+    B2bua, CallEvent, Cdr, ConnId, Input, Output, Side, Target, TimerId, Transport,
+};
+
+use crate::media::{CallMedia, MediaCmd, MediaHandle};
+use crate::metrics::{Metrics, labels};
+use crate::transport::{self, NetEvent, NetSide, NetTransport, TransportCtx};
+
+/// Control requests from signal handlers or an embedding test.
+#[derive(Debug)]
+pub enum Control {
+    /// Stop taking calls; exit when the last call ends or the deadline passes.
+    Drain {
+        /// Give up waiting after this long.
+        deadline: Duration,
+    },
+    /// Apply a new configuration (trunks, routes, limits) and TLS material.
+    Reload(Box<crate::config::Config>),
+    /// Exit now (calls are dropped).
+    Stop,
+}
+
+fn side_of(s: NetSide) -> Side {
+    match s {
+        NetSide::Ext => Side::Ext,
+        NetSide::Int => Side::Int,
+    }
+}
+
+fn net_side(s: Side) -> NetSide {
+    match s {
+        Side::Ext => NetSide::Ext,
+        Side::Int => NetSide::Int,
+    }
+}
+
+struct Conn {
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+    /// Outbound connections are reused for later requests to the same address.
+    key: Option<(NetSide, SocketAddr)>,
+}
+
+/// What the driver reports when it exits.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Calls still up at exit.
+    pub calls_left: usize,
+    /// Relay ports still allocated at exit (ext, int).
+    pub ports_left: (usize, usize),
+}
+
+/// The driver's state.
+pub struct Driver {
+    core: B2bua,
+    ctx: Arc<TransportCtx>,
+    media: MediaHandle,
+    metrics: Arc<Metrics>,
+    cdrs: mpsc::UnboundedSender<(Box<Cdr>, tokio::sync::oneshot::Receiver<CallMedia>)>,
+    conns: HashMap<u64, Conn>,
+    by_addr: HashMap<(NetSide, SocketAddr), u64>,
+    timers: BTreeSet<(Instant, u64)>,
+    timer_at: HashMap<u64, Instant>,
+    out: Vec<Output>,
+    next_hop_host: String,
+    epoch: (Instant, SystemTime),
+    draining: Option<Instant>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("conns", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// Creates the driver.
+    pub fn new(
+        core: B2bua,
+        ctx: Arc<TransportCtx>,
+        media: MediaHandle,
+        metrics: Arc<Metrics>,
+        cdrs: mpsc::UnboundedSender<(Box<Cdr>, tokio::sync::oneshot::Receiver<CallMedia>)>,
+        next_hop_host: String,
+    ) -> Driver {
+        Driver {
+            core,
+            ctx,
+            media,
+            metrics,
+            cdrs,
+            conns: HashMap::new(),
+            by_addr: HashMap::new(),
+            timers: BTreeSet::new(),
+            timer_at: HashMap::new(),
+            out: Vec::new(),
+            next_hop_host,
+            epoch: (Instant::now(), SystemTime::now()),
+            draining: None,
+        }
+    }
+
+    /// Runs until stopped, or until a drain completes.
+    pub async fn run(
+        mut self,
+        mut net: mpsc::Receiver<NetEvent>,
+        mut inactive: mpsc::UnboundedReceiver<u64>,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) -> Summary {
+        let now = Instant::now();
+        self.core.start(now, &mut self.out);
+        self.flush(now);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            let next = self.timers.first().map(|(at, _)| *at);
+            let sleep = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = net.recv() => {
+                    let Some(ev) = ev else { break };
+                    self.net_event(ev);
+                }
+                Some(call) = inactive.recv() => {
+                    tracing::info!(call, "media inactive: ending call");
+                    let now = Instant::now();
+                    self.core.handle(Input::MediaInactive { call }, now, &mut self.out);
+                    self.flush(now);
+                }
+                c = control.recv() => {
+                    match c {
+                        Some(Control::Drain { deadline }) => {
+                            tracing::info!(calls = self.core.active_calls(), "draining: refusing new calls");
+                            let now = Instant::now();
+                            self.draining = Some(now + deadline);
+                            self.core.handle(Input::Drain, now, &mut self.out);
+                            self.flush(now);
+                        }
+                        Some(Control::Reload(cfg)) => self.reload(&cfg),
+                        Some(Control::Stop) | None => break,
+                    }
+                }
+                _ = sleep => {
+                    let now = Instant::now();
+                    while let Some(&(at, id)) = self.timers.first() {
+                        if at > now {
+                            break;
+                        }
+                        self.timers.remove(&(at, id));
+                        self.timer_at.remove(&id);
+                        self.core.handle(Input::Timer(TimerId(id)), now, &mut self.out);
+                    }
+                    self.flush(now);
+                }
+                _ = tick.tick() => {
+                    self.gauges();
+                    if let Some(deadline) = self.draining {
+                        if self.core.is_drained() {
+                            tracing::info!("drained: no calls left");
+                            break;
+                        }
+                        if Instant::now() >= deadline {
+                            tracing::warn!(calls = self.core.active_calls(), "drain deadline passed");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.gauges();
+        Summary {
+            calls_left: self.core.active_calls(),
+            ports_left: self.core.allocated_ports(),
+        }
+    }
+
+    fn reload(&mut self, cfg: &crate::config::Config) {
+        match crate::convert::b2bua_config(cfg) {
+            Ok(b) => {
+                let now = Instant::now();
+                self.core
+                    .handle(Input::Reload(Box::new(b)), now, &mut self.out);
+                self.flush(now);
+                if let Ok(mut t) = self.ctx.trunk_addrs.write() {
+                    *t = cfg.trunks.iter().map(|t| t.address).collect();
+                }
+                match crate::tls::TlsMaterial::load(&cfg.tls) {
+                    Ok(m) => {
+                        if let Ok(mut t) = self.ctx.tls.write() {
+                            *t = m;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload: TLS material refused, keeping the old")
+                    }
+                }
+                tracing::info!(
+                    trunks = cfg.trunks.len(),
+                    routes = cfg.routes.len(),
+                    "configuration reloaded"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "reload refused"),
+        }
+    }
+
+    fn gauges(&self) {
+        let m = &self.metrics;
+        m.calls_active.set(self.core.active_calls() as i64);
+        let (e, i) = self.core.allocated_ports();
+        m.ports_allocated
+            .get_or_create(&labels(&[("side", "ext")]))
+            .set(e as i64);
+        m.ports_allocated
+            .get_or_create(&labels(&[("side", "int")]))
+            .set(i as i64);
+        for (name, up) in self.core.trunk_status() {
+            m.trunk_up
+                .get_or_create(&labels(&[("trunk", &name)]))
+                .set(i64::from(up));
+        }
+    }
+
+    fn net_event(&mut self, ev: NetEvent) {
+        let now = Instant::now();
+        match ev {
+            NetEvent::Up {
+                conn,
+                side,
+                peer,
+                outbound,
+                writer,
+            } => {
+                tracing::debug!(conn, side = side.as_str(), %peer, outbound, "connection up");
+                // Outbound connections were registered when dialled; keep their writer.
+                self.conns.entry(conn).or_insert(Conn { writer, key: None });
+            }
+            NetEvent::Message {
+                conn,
+                side,
+                peer,
+                msg,
+            } => {
+                self.metrics
+                    .sip_messages
+                    .get_or_create(&labels(&[("side", side.as_str()), ("dir", "in")]))
+                    .inc();
+                self.core.handle(
+                    Input::Message {
+                        side: side_of(side),
+                        conn: ConnId(conn),
+                        peer,
+                        msg: *msg,
+                    },
+                    now,
+                    &mut self.out,
+                );
+            }
+            NetEvent::Invalid {
+                conn,
+                side,
+                peer,
+                error,
+            } => {
+                tracing::info!(conn, side = side.as_str(), %peer, error = %error.error, "unparsable SIP message");
+                self.core.handle(
+                    Input::Invalid {
+                        side: side_of(side),
+                        conn: ConnId(conn),
+                        peer,
+                        error: error.error,
+                        raw: Vec::new(),
+                    },
+                    now,
+                    &mut self.out,
+                );
+            }
+            NetEvent::ConnectFailed {
+                conn,
+                side,
+                addr,
+                reason,
+            } => {
+                tracing::warn!(side = side.as_str(), %addr, reason, "outbound connection failed");
+                self.drop_conn(conn);
+                self.core.handle(
+                    Input::ConnectFailed {
+                        side: side_of(side),
+                        addr,
+                    },
+                    now,
+                    &mut self.out,
+                );
+            }
+            NetEvent::Closed { conn, side } => {
+                self.drop_conn(conn);
+                self.core.handle(
+                    Input::ConnClosed {
+                        side: side_of(side),
+                        conn: ConnId(conn),
+                    },
+                    now,
+                    &mut self.out,
+                );
+            }
+        }
+        self.flush(now);
+    }
+
+    fn drop_conn(&mut self, conn: u64) {
+        if let Some(c) = self.conns.remove(&conn) {
+            if let Some(k) = c.key {
+                if self.by_addr.get(&k) == Some(&conn) {
+                    self.by_addr.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Carries out the outputs queued by the core.
+    fn flush(&mut self, now: Instant) {
+        let mut out = std::mem::take(&mut self.out);
+        for o in out.drain(..) {
+            match o {
+                Output::Send { side, target, msg } => self.send(side, target, &msg),
+                Output::SetTimer { id, at } => {
+                    if let Some(old) = self.timer_at.insert(id.0, at) {
+                        self.timers.remove(&(old, id.0));
+                    }
+                    self.timers.insert((at, id.0));
+                }
+                Output::CancelTimer(id) => {
+                    if let Some(at) = self.timer_at.remove(&id.0) {
+                        self.timers.remove(&(at, id.0));
+                    }
+                }
+                Output::InstallMedia { call, spec } => {
+                    self.media.send(MediaCmd::Install {
+                        call,
+                        spec: Box::new(spec),
+                    });
+                }
+                Output::RemoveMedia { call, flow } => {
+                    self.media.send(MediaCmd::Remove { call, flow })
+                }
+                Output::Cdr(cdr) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    self.media.send(MediaCmd::TakeStats {
+                        call: cdr.call,
+                        reply: tx,
+                    });
+                    let _ = self.cdrs.send((cdr, rx));
+                }
+                Output::Event(e) => self.event(e),
+            }
+        }
+        // Keep the (now empty) allocation.
+        self.out = out;
+        let _ = now;
+    }
+
+    fn send(&mut self, side: Side, target: Target, msg: &tollgate_sip::Message) {
+        let bytes = msg.encode();
+        let ns = net_side(side);
+        self.metrics
+            .sip_messages
+            .get_or_create(&labels(&[("side", ns.as_str()), ("dir", "out")]))
+            .inc();
+        match target {
+            Target::Conn(ConnId(id)) => {
+                if let Some(c) = self.conns.get(&id) {
+                    let _ = c.writer.send(bytes);
+                } else {
+                    tracing::debug!(conn = id, "send on a closed connection dropped");
+                }
+            }
+            Target::Addr { addr, transport } => {
+                if let Some(c) = self
+                    .by_addr
+                    .get(&(ns, addr))
+                    .and_then(|id| self.conns.get(id))
+                {
+                    let _ = c.writer.send(bytes);
+                    return;
+                }
+                let conn = self.ctx.next_conn();
+                let (tx, rx) = mpsc::unbounded_channel();
+                let _ = tx.send(bytes);
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        writer: tx.clone(),
+                        key: Some((ns, addr)),
+                    },
+                );
+                self.by_addr.insert((ns, addr), conn);
+                let (t, name) = match transport {
+                    Transport::Tcp => (NetTransport::Tcp, None),
+                    Transport::Tls => (
+                        NetTransport::Tls,
+                        Some(if side == Side::Int {
+                            self.next_hop_host.clone()
+                        } else {
+                            addr.ip().to_string()
+                        }),
+                    ),
+                };
+                transport::connect(Arc::clone(&self.ctx), conn, ns, addr, t, name, (tx, rx));
+            }
+        }
+    }
+
+    fn event(&self, e: CallEvent) {
+        let m = &self.metrics;
+        match e {
+            CallEvent::Started {
+                call,
+                direction,
+                trunk,
+            } => {
+                m.calls_total
+                    .get_or_create(&labels(&[("direction", direction.as_str())]))
+                    .inc();
+                tracing::info!(
+                    call,
+                    direction = direction.as_str(),
+                    trunk = trunk.as_deref().unwrap_or("-"),
+                    "call started"
+                );
+            }
+            CallEvent::Answered { call, setup } => {
+                m.setup_seconds.observe(setup.as_secs_f64());
+                tracing::info!(call, setup_ms = setup.as_millis() as u64, "call answered");
+            }
+            CallEvent::Ended {
+                call,
+                cause,
+                status,
+            } => {
+                let normal = matches!(cause, tollgate_b2bua::EndCause::Bye(_));
+                if !normal {
+                    m.calls_failed
+                        .get_or_create(&labels(&[("cause", cause.as_str())]))
+                        .inc();
+                }
+                tracing::info!(call, cause = cause.as_str(), status, "call ended");
+            }
+            CallEvent::Refused {
+                side,
+                peer,
+                method,
+                reason,
+                status,
+            } => {
+                m.requests_refused
+                    .get_or_create(&labels(&[
+                        ("side", side.as_str()),
+                        ("reason", reason.as_str()),
+                    ]))
+                    .inc();
+                tracing::warn!(side = side.as_str(), %peer, method, reason = reason.as_str(), status, "request refused");
+            }
+            CallEvent::Failover {
+                call,
+                from,
+                to,
+                status,
+            } => {
+                tracing::warn!(call, from, to, status, "trunk failover");
+            }
+            CallEvent::TrunkStatus { trunk, up } => {
+                m.trunk_up
+                    .get_or_create(&labels(&[("trunk", &trunk)]))
+                    .set(i64::from(up));
+                tracing::warn!(trunk, up, "trunk status changed");
+            }
+        }
+    }
+
+    /// Converts a core `Instant` to wall-clock RFC 3339-ish seconds since the Unix epoch.
+    pub fn wall(epoch: (Instant, SystemTime), t: Instant) -> f64 {
+        let (i0, w0) = epoch;
+        let w = if t >= i0 {
+            w0 + (t - i0)
+        } else {
+            w0 - (i0 - t)
+        };
+        w.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    }
+
+    /// The driver's clock epoch (for CDR times).
+    pub fn epoch(&self) -> (Instant, SystemTime) {
+        self.epoch
+    }
+}
+
+/// The CDR as a JSON object, with the call's media totals.
+pub fn cdr_json(cdr: &Cdr, media: &CallMedia, epoch: (Instant, SystemTime)) -> serde_json::Value {
+    let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
+    serde_json::json!({
+        "call": cdr.call,
+        "direction": cdr.direction.as_str(),
+        "trunk": cdr.trunk,
+        "calling": { "received": cdr.calling_received, "sent": cdr.calling_sent },
+        "called": { "received": cdr.called_received, "sent": cdr.called_sent },
+        "ext_call_id": cdr.ext_call_id,
+        "int_call_id": cdr.int_call_id,
+        "start": Driver::wall(epoch, cdr.start),
+        "answer": cdr.answer.map(|a| Driver::wall(epoch, a)),
+        "end": Driver::wall(epoch, cdr.end),
+        "setup_s": cdr.answer.map(|a| secs(cdr.start, a)),
+        "duration_s": cdr.answer.map(|a| secs(a, cdr.end)).unwrap_or(0.0),
+        "cause": cdr.cause.as_str(),
+        "status": cdr.status,
+        "media": media.to_json(),
+    })
+}
