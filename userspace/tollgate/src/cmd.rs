@@ -2,11 +2,19 @@
 
 use std::process::ExitCode;
 
+mod sip;
+
 /// What `tollgate` can do.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Print the build's version and the features compiled in.
     Version,
+    /// SIP tools (`tollgate sip lint FILE`).
+    Sip {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: sip::SipCommand,
+    },
 }
 
 /// Runs a subcommand and maps its outcome to the process exit code.
@@ -16,5 +24,6 @@ pub fn dispatch(cmd: Command) -> ExitCode {
             println!("tollgate {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Sip { cmd } => sip::run(cmd),
     }
 }
