@@ -724,14 +724,11 @@ impl Headers {
     fn set_addr_lines(&mut self, name: HeaderName, v: &[NameAddr]) {
         let at = self.0.iter().position(|h| h.name == name);
         self.remove(&name);
-        let mut at = at.unwrap_or(self.0.len()).min(self.0.len());
-        for a in v {
-            self.0.insert(
-                at,
-                Header::typed(name.clone(), Typed::Addrs(vec![a.clone()])),
-            );
-            at += 1;
-        }
+        let at = at.unwrap_or(self.0.len()).min(self.0.len());
+        let lines = v
+            .iter()
+            .map(|a| Header::typed(name.clone(), Typed::Addrs(vec![a.clone()])));
+        self.0.splice(at..at, lines);
     }
 
     /// Sets Content-Type.

@@ -195,13 +195,13 @@ fn parse_start(line: &str) -> Result<(StartLine, Origin), ParseError> {
     }
     check_version(version, o)?;
     let uri = Uri::parse(uri).map_err(|e| ParseError::new(Fault::RequestUri(e.to_string()), o))?;
-    if let Uri::Sip(s) = &uri {
-        if !s.headers.is_empty() {
-            return Err(ParseError::new(
-                Fault::RequestUri("headers (?…) are not allowed in a Request-URI".into()),
-                o,
-            ));
-        }
+    if let Uri::Sip(s) = &uri
+        && !s.headers.is_empty()
+    {
+        return Err(ParseError::new(
+            Fault::RequestUri("headers (?…) are not allowed in a Request-URI".into()),
+            o,
+        ));
     }
     let method = Method::parse(method)
         .map_err(|_| ParseError::new(Fault::StartLine("invalid method token"), o))?;
@@ -320,15 +320,15 @@ fn validate(head: &Head) -> Result<(), ParseError> {
             return err(Fault::Duplicate(hdr.static_name()));
         }
     }
-    if let (StartLine::Request { method, .. }, Some(cseq)) = (&head.start, h.cseq()) {
-        if &cseq.method != method {
-            let (m, c) = (method.to_string(), cseq.method.to_string());
-            return if method.is_known() {
-                err(Fault::CSeqMismatch { method: m, cseq: c })
-            } else {
-                err(Fault::UnknownMethodMismatch { method: m, cseq: c })
-            };
-        }
+    if let (StartLine::Request { method, .. }, Some(cseq)) = (&head.start, h.cseq())
+        && &cseq.method != method
+    {
+        let (m, c) = (method.to_string(), cseq.method.to_string());
+        return if method.is_known() {
+            err(Fault::CSeqMismatch { method: m, cseq: c })
+        } else {
+            err(Fault::UnknownMethodMismatch { method: m, cseq: c })
+        };
     }
     Ok(())
 }

@@ -421,15 +421,15 @@ impl Via {
                 return Err("received is not an IP address".into());
             }
         }
-        if let Some(Some(p)) = self.params.get("rport") {
-            if parse_digits(p).is_none_or(|v| v > 65535) {
-                return Err("rport is not a port number".into());
-            }
+        if let Some(Some(p)) = self.params.get("rport")
+            && parse_digits(p).is_none_or(|v| v > 65535)
+        {
+            return Err("rport is not a port number".into());
         }
-        if let Some(t) = self.params.get("ttl") {
-            if t.and_then(parse_digits).is_none_or(|v| v > 255) {
-                return Err("ttl out of range 0-255".into());
-            }
+        if let Some(t) = self.params.get("ttl")
+            && t.and_then(parse_digits).is_none_or(|v| v > 255)
+        {
+            return Err("ttl out of range 0-255".into());
         }
         Ok(())
     }
@@ -642,10 +642,10 @@ impl SessionExpires {
     /// Parses `delta-seconds *(;se-params)`.
     pub fn parse(s: &str) -> Result<Self, ValueError> {
         let (delta, params) = delta_with_params(s)?;
-        if let Some(r) = params.get("refresher") {
-            if !r.is_some_and(|v| v.eq_ignore_ascii_case("uac") || v.eq_ignore_ascii_case("uas")) {
-                return Err("refresher must be uac or uas".into());
-            }
+        if let Some(r) = params.get("refresher")
+            && !r.is_some_and(|v| v.eq_ignore_ascii_case("uac") || v.eq_ignore_ascii_case("uas"))
+        {
+            return Err("refresher must be uac or uas".into());
         }
         Ok(SessionExpires { delta, params })
     }
@@ -728,10 +728,7 @@ pub(crate) fn check_call_id(s: &str) -> Result<(), ValueError> {
 
 /// Validates the shape of a SIP-date (RFC 3261 §25.1: rfc1123-date, zone must be GMT).
 pub(crate) fn check_date(s: &str) -> Result<(), ValueError> {
-    let parts: Vec<&str> = s
-        .split(|c: char| c == ' ' || c == '\t')
-        .filter(|p| !p.is_empty())
-        .collect();
+    let parts: Vec<&str> = s.split([' ', '\t']).filter(|p| !p.is_empty()).collect();
     let [wkday, day, month, year, time, zone] = parts.as_slice() else {
         return Err("expected \"Wkd, DD Mon YYYY HH:MM:SS GMT\"".into());
     };

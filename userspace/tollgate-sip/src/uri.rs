@@ -207,10 +207,10 @@ impl SipUri {
                 if !check_escaped(u, is_user_char) {
                     return Err(format!("invalid character in user part {u:?}").into());
                 }
-                if let Some(p) = p {
-                    if !check_escaped(p, is_password_char) {
-                        return Err("invalid character in password".into());
-                    }
+                if let Some(p) = p
+                    && !check_escaped(p, is_password_char)
+                {
+                    return Err("invalid character in password".into());
                 }
                 (Some(u.to_owned()), p.map(str::to_owned))
             }
@@ -293,10 +293,10 @@ impl SipUri {
             }
         }
         for p in self.params.iter() {
-            if let Some(ov) = other.params.get(&p.name) {
-                if norm(Some(p.value.as_deref())) != norm(Some(ov)) {
-                    return false;
-                }
+            if let Some(ov) = other.params.get(&p.name)
+                && norm(Some(p.value.as_deref())) != norm(Some(ov))
+            {
+                return false;
             }
         }
         if self.headers.len() != other.headers.len() {

@@ -47,7 +47,8 @@ fn cases(dir: &str) -> Vec<Case> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/torture")
         .join(dir);
-    let text = std::fs::read_to_string(root.join("expected.txt")).unwrap();
+    let text =
+        std::fs::read_to_string(root.join("expected.txt")).expect("expected.txt is readable");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
@@ -66,7 +67,7 @@ fn read(dir: &str, file: &str) -> Vec<u8> {
         .join("tests/torture")
         .join(dir)
         .join(file);
-    std::fs::read(p).unwrap()
+    std::fs::read(p).expect("torture message file is readable")
 }
 
 fn matches_expectation(got: &Outcome, expected: &str) -> bool {
@@ -75,7 +76,10 @@ fn matches_expectation(got: &Outcome, expected: &str) -> bool {
     match (kind, got) {
         ("accept", Outcome::Accept) => true,
         ("reject", Outcome::Reject(code, text)) => {
-            let want: u16 = words.next().unwrap().parse().unwrap();
+            let want: u16 = words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .expect("reject needs a status code");
             let kw = words.next().unwrap_or("").to_ascii_lowercase();
             *code == want && text.to_ascii_lowercase().contains(&kw)
         }
@@ -147,7 +151,7 @@ fn accepted_messages_round_trip() {
 }
 
 fn parse(file: &str) -> Message {
-    Message::parse(&read("rfc4475", file)).unwrap()
+    Message::parse(&read("rfc4475", file)).expect("valid torture message parses")
 }
 
 #[test]

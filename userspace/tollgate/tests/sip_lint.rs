@@ -16,10 +16,10 @@ fn lint(args: &[&str]) -> (i32, String) {
         .arg("lint")
         .args(args)
         .output()
-        .unwrap();
+        .expect("tollgate binary runs");
     (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
+        out.status.code().expect("exited normally"),
+        String::from_utf8(out.stdout).expect("UTF-8 output"),
     )
 }
 

@@ -526,12 +526,11 @@ impl TransactionLayer {
             if let Some(k) = server_key(&msg, Some(Method::Invite), None) {
                 found = self.servers.get(&k).copied();
             }
-            if found.is_none() {
-                if let Some(k) = server_key(&msg, Some(Method::Invite), Some("")) {
-                    if matches!(k, ServerKey::Rfc2543 { .. }) {
-                        found = self.servers.get(&k).copied();
-                    }
-                }
+            if found.is_none()
+                && let Some(k) = server_key(&msg, Some(Method::Invite), Some(""))
+                && matches!(k, ServerKey::Rfc2543 { .. })
+            {
+                found = self.servers.get(&k).copied();
             }
             match found {
                 Some(id) => {
