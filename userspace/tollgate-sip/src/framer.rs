@@ -224,7 +224,7 @@ impl Framer {
             Ok(parsed) => {
                 let Some(cl) = parsed.headers.content_length() else {
                     let err = ParseError::new(Fault::NoContentLength, parsed.origin)
-                        .with_echo(parsed.echo);
+                        .with_echo(parsed.echo());
                     return self.fatal(err);
                 };
                 let total = body_start.saturating_add(cl as usize);
@@ -236,7 +236,7 @@ impl Framer {
                         },
                         parsed.origin,
                     )
-                    .with_echo(parsed.echo);
+                    .with_echo(parsed.echo());
                     return self.fatal(err);
                 }
                 Pending::Message {

@@ -110,7 +110,6 @@ pub(crate) struct Head {
     pub(crate) start: StartLine,
     pub(crate) headers: Headers,
     pub(crate) origin: Origin,
-    pub(crate) echo: Option<Echo>,
 }
 
 fn is_version(s: &str) -> bool {
@@ -257,36 +256,30 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
         ));
     }
 
-    // Copies for an error response, taken before typed parsing can fail.
-    let echo = if origin == Origin::Request && raw.iter().any(|(n, _)| *n == HeaderName::Via) {
-        let headers = raw
-            .iter()
-            .filter(|(n, _)| {
-                matches!(
-                    n,
-                    HeaderName::Via
-                        | HeaderName::From
-                        | HeaderName::To
-                        | HeaderName::CallId
-                        | HeaderName::CSeq
-                )
-            })
-            .map(|(n, v)| Header::raw(n.clone(), v.clone()))
-            .collect();
-        Some(Echo { headers })
-    } else {
-        None
-    };
-
     let mut headers = Headers::new();
-    for (name, value) in raw {
-        match Header::new(name.clone(), value) {
+    let mut raw = raw.into_iter();
+    while let Some((name, value)) = raw.next() {
+        match Header::try_new(name, value) {
             Ok(h) => headers.push(h),
-            Err(e) => {
+            Err((e, name, value)) => {
                 let fault = Fault::Header {
                     header: std::borrow::Cow::Owned(name.as_str().to_owned()),
                     reason: e.0,
                 };
+                // Echo: what parsed so far, this header verbatim, and the rest verbatim.
+                let mut echoed: Vec<Header> = headers
+                    .iter()
+                    .filter(|h| is_echoed(h.name()))
+                    .cloned()
+                    .collect();
+                if is_echoed(&name) {
+                    echoed.push(Header::raw(name, value));
+                }
+                echoed.extend(
+                    raw.filter(|(n, _)| is_echoed(n))
+                        .map(|(n, v)| Header::raw(n, v)),
+                );
+                let echo = echo_from(origin, echoed);
                 return Err(ParseError::new(fault, origin).with_echo(echo));
             }
         }
@@ -295,14 +288,39 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
         start,
         headers,
         origin,
-        echo,
     };
     validate(&head)?;
     Ok(head)
 }
 
+fn is_echoed(n: &HeaderName) -> bool {
+    matches!(
+        n,
+        HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq
+    )
+}
+
+/// The echo for an error response: only for requests, and only with a Via to answer along.
+fn echo_from(origin: Origin, headers: Vec<Header>) -> Option<Echo> {
+    (origin == Origin::Request && headers.iter().any(|h| *h.name() == HeaderName::Via))
+        .then_some(Echo { headers })
+}
+
+impl Head {
+    /// Verbatim copies of Via/From/To/Call-ID/CSeq, built only when an error needs them.
+    pub(crate) fn echo(&self) -> Option<Echo> {
+        let headers = self
+            .headers
+            .iter()
+            .filter(|h| is_echoed(h.name()))
+            .cloned()
+            .collect();
+        echo_from(self.origin, headers)
+    }
+}
+
 fn validate(head: &Head) -> Result<(), ParseError> {
-    let err = |f: Fault| Err(ParseError::new(f, head.origin).with_echo(head.echo.clone()));
+    let err = |f: Fault| Err(ParseError::new(f, head.origin).with_echo(head.echo()));
     let h = &head.headers;
     for (name, text) in [
         (HeaderName::Via, "Via"),
@@ -384,13 +402,13 @@ impl Message {
                             },
                             head.origin,
                         )
-                        .with_echo(head.echo));
+                        .with_echo(head.echo()));
                     }
                 }
             }
             None if opts.require_content_length => {
                 return Err(
-                    ParseError::new(Fault::NoContentLength, head.origin).with_echo(head.echo)
+                    ParseError::new(Fault::NoContentLength, head.origin).with_echo(head.echo())
                 );
             }
             None => available.to_vec(),

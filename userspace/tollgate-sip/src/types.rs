@@ -276,13 +276,17 @@ pub enum Transport {
 impl Transport {
     /// Parses a transport token (case-insensitive).
     pub fn parse(s: &str) -> Transport {
-        match s.to_ascii_uppercase().as_str() {
-            "UDP" => Transport::Udp,
-            "TCP" => Transport::Tcp,
-            "TLS" => Transport::Tls,
-            "SCTP" => Transport::Sctp,
-            other => Transport::Other(other.to_owned()),
+        for (name, t) in [
+            ("UDP", Transport::Udp),
+            ("TCP", Transport::Tcp),
+            ("TLS", Transport::Tls),
+            ("SCTP", Transport::Sctp),
+        ] {
+            if s.eq_ignore_ascii_case(name) {
+                return t;
+            }
         }
+        Transport::Other(s.to_ascii_uppercase())
     }
 
     /// Reliable (stream or SCTP) transports.
@@ -311,8 +315,6 @@ impl fmt::Display for Transport {
 /// One Via value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Via {
-    /// Protocol name and version, normally `SIP` and `2.0`.
-    pub protocol: (String, String),
     /// Transport.
     pub transport: Transport,
     /// sent-by host.
@@ -330,7 +332,6 @@ impl Via {
         let mut params = Params::new();
         params.0.push(Param::new("branch", branch));
         Via {
-            protocol: ("SIP".into(), "2.0".into()),
             transport,
             host,
             port,
@@ -392,7 +393,6 @@ impl Via {
         };
         let params = parse_header_params(&mut c)?;
         let via = Via {
-            protocol: (name.to_owned(), version.to_owned()),
             transport: Transport::parse(transport),
             host,
             port,
@@ -487,11 +487,8 @@ fn parse_ip(v: &str) -> Option<IpAddr> {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}/{} {}",
-            self.protocol.0, self.protocol.1, self.transport, self.host
-        )?;
+        // The protocol is always SIP/2.0: anything else is rejected when parsing.
+        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }

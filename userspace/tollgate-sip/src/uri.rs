@@ -353,10 +353,9 @@ pub enum Uri {
 impl Uri {
     /// Parses an absolute URI (no surrounding whitespace or brackets allowed).
     pub fn parse(s: &str) -> Result<Self, ValueError> {
-        let colon = s.find(':').ok_or(ValueError::from(format!(
-            "no scheme in URI {:?}",
-            crate::params::truncate(s)
-        )))?;
+        let colon = s.find(':').ok_or_else(|| {
+            ValueError::from(format!("no scheme in URI {:?}", crate::params::truncate(s)))
+        })?;
         let scheme = s.get(..colon).unwrap_or("");
         let rest = s.get(colon + 1..).unwrap_or("");
         let scheme_ok = scheme
