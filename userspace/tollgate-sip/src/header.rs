@@ -318,6 +318,15 @@ impl Header {
     }
 
     fn parse_typed(name: &HeaderName, v: &str) -> Result<Typed, ValueError> {
+        // Header injection guard: a value is one line; a name is a token.
+        if v.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err("line break inside header value".into());
+        }
+        if let HeaderName::Other(n) = name
+            && !crate::scan::is_token_str(n)
+        {
+            return Err("header name is not a token".into());
+        }
         Ok(match name {
             HeaderName::Via => Typed::Via(list(v, Via::parse)?),
             HeaderName::From | HeaderName::To => Typed::Addr(Box::new(NameAddr::parse(v)?)),
@@ -828,5 +837,8 @@ mod tests {
         assert_eq!(h.remove(&HeaderName::parse("x-custom")), 1);
         assert!(Header::new(HeaderName::MaxForwards, "256").is_err());
         assert!(Header::new(HeaderName::ContentLength, "-999").is_err());
+        // Injection guards.
+        assert!(Header::new(HeaderName::parse("X-A"), "v\r\nVia: evil").is_err());
+        assert!(Header::new(HeaderName::parse("X A"), "v").is_err());
     }
 }

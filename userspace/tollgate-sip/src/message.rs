@@ -212,6 +212,26 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
     let text = std::str::from_utf8(head)
         .map_err(|_| ParseError::new(Fault::Utf8("header section"), Origin::Unknown))?;
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    // A CR that does not end a line is not allowed anywhere in the header section.
+    let b = text.as_bytes();
+    let bare_cr = b
+        .iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'\r' && b.get(i + 1).is_some_and(|&n| n != b'\n'));
+    if bare_cr {
+        let origin = if text
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+        {
+            Origin::Response
+        } else {
+            Origin::Request
+        };
+        return Err(ParseError::new(
+            Fault::HeaderLine("bare CR inside a line"),
+            origin,
+        ));
+    }
     let first = lines.next().unwrap_or("");
     let (start, origin) = parse_start(first)?;
 
@@ -618,6 +638,12 @@ v=0\n";
             Message::parse(resp.as_bytes())
                 .unwrap_err()
                 .is_silent_drop()
+        );
+
+        let bare_cr = INVITE.replace("X-Unknown: ;;", "X-Unknown: a\rb;;");
+        assert_eq!(
+            Message::parse(bare_cr.as_bytes()).unwrap_err().fault(),
+            &Fault::HeaderLine("bare CR inside a line")
         );
 
         let trunc = INVITE.replace("Content-Length: 4", "Content-Length: 40");
