@@ -71,6 +71,8 @@ impl Default for Framer {
 
 fn looks_like_start_line(line: &[u8]) -> bool {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // Trailing whitespace is a parse error (RFC 4475 trws), not a reason to skip the message.
+    let line = line.trim_ascii_end();
     if line.len() >= 4
         && line
             .get(..4)
