@@ -530,7 +530,14 @@ impl TransactionLayer {
                 && let Some(k) = server_key(&msg, Some(Method::Invite), Some(""))
                 && matches!(k, ServerKey::Rfc2543 { .. })
             {
-                found = self.servers.get(&k).copied();
+                // RFC 2543 matching also needs the ACK's To tag to equal the tag of the
+                // response the transaction sent.
+                let ack_tag = msg.to().and_then(|t| t.tag());
+                found = self.servers.get(&k).copied().filter(|id| {
+                    self.txs
+                        .get(id)
+                        .is_some_and(|t| t.response_to_tag() == ack_tag)
+                });
             }
             match found {
                 Some(id) => {

@@ -235,6 +235,11 @@ impl Tx {
         }
     }
 
+    /// The To tag of the last response this server transaction sent.
+    pub(super) fn response_to_tag(&self) -> Option<&str> {
+        self.last_response.as_ref()?.to()?.tag()
+    }
+
     /// A timer fired.
     pub(super) fn on_timer(&mut self, kind: TimerKind, out: &mut Vec<Out>) {
         self.disarm(kind);
