@@ -95,12 +95,13 @@ impl Message {
                 }
                 HeaderName::To => {
                     let mut h = h.clone();
-                    if let (Some(tag), crate::header::Typed::Addr(a)) = (to_tag, h.typed_value()) {
-                        if code != 100 && a.tag().is_none() {
-                            let mut a = a.clone();
-                            a.set_tag(tag);
-                            h = Header::typed(HeaderName::To, crate::header::Typed::Addr(a));
-                        }
+                    if let (Some(tag), crate::header::Typed::Addr(a)) = (to_tag, h.typed_value())
+                        && code != 100
+                        && a.tag().is_none()
+                    {
+                        let mut a = a.clone();
+                        a.set_tag(tag);
+                        h = Header::typed(HeaderName::To, crate::header::Typed::Addr(a));
                     }
                     resp.headers.push(h);
                 }

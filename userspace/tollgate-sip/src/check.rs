@@ -89,15 +89,15 @@ pub fn check_request(msg: &Message, policy: &UaPolicy<'_>) -> Result<(), ParseEr
         }
     }
     let carries_session = matches!(method, Method::Invite | Method::Update | Method::Prack);
-    if carries_session && !msg.body.is_empty() {
-        if let Some(ct) = msg.headers.content_type() {
-            if !policy.body_types.iter().any(|(t, s)| ct.is(t, s)) {
-                return fail(Fault::UnsupportedMediaType(format!(
-                    "{}/{}",
-                    ct.kind, ct.subtype
-                )));
-            }
-        }
+    if carries_session
+        && !msg.body.is_empty()
+        && let Some(ct) = msg.headers.content_type()
+        && !policy.body_types.iter().any(|(t, s)| ct.is(t, s))
+    {
+        return fail(Fault::UnsupportedMediaType(format!(
+            "{}/{}",
+            ct.kind, ct.subtype
+        )));
     }
     if matches!(method, Method::Invite) {
         let accepts: Vec<&str> = msg

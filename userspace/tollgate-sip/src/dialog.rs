@@ -236,20 +236,20 @@ impl Dialog {
         let cseq = req.cseq().ok_or(DialogError::MissingHeader("CSeq"))?;
         let method = req.method().ok_or(DialogError::Mismatch)?;
         if !matches!(method, Method::Ack | Method::Cancel) {
-            if let Some(last) = self.remote_seq {
-                if cseq.seq < last {
-                    return Err(DialogError::OutOfOrder {
-                        got: cseq.seq,
-                        last,
-                    });
-                }
+            if let Some(last) = self.remote_seq
+                && cseq.seq < last
+            {
+                return Err(DialogError::OutOfOrder {
+                    got: cseq.seq,
+                    last,
+                });
             }
             self.remote_seq = Some(cseq.seq);
         }
-        if method.is_target_refresh() {
-            if let Some(u) = contact_uri(req) {
-                self.remote_target = u;
-            }
+        if method.is_target_refresh()
+            && let Some(u) = contact_uri(req)
+        {
+            self.remote_target = u;
         }
         if *method == Method::Bye {
             self.state = DialogState::Terminated;
@@ -278,10 +278,12 @@ impl Dialog {
                 self.state = DialogState::Terminated;
             }
         }
-        if is_refresh && code < 300 && code > 100 {
-            if let Some(u) = contact_uri(resp) {
-                self.remote_target = u;
-            }
+        if is_refresh
+            && code < 300
+            && code > 100
+            && let Some(u) = contact_uri(resp)
+        {
+            self.remote_target = u;
         }
         Ok(())
     }

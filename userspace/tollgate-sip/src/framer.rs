@@ -18,6 +18,9 @@ use crate::message::{Message, ParseOptions, find_head_end, parse_head};
 
 /// One framing event.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A frame is moved once from the framer to the caller; boxing the common case would cost an
+// allocation per message to save bytes on the rare Ping.
+#[allow(clippy::large_enum_variant)]
 pub enum Frame {
     /// A complete, valid message.
     Message(Message),
@@ -68,6 +71,8 @@ impl Default for Framer {
 
 fn looks_like_start_line(line: &[u8]) -> bool {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // Trailing whitespace is a parse error (RFC 4475 trws), not a reason to skip the message.
+    let line = line.trim_ascii_end();
     if line.len() >= 4
         && line
             .get(..4)
@@ -221,7 +226,7 @@ impl Framer {
             Ok(parsed) => {
                 let Some(cl) = parsed.headers.content_length() else {
                     let err = ParseError::new(Fault::NoContentLength, parsed.origin)
-                        .with_echo(parsed.echo);
+                        .with_echo(parsed.echo());
                     return self.fatal(err);
                 };
                 let total = body_start.saturating_add(cl as usize);
@@ -233,7 +238,7 @@ impl Framer {
                         },
                         parsed.origin,
                     )
-                    .with_echo(parsed.echo);
+                    .with_echo(parsed.echo());
                     return self.fatal(err);
                 }
                 Pending::Message {

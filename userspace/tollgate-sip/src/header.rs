@@ -243,7 +243,7 @@ pub enum Typed {
     /// Via values on this line.
     Via(Vec<Via>),
     /// From or To.
-    Addr(NameAddr),
+    Addr(Box<NameAddr>),
     /// Contact, Route, Record-Route, P-Asserted-Identity values on this line.
     Addrs(Vec<NameAddr>),
     /// `Contact: *`.
@@ -255,7 +255,7 @@ pub enum Typed {
     /// Supported, Require, Proxy-Require, Unsupported, Allow.
     Tokens(Vec<String>),
     /// Content-Type.
-    MediaType(MediaType),
+    MediaType(Box<MediaType>),
     /// Session-Expires.
     SessionExpires(SessionExpires),
     /// Min-SE.
@@ -291,6 +291,17 @@ impl Header {
         Ok(Header { name, value, typed })
     }
 
+    /// Like [`Header::new`] but hands the text back on failure (no copy needed).
+    pub(crate) fn try_new(
+        name: HeaderName,
+        value: String,
+    ) -> Result<Header, (ValueError, HeaderName, String)> {
+        match Self::parse_typed(&name, &value) {
+            Ok(typed) => Ok(Header { name, value, typed }),
+            Err(e) => Err((e, name, value)),
+        }
+    }
+
     /// A header stored without typing (used for verbatim copies).
     pub(crate) fn raw(name: HeaderName, value: String) -> Header {
         Header {
@@ -307,9 +318,18 @@ impl Header {
     }
 
     fn parse_typed(name: &HeaderName, v: &str) -> Result<Typed, ValueError> {
+        // Header injection guard: a value is one line; a name is a token.
+        if v.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err("line break inside header value".into());
+        }
+        if let HeaderName::Other(n) = name
+            && !crate::scan::is_token_str(n)
+        {
+            return Err("header name is not a token".into());
+        }
         Ok(match name {
             HeaderName::Via => Typed::Via(list(v, Via::parse)?),
-            HeaderName::From | HeaderName::To => Typed::Addr(NameAddr::parse(v)?),
+            HeaderName::From | HeaderName::To => Typed::Addr(Box::new(NameAddr::parse(v)?)),
             HeaderName::Contact if v.trim_matches([' ', '\t']) == "*" => Typed::Star,
             HeaderName::Contact
             | HeaderName::Route
@@ -325,7 +345,7 @@ impl Header {
                 Typed::Number(number(v, u64::from(u32::MAX))?)
             }
             HeaderName::Expires => Typed::Number(number(v, u64::from(u32::MAX))?),
-            HeaderName::ContentType => Typed::MediaType(MediaType::parse(v)?),
+            HeaderName::ContentType => Typed::MediaType(Box::new(MediaType::parse(v)?)),
             HeaderName::Supported | HeaderName::Allow => Typed::Tokens(parse_token_list(v, true)?),
             HeaderName::Require | HeaderName::ProxyRequire | HeaderName::Unsupported => {
                 Typed::Tokens(parse_token_list(v, false)?)
@@ -672,12 +692,12 @@ impl Headers {
 
     /// Sets From.
     pub fn set_from(&mut self, a: NameAddr) {
-        self.set(Header::typed(HeaderName::From, Typed::Addr(a)));
+        self.set(Header::typed(HeaderName::From, Typed::Addr(Box::new(a))));
     }
 
     /// Sets To.
     pub fn set_to(&mut self, a: NameAddr) {
-        self.set(Header::typed(HeaderName::To, Typed::Addr(a)));
+        self.set(Header::typed(HeaderName::To, Typed::Addr(Box::new(a))));
     }
 
     /// Sets the To tag (re-rendering the To line). No-op without a To.
@@ -724,19 +744,19 @@ impl Headers {
     fn set_addr_lines(&mut self, name: HeaderName, v: &[NameAddr]) {
         let at = self.0.iter().position(|h| h.name == name);
         self.remove(&name);
-        let mut at = at.unwrap_or(self.0.len()).min(self.0.len());
-        for a in v {
-            self.0.insert(
-                at,
-                Header::typed(name.clone(), Typed::Addrs(vec![a.clone()])),
-            );
-            at += 1;
-        }
+        let at = at.unwrap_or(self.0.len()).min(self.0.len());
+        let lines = v
+            .iter()
+            .map(|a| Header::typed(name.clone(), Typed::Addrs(vec![a.clone()])));
+        self.0.splice(at..at, lines);
     }
 
     /// Sets Content-Type.
     pub fn set_content_type(&mut self, m: MediaType) {
-        self.set(Header::typed(HeaderName::ContentType, Typed::MediaType(m)));
+        self.set(Header::typed(
+            HeaderName::ContentType,
+            Typed::MediaType(Box::new(m)),
+        ));
     }
 
     /// Sets Content-Length.
@@ -817,5 +837,8 @@ mod tests {
         assert_eq!(h.remove(&HeaderName::parse("x-custom")), 1);
         assert!(Header::new(HeaderName::MaxForwards, "256").is_err());
         assert!(Header::new(HeaderName::ContentLength, "-999").is_err());
+        // Injection guards.
+        assert!(Header::new(HeaderName::parse("X-A"), "v\r\nVia: evil").is_err());
+        assert!(Header::new(HeaderName::parse("X A"), "v").is_err());
     }
 }

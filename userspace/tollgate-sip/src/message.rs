@@ -110,7 +110,6 @@ pub(crate) struct Head {
     pub(crate) start: StartLine,
     pub(crate) headers: Headers,
     pub(crate) origin: Origin,
-    pub(crate) echo: Option<Echo>,
 }
 
 fn is_version(s: &str) -> bool {
@@ -195,13 +194,13 @@ fn parse_start(line: &str) -> Result<(StartLine, Origin), ParseError> {
     }
     check_version(version, o)?;
     let uri = Uri::parse(uri).map_err(|e| ParseError::new(Fault::RequestUri(e.to_string()), o))?;
-    if let Uri::Sip(s) = &uri {
-        if !s.headers.is_empty() {
-            return Err(ParseError::new(
-                Fault::RequestUri("headers (?…) are not allowed in a Request-URI".into()),
-                o,
-            ));
-        }
+    if let Uri::Sip(s) = &uri
+        && !s.headers.is_empty()
+    {
+        return Err(ParseError::new(
+            Fault::RequestUri("headers (?…) are not allowed in a Request-URI".into()),
+            o,
+        ));
     }
     let method = Method::parse(method)
         .map_err(|_| ParseError::new(Fault::StartLine("invalid method token"), o))?;
@@ -213,6 +212,26 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
     let text = std::str::from_utf8(head)
         .map_err(|_| ParseError::new(Fault::Utf8("header section"), Origin::Unknown))?;
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    // A CR that does not end a line is not allowed anywhere in the header section.
+    let b = text.as_bytes();
+    let bare_cr = b
+        .iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'\r' && b.get(i + 1).is_some_and(|&n| n != b'\n'));
+    if bare_cr {
+        let origin = if text
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+        {
+            Origin::Response
+        } else {
+            Origin::Request
+        };
+        return Err(ParseError::new(
+            Fault::HeaderLine("bare CR inside a line"),
+            origin,
+        ));
+    }
     let first = lines.next().unwrap_or("");
     let (start, origin) = parse_start(first)?;
 
@@ -257,36 +276,30 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
         ));
     }
 
-    // Copies for an error response, taken before typed parsing can fail.
-    let echo = if origin == Origin::Request && raw.iter().any(|(n, _)| *n == HeaderName::Via) {
-        let headers = raw
-            .iter()
-            .filter(|(n, _)| {
-                matches!(
-                    n,
-                    HeaderName::Via
-                        | HeaderName::From
-                        | HeaderName::To
-                        | HeaderName::CallId
-                        | HeaderName::CSeq
-                )
-            })
-            .map(|(n, v)| Header::raw(n.clone(), v.clone()))
-            .collect();
-        Some(Echo { headers })
-    } else {
-        None
-    };
-
     let mut headers = Headers::new();
-    for (name, value) in raw {
-        match Header::new(name.clone(), value) {
+    let mut raw = raw.into_iter();
+    while let Some((name, value)) = raw.next() {
+        match Header::try_new(name, value) {
             Ok(h) => headers.push(h),
-            Err(e) => {
+            Err((e, name, value)) => {
                 let fault = Fault::Header {
                     header: std::borrow::Cow::Owned(name.as_str().to_owned()),
                     reason: e.0,
                 };
+                // Echo: what parsed so far, this header verbatim, and the rest verbatim.
+                let mut echoed: Vec<Header> = headers
+                    .iter()
+                    .filter(|h| is_echoed(h.name()))
+                    .cloned()
+                    .collect();
+                if is_echoed(&name) {
+                    echoed.push(Header::raw(name, value));
+                }
+                echoed.extend(
+                    raw.filter(|(n, _)| is_echoed(n))
+                        .map(|(n, v)| Header::raw(n, v)),
+                );
+                let echo = echo_from(origin, echoed);
                 return Err(ParseError::new(fault, origin).with_echo(echo));
             }
         }
@@ -295,14 +308,39 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
         start,
         headers,
         origin,
-        echo,
     };
     validate(&head)?;
     Ok(head)
 }
 
+fn is_echoed(n: &HeaderName) -> bool {
+    matches!(
+        n,
+        HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq
+    )
+}
+
+/// The echo for an error response: only for requests, and only with a Via to answer along.
+fn echo_from(origin: Origin, headers: Vec<Header>) -> Option<Echo> {
+    (origin == Origin::Request && headers.iter().any(|h| *h.name() == HeaderName::Via))
+        .then_some(Echo { headers })
+}
+
+impl Head {
+    /// Verbatim copies of Via/From/To/Call-ID/CSeq, built only when an error needs them.
+    pub(crate) fn echo(&self) -> Option<Echo> {
+        let headers = self
+            .headers
+            .iter()
+            .filter(|h| is_echoed(h.name()))
+            .cloned()
+            .collect();
+        echo_from(self.origin, headers)
+    }
+}
+
 fn validate(head: &Head) -> Result<(), ParseError> {
-    let err = |f: Fault| Err(ParseError::new(f, head.origin).with_echo(head.echo.clone()));
+    let err = |f: Fault| Err(ParseError::new(f, head.origin).with_echo(head.echo()));
     let h = &head.headers;
     for (name, text) in [
         (HeaderName::Via, "Via"),
@@ -320,15 +358,15 @@ fn validate(head: &Head) -> Result<(), ParseError> {
             return err(Fault::Duplicate(hdr.static_name()));
         }
     }
-    if let (StartLine::Request { method, .. }, Some(cseq)) = (&head.start, h.cseq()) {
-        if &cseq.method != method {
-            let (m, c) = (method.to_string(), cseq.method.to_string());
-            return if method.is_known() {
-                err(Fault::CSeqMismatch { method: m, cseq: c })
-            } else {
-                err(Fault::UnknownMethodMismatch { method: m, cseq: c })
-            };
-        }
+    if let (StartLine::Request { method, .. }, Some(cseq)) = (&head.start, h.cseq())
+        && &cseq.method != method
+    {
+        let (m, c) = (method.to_string(), cseq.method.to_string());
+        return if method.is_known() {
+            err(Fault::CSeqMismatch { method: m, cseq: c })
+        } else {
+            err(Fault::UnknownMethodMismatch { method: m, cseq: c })
+        };
     }
     Ok(())
 }
@@ -384,13 +422,13 @@ impl Message {
                             },
                             head.origin,
                         )
-                        .with_echo(head.echo));
+                        .with_echo(head.echo()));
                     }
                 }
             }
             None if opts.require_content_length => {
                 return Err(
-                    ParseError::new(Fault::NoContentLength, head.origin).with_echo(head.echo)
+                    ParseError::new(Fault::NoContentLength, head.origin).with_echo(head.echo())
                 );
             }
             None => available.to_vec(),
@@ -600,6 +638,12 @@ v=0\n";
             Message::parse(resp.as_bytes())
                 .unwrap_err()
                 .is_silent_drop()
+        );
+
+        let bare_cr = INVITE.replace("X-Unknown: ;;", "X-Unknown: a\rb;;");
+        assert_eq!(
+            Message::parse(bare_cr.as_bytes()).unwrap_err().fault(),
+            &Fault::HeaderLine("bare CR inside a line")
         );
 
         let trunc = INVITE.replace("Content-Length: 4", "Content-Length: 40");

@@ -186,10 +186,10 @@ pub(crate) fn parse_uri_params(s: &str) -> Result<Params, ValueError> {
         if !check_escaped(name, is_paramchar) {
             return Err(format!("invalid character in URI parameter {name:?}").into());
         }
-        if let Some(v) = value {
-            if v.is_empty() || !check_escaped(v, is_paramchar) {
-                return Err(format!("invalid value for URI parameter {name:?}").into());
-            }
+        if let Some(v) = value
+            && (v.is_empty() || !check_escaped(v, is_paramchar))
+        {
+            return Err(format!("invalid value for URI parameter {name:?}").into());
         }
         params.0.push(Param {
             name: name.to_owned(),

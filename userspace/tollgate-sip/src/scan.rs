@@ -53,14 +53,13 @@ pub fn unescape(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while let Some(&c) = b.get(i) {
-        if c == b'%' {
-            if let (Some(h), Some(l)) = (b.get(i + 1), b.get(i + 2)) {
-                if let (Some(h), Some(l)) = (hex(*h), hex(*l)) {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-            }
+        if c == b'%'
+            && let (Some(h), Some(l)) = (b.get(i + 1), b.get(i + 2))
+            && let (Some(h), Some(l)) = (hex(*h), hex(*l))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
         }
         out.push(c);
         i += 1;

@@ -276,13 +276,17 @@ pub enum Transport {
 impl Transport {
     /// Parses a transport token (case-insensitive).
     pub fn parse(s: &str) -> Transport {
-        match s.to_ascii_uppercase().as_str() {
-            "UDP" => Transport::Udp,
-            "TCP" => Transport::Tcp,
-            "TLS" => Transport::Tls,
-            "SCTP" => Transport::Sctp,
-            other => Transport::Other(other.to_owned()),
+        for (name, t) in [
+            ("UDP", Transport::Udp),
+            ("TCP", Transport::Tcp),
+            ("TLS", Transport::Tls),
+            ("SCTP", Transport::Sctp),
+        ] {
+            if s.eq_ignore_ascii_case(name) {
+                return t;
+            }
         }
+        Transport::Other(s.to_ascii_uppercase())
     }
 
     /// Reliable (stream or SCTP) transports.
@@ -311,8 +315,6 @@ impl fmt::Display for Transport {
 /// One Via value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Via {
-    /// Protocol name and version, normally `SIP` and `2.0`.
-    pub protocol: (String, String),
     /// Transport.
     pub transport: Transport,
     /// sent-by host.
@@ -330,7 +332,6 @@ impl Via {
         let mut params = Params::new();
         params.0.push(Param::new("branch", branch));
         Via {
-            protocol: ("SIP".into(), "2.0".into()),
             transport,
             host,
             port,
@@ -392,7 +393,6 @@ impl Via {
         };
         let params = parse_header_params(&mut c)?;
         let via = Via {
-            protocol: (name.to_owned(), version.to_owned()),
             transport: Transport::parse(transport),
             host,
             port,
@@ -421,15 +421,15 @@ impl Via {
                 return Err("received is not an IP address".into());
             }
         }
-        if let Some(Some(p)) = self.params.get("rport") {
-            if parse_digits(p).is_none_or(|v| v > 65535) {
-                return Err("rport is not a port number".into());
-            }
+        if let Some(Some(p)) = self.params.get("rport")
+            && parse_digits(p).is_none_or(|v| v > 65535)
+        {
+            return Err("rport is not a port number".into());
         }
-        if let Some(t) = self.params.get("ttl") {
-            if t.and_then(parse_digits).is_none_or(|v| v > 255) {
-                return Err("ttl out of range 0-255".into());
-            }
+        if let Some(t) = self.params.get("ttl")
+            && t.and_then(parse_digits).is_none_or(|v| v > 255)
+        {
+            return Err("ttl out of range 0-255".into());
         }
         Ok(())
     }
@@ -487,11 +487,8 @@ fn parse_ip(v: &str) -> Option<IpAddr> {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}/{} {}",
-            self.protocol.0, self.protocol.1, self.transport, self.host
-        )?;
+        // The protocol is always SIP/2.0: anything else is rejected when parsing.
+        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
@@ -642,10 +639,10 @@ impl SessionExpires {
     /// Parses `delta-seconds *(;se-params)`.
     pub fn parse(s: &str) -> Result<Self, ValueError> {
         let (delta, params) = delta_with_params(s)?;
-        if let Some(r) = params.get("refresher") {
-            if !r.is_some_and(|v| v.eq_ignore_ascii_case("uac") || v.eq_ignore_ascii_case("uas")) {
-                return Err("refresher must be uac or uas".into());
-            }
+        if let Some(r) = params.get("refresher")
+            && !r.is_some_and(|v| v.eq_ignore_ascii_case("uac") || v.eq_ignore_ascii_case("uas"))
+        {
+            return Err("refresher must be uac or uas".into());
         }
         Ok(SessionExpires { delta, params })
     }
@@ -728,10 +725,7 @@ pub(crate) fn check_call_id(s: &str) -> Result<(), ValueError> {
 
 /// Validates the shape of a SIP-date (RFC 3261 §25.1: rfc1123-date, zone must be GMT).
 pub(crate) fn check_date(s: &str) -> Result<(), ValueError> {
-    let parts: Vec<&str> = s
-        .split(|c: char| c == ' ' || c == '\t')
-        .filter(|p| !p.is_empty())
-        .collect();
+    let parts: Vec<&str> = s.split([' ', '\t']).filter(|p| !p.is_empty()).collect();
     let [wkday, day, month, year, time, zone] = parts.as_slice() else {
         return Err("expected \"Wkd, DD Mon YYYY HH:MM:SS GMT\"".into());
     };

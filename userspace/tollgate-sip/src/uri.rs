@@ -207,10 +207,10 @@ impl SipUri {
                 if !check_escaped(u, is_user_char) {
                     return Err(format!("invalid character in user part {u:?}").into());
                 }
-                if let Some(p) = p {
-                    if !check_escaped(p, is_password_char) {
-                        return Err("invalid character in password".into());
-                    }
+                if let Some(p) = p
+                    && !check_escaped(p, is_password_char)
+                {
+                    return Err("invalid character in password".into());
                 }
                 (Some(u.to_owned()), p.map(str::to_owned))
             }
@@ -293,10 +293,10 @@ impl SipUri {
             }
         }
         for p in self.params.iter() {
-            if let Some(ov) = other.params.get(&p.name) {
-                if norm(Some(p.value.as_deref())) != norm(Some(ov)) {
-                    return false;
-                }
+            if let Some(ov) = other.params.get(&p.name)
+                && norm(Some(p.value.as_deref())) != norm(Some(ov))
+            {
+                return false;
             }
         }
         if self.headers.len() != other.headers.len() {
@@ -353,10 +353,9 @@ pub enum Uri {
 impl Uri {
     /// Parses an absolute URI (no surrounding whitespace or brackets allowed).
     pub fn parse(s: &str) -> Result<Self, ValueError> {
-        let colon = s.find(':').ok_or(ValueError::from(format!(
-            "no scheme in URI {:?}",
-            crate::params::truncate(s)
-        )))?;
+        let colon = s.find(':').ok_or_else(|| {
+            ValueError::from(format!("no scheme in URI {:?}", crate::params::truncate(s)))
+        })?;
         let scheme = s.get(..colon).unwrap_or("");
         let rest = s.get(colon + 1..).unwrap_or("");
         let scheme_ok = scheme

@@ -14,7 +14,7 @@ fn token() -> impl Strategy<Value = String> {
 fn host() -> impl Strategy<Value = Host> {
     prop_oneof![
         "[a-z]([a-z0-9-]{0,6}[a-z0-9])?(\\.[a-z][a-z0-9]{0,6}){0,3}"
-            .prop_map(|h| Host::parse(&h).unwrap()),
+            .prop_map(|h| Host::parse(&h).expect("generated host name is valid")),
         any::<[u8; 4]>().prop_map(|o| Host::ip(std::net::Ipv4Addr::from(o).into())),
         any::<[u16; 8]>().prop_map(|o| Host::ip(std::net::Ipv6Addr::from(o).into())),
     ]
@@ -62,7 +62,7 @@ fn method() -> impl Strategy<Value = Method> {
         Just(Method::Options),
         Just(Method::Bye),
         Just(Method::Update),
-        "[A-Z]{3,10}".prop_map(|m| Method::parse(&m).unwrap()),
+        "[A-Z]{3,10}".prop_map(|m| Method::parse(&m).expect("generated method is a token")),
     ]
 }
 
@@ -104,13 +104,14 @@ fn request() -> impl Strategy<Value = Message> {
                     NewRequest::new(method, Uri::Sip(uri), via, from, to, &call_id, cseq);
                 if with_contact {
                     spec.contact = Some(NameAddr::new(
-                        Uri::parse("sip:b2b@192.0.2.1;transport=tcp").unwrap(),
+                        Uri::parse("sip:b2b@192.0.2.1;transport=tcp").expect("literal URI"),
                     ));
                 }
                 let mut m = Message::new_request(spec);
                 for (n, v) in extra {
-                    m.headers
-                        .push(Header::new(HeaderName::parse(&n), v).unwrap());
+                    m.headers.push(
+                        Header::new(HeaderName::parse(&n), v).expect("generated header is valid"),
+                    );
                 }
                 let ct = (!body.is_empty()).then(MediaType::sdp);
                 m.set_body(ct, body);

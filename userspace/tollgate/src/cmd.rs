@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 pub mod daemon;
+pub mod sip;
 pub mod srtp;
 
 /// What `tollgate` can do.
@@ -16,6 +17,12 @@ pub enum Command {
     Version,
     /// Decrypt SDES-keyed SRTP/SRTCP in a capture into plain RTP/RTCP, or encrypt the reverse.
     Srtp(srtp::Args),
+    /// SIP tools (`tollgate sip lint FILE`).
+    Sip {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: sip::SipCommand,
+    },
 }
 
 /// Runs a subcommand and maps its outcome to the process exit code.
@@ -34,5 +41,6 @@ pub fn dispatch(cmd: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Srtp(a) => srtp::run(a),
+        Command::Sip { cmd } => sip::run(cmd),
     }
 }

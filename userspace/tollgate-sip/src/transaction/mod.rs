@@ -526,12 +526,18 @@ impl TransactionLayer {
             if let Some(k) = server_key(&msg, Some(Method::Invite), None) {
                 found = self.servers.get(&k).copied();
             }
-            if found.is_none() {
-                if let Some(k) = server_key(&msg, Some(Method::Invite), Some("")) {
-                    if matches!(k, ServerKey::Rfc2543 { .. }) {
-                        found = self.servers.get(&k).copied();
-                    }
-                }
+            if found.is_none()
+                && let Some(k) = server_key(&msg, Some(Method::Invite), Some(""))
+                && matches!(k, ServerKey::Rfc2543 { .. })
+            {
+                // RFC 2543 matching also needs the ACK's To tag to equal the tag of the
+                // response the transaction sent.
+                let ack_tag = msg.to().and_then(|t| t.tag());
+                found = self.servers.get(&k).copied().filter(|id| {
+                    self.txs
+                        .get(id)
+                        .is_some_and(|t| t.response_to_tag() == ack_tag)
+                });
             }
             match found {
                 Some(id) => {

@@ -140,12 +140,11 @@ impl Tx {
                     self.terminate(out);
                 }
             }
-            (Kind::ClientInvite, State::Accepted) => {
+            (Kind::ClientInvite, State::Accepted)
                 // RFC 6026 §8.4: further 2xx (retransmissions, forks) go to the TU.
-                if (200..300).contains(&code) {
+                if (200..300).contains(&code) => {
                     out.push(Out::Deliver(resp));
                 }
-            }
             (Kind::ClientNonInvite, State::Trying | State::Proceeding) => {
                 out.push(Out::Deliver(resp));
                 if code < 200 {
@@ -234,6 +233,11 @@ impl Tx {
             State::Accepted => out.push(Out::Ack(ack, flow)),
             _ => {}
         }
+    }
+
+    /// The To tag of the last response this server transaction sent.
+    pub(super) fn response_to_tag(&self) -> Option<&str> {
+        self.last_response.as_ref()?.to()?.tag()
     }
 
     /// A timer fired.

@@ -380,6 +380,13 @@ fn rfc2543_fallback_matching() {
     let resp = response(&req, 404, Some("t404"));
     l.send_response(tx, resp.clone(), t0).unwrap();
     actions(&mut l);
+    // An ACK whose To tag is not the one we sent does not match (§17.2.3, RFC 2543 rules).
+    let wrong = ack_for_non_2xx(&req, &response(&req, 404, Some("other"))).unwrap();
+    l.on_message(wrong, FLOW, t0);
+    assert!(matches!(
+        &actions(&mut l)[..],
+        [Action::Ack { tx: None, .. }]
+    ));
     // The ACK (To now carries our tag) still matches the INVITE transaction.
     let ack = ack_for_non_2xx(&req, &resp).unwrap();
     l.on_message(ack, FLOW, t0);
