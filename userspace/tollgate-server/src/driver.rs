@@ -325,12 +325,10 @@ impl Driver {
     }
 
     fn drop_conn(&mut self, conn: u64) {
-        if let Some(c) = self.conns.remove(&conn) {
-            if let Some(k) = c.key {
-                if self.by_addr.get(&k) == Some(&conn) {
-                    self.by_addr.remove(&k);
-                }
-            }
+        if let Some(k) = self.conns.remove(&conn).and_then(|c| c.key)
+            && self.by_addr.get(&k) == Some(&conn)
+        {
+            self.by_addr.remove(&k);
         }
     }
 
@@ -368,7 +366,16 @@ impl Driver {
                     });
                     let _ = self.cdrs.send((cdr, rx));
                 }
-                Output::Event(e) => self.event(e),
+                Output::Event(e) => {
+                    let calls_changed =
+                        matches!(e, CallEvent::Started { .. } | CallEvent::Ended { .. });
+                    self.event(e);
+                    if calls_changed {
+                        self.metrics
+                            .calls_active
+                            .set(self.core.active_calls() as i64);
+                    }
+                }
             }
         }
         // Keep the (now empty) allocation.

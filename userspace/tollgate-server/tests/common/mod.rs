@@ -1,0 +1,186 @@
+//! Running Tollgate in-process inside the lab's relay namespace, with the lab PKI.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    reason = "test helpers; not every test uses each one"
+)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tollgate_netlab::LabSpec;
+use tollgate_server::config::Config;
+use tollgate_server::driver::{Control, Summary};
+use tollgate_server::metrics::Metrics;
+use tollgate_simua::certs::LabPki;
+use tollgate_simua::scenario::Topology;
+
+pub const TOLLGATE_NAME: &str = "tollgate.int.example";
+pub const PROXY_NAME: &str = "proxy.int.example";
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("tg-e2e-{}-{tag}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn pki(dir: &Path, lab: &LabSpec) -> LabPki {
+    LabPki::create(
+        &dir.join("certs"),
+        &[TOLLGATE_NAME],
+        &[lab.int_net.relay.into()],
+        &[PROXY_NAME],
+        &[lab.int_net.peer.into()],
+    )
+    .unwrap()
+}
+
+/// The lab configuration for Tollgate.
+pub fn config_text(lab: &LabSpec, pki: &LabPki, dir: &Path, datapath: &str) -> String {
+    format!(
+        r#"
+[ext]
+interface = "{ext_if}"
+sip_listen = "{ext}:5060"
+media_address = "{ext}"
+
+[int]
+interface = "{int_if}"
+sip_listen = "{int}:5061"
+media_address = "{int}"
+next_hop = "{peer}:5061"
+next_hop_host = "{proxy}"
+
+[tls]
+cert = "{cert}"
+key = "{key}"
+ca = "{ca}"
+
+[[trunk]]
+name = "gw1"
+address = "{gw}"
+port = 5060
+inbound = [{{ match = '^0(\d+)$', replace = '+44$1' }}]
+outbound = [{{ match = '^\+44(\d+)$', replace = '0$1' }}]
+options_interval_s = 5
+
+[[route]]
+pattern = '^\+44'
+trunks = ["gw1"]
+
+[media]
+datapath = "{datapath}"
+workers = 1
+ext_ports = [30000, 30999]
+int_ports = [32000, 32999]
+inactivity_timeout_s = 20
+
+[ops]
+cdr_path = "{cdr}"
+"#,
+        ext_if = lab.ext_if,
+        int_if = lab.int_if,
+        ext = lab.ext_net.relay,
+        int = lab.int_net.relay,
+        peer = lab.int_net.peer,
+        gw = lab.ext_net.peer,
+        proxy = PROXY_NAME,
+        cert = pki.tollgate.cert.display(),
+        key = pki.tollgate.key.display(),
+        ca = pki.ca.display(),
+        cdr = dir.join("cdr.jsonl").display(),
+    )
+}
+
+pub fn topology(lab: &LabSpec, pki: &LabPki) -> Topology {
+    Topology {
+        gw_sip: SocketAddr::new(lab.ext_net.peer.into(), 5060),
+        int_sip: SocketAddr::new(lab.int_net.peer.into(), 5061),
+        tollgate_ext: SocketAddr::new(lab.ext_net.relay.into(), 5060),
+        tollgate_int: SocketAddr::new(lab.int_net.relay.into(), 5061),
+        tollgate_name: TOLLGATE_NAME.into(),
+        gw_ns: Some(lab.gw_ns.clone()),
+        int_ns: Some(lab.int_ns.clone()),
+        pki: pki.clone(),
+    }
+}
+
+/// Tollgate running in a thread inside the relay namespace.
+pub struct Server {
+    pub metrics: Arc<Metrics>,
+    control: tokio::sync::mpsc::UnboundedSender<Control>,
+    thread: std::thread::JoinHandle<Result<Summary, tollgate_netlab::LabError>>,
+}
+
+impl Server {
+    pub fn start(ns: &str, cfg: Config) -> Server {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = tollgate_netlab::spawn_in_netns(ns, move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                match tollgate_server::start(cfg).await {
+                    Ok(r) => {
+                        tx.send(Ok((Arc::clone(&r.metrics), r.control.clone())))
+                            .unwrap();
+                        r.wait().await
+                    }
+                    Err(e) => {
+                        tx.send(Err(e.to_string())).unwrap();
+                        Summary::default()
+                    }
+                }
+            })
+        })
+        .unwrap();
+        let (metrics, control) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("tollgate start: {e}"));
+        Server {
+            metrics,
+            control,
+            thread,
+        }
+    }
+
+    /// Drains (SIGTERM semantics) and returns what was left.
+    pub fn drain(self) -> Summary {
+        self.control
+            .send(Control::Drain {
+                deadline: Duration::from_secs(10),
+            })
+            .unwrap();
+        self.thread.join().unwrap().unwrap()
+    }
+
+    pub fn control(&self, c: Control) {
+        self.control.send(c).unwrap();
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics.render();
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}

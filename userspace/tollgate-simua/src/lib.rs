@@ -1,0 +1,21 @@
+//! A simulated PSTN gateway and a simulated internal endpoint, for the demo, the end-to-end
+//! tests and the call benchmarks.
+//!
+//! * [`certs`]: a lab CA and certificates (rcgen), written as PEM files.
+//! * [`tone`]: the 440 Hz G.711 test tone; every frame is a function of its sequence number, so
+//!   a receiver can check each packet arrived intact.
+//! * [`media`]: one call's RTP or SRTP stream: paced sender, verifying receiver, report.
+//! * [`ua`]: a SIP user agent over TCP or TLS that places calls, answers them, and hangs up.
+//!
+//! This is test equipment, not a product SIP stack: it speaks just enough SIP (reliable
+//! transports, one dialog per call, no forking) to drive Tollgate from both sides, and it
+//! reports everything it saw.
+
+pub mod certs;
+pub mod media;
+pub mod scenario;
+pub mod tone;
+pub mod ua;
+
+pub use media::{MediaConfig, MediaReport};
+pub use ua::{Call, Endpoint, EndpointConfig, UaError};
