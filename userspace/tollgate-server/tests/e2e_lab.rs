@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Scratch, Server, config_text, pki, topology};
+use common::{Scratch, Server, addrs};
 use tollgate_netlab::{LabSpec, skip_unless_root};
 use tollgate_server::config::Config;
 use tollgate_simua::scenario::{Direction, Parties, Plan};

@@ -5,6 +5,8 @@
 //! * [`tone`]: the 440 Hz G.711 test tone; every frame is a function of its sequence number, so
 //!   a receiver can check each packet arrived intact.
 //! * [`media`]: one call's RTP or SRTP stream: paced sender, verifying receiver, report.
+//! * [`labconf`]: the Tollgate configuration and topology of a lab (namespaces or loopback).
+//! * [`scenario`]: call plans between the two simulated parties, with per-call outcomes.
 //! * [`ua`]: a SIP user agent over TCP or TLS that places calls, answers them, and hangs up.
 //!
 //! This is test equipment, not a product SIP stack: it speaks just enough SIP (reliable
@@ -12,6 +14,7 @@
 //! reports everything it saw.
 
 pub mod certs;
+pub mod labconf;
 pub mod media;
 pub mod scenario;
 pub mod tone;

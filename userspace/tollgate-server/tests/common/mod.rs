@@ -5,8 +5,7 @@
     reason = "test helpers; not every test uses each one"
 )]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +13,7 @@ use tollgate_netlab::LabSpec;
 use tollgate_server::config::Config;
 use tollgate_server::driver::{Control, Summary};
 use tollgate_server::metrics::Metrics;
-use tollgate_simua::certs::LabPki;
-use tollgate_simua::scenario::Topology;
-
-pub const TOLLGATE_NAME: &str = "tollgate.int.example";
-pub const PROXY_NAME: &str = "proxy.int.example";
+use tollgate_simua::labconf::LabAddrs;
 
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -39,84 +34,17 @@ impl Drop for Scratch {
     }
 }
 
-pub fn pki(dir: &Path, lab: &LabSpec) -> LabPki {
-    LabPki::create(
-        &dir.join("certs"),
-        &[TOLLGATE_NAME],
-        &[lab.int_net.relay.into()],
-        &[PROXY_NAME],
-        &[lab.int_net.peer.into()],
-    )
-    .unwrap()
-}
-
-/// The lab configuration for Tollgate.
-pub fn config_text(lab: &LabSpec, pki: &LabPki, dir: &Path, datapath: &str) -> String {
-    format!(
-        r#"
-[ext]
-interface = "{ext_if}"
-sip_listen = "{ext}:5060"
-media_address = "{ext}"
-
-[int]
-interface = "{int_if}"
-sip_listen = "{int}:5061"
-media_address = "{int}"
-next_hop = "{peer}:5061"
-next_hop_host = "{proxy}"
-
-[tls]
-cert = "{cert}"
-key = "{key}"
-ca = "{ca}"
-
-[[trunk]]
-name = "gw1"
-address = "{gw}"
-port = 5060
-inbound = [{{ match = '^0(\d+)$', replace = '+44$1' }}]
-outbound = [{{ match = '^\+44(\d+)$', replace = '0$1' }}]
-options_interval_s = 5
-
-[[route]]
-pattern = '^\+44'
-trunks = ["gw1"]
-
-[media]
-datapath = "{datapath}"
-workers = 1
-ext_ports = [30000, 30999]
-int_ports = [32000, 32999]
-inactivity_timeout_s = 20
-
-[ops]
-cdr_path = "{cdr}"
-"#,
-        ext_if = lab.ext_if,
-        int_if = lab.int_if,
-        ext = lab.ext_net.relay,
-        int = lab.int_net.relay,
-        peer = lab.int_net.peer,
-        gw = lab.ext_net.peer,
-        proxy = PROXY_NAME,
-        cert = pki.tollgate.cert.display(),
-        key = pki.tollgate.key.display(),
-        ca = pki.ca.display(),
-        cdr = dir.join("cdr.jsonl").display(),
-    )
-}
-
-pub fn topology(lab: &LabSpec, pki: &LabPki) -> Topology {
-    Topology {
-        gw_sip: SocketAddr::new(lab.ext_net.peer.into(), 5060),
-        int_sip: SocketAddr::new(lab.int_net.peer.into(), 5061),
-        tollgate_ext: SocketAddr::new(lab.ext_net.relay.into(), 5060),
-        tollgate_int: SocketAddr::new(lab.int_net.relay.into(), 5061),
-        tollgate_name: TOLLGATE_NAME.into(),
+/// The lab's addresses as the simulated parties and the config generator see them.
+pub fn addrs(lab: &LabSpec) -> LabAddrs {
+    LabAddrs {
+        relay_ext: lab.ext_net.relay.into(),
+        relay_int: lab.int_net.relay.into(),
+        gw: lab.ext_net.peer.into(),
+        int: lab.int_net.peer.into(),
+        ext_if: lab.ext_if.clone(),
+        int_if: lab.int_if.clone(),
         gw_ns: Some(lab.gw_ns.clone()),
         int_ns: Some(lab.int_ns.clone()),
-        pki: pki.clone(),
     }
 }
 
