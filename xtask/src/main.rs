@@ -4,6 +4,7 @@
 
 mod bench;
 mod ci;
+mod demo;
 mod lab;
 mod setup;
 mod util;
@@ -26,6 +27,8 @@ enum Cmd {
     Lab(lab::Args),
     /// Everything CI checks: setup, fmt, clippy, all tests (namespace tests need root).
     Ci(ci::Args),
+    /// The main job: N calls each way through Tollgate in the lab, audio verified.
+    Demo(demo::Args),
     /// Benchmarks, reports under target/bench-report/ (`bench srtp`).
     Bench(bench::Args),
 }
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup(a) => setup::run(&a),
         Cmd::Lab(a) => lab::run(&a),
         Cmd::Ci(a) => ci::run(&a),
+        Cmd::Demo(a) => demo::run(&a),
         Cmd::Bench(a) => bench::run(&a),
     }
 }

@@ -145,6 +145,15 @@ fn index_of(number: &str) -> Option<usize> {
     number.get(number.len().checked_sub(4)?..)?.parse().ok()
 }
 
+/// Counts a finished call when dropped (whatever the outcome).
+struct Count(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Count {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 async fn finish(call: Call, hang_up: bool, talk: Duration) -> Result<(MediaReport, bool), UaError> {
     if hang_up {
         tokio::time::sleep(talk).await;
@@ -165,6 +174,7 @@ enum Cmd {
         Arc<Plan>,
         SocketAddr,
         String,
+        Arc<std::sync::atomic::AtomicUsize>,
         tokio::sync::oneshot::Sender<Vec<PartyOutcome>>,
     ),
     /// Take the plan's calls as callee.
@@ -191,7 +201,7 @@ async fn party_loop(
     let _ = ready.send(Ok(()));
     while let Some(cmd) = rx.recv().await {
         match cmd {
-            Cmd::Call(plan, target, server_name, done) => {
+            Cmd::Call(plan, target, server_name, progress, done) => {
                 let sem = Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1)));
                 let mut tasks = Vec::new();
                 for n in 0..plan.calls {
@@ -206,8 +216,10 @@ async fn party_loop(
                     };
                     let talk = plan.talk;
                     let server_name = server_name.clone();
+                    let progress = Arc::clone(&progress);
                     tasks.push(tokio::spawn(async move {
                         let _permit = permit;
+                        let _count = Count(progress);
                         let r = match ep
                             .call(target, &server_name, &from, &to, Duration::from_secs(30))
                             .await
@@ -298,6 +310,7 @@ pub struct Parties {
     gw: Option<PartyHandle>,
     int: Option<PartyHandle>,
     topo: Topology,
+    done: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Parties {
@@ -337,7 +350,13 @@ impl Parties {
             gw: Some(gw),
             int: Some(int),
             topo: topo.clone(),
+            done: Arc::default(),
         })
+    }
+
+    /// Calls finished by callers so far (for progress displays).
+    pub fn progress(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        Arc::clone(&self.done)
     }
 
     /// Runs a plan; returns one outcome per call.
@@ -369,7 +388,7 @@ impl Parties {
             .map_err(|_| "callee gone")?;
         caller
             .tx
-            .send(Cmd::Call(plan_a, target, name, ctx))
+            .send(Cmd::Call(plan_a, target, name, Arc::clone(&self.done), ctx))
             .map_err(|_| "caller gone")?;
         let caller_out = crx.blocking_recv().map_err(|_| "caller failed")?;
         let callee_out = arx.blocking_recv().map_err(|_| "callee failed")?;
