@@ -9,6 +9,9 @@ pub struct Args {
     /// Skip `cargo xtask setup` (when the machine is known to be ready).
     #[arg(long)]
     pub no_setup: bool,
+    /// Seconds per fuzz target (a bounded smoke run of each).
+    #[arg(long, default_value_t = 20)]
+    pub fuzz_seconds: u64,
 }
 
 fn cargo(args: &[&str]) -> Command {

@@ -5,6 +5,7 @@
 mod bench;
 mod ci;
 mod demo;
+mod fuzz;
 mod lab;
 mod setup;
 mod util;
@@ -29,6 +30,8 @@ enum Cmd {
     Ci(ci::Args),
     /// The main job: N calls each way through Tollgate in the lab, audio verified.
     Demo(demo::Args),
+    /// A bounded run of every cargo-fuzz target (nightly).
+    Fuzz(fuzz::Args),
     /// Benchmarks, reports under target/bench-report/ (`bench srtp`).
     Bench(bench::Args),
 }
@@ -40,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Lab(a) => lab::run(&a),
         Cmd::Ci(a) => ci::run(&a),
         Cmd::Demo(a) => demo::run(&a),
+        Cmd::Fuzz(a) => fuzz::run(&a),
         Cmd::Bench(a) => bench::run(&a),
     }
 }
