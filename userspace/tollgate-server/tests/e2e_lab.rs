@@ -21,10 +21,11 @@ fn both_directions(datapath: &str) {
         .up_guarded()
         .expect("lab up");
     let dir = Scratch::new(datapath);
-    let pki = pki(&dir.0, lab.spec());
-    let cfg =
-        Config::parse(&config_text(lab.spec(), &pki, &dir.0, datapath), &dir.0).expect("config");
-    let topo = topology(lab.spec(), &pki);
+    let a = addrs(lab.spec());
+    let pki = a.pki(&dir.0.join("certs")).expect("certificates");
+    let text = a.tollgate_config(&pki, datapath, 1, &dir.0.join("cdr.jsonl"), None);
+    let cfg = Config::parse(&text, &dir.0).expect("config");
+    let topo = a.topology(&pki);
     let parties = Parties::start(&topo, Duration::from_millis(100), true).expect("endpoints");
     let server = Server::start(&lab.relay_ns, cfg);
     let plan = |direction, first_index| Plan {
