@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tollgate_b2bua::{
     B2bua, CallEvent, CallId, Cdr, Config, ConnId, ExtConfig, Input, IntConfig, Output, Rewrite,
-    Route, Side, Target, TimerId, Trunk, Transport,
+    Route, Side, Target, TimerId, Transport, Trunk,
 };
 use tollgate_relay::MediaFlowSpec;
 use tollgate_sip::{HeaderName, Message, StartLine};
@@ -498,7 +498,9 @@ pub fn ev_refused(h: &H) -> Vec<(String, u16)> {
     h.events
         .iter()
         .filter_map(|e| match e {
-            CallEvent::Refused { reason, status, .. } => Some((reason.as_str().to_owned(), *status)),
+            CallEvent::Refused { reason, status, .. } => {
+                Some((reason.as_str().to_owned(), *status))
+            }
             _ => None,
         })
         .collect()
@@ -510,7 +512,11 @@ pub fn assert_clean(h: &mut H) {
     h.advance(Duration::from_secs(200));
     assert_eq!(h.b.active_calls(), 0, "calls left");
     assert_eq!(h.b.allocated_ports(), (0, 0), "ports left");
-    assert!(h.installed.is_empty(), "flows left: {:?}", h.installed.keys());
+    assert!(
+        h.installed.is_empty(),
+        "flows left: {:?}",
+        h.installed.keys()
+    );
     assert_eq!(h.b.transactions(), 0, "transactions left");
     assert_eq!(h.installs, h.removes);
     assert_eq!(h.b.armed_timers(), 0, "timers left");
