@@ -48,6 +48,9 @@ pub(crate) enum TimerPurpose {
     Session(CallId, Side),
     /// Bound on an abandoned INVITE client transaction.
     OrphanGuard(TxId),
+    /// Bound on a relayed re-INVITE or our refresh re-INVITE that got a provisional and no
+    /// final response (RFC 3261 Timer C).
+    InviteGuard(CallId, TxId),
     /// A trunk's OPTIONS keepalive.
     Keepalive(String),
 }
@@ -509,6 +512,7 @@ impl B2bua {
                 }
             }
             TimerPurpose::Keepalive(name) => self.on_keepalive_timer(&name, now, out),
+            TimerPurpose::InviteGuard(call, tx) => self.on_invite_guard(call, tx, now, out),
         }
     }
 
@@ -1154,6 +1158,9 @@ impl B2bua {
         }
         // Relays in flight: answer the requester, abandon the relayed INVITE.
         for r in std::mem::take(&mut call.relays) {
+            if let Some(g) = r.guard {
+                self.cancel_timer(g, out);
+            }
             if self.layer.state(r.server_tx).is_some() {
                 let code = if r.method == Method::Invite { 487 } else { 481 };
                 self.reply(r.server_tx, code, None, now, |_| {});
@@ -1164,6 +1171,9 @@ impl B2bua {
         }
         if let Some((_, tx, Method::Invite)) = call.refresh.take() {
             self.orphan_invite(tx, now, out);
+        }
+        if let Some(g) = call.refresh_guard.take() {
+            self.cancel_timer(g, out);
         }
         for leg in &mut call.legs {
             if let Some(t) = leg.session.as_mut().and_then(|s| s.timer.take()) {

@@ -375,6 +375,7 @@ impl B2bua {
             ack_wait: None,
             relays: Vec::new(),
             refresh: None,
+            refresh_guard: None,
             numbers,
             trunk: Some(trunk.name.clone()),
             learn_ns: u64::try_from(trunk.nat_learn.as_nanos()).unwrap_or(u64::MAX),

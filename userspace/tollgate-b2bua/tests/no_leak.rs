@@ -83,6 +83,12 @@ fn structured_sequences_never_leak() {
     println!(
         "structured: 300 sequences, {total_inputs} inputs, {total_calls} calls, {answered} answered, {flows} flows; CDR causes {causes:?}"
     );
-    assert!(total_calls > 300, "the generator must create calls ({total_calls})");
-    assert!(answered > 100, "the generator must answer calls ({answered})");
+    assert!(
+        total_calls > 300,
+        "the generator must create calls ({total_calls})"
+    );
+    assert!(
+        answered > 100,
+        "the generator must answer calls ({answered})"
+    );
 }

@@ -1391,3 +1391,26 @@ fn unknown_dialog_481() {
     h.gw(&gw.request("BYE", "", None));
     assert_clean(&mut h);
 }
+
+/// Timer C on a relayed re-INVITE: the gateway answers 180 and then nothing; after the
+/// no-answer time the re-INVITE is CANCELed, the requester gets 487 and the call ends.
+#[test]
+fn stuck_reinvite_is_bounded() {
+    let mut h = H::new(config());
+    let (_, mut int, _) = inbound_answered(&mut h, "tc", "");
+    let out = h.int(&int.request("INVITE", "", Some(&int_offer("a=sendonly", "203.0.113.20"))));
+    let reinv = sent(&out, Side::Ext)[0].clone();
+    h.gw(&reply(&reinv, 180, "Ringing", None, None, "", None));
+    let out = h.advance(Duration::from_secs(181));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: BYE sip:gw@192.0.2.10:5060;transport=tcp",
+            "int: BYE sip:alice@203.0.113.20:5061;transport=tls",
+            "int: 487 Request Terminated",
+            "ext: CANCEL sip:gw@192.0.2.10:5060;transport=tcp"
+        ]
+    );
+    assert_eq!(h.cdrs.last().unwrap().cause, EndCause::Timeout);
+    assert_clean(&mut h);
+}

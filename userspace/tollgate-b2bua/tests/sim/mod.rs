@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tollgate_b2bua::{
-    B2bua, CallEvent, CallId, Config, ConnId, ExtConfig, Input, IntConfig, Output, Rewrite,
-    Route, Side, Target, TimerId, Transport, Trunk,
+    B2bua, CallEvent, CallId, Config, ConnId, ExtConfig, Input, IntConfig, Output, Rewrite, Route,
+    Side, Target, TimerId, Transport, Trunk,
 };
 use tollgate_sip::{HeaderName, Message};
 
@@ -122,7 +122,11 @@ fn conn_for(side: Side, target: Target) -> PeerConn {
         },
     }
     .filter(|p| p.side == side)
-    .unwrap_or(if side == Side::Ext { CONNS[0] } else { CONNS[3] })
+    .unwrap_or(if side == Side::Ext {
+        CONNS[0]
+    } else {
+        CONNS[3]
+    })
 }
 
 /// A peer's view of a dialog.
@@ -220,7 +224,11 @@ impl Sim {
                 }
                 Output::RemoveMedia { call, flow } => {
                     let c = self.installed.remove(&flow);
-                    assert_eq!(c, Some(call), "RemoveMedia of a flow not installed by the call");
+                    assert_eq!(
+                        c,
+                        Some(call),
+                        "RemoveMedia of a flow not installed by the call"
+                    );
                     self.removes += 1;
                 }
                 Output::Cdr(cdr) => {
@@ -248,7 +256,9 @@ impl Sim {
         let (Some(code), Some(tag)) = (msg.status(), msg.to().and_then(|t| t.tag())) else {
             return;
         };
-        let is_invite = msg.cseq().is_some_and(|c| c.method == tollgate_sip::Method::Invite);
+        let is_invite = msg
+            .cseq()
+            .is_some_and(|c| c.method == tollgate_sip::Method::Invite);
         if !(101..300).contains(&code) || !is_invite {
             return;
         }
@@ -388,10 +398,17 @@ impl Sim {
         if code > 100 && !to.contains("tag=") {
             to.push_str(&format!(";tag=r{}", sel % 2));
         }
-        s.push_str(&format!("To: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n", req.call_id().unwrap_or(""), hdr(&req, "CSeq")));
+        s.push_str(&format!(
+            "To: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n",
+            req.call_id().unwrap_or(""),
+            hdr(&req, "CSeq")
+        ));
         s.push_str(&format!("Contact: <sip:peer@{}>\r\n", pc.peer));
         if code == 183 && sel & 4 != 0 {
-            s.push_str(&format!("Require: 100rel\r\nRSeq: {}\r\n", 1 + u32::from(sel)));
+            s.push_str(&format!(
+                "Require: 100rel\r\nRSeq: {}\r\n",
+                1 + u32::from(sel)
+            ));
         }
         if code == 422 {
             s.push_str("Min-SE: 150\r\n");
@@ -402,7 +419,10 @@ impl Sim {
         let with_body = matches!(code, 183 | 200) && sel & 16 == 0;
         if with_body {
             let b = Self::peer_sdp(side, sel >> 5);
-            s.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}", b.len()));
+            s.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ));
         } else {
             s.push_str("Content-Length: 0\r\n\r\n");
         }
@@ -420,7 +440,11 @@ impl Sim {
                 cseq: 500,
                 invite: None,
             };
-            if !self.dialogs.iter().any(|x| x.call_id == d.call_id && x.me == d.me) {
+            if !self
+                .dialogs
+                .iter()
+                .any(|x| x.call_id == d.call_id && x.me == d.me)
+            {
                 push_bounded(&mut self.dialogs, d, 16);
             }
         }
@@ -442,7 +466,9 @@ impl Sim {
             // CANCEL of the peer's initial INVITE (same branch, no To tag).
             let Some(inv) = d.invite.clone() else { return };
             let pc = d.pc;
-            let Ok(m) = Message::parse(inv.as_bytes()) else { return };
+            let Ok(m) = Message::parse(inv.as_bytes()) else {
+                return;
+            };
             let text = format!(
                 "CANCEL {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
                 m.request_uri().map(ToString::to_string).unwrap_or_default(),
@@ -512,7 +538,11 @@ impl Sim {
                     2 => None,
                     _ => Some(GW_BAD),
                 };
-                let user = if a & 0x80 != 0 { "00331234" } else { "02079460000" };
+                let user = if a & 0x80 != 0 {
+                    "00331234"
+                } else {
+                    "02079460000"
+                };
                 self.new_invite(pc, user, extra, body);
             }
             2 => {
@@ -527,12 +557,18 @@ impl Sim {
                     2 => None,
                     _ => Some(INT_BAD),
                 };
-                let extra = if c & 4 != 0 { "Supported: 100rel, timer\r\n" } else { "" };
+                let extra = if c & 4 != 0 {
+                    "Supported: 100rel, timer\r\n"
+                } else {
+                    ""
+                };
                 self.new_invite(pc, user, extra, body);
             }
             3..=5 => self.respond(a, b, c),
             6 | 7 => self.dialog_request(a, b, c),
-            8 => self.advance(Duration::from_millis(u64::from(a) * 1000 + u64::from(b) * 4)),
+            8 => self.advance(Duration::from_millis(
+                u64::from(a) * 1000 + u64::from(b) * 4,
+            )),
             9 => {
                 self.fire_next(None);
             }
@@ -549,7 +585,10 @@ impl Sim {
                     1 => (Side::Ext, "192.0.2.20:5060"),
                     _ => (Side::Int, "203.0.113.10:5061"),
                 };
-                self.input(Input::ConnectFailed { side, addr: addr(a) });
+                self.input(Input::ConnectFailed {
+                    side,
+                    addr: addr(a),
+                });
             }
             12 => {
                 let call = if self.started.is_empty() || b & 1 != 0 {
@@ -642,11 +681,19 @@ impl Sim {
         if self.b.armed_timers() != 0 {
             errs.push(format!("{} core timers left", self.b.armed_timers()));
         }
-        let missing: Vec<_> = self.started.iter().filter(|c| !self.cdrs.contains(c)).collect();
+        let missing: Vec<_> = self
+            .started
+            .iter()
+            .filter(|c| !self.cdrs.contains(c))
+            .collect();
         if !missing.is_empty() {
             errs.push(format!("calls without CDR: {missing:?}"));
         }
-        if errs.is_empty() { Ok(()) } else { Err(errs.join("; ")) }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs.join("; "))
+        }
     }
 
     /// Calls that started (for statistics).
