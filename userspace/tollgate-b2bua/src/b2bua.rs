@@ -32,6 +32,9 @@ use crate::types::{
     Transport,
 };
 
+/// The CSPRNG the core draws SRTP keys, tags, Call-IDs and branches from.
+pub type Rng = Box<dyn FnMut(&mut [u8]) + Send>;
+
 /// Methods Tollgate serves (Allow).
 pub(crate) const ALLOW: &[&str] = &[
     "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "PRACK", "UPDATE", "INFO",
@@ -152,7 +155,7 @@ pub(crate) enum Failure {
 /// The B2BUA core. One instance serves every call of a Tollgate process.
 pub struct B2bua {
     pub(crate) cfg: Config,
-    pub(crate) rng: Box<dyn FnMut(&mut [u8]) + Send>,
+    pub(crate) rng: Rng,
     pub(crate) rewrite: RewriteConfig,
     pub(crate) layer: TransactionLayer,
     /// Every branch we generate starts with this (loop detection).
@@ -264,7 +267,7 @@ fn hex_into(s: &mut String, bytes: &[u8]) {
 impl B2bua {
     /// A core for `cfg` (validate it with [`Config::validate`] first); `rng` is a CSPRNG
     /// (SRTP keys, tags, Call-IDs, branches).
-    pub fn new(cfg: Config, mut rng: Box<dyn FnMut(&mut [u8]) + Send>) -> B2bua {
+    pub fn new(cfg: Config, mut rng: Rng) -> B2bua {
         let mut inst = [0u8; 4];
         rng(&mut inst);
         let mut branch_prefix = String::from("z9hG4bKtg");

@@ -7,11 +7,13 @@
 //! AVP <-> SAVP offer/answer rewrite) and programs the media relay with
 //! `tollgate-relay` [`MediaFlowSpec`](tollgate_relay::MediaFlowSpec)s.
 //!
-//! * [`types`]: the driver contract ([`Input`], [`Output`], [`Cdr`], [`CallEvent`], ids).
-//! * [`config`]: [`Config`] (sides, trunks, routes, media, SIP settings) and number rewriting.
-//! * [`b2bua`]: [`B2bua`], the state machine the driver calls.
-//! * [`ports`]: relay port pools.
-//! * [`error`]: [`ConfigError`].
+//! * [`types`] — the driver contract ([`Input`], [`Output`], [`Cdr`], [`CallEvent`], ids).
+//! * [`config`] — [`Config`] (sides, trunks, routes, media, SIP settings), number rewriting.
+//! * [`b2bua`] — [`B2bua`], the state machine the driver calls; call setup and in-dialog
+//!   handling live in private modules (`setup`, `indialog`), per-call state in `call`, the
+//!   plan-to-flow mapping in `media`.
+//! * [`ports`] — relay port pools.
+//! * [`error`] — [`ConfigError`].
 
 pub mod b2bua;
 mod call;
@@ -23,7 +25,7 @@ pub mod ports;
 mod setup;
 pub mod types;
 
-pub use b2bua::B2bua;
+pub use b2bua::{B2bua, Rng};
 pub use config::{
     Config, ExtConfig, IntConfig, MediaConfig, Rewrite, Route, SipConfig, Trunk, normalize,
 };

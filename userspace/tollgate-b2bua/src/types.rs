@@ -165,6 +165,10 @@ pub enum Input {
 
 /// An action for the driver.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "outputs are moved once into the driver's Vec; boxing would add an allocation per message"
+)]
 pub enum Output {
     /// Encode `msg` and write it on `target` (opening or reusing a connection for `Addr`).
     Send {

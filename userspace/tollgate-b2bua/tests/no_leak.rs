@@ -4,6 +4,11 @@
 //! timer has fired, no call, port, flow, transaction or timer is left, every flow install was
 //! matched by a removal and every call that started has its CDR.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 mod sim;
 
 use proptest::prelude::*;

@@ -2,6 +2,11 @@
 //! B2BUA, driven with SIP text on both legs and a simulated clock, asserting the messages sent
 //! (start lines and key headers), the media flows and the CDRs.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::time::Duration;

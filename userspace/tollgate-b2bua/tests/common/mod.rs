@@ -26,7 +26,7 @@ pub fn addr(s: &str) -> SocketAddr {
 }
 
 /// xorshift64* (deterministic test randomness).
-pub fn rng(seed: u64) -> Box<dyn FnMut(&mut [u8]) + Send> {
+pub fn rng(seed: u64) -> tollgate_b2bua::Rng {
     let mut x = seed | 1;
     Box::new(move |buf: &mut [u8]| {
         for b in buf.iter_mut() {

@@ -25,7 +25,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 /// Deterministic randomness for the core.
-fn rng(seed: u64) -> Box<dyn FnMut(&mut [u8]) + Send> {
+fn rng(seed: u64) -> tollgate_b2bua::Rng {
     let mut x = seed | 1;
     Box::new(move |buf: &mut [u8]| {
         for b in buf.iter_mut() {
@@ -500,7 +500,9 @@ impl Sim {
             extra.push_str("Session-Expires: 120;refresher=uac\r\nSupported: timer\r\n");
         }
         let body = match method {
-            "INVITE" | "UPDATE" if method_sel % 2 == 0 => Some(Self::peer_sdp(pc.side, sel >> 2)),
+            "INVITE" | "UPDATE" if method_sel.is_multiple_of(2) => {
+                Some(Self::peer_sdp(pc.side, sel >> 2))
+            }
             "ACK" if sel & 2 != 0 => Some(Self::peer_sdp(pc.side, 0)),
             _ => None,
         };
