@@ -256,6 +256,13 @@ pub(crate) fn map_status(code: u16) -> u16 {
     }
 }
 
+/// `now + d`, saturating far in the future instead of overflowing.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 fn hex_into(s: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
@@ -673,23 +680,6 @@ impl B2bua {
         msg: &Message,
     ) -> Option<(Option<Message>, RefuseReason, u16)> {
         let is_ack = msg.method() == Some(&Method::Ack);
-        let tag = self.new_tag();
-        let respond = |code: u16| {
-            if is_ack {
-                None
-            } else {
-                Some(Message::response_to(msg, code, None, Some(&tag)))
-            }
-        };
-        if side == Side::Ext && self.trunk_by_ip(peer.ip()).is_none() {
-            return Some((respond(403), RefuseReason::UnknownTrunk, 403));
-        }
-        if msg.headers.vias().any(|v| {
-            v.branch()
-                .is_some_and(|b| b.starts_with(&self.branch_prefix))
-        }) {
-            return Some((respond(482), RefuseReason::Loop, 482));
-        }
         let supported: &[&str] = if self.cfg.sip.prack_passthrough {
             &["timer", "100rel"]
         } else {
@@ -699,17 +689,33 @@ impl B2bua {
             supported,
             ..UaPolicy::default()
         };
-        if let Err(e) = check_request(msg, &policy) {
-            let status = e.response().map_or(0, |(c, _)| c);
-            let reason = if status == 483 {
+        let (code, reason, err) = if side == Side::Ext && self.trunk_by_ip(peer.ip()).is_none() {
+            (403, RefuseReason::UnknownTrunk, None)
+        } else if msg.headers.vias().any(|v| {
+            v.branch()
+                .is_some_and(|b| b.starts_with(&self.branch_prefix))
+        }) {
+            (482, RefuseReason::Loop, None)
+        } else if let Err(e) = check_request(msg, &policy) {
+            let code = e.response().map_or(0, |(c, _)| c);
+            let reason = if code == 483 {
                 RefuseReason::TooManyHops
             } else {
                 RefuseReason::Unsupported
             };
-            let resp = if is_ack { None } else { e.error_response(&tag) };
-            return Some((resp, reason, status));
+            (code, reason, Some(e))
+        } else {
+            return None;
+        };
+        if is_ack {
+            return Some((None, reason, code));
         }
-        None
+        let tag = self.new_tag();
+        let resp = match err {
+            Some(e) => e.error_response(&tag),
+            None => Some(Message::response_to(msg, code, None, Some(&tag))),
+        };
+        Some((resp, reason, code))
     }
 
     fn on_invalid(
@@ -1064,7 +1070,7 @@ impl B2bua {
         if cancel_now {
             self.send_cancel(tx, now);
         }
-        let guard_at = now + self.layer.config().timeout().saturating_mul(2);
+        let guard_at = later(now, self.layer.config().timeout().saturating_mul(2));
         let guard = self.set_timer(TimerPurpose::OrphanGuard(tx), guard_at, out);
         self.orphans.insert(
             tx,
@@ -1202,7 +1208,7 @@ impl B2bua {
         let ext_call_id = call.leg(Side::Ext).call_id.clone();
         let int_call_id = call.leg(Side::Int).call_id.clone();
         let n = std::mem::take(&mut call.numbers);
-        out.push(Output::Cdr(Box::new(Cdr {
+        out.push(Output::Cdr(Cdr {
             call: id,
             direction: call.direction,
             trunk: call.trunk.take(),
@@ -1218,7 +1224,7 @@ impl B2bua {
             cause,
             status: final_status,
             flows: call.flow_ids,
-        })));
+        }));
     }
 
     // ----- keepalives, reload --------------------------------------------------------------
@@ -1298,7 +1304,7 @@ impl B2bua {
         }
         let id = self.set_timer(
             TimerPurpose::Keepalive(name.to_owned()),
-            now + trunk.keepalive,
+            later(now, trunk.keepalive),
             out,
         );
         if let Some(s) = self.trunk_state.get_mut(name) {
@@ -1367,7 +1373,8 @@ impl B2bua {
             return;
         };
         let old = s.timer.take();
-        let interval = u64::from(s.interval);
+        // RFC 4028's floor, whatever a peer said.
+        let interval = u64::from(s.interval.max(90));
         let delay = after.unwrap_or_else(|| {
             if s.we_refresh {
                 Duration::from_secs(interval / 2)
@@ -1378,7 +1385,7 @@ impl B2bua {
         if let Some(t) = old {
             self.cancel_timer(t, out);
         }
-        let id = self.set_timer(TimerPurpose::Session(call, side), now + delay, out);
+        let id = self.set_timer(TimerPurpose::Session(call, side), later(now, delay), out);
         if let Some(s) = self
             .calls
             .get_mut(&call)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
 
-use crate::b2bua::{ALLOW, B2bua, TimerPurpose, add_header, copy_headers, dialog_key};
+use crate::b2bua::{ALLOW, B2bua, TimerPurpose, add_header, copy_headers, dialog_key, later};
 use crate::call::{AckPlan, AckWait, OfferState, Relay, TxRole};
 use crate::setup::{sdp_body, set_sdp, set_session_expires};
 use crate::types::{CallId, ConnId, EndCause, Output, RefuseReason, Side};
@@ -193,7 +193,7 @@ impl B2bua {
         self.register_tx(id, server_tx, TxRole::RelayServer);
         self.register_tx(id, client_tx, TxRole::RelayClient);
         let guard = (method == Method::Invite).then(|| {
-            let at = now + self.cfg.sip.no_answer();
+            let at = later(now, self.cfg.sip.no_answer());
             self.set_timer(TimerPurpose::InviteGuard(id, client_tx), at, out)
         });
         if let Some(c) = self.calls.get_mut(&id) {
@@ -626,7 +626,7 @@ impl B2bua {
             Some(tx) => {
                 self.register_tx(id, tx, TxRole::Refresh(side));
                 let guard = (method == Method::Invite).then(|| {
-                    let at = now + self.cfg.sip.no_answer();
+                    let at = later(now, self.cfg.sip.no_answer());
                     self.set_timer(TimerPurpose::InviteGuard(id, tx), at, out)
                 });
                 if let Some(c) = self.calls.get_mut(&id) {

@@ -13,7 +13,7 @@ use tollgate_sip::{
 };
 
 use crate::b2bua::{
-    ALLOW, B2bua, Failure, TimerPurpose, add_header, copy_headers, dialog_key, map_status,
+    ALLOW, B2bua, Failure, TimerPurpose, add_header, copy_headers, dialog_key, later, map_status,
 };
 use crate::call::{AckPlan, AckWait, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole};
 use crate::config::normalize;
@@ -105,6 +105,20 @@ impl B2bua {
             .from()
             .and_then(|f| uri_user(&f.uri))
             .unwrap_or_else(|| "anonymous".to_owned());
+
+        if called_received.is_empty() {
+            self.refuse(
+                tx,
+                side,
+                peer,
+                &inv,
+                484,
+                RefuseReason::BadRequest,
+                now,
+                out,
+            );
+            return;
+        }
 
         // Trunk (inbound) or route (outbound).
         let (trunk, caller_fallback, callee_fallback, failover) = match direction {
@@ -348,7 +362,8 @@ impl B2bua {
             self.by_dialog
                 .insert(dialog_key(leg.side, &leg.call_id, &leg.local_tag), id);
         }
-        let no_answer = self.set_timer(TimerPurpose::NoAnswer(id), now + sip.no_answer(), out);
+        let no_answer =
+            self.set_timer(TimerPurpose::NoAnswer(id), later(now, sip.no_answer()), out);
         let call = Call {
             direction,
             start: now,

@@ -207,7 +207,7 @@ pub enum Output {
     },
     /// One CDR per call, emitted after all its [`Output::RemoveMedia`] (the driver adds the
     /// media counters it read for the call's flows).
-    Cdr(Box<Cdr>),
+    Cdr(Cdr),
     /// For metrics and logs.
     Event(CallEvent),
 }

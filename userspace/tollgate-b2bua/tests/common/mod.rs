@@ -137,7 +137,7 @@ impl H {
                         "second CDR for call {}",
                         cdr.call
                     );
-                    self.cdrs.push((**cdr).clone());
+                    self.cdrs.push(cdr.clone());
                 }
                 Output::Event(e) => self.events.push(e.clone()),
                 Output::Send { .. } => {}
