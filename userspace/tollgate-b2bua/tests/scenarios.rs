@@ -1419,3 +1419,115 @@ fn stuck_reinvite_is_bounded() {
     assert_eq!(h.cdrs.last().unwrap().cause, EndCause::Timeout);
     assert_clean(&mut h);
 }
+
+/// UPDATE with a new offer from the gateway (RFC 3311), then a re-INVITE from the internal
+/// side with a new SRTP key (re-keying): each updates the flow in place.
+#[test]
+fn update_and_rekeying() {
+    let mut h = H::new(config());
+    let (mut gw, mut int, _) = inbound_answered(&mut h, "uk", "");
+    let flow_id = *h.installed.keys().next().unwrap();
+    let moved = gw_offer().replace("c=IN IP4 192.0.2.10", "c=IN IP4 192.0.2.11");
+    let out = h.gw(&gw.request("UPDATE", "", Some(&moved)));
+    assert_eq!(
+        lines(&out),
+        vec!["int: UPDATE sip:alice@203.0.113.20:5061;transport=tls"]
+    );
+    let upd = sent(&out, Side::Int)[0].clone();
+    assert!(body(&upd).contains("RTP/SAVP"));
+    let out = h.int(&reply(
+        &upd,
+        200,
+        "OK",
+        None,
+        Some(int_contact()),
+        "",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    assert_eq!(lines(&out), vec!["ext: 200 OK"]);
+    assert!(body(&sent(&out, Side::Ext)[0]).contains("RTP/AVP"));
+    let spec = &h.installed[&flow_id].1;
+    assert_eq!(spec.ext.remote_rtp, Some(addr("192.0.2.11:40000")));
+
+    // Re-keying from the internal side.
+    let rekey = int_offer("a=sendrecv", "203.0.113.20")
+        .replace(KEY1, "inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk")
+        .replace(
+            &format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 {KEY2}\r\n"),
+            "",
+        );
+    let out = h.int(&int.request("INVITE", "", Some(&rekey)));
+    let reinv = sent(&out, Side::Ext)[0].clone();
+    assert!(!body(&reinv).contains("crypto"));
+    h.gw(&reply(
+        &reinv,
+        200,
+        "OK",
+        None,
+        Some("<sip:gw@192.0.2.10:5060;transport=tcp>"),
+        "",
+        Some(&gw_answer("a=sendrecv")),
+    ));
+    match &h.installed[&flow_id].1.int_to_ext {
+        TransformSpec::Unprotect(k) => {
+            assert_eq!(
+                k.to_sdes(),
+                "inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk"
+            );
+        }
+        t => panic!("{t:?}"),
+    }
+    h.int(&int.request("ACK", "", None));
+    h.int(&int.request("BYE", "", None));
+    assert_clean(&mut h);
+}
+
+/// Reload: new routes and limits apply to new calls; the call in progress continues.
+#[test]
+fn reload_keeps_calls() {
+    let mut h = H::new(config());
+    let (mut gw, _, _) = inbound_answered(&mut h, "rl", "");
+    let mut cfg = config();
+    cfg.routes = vec![tollgate_b2bua::Route::new(r"^\+", &["gw2"]).unwrap()];
+    cfg.sip.max_calls = 1;
+    h.input(Input::Reload(Box::new(cfg)));
+    assert_eq!(h.b.active_calls(), 1);
+    // max_calls = 1: a second call is refused while the first runs.
+    let out = h.int(&int_invite(
+        "rl2",
+        "+442079460001",
+        "",
+        Some(&int_offer("a=sendrecv", "203.0.113.20")),
+    ));
+    assert_eq!(
+        lines(&out),
+        vec!["int: 100 Trying", "int: 503 Service Unavailable"]
+    );
+    let out = h.gw(&gw.request("BYE", "", None));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: 200 OK",
+            "int: BYE sip:alice@203.0.113.20:5061;transport=tls"
+        ]
+    );
+    // Now the new route (gw2 only) is used.
+    let out = h.int(&int_invite(
+        "rl3",
+        "+442079460001",
+        "",
+        Some(&int_offer("a=sendrecv", "203.0.113.20")),
+    ));
+    assert_eq!(
+        lines(&out)[1],
+        "ext: INVITE sip:00442079460001@192.0.2.20:5060"
+    );
+    let inv = sent(&out, Side::Ext)[0].clone();
+    h.msg(
+        Side::Ext,
+        2,
+        "192.0.2.20:42000",
+        &reply(&inv, 404, "Not Found", Some("n"), None, "", None),
+    );
+    assert_clean(&mut h);
+}
