@@ -122,6 +122,8 @@ pub(crate) struct Setup {
     pub(crate) retried_422: bool,
     /// Reliable provisionals relayed to the caller.
     pub(crate) pracks: Vec<PrackMap>,
+    /// Highest RSeq seen per callee early dialog (To tag).
+    pub(crate) rseqs: Vec<(String, u32)>,
     /// The no-answer timer.
     pub(crate) no_answer: Option<TimerId>,
 }

@@ -385,6 +385,7 @@ impl B2bua {
                 min_se,
                 retried_422: false,
                 pracks: Vec::new(),
+                rseqs: Vec::new(),
                 no_answer: Some(no_answer),
             }),
             ack_wait: None,
@@ -588,6 +589,20 @@ impl B2bua {
             .require()
             .any(|t| t.eq_ignore_ascii_case("100rel"))
             && msg.headers.rseq().is_some();
+        if reliable {
+            // RFC 3262 §4: a retransmission (RSeq not above the last one of that early
+            // dialog) is neither PRACKed nor relayed again.
+            let tag = msg.to().and_then(|t| t.tag()).unwrap_or("").to_owned();
+            let rseq = msg.headers.rseq().unwrap_or(0);
+            let Some(setup) = self.calls.get_mut(&id).and_then(|c| c.setup.as_mut()) else {
+                return;
+            };
+            match setup.rseqs.iter_mut().find(|(t, _)| *t == tag) {
+                Some((_, last)) if rseq <= *last => return,
+                Some((_, last)) => *last = rseq,
+                None => setup.rseqs.push((tag, rseq)),
+            }
+        }
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -1056,6 +1071,7 @@ impl B2bua {
             setup.cseq = setup.cseq.wrapping_add(1);
             setup.early_answer = false;
             setup.pracks.clear();
+            setup.rseqs.clear();
             let callee = call.caller().other();
             call.leg_mut(callee).fallback = Target::Addr {
                 addr: trunk.addr,

@@ -956,6 +956,17 @@ fn prack_passthrough() {
     assert_eq!(hdr(p, "Require").as_deref(), Some("100rel"));
     assert_eq!(hdr(p, "RSeq").as_deref(), Some("1"));
     assert!(out.iter().any(|o| matches!(o, Output::InstallMedia { .. })));
+    // A retransmission of the reliable 183 (same RSeq) is not relayed again.
+    let out = h.int(&reply(
+        &inv,
+        183,
+        "Session Progress",
+        Some("p"),
+        Some(int_contact()),
+        "Require: 100rel\r\nRSeq: 7001\r\n",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    assert!(lines(&out).is_empty());
     let mut gw = gw_ua(p, "p1");
     let out = h.gw(&gw.request("PRACK", "RAck: 1 1 INVITE\r\n", None));
     assert_eq!(
