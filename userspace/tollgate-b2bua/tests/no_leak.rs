@@ -22,15 +22,43 @@ fn run(seed: u64, ops: &[[u8; 4]]) -> Result<Sim, String> {
     s.finish().map(|()| s)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, max_shrink_iters: 2000, ..ProptestConfig::default() })]
-
-    #[test]
-    fn random_sequences_never_leak(seed in any::<u64>(), ops in prop::collection::vec(any::<[u8; 4]>(), 1..120)) {
-        if let Err(e) = run(seed, &ops) {
-            prop_assert!(false, "{e}");
-        }
+/// Uniformly random steps: 1000 sequences of 1..120 steps (proptest, shrinking on failure).
+#[test]
+fn random_sequences_never_leak() {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let (inputs, calls, answered) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    let cases = AtomicUsize::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 1000,
+        max_shrink_iters: 2000,
+        ..ProptestConfig::default()
+    });
+    let strategy = (
+        any::<u64>(),
+        prop::collection::vec(any::<[u8; 4]>(), 1..120),
+    );
+    let result = runner.run(&strategy, |(seed, ops)| {
+        let s = run(seed, &ops).map_err(TestCaseError::fail)?;
+        cases.fetch_add(1, Relaxed);
+        inputs.fetch_add(s.inputs, Relaxed);
+        calls.fetch_add(s.started(), Relaxed);
+        answered.fetch_add(s.answered, Relaxed);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
+    println!(
+        "random: {} sequences, {} inputs, {} calls, {} answered",
+        cases.load(Relaxed),
+        inputs.load(Relaxed),
+        calls.load(Relaxed),
+        answered.load(Relaxed)
+    );
 }
 
 /// Sequences biased toward complete calls: INVITEs answered, dialogs used, then silence.
