@@ -32,6 +32,9 @@ use crate::types::{
     Transport,
 };
 
+/// The CSPRNG the core draws SRTP keys, tags, Call-IDs and branches from.
+pub type Rng = Box<dyn FnMut(&mut [u8]) + Send>;
+
 /// Methods Tollgate serves (Allow).
 pub(crate) const ALLOW: &[&str] = &[
     "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "PRACK", "UPDATE", "INFO",
@@ -48,6 +51,9 @@ pub(crate) enum TimerPurpose {
     Session(CallId, Side),
     /// Bound on an abandoned INVITE client transaction.
     OrphanGuard(TxId),
+    /// Bound on a relayed re-INVITE or our refresh re-INVITE that got a provisional and no
+    /// final response (RFC 3261 Timer C).
+    InviteGuard(CallId, TxId),
     /// A trunk's OPTIONS keepalive.
     Keepalive(String),
 }
@@ -149,7 +155,7 @@ pub(crate) enum Failure {
 /// The B2BUA core. One instance serves every call of a Tollgate process.
 pub struct B2bua {
     pub(crate) cfg: Config,
-    pub(crate) rng: Box<dyn FnMut(&mut [u8]) + Send>,
+    pub(crate) rng: Rng,
     pub(crate) rewrite: RewriteConfig,
     pub(crate) layer: TransactionLayer,
     /// Every branch we generate starts with this (loop detection).
@@ -250,6 +256,13 @@ pub(crate) fn map_status(code: u16) -> u16 {
     }
 }
 
+/// `now + d`, saturating far in the future instead of overflowing.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 fn hex_into(s: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
@@ -261,7 +274,7 @@ fn hex_into(s: &mut String, bytes: &[u8]) {
 impl B2bua {
     /// A core for `cfg` (validate it with [`Config::validate`] first); `rng` is a CSPRNG
     /// (SRTP keys, tags, Call-IDs, branches).
-    pub fn new(cfg: Config, mut rng: Box<dyn FnMut(&mut [u8]) + Send>) -> B2bua {
+    pub fn new(cfg: Config, mut rng: Rng) -> B2bua {
         let mut inst = [0u8; 4];
         rng(&mut inst);
         let mut branch_prefix = String::from("z9hG4bKtg");
@@ -509,6 +522,7 @@ impl B2bua {
                 }
             }
             TimerPurpose::Keepalive(name) => self.on_keepalive_timer(&name, now, out),
+            TimerPurpose::InviteGuard(call, tx) => self.on_invite_guard(call, tx, now, out),
         }
     }
 
@@ -666,23 +680,6 @@ impl B2bua {
         msg: &Message,
     ) -> Option<(Option<Message>, RefuseReason, u16)> {
         let is_ack = msg.method() == Some(&Method::Ack);
-        let tag = self.new_tag();
-        let respond = |code: u16| {
-            if is_ack {
-                None
-            } else {
-                Some(Message::response_to(msg, code, None, Some(&tag)))
-            }
-        };
-        if side == Side::Ext && self.trunk_by_ip(peer.ip()).is_none() {
-            return Some((respond(403), RefuseReason::UnknownTrunk, 403));
-        }
-        if msg.headers.vias().any(|v| {
-            v.branch()
-                .is_some_and(|b| b.starts_with(&self.branch_prefix))
-        }) {
-            return Some((respond(482), RefuseReason::Loop, 482));
-        }
         let supported: &[&str] = if self.cfg.sip.prack_passthrough {
             &["timer", "100rel"]
         } else {
@@ -692,17 +689,33 @@ impl B2bua {
             supported,
             ..UaPolicy::default()
         };
-        if let Err(e) = check_request(msg, &policy) {
-            let status = e.response().map_or(0, |(c, _)| c);
-            let reason = if status == 483 {
+        let (code, reason, err) = if side == Side::Ext && self.trunk_by_ip(peer.ip()).is_none() {
+            (403, RefuseReason::UnknownTrunk, None)
+        } else if msg.headers.vias().any(|v| {
+            v.branch()
+                .is_some_and(|b| b.starts_with(&self.branch_prefix))
+        }) {
+            (482, RefuseReason::Loop, None)
+        } else if let Err(e) = check_request(msg, &policy) {
+            let code = e.response().map_or(0, |(c, _)| c);
+            let reason = if code == 483 {
                 RefuseReason::TooManyHops
             } else {
                 RefuseReason::Unsupported
             };
-            let resp = if is_ack { None } else { e.error_response(&tag) };
-            return Some((resp, reason, status));
+            (code, reason, Some(e))
+        } else {
+            return None;
+        };
+        if is_ack {
+            return Some((None, reason, code));
         }
-        None
+        let tag = self.new_tag();
+        let resp = match err {
+            Some(e) => e.error_response(&tag),
+            None => Some(Message::response_to(msg, code, None, Some(&tag))),
+        };
+        Some((resp, reason, code))
     }
 
     fn on_invalid(
@@ -1057,7 +1070,7 @@ impl B2bua {
         if cancel_now {
             self.send_cancel(tx, now);
         }
-        let guard_at = now + self.layer.config().timeout().saturating_mul(2);
+        let guard_at = later(now, self.layer.config().timeout().saturating_mul(2));
         let guard = self.set_timer(TimerPurpose::OrphanGuard(tx), guard_at, out);
         self.orphans.insert(
             tx,
@@ -1154,6 +1167,9 @@ impl B2bua {
         }
         // Relays in flight: answer the requester, abandon the relayed INVITE.
         for r in std::mem::take(&mut call.relays) {
+            if let Some(g) = r.guard {
+                self.cancel_timer(g, out);
+            }
             if self.layer.state(r.server_tx).is_some() {
                 let code = if r.method == Method::Invite { 487 } else { 481 };
                 self.reply(r.server_tx, code, None, now, |_| {});
@@ -1164,6 +1180,9 @@ impl B2bua {
         }
         if let Some((_, tx, Method::Invite)) = call.refresh.take() {
             self.orphan_invite(tx, now, out);
+        }
+        if let Some(g) = call.refresh_guard.take() {
+            self.cancel_timer(g, out);
         }
         for leg in &mut call.legs {
             if let Some(t) = leg.session.as_mut().and_then(|s| s.timer.take()) {
@@ -1189,7 +1208,7 @@ impl B2bua {
         let ext_call_id = call.leg(Side::Ext).call_id.clone();
         let int_call_id = call.leg(Side::Int).call_id.clone();
         let n = std::mem::take(&mut call.numbers);
-        out.push(Output::Cdr(Box::new(Cdr {
+        out.push(Output::Cdr(Cdr {
             call: id,
             direction: call.direction,
             trunk: call.trunk.take(),
@@ -1205,7 +1224,7 @@ impl B2bua {
             cause,
             status: final_status,
             flows: call.flow_ids,
-        })));
+        }));
     }
 
     // ----- keepalives, reload --------------------------------------------------------------
@@ -1285,7 +1304,7 @@ impl B2bua {
         }
         let id = self.set_timer(
             TimerPurpose::Keepalive(name.to_owned()),
-            now + trunk.keepalive,
+            later(now, trunk.keepalive),
             out,
         );
         if let Some(s) = self.trunk_state.get_mut(name) {
@@ -1354,7 +1373,8 @@ impl B2bua {
             return;
         };
         let old = s.timer.take();
-        let interval = u64::from(s.interval);
+        // RFC 4028's floor, whatever a peer said.
+        let interval = u64::from(s.interval.max(90));
         let delay = after.unwrap_or_else(|| {
             if s.we_refresh {
                 Duration::from_secs(interval / 2)
@@ -1365,7 +1385,7 @@ impl B2bua {
         if let Some(t) = old {
             self.cancel_timer(t, out);
         }
-        let id = self.set_timer(TimerPurpose::Session(call, side), now + delay, out);
+        let id = self.set_timer(TimerPurpose::Session(call, side), later(now, delay), out);
         if let Some(s) = self
             .calls
             .get_mut(&call)

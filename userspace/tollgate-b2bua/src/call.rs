@@ -122,6 +122,8 @@ pub(crate) struct Setup {
     pub(crate) retried_422: bool,
     /// Reliable provisionals relayed to the caller.
     pub(crate) pracks: Vec<PrackMap>,
+    /// Highest RSeq seen per callee early dialog (To tag).
+    pub(crate) rseqs: Vec<(String, u32)>,
     /// The no-answer timer.
     pub(crate) no_answer: Option<TimerId>,
 }
@@ -146,6 +148,8 @@ pub(crate) struct Relay {
     pub(crate) server_tx: TxId,
     pub(crate) client_tx: TxId,
     pub(crate) offer: OfferState,
+    /// Timer C of a relayed re-INVITE.
+    pub(crate) guard: Option<TimerId>,
 }
 
 /// What to do when the ACK for a 2xx we sent arrives.
@@ -201,6 +205,8 @@ pub(crate) struct Call {
     pub(crate) relays: Vec<Relay>,
     /// Our own session refresh in flight: (leg, transaction, method).
     pub(crate) refresh: Option<(Side, TxId, Method)>,
+    /// Timer C of our refresh re-INVITE.
+    pub(crate) refresh_guard: Option<TimerId>,
     pub(crate) numbers: Numbers,
     /// Trunk (inbound: source; outbound: current attempt).
     pub(crate) trunk: Option<String>,

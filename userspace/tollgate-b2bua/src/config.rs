@@ -36,7 +36,8 @@ pub struct ExtConfig {
     pub sip_addr: SocketAddr,
     /// Our media (relay) IP on the gateway NIC.
     pub media_ip: IpAddr,
-    /// Default transport toward gateways (a trunk may say otherwise).
+    /// Default transport toward gateways: the daemon applies it to trunks whose own transport
+    /// is not configured; the core itself always uses each [`Trunk::transport`].
     pub transport: Transport,
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
 
-use crate::b2bua::{ALLOW, B2bua, add_header, copy_headers, dialog_key};
+use crate::b2bua::{ALLOW, B2bua, TimerPurpose, add_header, copy_headers, dialog_key, later};
 use crate::call::{AckPlan, AckWait, OfferState, Relay, TxRole};
 use crate::setup::{sdp_body, set_sdp, set_session_expires};
 use crate::types::{CallId, ConnId, EndCause, Output, RefuseReason, Side};
@@ -121,11 +121,11 @@ impl B2bua {
                     });
                     return;
                 }
-                self.relay_offer(id, tx, side, &msg, now);
+                self.relay_offer(id, tx, side, &msg, now, out);
             }
             Method::Prack => self.relay_prack(id, tx, side, &msg, now),
             Method::Info | Method::Options | Method::Message | Method::Notify => {
-                self.relay(id, tx, side, &msg, None, OfferState::None, now);
+                self.relay(id, tx, side, &msg, None, OfferState::None, now, out);
             }
             _ => self.reply(tx, 405, None, now, |r| {
                 r.headers.set_tokens(HeaderName::Allow, ALLOW);
@@ -144,6 +144,7 @@ impl B2bua {
         body: Option<Vec<u8>>,
         offer: OfferState,
         now: Instant,
+        out: &mut Vec<Output>,
     ) -> bool {
         let Some(method) = msg.method().cloned() else {
             return false;
@@ -191,6 +192,10 @@ impl B2bua {
         };
         self.register_tx(id, server_tx, TxRole::RelayServer);
         self.register_tx(id, client_tx, TxRole::RelayClient);
+        let guard = (method == Method::Invite).then(|| {
+            let at = later(now, self.cfg.sip.no_answer());
+            self.set_timer(TimerPurpose::InviteGuard(id, client_tx), at, out)
+        });
         if let Some(c) = self.calls.get_mut(&id) {
             c.relays.push(Relay {
                 method,
@@ -198,13 +203,22 @@ impl B2bua {
                 server_tx,
                 client_tx,
                 offer,
+                guard,
             });
         }
         true
     }
 
     /// re-INVITE / UPDATE: rewrite the offer (if any) and relay.
-    fn relay_offer(&mut self, id: CallId, tx: TxId, from: Side, msg: &Message, now: Instant) {
+    fn relay_offer(
+        &mut self,
+        id: CallId,
+        tx: TxId,
+        from: Side,
+        msg: &Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         let is_invite = msg.method() == Some(&Method::Invite);
         let (body, state) = match sdp_body(msg).map(<[u8]>::to_vec) {
             Some(b) => match self.take_offer(id, from, &b) {
@@ -217,7 +231,7 @@ impl B2bua {
             None if is_invite => (None, OfferState::InResponse),
             None => (None, OfferState::None),
         };
-        self.relay(id, tx, from, msg, body, state, now);
+        self.relay(id, tx, from, msg, body, state, now, out);
     }
 
     /// PRACK from the caller for a reliable provisional we relayed: PRACK the callee's.
@@ -274,6 +288,7 @@ impl B2bua {
                 server_tx: tx,
                 client_tx,
                 offer: OfferState::None,
+                guard: None,
             });
         }
     }
@@ -328,7 +343,10 @@ impl B2bua {
             }
             return;
         }
-        call.relays.remove(pos);
+        let removed = call.relays.remove(pos);
+        if let Some(g) = removed.guard {
+            self.cancel_timer(g, out);
+        }
         let session_method = matches!(method, Method::Invite | Method::Update);
         if !(200..300).contains(&code) {
             if offer == OfferState::FromRequester {
@@ -460,7 +478,7 @@ impl B2bua {
         id: CallId,
         client_tx: TxId,
         now: Instant,
-        _out: &mut Vec<Output>,
+        out: &mut Vec<Output>,
     ) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -469,6 +487,9 @@ impl B2bua {
             return;
         };
         let r = call.relays.remove(pos);
+        if let Some(g) = r.guard {
+            self.cancel_timer(g, out);
+        }
         if r.offer == OfferState::FromRequester {
             self.offer_failed(id);
         }
@@ -604,8 +625,13 @@ impl B2bua {
         match self.send_request(side, target, req, now) {
             Some(tx) => {
                 self.register_tx(id, tx, TxRole::Refresh(side));
+                let guard = (method == Method::Invite).then(|| {
+                    let at = later(now, self.cfg.sip.no_answer());
+                    self.set_timer(TimerPurpose::InviteGuard(id, tx), at, out)
+                });
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.refresh = Some((side, tx, method));
+                    c.refresh_guard = guard;
                 }
             }
             None => self.end_call(id, EndCause::RefreshFailed, 200, None, now, out),
@@ -636,9 +662,16 @@ impl B2bua {
         let Some((_, _, method)) = call.refresh.take() else {
             return;
         };
+        let guard = call.refresh_guard.take();
         if let Some(d) = call.leg_mut(side).dialog.as_mut() {
             let _ = d.on_response(msg);
         }
+        if let Some(g) = guard {
+            self.cancel_timer(g, out);
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         if method == Method::Invite {
             let transport = Self::leg_transport(call, side);
             let target = Self::target_of(&self.flows, call, side);
@@ -676,13 +709,42 @@ impl B2bua {
             return;
         }
         call.refresh = None;
+        let guard = call.refresh_guard.take();
+        let peer_update = call.leg(side).peer_update;
+        if let Some(g) = guard {
+            self.cancel_timer(g, out);
+        }
         match code {
             491 => self.arm_session(id, side, Some(Duration::from_secs(2)), now, out),
-            405 | 501 if method == Method::Update && call.leg(side).peer_update => {
-                call.leg_mut(side).peer_update = false;
+            405 | 501 if method == Method::Update && peer_update => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.leg_mut(side).peer_update = false;
+                }
                 self.arm_session(id, side, Some(Duration::from_secs(1)), now, out);
             }
             _ => self.end_call(id, EndCause::RefreshFailed, 200, None, now, out),
+        }
+    }
+
+    /// Timer C: a relayed re-INVITE (or our refresh re-INVITE) got no final response in
+    /// time. The peer is broken; the call ends (the pending INVITE is CANCELed, the requester
+    /// gets 487, both legs a BYE).
+    pub(crate) fn on_invite_guard(
+        &mut self,
+        id: CallId,
+        tx: TxId,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let Some(r) = call.relays.iter_mut().find(|r| r.client_tx == tx) {
+            r.guard = None;
+            self.end_call(id, EndCause::Timeout, 200, None, now, out);
+        } else if call.refresh.as_ref().is_some_and(|(_, t, _)| *t == tx) {
+            call.refresh_guard = None;
+            self.end_call(id, EndCause::RefreshFailed, 200, None, now, out);
         }
     }
 }

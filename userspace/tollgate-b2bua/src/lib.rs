@@ -7,11 +7,37 @@
 //! AVP <-> SAVP offer/answer rewrite) and programs the media relay with
 //! `tollgate-relay` [`MediaFlowSpec`](tollgate_relay::MediaFlowSpec)s.
 //!
-//! * [`types`]: the driver contract ([`Input`], [`Output`], [`Cdr`], [`CallEvent`], ids).
-//! * [`config`]: [`Config`] (sides, trunks, routes, media, SIP settings) and number rewriting.
-//! * [`b2bua`]: [`B2bua`], the state machine the driver calls.
-//! * [`ports`]: relay port pools.
-//! * [`error`]: [`ConfigError`].
+//! * [`types`] — the driver contract ([`Input`], [`Output`], [`Cdr`], [`CallEvent`], ids).
+//! * [`config`] — [`Config`] (sides, trunks, routes, media, SIP settings), number rewriting.
+//! * [`b2bua`] — [`B2bua`], the state machine the driver calls; call setup and in-dialog
+//!   handling live in private modules (`setup`, `indialog`), per-call state in `call`, the
+//!   plan-to-flow mapping in `media`.
+//! * [`ports`] — relay port pools.
+//! * [`error`] — [`ConfigError`].
+
+//! # Behaviour the driver can rely on
+//!
+//! * Every received request is answered (or, for ACK, absorbed); requests refused before a
+//!   transaction exists (unknown trunk 403, loop 482, Max-Forwards 483, 416/420/415/406) are
+//!   answered statelessly without 100 Trying. Every refusal emits [`CallEvent::Refused`].
+//! * A call is torn down in the [`B2bua::handle`] call that decides it: BYE is answered 200 at
+//!   once and the other leg gets its BYE; flows are removed, ports freed, the CDR written.
+//!   Transactions still open toward a peer are finished without the call: a 2xx that arrives
+//!   for an abandoned INVITE is ACKed and BYEd (the CANCEL/200 race).
+//! * Status mapping toward the caller: a callee-side final error is relayed with its code,
+//!   except 401/407 (credentials cannot cross the B2BUA) -> 403 and 3xx (redirects are not
+//!   followed) -> 480. No response at all from the next hop (Timer B) -> 504; the no-answer
+//!   timer -> 408; transport failure -> 503 with Retry-After. Outbound calls fail over to the
+//!   route's next trunk that is up on 503, 408, Timer B or a transport failure.
+//! * Session timers (RFC 4028), per leg: the callee leg uses the refresher of its 2xx (none:
+//!   Tollgate); the caller leg's refresher is the caller when it supports timers (or the one it
+//!   asked for), else Tollgate. Tollgate refreshes with UPDATE when the peer allows it, else
+//!   with a re-INVITE carrying the SDP it last sent on that leg; a leg the peer should refresh
+//!   expires at interval - min(32 s, interval/3) and the call ends with BYE (Reason) on both
+//!   legs. A relayed re-INVITE/UPDATE refreshes both legs.
+//! * Every call ends by itself even if both peers vanish: the no-answer timer before answer,
+//!   the ACK wait (64·T1), Timer C on re-INVITEs, and session timers after answer (with
+//!   `session_expires = 0` only BYE or [`Input::MediaInactive`] end a confirmed call).
 
 pub mod b2bua;
 mod call;
@@ -23,7 +49,7 @@ pub mod ports;
 mod setup;
 pub mod types;
 
-pub use b2bua::B2bua;
+pub use b2bua::{B2bua, Rng};
 pub use config::{
     Config, ExtConfig, IntConfig, MediaConfig, Rewrite, Route, SipConfig, Trunk, normalize,
 };

@@ -13,7 +13,7 @@ use tollgate_sip::{
 };
 
 use crate::b2bua::{
-    ALLOW, B2bua, Failure, TimerPurpose, add_header, copy_headers, dialog_key, map_status,
+    ALLOW, B2bua, Failure, TimerPurpose, add_header, copy_headers, dialog_key, later, map_status,
 };
 use crate::call::{AckPlan, AckWait, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole};
 use crate::config::normalize;
@@ -105,6 +105,20 @@ impl B2bua {
             .from()
             .and_then(|f| uri_user(&f.uri))
             .unwrap_or_else(|| "anonymous".to_owned());
+
+        if called_received.is_empty() {
+            self.refuse(
+                tx,
+                side,
+                peer,
+                &inv,
+                484,
+                RefuseReason::BadRequest,
+                now,
+                out,
+            );
+            return;
+        }
 
         // Trunk (inbound) or route (outbound).
         let (trunk, caller_fallback, callee_fallback, failover) = match direction {
@@ -348,7 +362,8 @@ impl B2bua {
             self.by_dialog
                 .insert(dialog_key(leg.side, &leg.call_id, &leg.local_tag), id);
         }
-        let no_answer = self.set_timer(TimerPurpose::NoAnswer(id), now + sip.no_answer(), out);
+        let no_answer =
+            self.set_timer(TimerPurpose::NoAnswer(id), later(now, sip.no_answer()), out);
         let call = Call {
             direction,
             start: now,
@@ -370,11 +385,13 @@ impl B2bua {
                 min_se,
                 retried_422: false,
                 pracks: Vec::new(),
+                rseqs: Vec::new(),
                 no_answer: Some(no_answer),
             }),
             ack_wait: None,
             relays: Vec::new(),
             refresh: None,
+            refresh_guard: None,
             numbers,
             trunk: Some(trunk.name.clone()),
             learn_ns: u64::try_from(trunk.nat_learn.as_nanos()).unwrap_or(u64::MAX),
@@ -572,6 +589,20 @@ impl B2bua {
             .require()
             .any(|t| t.eq_ignore_ascii_case("100rel"))
             && msg.headers.rseq().is_some();
+        if reliable {
+            // RFC 3262 §4: a retransmission (RSeq not above the last one of that early
+            // dialog) is neither PRACKed nor relayed again.
+            let tag = msg.to().and_then(|t| t.tag()).unwrap_or("").to_owned();
+            let rseq = msg.headers.rseq().unwrap_or(0);
+            let Some(setup) = self.calls.get_mut(&id).and_then(|c| c.setup.as_mut()) else {
+                return;
+            };
+            match setup.rseqs.iter_mut().find(|(t, _)| *t == tag) {
+                Some((_, last)) if rseq <= *last => return,
+                Some((_, last)) => *last = rseq,
+                None => setup.rseqs.push((tag, rseq)),
+            }
+        }
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -1040,6 +1071,7 @@ impl B2bua {
             setup.cseq = setup.cseq.wrapping_add(1);
             setup.early_answer = false;
             setup.pracks.clear();
+            setup.rseqs.clear();
             let callee = call.caller().other();
             call.leg_mut(callee).fallback = Target::Addr {
                 addr: trunk.addr,

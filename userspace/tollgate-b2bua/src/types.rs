@@ -165,6 +165,10 @@ pub enum Input {
 
 /// An action for the driver.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "outputs are moved once into the driver's Vec; boxing would add an allocation per message"
+)]
 pub enum Output {
     /// Encode `msg` and write it on `target` (opening or reusing a connection for `Addr`).
     Send {
@@ -203,7 +207,7 @@ pub enum Output {
     },
     /// One CDR per call, emitted after all its [`Output::RemoveMedia`] (the driver adds the
     /// media counters it read for the call's flows).
-    Cdr(Box<Cdr>),
+    Cdr(Cdr),
     /// For metrics and logs.
     Event(CallEvent),
 }

@@ -2,6 +2,11 @@
 //! B2BUA, driven with SIP text on both legs and a simulated clock, asserting the messages sent
 //! (start lines and key headers), the media flows and the CDRs.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 mod common;
 
 use std::time::Duration;
@@ -223,5 +228,1317 @@ fn inbound_successful_call_bye_from_gateway() {
     let bye = &sent(&out, Side::Int)[0];
     let out = h.int(&reply(bye, 200, "OK", None, None, "", None));
     assert!(lines(&out).is_empty());
+    assert_clean(&mut h);
+}
+
+fn int_contact() -> &'static str {
+    "<sip:alice@203.0.113.20:5061;transport=tls>"
+}
+
+/// RFC 3666 §2.1 (successful SIP to PSTN call) with early media (183 with SDP), BYE from the
+/// internal side; the number is routed on its E.164 form and rewritten by the trunk's
+/// outbound rule.
+#[test]
+fn outbound_call_early_media_bye_from_internal() {
+    let mut h = H::new(config());
+    let out = h.int(&int_invite(
+        "o1",
+        "+442079460001",
+        "",
+        Some(&int_offer("a=sendrecv", "203.0.113.20")),
+    ));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "int: 100 Trying",
+            "ext: INVITE sip:02079460001@192.0.2.10:5060"
+        ]
+    );
+    let s = sends(&out);
+    assert_eq!(
+        s[1].1,
+        Target::Addr {
+            addr: addr(GW1),
+            transport: Transport::Tcp
+        }
+    );
+    let inv = s[1].2.clone();
+    assert!(
+        hdr(&inv, "Via")
+            .unwrap()
+            .starts_with("SIP/2.0/TCP 198.51.100.1:5060;branch=z9hG4bKtg")
+    );
+    assert_eq!(hdr(&inv, "Max-Forwards").as_deref(), Some("68"));
+    assert!(
+        hdr(&inv, "From")
+            .unwrap()
+            .starts_with("\"Bob\" <sip:02079460000@198.51.100.1>;tag=")
+    );
+    let offer = body(&inv);
+    assert!(
+        offer.contains("m=audio 20000 RTP/AVP 0 8 101\r\n"),
+        "{offer}"
+    );
+    assert!(offer.contains("c=IN IP4 198.51.100.1\r\n"), "{offer}");
+    assert!(!offer.contains("crypto"), "{offer}");
+
+    // 183 with SDP: early media installed before answer.
+    let out = h.gw(&reply(
+        &inv,
+        183,
+        "Session Progress",
+        Some("g1"),
+        Some("<sip:gw@192.0.2.10:5060>"),
+        "",
+        Some(&gw_answer("a=sendrecv")),
+    ));
+    assert_eq!(lines(&out), vec!["int: 183 Session Progress"]);
+    let p183 = &sent(&out, Side::Int)[0];
+    let ans = body(p183);
+    assert!(ans.contains("m=audio 30000 RTP/SAVP 0 101\r\n"), "{ans}");
+    assert!(
+        ans.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{ans}"
+    );
+    let spec = out
+        .iter()
+        .find_map(|o| match o {
+            Output::InstallMedia { spec, .. } => Some(spec.clone()),
+            _ => None,
+        })
+        .expect("early media flow");
+    assert_eq!(spec.ext.remote_rtp, Some(addr("192.0.2.10:40000")));
+    assert_eq!(spec.int.remote_rtp, Some(addr("203.0.113.20:50000")));
+    match &spec.int_to_ext {
+        TransformSpec::Unprotect(k) => assert_eq!(k.to_sdes(), KEY1),
+        t => panic!("{t:?}"),
+    }
+
+    // 200 OK without SDP (the answer came in the 183): the 200 repeats our answer.
+    let out = h.gw(&reply(
+        &inv,
+        200,
+        "OK",
+        Some("g1"),
+        Some("<sip:gw@192.0.2.10:5060>"),
+        "",
+        None,
+    ));
+    assert_eq!(lines(&out), vec!["int: 200 OK"]);
+    let ok = sent(&out, Side::Int)[0].clone();
+    assert_eq!(body(&ok), ans, "the 2xx repeats the answer of the 183");
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::InstallMedia { .. })),
+        "unchanged flow not reinstalled"
+    );
+    let mut int = int_ua_from_resp(&ok, "o1");
+    let out = h.int(&int.request("ACK", "", None));
+    assert_eq!(lines(&out), vec!["ext: ACK sip:gw@192.0.2.10:5060"]);
+
+    let out = h.int(&int.request("BYE", "", None));
+    assert_eq!(
+        lines(&out),
+        vec!["int: 200 OK", "ext: BYE sip:gw@192.0.2.10:5060"]
+    );
+    let cdr = h.cdrs.last().unwrap();
+    assert_eq!(cdr.cause, EndCause::Bye(Side::Int));
+    assert_eq!(cdr.direction, Direction::Outbound);
+    assert_eq!(cdr.called_received, "+442079460001");
+    assert_eq!(cdr.called_sent, "02079460001");
+    assert_clean(&mut h);
+}
+
+/// RFC 3665 §3.3 (unsuccessful, busy) / RFC 3666 §3.4: a 486 on the internal leg is a 486
+/// on the gateway leg; the transaction layer ACKs the 486.
+#[test]
+fn busy_is_relayed() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite("b1", "", Some(&gw_offer())));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    let out = h.int(&reply(
+        &inv,
+        486,
+        "Busy Here",
+        Some("x"),
+        None,
+        "Retry-After: 60\r\n",
+        None,
+    ));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "int: ACK sip:+442079460000@proxy.corp.example",
+            "ext: 486 Busy Here"
+        ]
+    );
+    let busy = &sent(&out, Side::Ext)[0];
+    assert_eq!(hdr(busy, "Retry-After").as_deref(), Some("60"));
+    let cdr = h.cdrs.last().unwrap();
+    assert_eq!(cdr.cause, EndCause::Rejected(486));
+    assert_eq!(cdr.status, 486);
+    assert_eq!(h.b.allocated_ports(), (0, 0));
+    // The gateway ACKs the 486 (absorbed by the transaction layer).
+    let ack = "ACK sip:02079460000@198.51.100.1:5060 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKb1\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:01632960001@192.0.2.10>;tag=gwb1\r\nTo: <sip:02079460000@198.51.100.1>;tag=zz\r\nCall-ID: b1@192.0.2.10\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
+    assert!(lines(&h.gw(ack)).is_empty());
+    assert_clean(&mut h);
+}
+
+/// RFC 3665 §3.5/§3.6 (unsuccessful 4xx / 5xx): relayed with the same code; a credentials
+/// challenge becomes 403, a redirect 480; a 503 is not failed over inbound.
+#[test]
+fn errors_are_mapped() {
+    for (code, reason, expect) in [
+        (404, "Not Found", "404 Not Found"),
+        (503, "Service Unavailable", "503 Service Unavailable"),
+        (407, "Proxy Authentication Required", "403 Forbidden"),
+        (302, "Moved Temporarily", "480 Temporarily Unavailable"),
+        (603, "Decline", "603 Decline"),
+    ] {
+        let mut h = H::new(config());
+        let out = h.gw(&gw_invite("e1", "", Some(&gw_offer())));
+        let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+        let out = h.int(&reply(&inv, code, reason, Some("x"), None, "", None));
+        let ext = sent(&out, Side::Ext);
+        assert_eq!(ext.len(), 1, "{code}");
+        assert_eq!(line(&ext[0]), expect);
+        assert_eq!(h.cdrs.last().unwrap().cause, EndCause::Rejected(code));
+        assert_clean(&mut h);
+    }
+}
+
+/// RFC 3665 §3.8 (unsuccessful no answer): the caller CANCELs after 180: 200 for the CANCEL,
+/// 487 for the INVITE, CANCEL toward the proxy, whose 487 is ACKed.
+#[test]
+fn cancel_before_answer() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite("n1", "", Some(&gw_offer())));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    h.int(&reply(
+        &inv,
+        180,
+        "Ringing",
+        Some("r1"),
+        Some(int_contact()),
+        "",
+        None,
+    ));
+    let cancel = "CANCEL sip:02079460000@198.51.100.1:5060 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKn1\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:01632960001@192.0.2.10>;tag=gwn1\r\nTo: <sip:02079460000@198.51.100.1>\r\nCall-ID: n1@192.0.2.10\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    let out = h.gw(cancel);
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: 200 OK",
+            "ext: 487 Request Terminated",
+            "int: CANCEL sip:+442079460000@proxy.corp.example"
+        ]
+    );
+    let c = &sent(&out, Side::Int)[0];
+    assert_eq!(
+        hdr(c, "Via"),
+        hdr(&inv, "Via"),
+        "CANCEL reuses the INVITE's branch"
+    );
+    assert_eq!(h.cdrs.last().unwrap().cause, EndCause::Cancelled);
+    assert_eq!(h.cdrs.last().unwrap().status, 487);
+    assert_eq!(h.b.active_calls(), 0);
+    let out = h.int(&reply(c, 200, "OK", Some("r1"), None, "", None));
+    assert!(lines(&out).is_empty());
+    let out = h.int(&reply(
+        &inv,
+        487,
+        "Request Terminated",
+        Some("r1"),
+        None,
+        "",
+        None,
+    ));
+    assert_eq!(
+        lines(&out),
+        vec!["int: ACK sip:+442079460000@proxy.corp.example"]
+    );
+    assert_clean(&mut h);
+}
+
+/// The CANCEL/200 race (RFC 3261 §9.1): the proxy's 200 crosses our CANCEL: ACK and BYE it.
+#[test]
+fn cancel_200_race() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite("r1", "", Some(&gw_offer())));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    h.int(&reply(
+        &inv,
+        180,
+        "Ringing",
+        Some("t1"),
+        Some(int_contact()),
+        "",
+        None,
+    ));
+    let cancel = "CANCEL sip:02079460000@198.51.100.1:5060 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKr1\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:01632960001@192.0.2.10>;tag=gwr1\r\nTo: <sip:02079460000@198.51.100.1>\r\nCall-ID: r1@192.0.2.10\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    h.gw(cancel);
+    let out = h.int(&reply(
+        &inv,
+        200,
+        "OK",
+        Some("t1"),
+        Some(int_contact()),
+        "",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "int: ACK sip:alice@203.0.113.20:5061;transport=tls",
+            "int: BYE sip:alice@203.0.113.20:5061;transport=tls"
+        ]
+    );
+    assert!(!out.iter().any(|o| matches!(o, Output::InstallMedia { .. })));
+    assert_eq!(h.cdrs.len(), 1);
+    assert_clean(&mut h);
+}
+
+/// No answer within the no-answer timer: 408 to the caller, CANCEL to the callee.
+#[test]
+fn no_answer_timeout() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite("t1", "", Some(&gw_offer())));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    h.int(&reply(
+        &inv,
+        180,
+        "Ringing",
+        Some("t1"),
+        Some(int_contact()),
+        "",
+        None,
+    ));
+    let out = h.advance(Duration::from_secs(181));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: 408 Request Timeout",
+            "int: CANCEL sip:+442079460000@proxy.corp.example"
+        ]
+    );
+    assert_eq!(h.cdrs.last().unwrap().cause, EndCause::NoAnswer);
+    // The proxy never answers the INVITE: the orphan guard ends its transaction.
+    assert_clean(&mut h);
+}
+
+/// The next hop does not answer at all: Timer B -> 504 Server Time-out.
+#[test]
+fn next_hop_silent_gives_504() {
+    let mut h = H::new(config());
+    h.gw(&gw_invite("s1", "", Some(&gw_offer())));
+    let out = h.advance(Duration::from_secs(33));
+    assert_eq!(lines(&out), vec!["ext: 504 Server Time-out"]);
+    assert_eq!(h.cdrs.last().unwrap().cause, EndCause::Timeout);
+    assert_clean(&mut h);
+}
+
+/// The connection to the next hop cannot be made: 503 to the caller.
+#[test]
+fn connect_failure_gives_503() {
+    let mut h = H::new(config());
+    h.gw(&gw_invite("f1", "", Some(&gw_offer())));
+    let out = h.input(Input::ConnectFailed {
+        side: Side::Int,
+        addr: addr(PROXY),
+    });
+    assert_eq!(lines(&out), vec!["ext: 503 Service Unavailable"]);
+    assert_eq!(
+        hdr(&sent(&out, Side::Ext)[0], "Retry-After").as_deref(),
+        Some("30")
+    );
+    assert_eq!(h.cdrs.last().unwrap().cause, EndCause::TransportError);
+    assert_clean(&mut h);
+}
+
+/// RFC 3665 §3.? hold and resume (RFC 3264 §8.4), re-INVITE from the internal side: the
+/// offer is rewritten SAVP->AVP, the answer back, the flow updated in place (same id).
+#[test]
+fn hold_and_resume_from_internal() {
+    let mut h = H::new(config());
+    let (mut gw, mut int, _) = inbound_answered(&mut h, "h1", "");
+    let flow_id = *h.installed.keys().next().unwrap();
+
+    let out = h.int(&int.request("INVITE", "", Some(&int_offer("a=sendonly", "203.0.113.20"))));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "int: 100 Trying",
+            "ext: INVITE sip:gw@192.0.2.10:5060;transport=tcp"
+        ]
+    );
+    let reinv = sent(&out, Side::Ext)[0].clone();
+    let o = body(&reinv);
+    assert!(o.contains("a=sendonly"), "{o}");
+    assert!(o.contains("m=audio 20000 RTP/AVP"), "{o}");
+    assert_eq!(hdr(&reinv, "CSeq").as_deref(), Some("1 INVITE"));
+    let out = h.gw(&reply(
+        &reinv,
+        200,
+        "OK",
+        None,
+        Some("<sip:gw@192.0.2.10:5060;transport=tcp>"),
+        "",
+        Some(&gw_answer("a=recvonly")),
+    ));
+    assert_eq!(lines(&out), vec!["int: 200 OK"]);
+    let ok = &sent(&out, Side::Int)[0];
+    assert!(body(ok).contains("a=recvonly"));
+    assert!(body(ok).contains("RTP/SAVP"));
+    let upd: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::InstallMedia { spec, .. } => Some(spec.id),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        upd.is_empty() || upd == vec![flow_id],
+        "an update keeps the flow id"
+    );
+    let out = h.int(&int.request("ACK", "", None));
+    assert_eq!(
+        lines(&out),
+        vec!["ext: ACK sip:gw@192.0.2.10:5060;transport=tcp"]
+    );
+
+    // Resume, with a new media address: the flow is updated.
+    let out = h.int(&int.request("INVITE", "", Some(&int_offer("a=sendrecv", "203.0.113.21"))));
+    let reinv = sent(&out, Side::Ext)[0].clone();
+    let out = h.gw(&reply(
+        &reinv,
+        200,
+        "OK",
+        None,
+        Some("<sip:gw@192.0.2.10:5060;transport=tcp>"),
+        "",
+        Some(&gw_answer("a=sendrecv")),
+    ));
+    let spec = out
+        .iter()
+        .find_map(|o| match o {
+            Output::InstallMedia { spec, .. } => Some(spec.clone()),
+            _ => None,
+        })
+        .expect("flow updated");
+    assert_eq!(spec.id, flow_id);
+    assert_eq!(spec.int.remote_rtp, Some(addr("203.0.113.21:50000")));
+    h.int(&int.request("ACK", "", None));
+    let out = h.gw(&gw.request("BYE", "", None));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: 200 OK",
+            "int: BYE sip:alice@203.0.113.20:5061;transport=tls"
+        ]
+    );
+    assert_clean(&mut h);
+}
+
+/// Glare (RFC 3261 §14.1): a re-INVITE arrives on one leg while ours is pending on it:
+/// 491, and the relayed one's 491 goes back to its sender.
+#[test]
+fn glare_491() {
+    let mut h = H::new(config());
+    let (mut gw, mut int, _) = inbound_answered(&mut h, "g1", "");
+    let out = h.int(&int.request("INVITE", "", Some(&int_offer("a=sendonly", "203.0.113.20"))));
+    let reinv = sent(&out, Side::Ext)[0].clone();
+    // The gateway's own re-INVITE crosses it.
+    let out = h.gw(&gw.request("INVITE", "", Some(&gw_offer())));
+    assert_eq!(
+        lines(&out),
+        vec!["ext: 100 Trying", "ext: 491 Request Pending"]
+    );
+    // The gateway answers ours with 491 too: relayed to the proxy, the offer dropped.
+    let out = h.gw(&reply(&reinv, 491, "Request Pending", None, None, "", None));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: ACK sip:gw@192.0.2.10:5060;transport=tcp",
+            "int: 491 Request Pending"
+        ]
+    );
+    // The session goes on: a later re-INVITE works.
+    let out = h.int(&int.request("INVITE", "", Some(&int_offer("a=sendonly", "203.0.113.20"))));
+    assert_eq!(
+        lines(&out)[1],
+        "ext: INVITE sip:gw@192.0.2.10:5060;transport=tcp"
+    );
+    let reinv = sent(&out, Side::Ext)[0].clone();
+    h.gw(&reply(
+        &reinv,
+        200,
+        "OK",
+        None,
+        Some("<sip:gw@192.0.2.10:5060;transport=tcp>"),
+        "",
+        Some(&gw_answer("a=recvonly")),
+    ));
+    h.int(&int.request("ACK", "", None));
+    let out = h.int(&int.request("BYE", "", None));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "int: 200 OK",
+            "ext: BYE sip:gw@192.0.2.10:5060;transport=tcp"
+        ]
+    );
+    assert_clean(&mut h);
+}
+
+/// Media inactivity: BYE on both legs with a Reason header, CDR cause media_timeout.
+#[test]
+fn media_timeout_ends_call() {
+    let mut h = H::new(config());
+    inbound_answered(&mut h, "m1", "");
+    let call = h.cdrs.len(); // none yet
+    assert_eq!(call, 0);
+    let id = match h
+        .events
+        .iter()
+        .find(|e| matches!(e, CallEvent::Started { .. }))
+    {
+        Some(CallEvent::Started { call, .. }) => *call,
+        _ => unreachable!(),
+    };
+    let out = h.input(Input::MediaInactive { call: id });
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: BYE sip:gw@192.0.2.10:5060;transport=tcp",
+            "int: BYE sip:alice@203.0.113.20:5061;transport=tls"
+        ]
+    );
+    for m in sent(&out, Side::Ext)
+        .iter()
+        .chain(sent(&out, Side::Int).iter())
+    {
+        assert_eq!(
+            hdr(m, "Reason").as_deref(),
+            Some("SIP;cause=408;text=\"Media Timeout\"")
+        );
+    }
+    let cdr = h.cdrs.last().unwrap();
+    assert_eq!(cdr.cause.as_str(), "media_timeout");
+    assert_clean(&mut h);
+}
+
+/// Drain: new INVITEs get 503 with Retry-After, the existing call runs to its end.
+#[test]
+fn drain() {
+    let mut h = H::new(config());
+    let (mut gw, _, _) = inbound_answered(&mut h, "d1", "");
+    h.input(Input::Drain);
+    assert!(!h.b.is_drained());
+    let out = h.gw(&gw_invite("d2", "", Some(&gw_offer())));
+    assert_eq!(
+        lines(&out),
+        vec!["ext: 100 Trying", "ext: 503 Service Unavailable"]
+    );
+    assert_eq!(
+        hdr(&sent(&out, Side::Ext)[1], "Retry-After").as_deref(),
+        Some("30")
+    );
+    assert_eq!(h.b.active_calls(), 1);
+    h.gw(&gw.request("BYE", "", None));
+    assert!(h.b.is_drained());
+    assert_clean(&mut h);
+}
+
+/// An INVITE from an address that is not a trunk: 403, counted, no transaction, no 100.
+#[test]
+fn unknown_trunk_403() {
+    let mut h = H::new(config());
+    let out = h.msg(
+        Side::Ext,
+        9,
+        "192.0.2.99:5060",
+        &gw_invite("u1", "", Some(&gw_offer())),
+    );
+    assert_eq!(lines(&out), vec!["ext: 403 Forbidden"]);
+    assert_eq!(ev_refused(&h), vec![("unknown_trunk".to_owned(), 403)]);
+    assert_eq!(h.b.transactions(), 0);
+    assert_clean(&mut h);
+}
+
+/// A malformed INVITE gets 400 naming the fault; another call is untouched.
+#[test]
+fn malformed_invite_400_other_call_continues() {
+    let mut h = H::new(config());
+    let (mut gw, _, _) = inbound_answered(&mut h, "a1", "");
+    let bad = gw_invite("a2", "", Some(&gw_offer())).replace("CSeq: 1 INVITE", "CSeq: one INVITE");
+    let err = Message::parse(bad.as_bytes()).unwrap_err();
+    let out = h.input(Input::Invalid {
+        side: Side::Ext,
+        conn: tollgate_b2bua::ConnId(1),
+        peer: addr("192.0.2.10:41000"),
+        error: err,
+        raw: bad.into_bytes(),
+    });
+    let l = lines(&out);
+    assert_eq!(l.len(), 1);
+    assert!(
+        l[0].starts_with("ext: 400 Bad Request (malformed CSeq header"),
+        "{l:?}"
+    );
+    assert_eq!(h.b.active_calls(), 1);
+    let out = h.gw(&gw.request("BYE", "", None));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: 200 OK",
+            "int: BYE sip:alice@203.0.113.20:5061;transport=tls"
+        ]
+    );
+    assert_clean(&mut h);
+}
+
+/// Max-Forwards 0: 483.
+#[test]
+fn max_forwards_483() {
+    let mut h = H::new(config());
+    let inv = gw_invite("x1", "", Some(&gw_offer())).replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let out = h.gw(&inv);
+    assert_eq!(lines(&out), vec!["ext: 483 Too Many Hops"]);
+    assert_eq!(ev_refused(&h), vec![("too_many_hops".to_owned(), 483)]);
+    assert_clean(&mut h);
+}
+
+/// A request carrying one of our own Via branches is looping: 482.
+#[test]
+fn loop_482() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite("l1", "", Some(&gw_offer())));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    let ours = hdr(&inv, "Via").unwrap();
+    // The proxy routes it back to us, through the gateway.
+    let looped = gw_invite("l2", &format!("Via: {ours}\r\n"), Some(&gw_offer()));
+    let out = h.gw(&looped);
+    assert_eq!(lines(&out), vec!["ext: 482 Loop Detected"]);
+    assert_eq!(h.b.active_calls(), 1);
+    h.int(&reply(
+        &inv,
+        480,
+        "Temporarily Unavailable",
+        Some("z"),
+        None,
+        "",
+        None,
+    ));
+    assert_clean(&mut h);
+}
+
+/// RFC 3666 §2.? (SIP to PSTN, first gateway unavailable): 503 from gw1 -> the same call to
+/// gw2 with gw2's number format.
+#[test]
+fn outbound_failover_on_503() {
+    let mut h = H::new(config());
+    let out = h.int(&int_invite(
+        "f1",
+        "+442079460002",
+        "",
+        Some(&int_offer("a=sendrecv", "203.0.113.20")),
+    ));
+    let inv1 = find(&sent(&out, Side::Ext), "INVITE").clone();
+    assert_eq!(line(&inv1), "INVITE sip:02079460002@192.0.2.10:5060");
+    let out = h.gw(&reply(
+        &inv1,
+        503,
+        "Service Unavailable",
+        Some("q"),
+        None,
+        "",
+        None,
+    ));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: ACK sip:02079460002@192.0.2.10:5060",
+            "ext: INVITE sip:00442079460002@192.0.2.20:5060"
+        ]
+    );
+    let inv2 = sent(&out, Side::Ext)[1].clone();
+    assert_eq!(body(&inv2), body(&inv1), "same offer, same relay ports");
+    assert_eq!(hdr(&inv2, "CSeq").as_deref(), Some("2 INVITE"));
+    assert!(h.events.iter().any(|e| matches!(e, CallEvent::Failover { from, to, status: 503, .. } if from == "gw1" && to == "gw2")));
+    let out = h.msg(
+        Side::Ext,
+        2,
+        "192.0.2.20:42000",
+        &reply(
+            &inv2,
+            200,
+            "OK",
+            Some("g2"),
+            Some("<sip:gw@192.0.2.20:5060>"),
+            "",
+            Some(&gw_answer("a=sendrecv")),
+        ),
+    );
+    assert_eq!(lines(&out), vec!["int: 200 OK"]);
+    let cdr_trunk = {
+        let ok = sent(&out, Side::Int)[0].clone();
+        let mut int = int_ua_from_resp(&ok, "f1");
+        h.int(&int.request("ACK", "", None));
+        h.int(&int.request("BYE", "", None));
+        h.cdrs.last().unwrap().trunk.clone()
+    };
+    assert_eq!(cdr_trunk.as_deref(), Some("gw2"));
+    assert_eq!(h.cdrs.last().unwrap().called_sent, "00442079460002");
+    assert_clean(&mut h);
+}
+
+/// Failover on a connect failure; the last trunk times out (no response at all): 504.
+#[test]
+fn outbound_failover_on_connect_failure_then_exhausted() {
+    let mut h = H::new(config());
+    h.int(&int_invite(
+        "f2",
+        "+442079460003",
+        "",
+        Some(&int_offer("a=sendrecv", "203.0.113.20")),
+    ));
+    let out = h.input(Input::ConnectFailed {
+        side: Side::Ext,
+        addr: addr(GW1),
+    });
+    assert_eq!(
+        lines(&out),
+        vec!["ext: INVITE sip:00442079460003@192.0.2.20:5060"]
+    );
+    let out = h.advance(Duration::from_secs(33));
+    assert_eq!(lines(&out), vec!["int: 504 Server Time-out"]);
+    assert_eq!(h.cdrs.last().unwrap().cause, EndCause::Timeout);
+    assert_clean(&mut h);
+}
+
+/// No route for the number: 404.
+#[test]
+fn outbound_no_route_404() {
+    let mut h = H::new(config());
+    let out = h.int(&int_invite(
+        "nr",
+        "+15551234567",
+        "",
+        Some(&int_offer("a=sendrecv", "203.0.113.20")),
+    ));
+    assert_eq!(lines(&out), vec!["int: 100 Trying", "int: 404 Not Found"]);
+    assert_eq!(ev_refused(&h), vec![("no_route".to_owned(), 404)]);
+    assert_clean(&mut h);
+}
+
+/// PRACK pass-through (RFC 3262): a reliable 183 is relayed reliably with our RSeq; the
+/// gateway's PRACK becomes a PRACK on the internal leg with the internal RSeq/CSeq.
+#[test]
+fn prack_passthrough() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite(
+        "p1",
+        "Supported: 100rel, timer\r\n",
+        Some(&gw_offer()),
+    ));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    assert_eq!(hdr(&inv, "Supported").as_deref(), Some("timer, 100rel"));
+    let out = h.int(&reply(
+        &inv,
+        183,
+        "Session Progress",
+        Some("p"),
+        Some(int_contact()),
+        "Require: 100rel\r\nRSeq: 7001\r\n",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    assert_eq!(lines(&out), vec!["ext: 183 Session Progress"]);
+    let p = &sent(&out, Side::Ext)[0];
+    assert_eq!(hdr(p, "Require").as_deref(), Some("100rel"));
+    assert_eq!(hdr(p, "RSeq").as_deref(), Some("1"));
+    assert!(out.iter().any(|o| matches!(o, Output::InstallMedia { .. })));
+    // A retransmission of the reliable 183 (same RSeq) is not relayed again.
+    let out = h.int(&reply(
+        &inv,
+        183,
+        "Session Progress",
+        Some("p"),
+        Some(int_contact()),
+        "Require: 100rel\r\nRSeq: 7001\r\n",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    assert!(lines(&out).is_empty());
+    let mut gw = gw_ua(p, "p1");
+    let out = h.gw(&gw.request("PRACK", "RAck: 1 1 INVITE\r\n", None));
+    assert_eq!(
+        lines(&out),
+        vec!["int: PRACK sip:alice@203.0.113.20:5061;transport=tls"]
+    );
+    let prack = &sent(&out, Side::Int)[0];
+    assert_eq!(hdr(prack, "RAck").as_deref(), Some("7001 1 INVITE"));
+    let out = h.int(&reply(prack, 200, "OK", None, None, "", None));
+    assert_eq!(lines(&out), vec!["ext: 200 OK"]);
+    assert_eq!(
+        hdr(&sent(&out, Side::Ext)[0], "CSeq").as_deref(),
+        Some("2 PRACK")
+    );
+    // Answer, ACK, BYE.
+    let out = h.int(&reply(
+        &inv,
+        200,
+        "OK",
+        Some("p"),
+        Some(int_contact()),
+        "",
+        None,
+    ));
+    assert_eq!(lines(&out), vec!["ext: 200 OK"]);
+    h.gw(&gw.request("ACK", "", None));
+    h.gw(&gw.request("BYE", "", None));
+    assert_clean(&mut h);
+}
+
+/// Without 100rel support on the caller side Tollgate PRACKs the reliable 183 itself and
+/// relays it unreliably.
+#[test]
+fn prack_local_when_caller_lacks_100rel() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite("p2", "", Some(&gw_offer())));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    let out = h.int(&reply(
+        &inv,
+        183,
+        "Session Progress",
+        Some("p"),
+        Some(int_contact()),
+        "Require: 100rel\r\nRSeq: 9\r\n",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "int: PRACK sip:alice@203.0.113.20:5061;transport=tls",
+            "ext: 183 Session Progress"
+        ]
+    );
+    assert_eq!(
+        hdr(&sent(&out, Side::Int)[0], "RAck").as_deref(),
+        Some("9 1 INVITE")
+    );
+    assert_eq!(hdr(&sent(&out, Side::Ext)[0], "Require"), None);
+    h.int(&reply(&inv, 603, "Decline", Some("p"), None, "", None));
+    assert_clean(&mut h);
+}
+
+/// In-dialog INFO (DTMF relay) and OPTIONS pass through; out-of-dialog OPTIONS is answered.
+#[test]
+fn info_and_options() {
+    let mut h = H::new(config());
+    let out = h.gw("OPTIONS sip:198.51.100.1:5060 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKo1\r\nMax-Forwards: 70\r\nFrom: <sip:gw@192.0.2.10>;tag=o1\r\nTo: <sip:198.51.100.1>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(lines(&out), vec!["ext: 200 OK"]);
+    assert!(
+        hdr(&sent(&out, Side::Ext)[0], "Allow")
+            .unwrap()
+            .contains("UPDATE")
+    );
+    let (mut gw, mut int, _) = inbound_answered(&mut h, "i1", "");
+    let info = gw.request("INFO", "", None).replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=5\r\nDuration=160\r\n",
+    );
+    let out = h.gw(&info);
+    assert_eq!(
+        lines(&out),
+        vec!["int: INFO sip:alice@203.0.113.20:5061;transport=tls"]
+    );
+    let fwd = &sent(&out, Side::Int)[0];
+    assert_eq!(body(fwd), "Signal=5\r\nDuration=160\r\n");
+    assert_eq!(
+        hdr(fwd, "Content-Type").as_deref(),
+        Some("application/dtmf-relay")
+    );
+    let out = h.int(&reply(fwd, 200, "OK", None, None, "", None));
+    assert_eq!(lines(&out), vec!["ext: 200 OK"]);
+    let out = h.int(&int.request("OPTIONS", "", None));
+    assert_eq!(
+        lines(&out),
+        vec!["ext: OPTIONS sip:gw@192.0.2.10:5060;transport=tcp"]
+    );
+    let o = &sent(&out, Side::Ext)[0];
+    let out = h.gw(&reply(o, 200, "OK", None, None, "", None));
+    assert_eq!(lines(&out), vec!["int: 200 OK"]);
+    h.gw(&gw.request("BYE", "", None));
+    assert_clean(&mut h);
+}
+
+/// An SAVP offer from the gateway side cannot be relayed: 488 with a Warning.
+#[test]
+fn unacceptable_sdp_488() {
+    let mut h = H::new(config());
+    let offer = gw_offer().replace("RTP/AVP", "RTP/SAVP");
+    let out = h.gw(&gw_invite("s1", "", Some(&offer)));
+    assert_eq!(
+        lines(&out),
+        vec!["ext: 100 Trying", "ext: 488 Not Acceptable Here"]
+    );
+    assert!(
+        hdr(&sent(&out, Side::Ext)[1], "Warning")
+            .unwrap()
+            .contains("plain RTP")
+    );
+    assert_eq!(ev_refused(&h), vec![("not_acceptable".to_owned(), 488)]);
+    assert_clean(&mut h);
+}
+
+/// RFC 4028 §8.1: an interval below our Min-SE gets 422 with Min-SE.
+#[test]
+fn session_interval_too_small_422() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite(
+        "s2",
+        "Session-Expires: 60\r\n",
+        Some(&gw_offer()),
+    ));
+    assert_eq!(
+        lines(&out),
+        vec!["ext: 100 Trying", "ext: 422 Session Interval Too Small"]
+    );
+    assert_eq!(
+        hdr(&sent(&out, Side::Ext)[1], "Min-SE").as_deref(),
+        Some("90")
+    );
+    assert_clean(&mut h);
+}
+
+/// Session timers: the gateway lacks timer support so Tollgate refreshes its leg (UPDATE,
+/// which it allows); the proxy is the refresher of its leg and stops refreshing: the session
+/// expires and both legs get a BYE with a Reason.
+#[test]
+fn session_timer_refresh_and_expiry() {
+    let mut cfg = config();
+    cfg.sip.session_expires = 300;
+    let mut h = H::new(cfg);
+    let out = h.gw(&gw_invite(
+        "st",
+        "Allow: INVITE, ACK, BYE, CANCEL, UPDATE\r\n",
+        Some(&gw_offer()),
+    ));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    assert_eq!(hdr(&inv, "Session-Expires").as_deref(), Some("300"));
+    let out = h.int(&reply(
+        &inv,
+        200,
+        "OK",
+        Some("s"),
+        Some(int_contact()),
+        "Require: timer\r\nSession-Expires: 300;refresher=uas\r\n",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    let ok = sent(&out, Side::Ext)[0].clone();
+    assert_eq!(
+        hdr(&ok, "Session-Expires").as_deref(),
+        Some("300;refresher=uas")
+    );
+    assert_eq!(hdr(&ok, "Require"), None, "caller does not support timer");
+    let mut gw = gw_ua(&ok, "st");
+    h.gw(&gw.request("ACK", "", None));
+
+    // At 150 s Tollgate refreshes the gateway leg with UPDATE.
+    let out = h.advance(Duration::from_secs(150));
+    assert_eq!(
+        lines(&out),
+        vec!["ext: UPDATE sip:gw@192.0.2.10:5060;transport=tcp"]
+    );
+    let upd = &sent(&out, Side::Ext)[0];
+    assert_eq!(
+        hdr(upd, "Session-Expires").as_deref(),
+        Some("300;refresher=uac")
+    );
+    assert!(upd.body.is_empty());
+    let out = h.gw(&reply(
+        upd,
+        200,
+        "OK",
+        None,
+        Some("<sip:gw@192.0.2.10:5060;transport=tcp>"),
+        "",
+        None,
+    ));
+    assert!(lines(&out).is_empty());
+
+    // The proxy never refreshes: its leg expires at 300 - 32 s.
+    let out = h.advance(Duration::from_secs(117));
+    assert!(lines(&out).is_empty(), "{:?}", lines(&out));
+    let out = h.advance(Duration::from_secs(1));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: BYE sip:gw@192.0.2.10:5060;transport=tcp",
+            "int: BYE sip:alice@203.0.113.20:5061;transport=tls"
+        ]
+    );
+    assert_eq!(
+        hdr(&sent(&out, Side::Int)[0], "Reason").as_deref(),
+        Some("SIP;cause=408;text=\"Session Timer Expired\"")
+    );
+    assert_eq!(h.cdrs.last().unwrap().cause, EndCause::SessionExpired);
+    assert_clean(&mut h);
+}
+
+/// A re-INVITE relayed end to end refreshes both legs' session timers.
+#[test]
+fn session_refresh_by_reinvite_from_caller() {
+    let mut cfg = config();
+    cfg.sip.session_expires = 300;
+    let mut h = H::new(cfg);
+    let out = h.gw(&gw_invite(
+        "sr",
+        "Supported: timer\r\nSession-Expires: 300;refresher=uac\r\n",
+        Some(&gw_offer()),
+    ));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    let out = h.int(&reply(
+        &inv,
+        200,
+        "OK",
+        Some("s"),
+        Some(int_contact()),
+        "Require: timer\r\nSession-Expires: 300;refresher=uac\r\n",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    let ok = sent(&out, Side::Ext)[0].clone();
+    assert_eq!(
+        hdr(&ok, "Session-Expires").as_deref(),
+        Some("300;refresher=uac")
+    );
+    let mut gw = gw_ua(&ok, "sr");
+    h.gw(&gw.request("ACK", "", None));
+    // Tollgate refreshes the proxy leg at 150 s (refresher=uac on that leg is us) by
+    // re-INVITE with its last SDP (the proxy did not allow UPDATE).
+    let out = h.advance(Duration::from_secs(140));
+    assert!(lines(&out).is_empty());
+    // The gateway refreshes with a re-INVITE at 140 s: relayed, which refreshes both legs.
+    let out = h.gw(&gw.request(
+        "INVITE",
+        "Supported: timer\r\nSession-Expires: 300;refresher=uac\r\n",
+        Some(&gw_offer()),
+    ));
+    let reinv = find(&sent(&out, Side::Int), "INVITE").clone();
+    assert_eq!(
+        hdr(&reinv, "Session-Expires").as_deref(),
+        Some("300;refresher=uac")
+    );
+    let out = h.int(&reply(
+        &reinv,
+        200,
+        "OK",
+        None,
+        Some(int_contact()),
+        "",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    let ok = sent(&out, Side::Ext)[0].clone();
+    assert_eq!(
+        hdr(&ok, "Session-Expires").as_deref(),
+        Some("300;refresher=uac")
+    );
+    h.gw(&gw.request("ACK", "", None));
+    // Nothing before 150 s after the refresh on the proxy leg.
+    let out = h.advance(Duration::from_secs(149));
+    assert!(lines(&out).is_empty(), "{:?}", lines(&out));
+    let out = h.advance(Duration::from_secs(1));
+    assert_eq!(
+        lines(&out),
+        vec!["int: INVITE sip:alice@203.0.113.20:5061;transport=tls"]
+    );
+    let r = sent(&out, Side::Int)[0].clone();
+    assert!(body(&r).contains("RTP/SAVP"));
+    let out = h.int(&reply(
+        &r,
+        200,
+        "OK",
+        None,
+        Some(int_contact()),
+        "",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    assert_eq!(
+        lines(&out),
+        vec!["int: ACK sip:alice@203.0.113.20:5061;transport=tls"]
+    );
+    h.gw(&gw.request("BYE", "", None));
+    assert_clean(&mut h);
+}
+
+/// OPTIONS keepalives mark a trunk down on 503/timeout and up on 200; outbound routing skips
+/// a down trunk.
+#[test]
+fn keepalive_marks_trunks() {
+    let mut cfg = config();
+    cfg.trunks[0].keepalive = Duration::from_secs(30);
+    let mut h = H::new(cfg);
+    assert_eq!(h.timers.len(), 1);
+    let out = h.advance(Duration::ZERO);
+    assert_eq!(lines(&out), vec!["ext: OPTIONS sip:192.0.2.10:5060"]);
+    let o = sent(&out, Side::Ext)[0].clone();
+    let out = h.gw(&reply(
+        &o,
+        503,
+        "Service Unavailable",
+        Some("k"),
+        None,
+        "",
+        None,
+    ));
+    assert!(lines(&out).is_empty());
+    assert_eq!(
+        h.b.trunk_status(),
+        vec![("gw1".to_owned(), false), ("gw2".to_owned(), true)]
+    );
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, CallEvent::TrunkStatus { trunk, up: false } if trunk == "gw1"))
+    );
+    // Routing skips gw1.
+    let out = h.int(&int_invite(
+        "k1",
+        "+442079460009",
+        "",
+        Some(&int_offer("a=sendrecv", "203.0.113.20")),
+    ));
+    assert_eq!(
+        lines(&out)[1],
+        "ext: INVITE sip:00442079460009@192.0.2.20:5060"
+    );
+    let inv = sent(&out, Side::Ext)[0].clone();
+    h.msg(
+        Side::Ext,
+        2,
+        "192.0.2.20:42000",
+        &reply(&inv, 486, "Busy Here", Some("b"), None, "", None),
+    );
+    // Next keepalive: 200 -> up.
+    let out = h.advance(Duration::from_secs(30));
+    let o = find(&sent(&out, Side::Ext), "OPTIONS").clone();
+    h.gw(&reply(&o, 200, "OK", Some("k"), None, "", None));
+    assert_eq!(h.b.trunk_status()[0], ("gw1".to_owned(), true));
+    // A keepalive that times out marks it down again.
+    h.advance(Duration::from_secs(30));
+    h.advance(Duration::from_secs(33));
+    assert_eq!(h.b.trunk_status()[0], ("gw1".to_owned(), false));
+    assert_eq!(h.b.active_calls(), 0);
+}
+
+/// A delayed-offer INVITE (no SDP): the internal side's offer comes in its 200, the
+/// gateway's answer in its ACK, rewritten into the internal ACK.
+#[test]
+fn delayed_offer() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite("do", "", None));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    assert!(inv.body.is_empty());
+    let out = h.int(&reply(
+        &inv,
+        200,
+        "OK",
+        Some("d"),
+        Some(int_contact()),
+        "",
+        Some(&int_offer("a=sendrecv", "203.0.113.20")),
+    ));
+    assert_eq!(lines(&out), vec!["ext: 200 OK"]);
+    let ok = sent(&out, Side::Ext)[0].clone();
+    assert!(body(&ok).contains("RTP/AVP"));
+    let mut gw = gw_ua(&ok, "do");
+    let out = h.gw(&gw.request("ACK", "", Some(&gw_answer("a=sendrecv"))));
+    assert_eq!(
+        lines(&out),
+        vec!["int: ACK sip:alice@203.0.113.20:5061;transport=tls"]
+    );
+    let ack = &sent(&out, Side::Int)[0];
+    assert!(body(ack).contains("RTP/SAVP"));
+    assert!(body(ack).contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80"));
+    assert!(out.iter().any(|o| matches!(o, Output::InstallMedia { .. })));
+    h.gw(&gw.request("BYE", "", None));
+    assert_clean(&mut h);
+}
+
+/// No ACK for the 2xx within 64·T1: the call is ended with BYE on both legs.
+#[test]
+fn missing_ack_ends_call() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite("na", "", Some(&gw_offer())));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    h.int(&reply(
+        &inv,
+        200,
+        "OK",
+        Some("a"),
+        Some(int_contact()),
+        "",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    let out = h.advance(Duration::from_secs(33));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "int: ACK sip:alice@203.0.113.20:5061;transport=tls",
+            "ext: BYE sip:gw@192.0.2.10:5060;transport=tcp",
+            "int: BYE sip:alice@203.0.113.20:5061;transport=tls"
+        ]
+    );
+    assert_eq!(h.cdrs.last().unwrap().cause, EndCause::NoAck);
+    assert_clean(&mut h);
+}
+
+/// Requests for dialogs that do not exist get 481; they never touch another call.
+#[test]
+fn unknown_dialog_481() {
+    let mut h = H::new(config());
+    let (mut gw, _, _) = inbound_answered(&mut h, "u1", "");
+    let mut stranger = gw.clone();
+    stranger.them = stranger.them.replace("tag=", "tag=x");
+    let out = h.gw(&stranger.request("BYE", "", None));
+    assert_eq!(
+        lines(&out),
+        vec!["ext: 481 Call/Transaction Does Not Exist"]
+    );
+    assert_eq!(h.b.active_calls(), 1);
+    h.gw(&gw.request("BYE", "", None));
+    assert_clean(&mut h);
+}
+
+/// Timer C on a relayed re-INVITE: the gateway answers 180 and then nothing; after the
+/// no-answer time the re-INVITE is CANCELed, the requester gets 487 and the call ends.
+#[test]
+fn stuck_reinvite_is_bounded() {
+    let mut h = H::new(config());
+    let (_, mut int, _) = inbound_answered(&mut h, "tc", "");
+    let out = h.int(&int.request("INVITE", "", Some(&int_offer("a=sendonly", "203.0.113.20"))));
+    let reinv = sent(&out, Side::Ext)[0].clone();
+    h.gw(&reply(&reinv, 180, "Ringing", None, None, "", None));
+    let out = h.advance(Duration::from_secs(181));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: BYE sip:gw@192.0.2.10:5060;transport=tcp",
+            "int: BYE sip:alice@203.0.113.20:5061;transport=tls",
+            "int: 487 Request Terminated",
+            "ext: CANCEL sip:gw@192.0.2.10:5060;transport=tcp"
+        ]
+    );
+    assert_eq!(h.cdrs.last().unwrap().cause, EndCause::Timeout);
+    assert_clean(&mut h);
+}
+
+/// UPDATE with a new offer from the gateway (RFC 3311), then a re-INVITE from the internal
+/// side with a new SRTP key (re-keying): each updates the flow in place.
+#[test]
+fn update_and_rekeying() {
+    let mut h = H::new(config());
+    let (mut gw, mut int, _) = inbound_answered(&mut h, "uk", "");
+    let flow_id = *h.installed.keys().next().unwrap();
+    let moved = gw_offer().replace("c=IN IP4 192.0.2.10", "c=IN IP4 192.0.2.11");
+    let out = h.gw(&gw.request("UPDATE", "", Some(&moved)));
+    assert_eq!(
+        lines(&out),
+        vec!["int: UPDATE sip:alice@203.0.113.20:5061;transport=tls"]
+    );
+    let upd = sent(&out, Side::Int)[0].clone();
+    assert!(body(&upd).contains("RTP/SAVP"));
+    let out = h.int(&reply(
+        &upd,
+        200,
+        "OK",
+        None,
+        Some(int_contact()),
+        "",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    assert_eq!(lines(&out), vec!["ext: 200 OK"]);
+    assert!(body(&sent(&out, Side::Ext)[0]).contains("RTP/AVP"));
+    let spec = &h.installed[&flow_id].1;
+    assert_eq!(spec.ext.remote_rtp, Some(addr("192.0.2.11:40000")));
+
+    // Re-keying from the internal side.
+    let rekey = int_offer("a=sendrecv", "203.0.113.20")
+        .replace(KEY1, "inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk")
+        .replace(
+            &format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 {KEY2}\r\n"),
+            "",
+        );
+    let out = h.int(&int.request("INVITE", "", Some(&rekey)));
+    let reinv = sent(&out, Side::Ext)[0].clone();
+    assert!(!body(&reinv).contains("crypto"));
+    h.gw(&reply(
+        &reinv,
+        200,
+        "OK",
+        None,
+        Some("<sip:gw@192.0.2.10:5060;transport=tcp>"),
+        "",
+        Some(&gw_answer("a=sendrecv")),
+    ));
+    match &h.installed[&flow_id].1.int_to_ext {
+        TransformSpec::Unprotect(k) => {
+            assert_eq!(
+                k.to_sdes(),
+                "inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk"
+            );
+        }
+        t => panic!("{t:?}"),
+    }
+    h.int(&int.request("ACK", "", None));
+    h.int(&int.request("BYE", "", None));
+    assert_clean(&mut h);
+}
+
+/// Reload: new routes and limits apply to new calls; the call in progress continues.
+#[test]
+fn reload_keeps_calls() {
+    let mut h = H::new(config());
+    let (mut gw, _, _) = inbound_answered(&mut h, "rl", "");
+    let mut cfg = config();
+    cfg.routes = vec![tollgate_b2bua::Route::new(r"^\+", &["gw2"]).unwrap()];
+    cfg.sip.max_calls = 1;
+    h.input(Input::Reload(Box::new(cfg)));
+    assert_eq!(h.b.active_calls(), 1);
+    // max_calls = 1: a second call is refused while the first runs.
+    let out = h.int(&int_invite(
+        "rl2",
+        "+442079460001",
+        "",
+        Some(&int_offer("a=sendrecv", "203.0.113.20")),
+    ));
+    assert_eq!(
+        lines(&out),
+        vec!["int: 100 Trying", "int: 503 Service Unavailable"]
+    );
+    let out = h.gw(&gw.request("BYE", "", None));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: 200 OK",
+            "int: BYE sip:alice@203.0.113.20:5061;transport=tls"
+        ]
+    );
+    // Now the new route (gw2 only) is used.
+    let out = h.int(&int_invite(
+        "rl3",
+        "+442079460001",
+        "",
+        Some(&int_offer("a=sendrecv", "203.0.113.20")),
+    ));
+    assert_eq!(
+        lines(&out)[1],
+        "ext: INVITE sip:00442079460001@192.0.2.20:5060"
+    );
+    let inv = sent(&out, Side::Ext)[0].clone();
+    h.msg(
+        Side::Ext,
+        2,
+        "192.0.2.20:42000",
+        &reply(&inv, 404, "Not Found", Some("n"), None, "", None),
+    );
     assert_clean(&mut h);
 }

@@ -26,7 +26,7 @@ pub fn addr(s: &str) -> SocketAddr {
 }
 
 /// xorshift64* (deterministic test randomness).
-pub fn rng(seed: u64) -> Box<dyn FnMut(&mut [u8]) + Send> {
+pub fn rng(seed: u64) -> tollgate_b2bua::Rng {
     let mut x = seed | 1;
     Box::new(move |buf: &mut [u8]| {
         for b in buf.iter_mut() {
@@ -137,7 +137,7 @@ impl H {
                         "second CDR for call {}",
                         cdr.call
                     );
-                    self.cdrs.push((**cdr).clone());
+                    self.cdrs.push(cdr.clone());
                 }
                 Output::Event(e) => self.events.push(e.clone()),
                 Output::Send { .. } => {}
