@@ -364,7 +364,7 @@ impl Driver {
                         call: cdr.call,
                         reply: tx,
                     });
-                    let _ = self.cdrs.send((cdr, rx));
+                    let _ = self.cdrs.send((Box::new(cdr), rx));
                 }
                 Output::Event(e) => {
                     let calls_changed =
