@@ -627,6 +627,22 @@ int_ports = [40000, 40999]
     }
 
     #[test]
+    fn the_deploy_example_is_valid() {
+        let (d, _) = base();
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/tollgate.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        for f in ["tollgate.pem", "tollgate-key.pem", "corp-ca.pem"] {
+            std::fs::write(d.0.join(f), "x").unwrap();
+        }
+        let text = text.replace("/etc/tollgate/tls/", &format!("{}/", d.0.display()));
+        let c = Config::parse(&text, &d.0).unwrap();
+        assert_eq!(c.trunks.len(), 2);
+        assert_eq!(c.media.datapath, DatapathKind::Xdp);
+        crate::convert::b2bua_config(&c).unwrap();
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let (d, t) = base();
         let cases = [
