@@ -202,10 +202,7 @@ fn ifindex(name: &str) -> anyhow::Result<i32> {
     // SAFETY: valid C string.
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if i == 0 {
-        anyhow::bail!(
-            "no interface {name}: {}",
-            std::io::Error::last_os_error()
-        );
+        anyhow::bail!("no interface {name}: {}", std::io::Error::last_os_error());
     }
     Ok(i as i32)
 }
@@ -254,7 +251,10 @@ pub fn packet_socket(iface: &str) -> anyhow::Result<OwnedFd> {
         )
     };
     if rc != 0 {
-        anyhow::bail!("bind AF_PACKET to {iface}: {}", std::io::Error::last_os_error());
+        anyhow::bail!(
+            "bind AF_PACKET to {iface}: {}",
+            std::io::Error::last_os_error()
+        );
     }
     Ok(owned)
 }
@@ -366,8 +366,7 @@ pub fn run(
                 }
                 slot[40..42].copy_from_slice(&c.to_be_bytes());
             } else {
-                let s = sum_words(&slot[HDRS..HDRS + 12 + payload::VARIABLE], 0)
-                    + st.base_sum[f]
+                let s = sum_words(&slot[HDRS..HDRS + 12 + payload::VARIABLE], 0) + st.base_sum[f]
                     - sum_words(&st.templates[f][HDRS..HDRS + 12 + payload::VARIABLE], 0);
                 let mut c = !fold(s);
                 if c == 0 {

@@ -145,7 +145,10 @@ impl NgClient {
         self.sock.send(&out)?;
         let mut buf = vec![0u8; 65536];
         loop {
-            let n = self.sock.recv(&mut buf).context("no reply from rtpengine")?;
+            let n = self
+                .sock
+                .recv(&mut buf)
+                .context("no reply from rtpengine")?;
             let r = &buf[..n];
             let Some(sp) = r.iter().position(|&c| c == b' ') else {
                 bail!("malformed ng reply")
@@ -259,7 +262,10 @@ mod tests {
         let m = parse_sdp(s).expect("parses");
         assert_eq!(m.ip, "10.201.2.1");
         assert_eq!(m.port, 30010);
-        assert_eq!(m.crypto[1], (2, "AES_CM_128_HMAC_SHA1_32".into(), "inline:BBBB".into()));
+        assert_eq!(
+            m.crypto[1],
+            (2, "AES_CM_128_HMAC_SHA1_32".into(), "inline:BBBB".into())
+        );
         assert!(parse_sdp(&sdp_avp("10.201.1.2", 10000, "gw")).is_some());
     }
 }

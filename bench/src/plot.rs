@@ -69,13 +69,16 @@ pub fn line_chart(
             .map_err(err)?;
         for (i, s) in series.iter().enumerate() {
             let c = COLORS[i % COLORS.len()];
-            let mut p: Vec<(f64, f64)> = s.points.iter().copied().filter(|(_, y)| *y > 0.0).collect();
+            let mut p: Vec<(f64, f64)> =
+                s.points.iter().copied().filter(|(_, y)| *y > 0.0).collect();
             p.sort_by(|a, b| a.0.total_cmp(&b.0));
             chart
                 .draw_series(LineSeries::new(p.clone(), c.stroke_width(2)))
                 .map_err(err)?
                 .label(s.name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
             chart
                 .draw_series(p.into_iter().map(|xy| Circle::new(xy, 3, c.filled())))
                 .map_err(err)?;
@@ -109,7 +112,9 @@ pub fn line_chart(
                 .draw_series(LineSeries::new(p.clone(), c.stroke_width(2)))
                 .map_err(err)?
                 .label(s.name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
             chart
                 .draw_series(p.into_iter().map(|xy| Circle::new(xy, 3, c.filled())))
                 .map_err(err)?;

@@ -196,7 +196,9 @@ pub fn run(
         for i in 0..n as usize {
             let len = hdrs[i].msg_len as usize;
             let b = &mut bufs[i];
-            let Some(ssrc) = b.get(8..12).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+            let Some(ssrc) = b
+                .get(8..12)
+                .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
             else {
                 local.unknown += 1;
                 continue;
@@ -236,7 +238,9 @@ pub fn run(
             }
             let mut ts = [0u8; 8];
             ts.copy_from_slice(&p[payload::TS..payload::TS + 8]);
-            local.latency.record(now.saturating_sub(u64::from_be_bytes(ts)));
+            local
+                .latency
+                .record(now.saturating_sub(u64::from_be_bytes(ts)));
             local.ok += 1;
         }
     }

@@ -26,7 +26,7 @@ enum Cmd {
     Lab(lab::Args),
     /// Everything CI checks: setup, fmt, clippy, all tests (namespace tests need root).
     Ci(ci::Args),
-    /// Benchmarks, reports under target/bench-report/ (`bench srtp`).
+    /// Benchmarks, reports under target/bench-report/ (`bench [all|srtp|dataplane|scale]`).
     Bench(bench::Args),
 }
 

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+pub mod capacity;
 pub mod srtp;
 
 /// What `tollgate` can do.
@@ -11,6 +12,9 @@ pub enum Command {
     Version,
     /// Decrypt SDES-keyed SRTP/SRTCP in a capture into plain RTP/RTCP, or encrypt the reverse.
     Srtp(srtp::Args),
+    /// Cores and NIC queues for N concurrent G.711 calls (and calls per C cores), per data
+    /// path, from measured per-packet costs (deploy/CAPACITY.md).
+    Capacity(capacity::Args),
 }
 
 /// Runs a subcommand and maps its outcome to the process exit code.
@@ -21,5 +25,6 @@ pub fn dispatch(cmd: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Srtp(a) => srtp::run(a),
+        Command::Capacity(a) => capacity::run(a),
     }
 }
