@@ -285,7 +285,7 @@ pub fn run(
     let tid = gettid();
     let pid = std::process::id();
     let n_flows = st.flows.len();
-    if n_flows == 0 || !(t.rate > 0.0) {
+    if n_flows == 0 || t.rate.is_nan() || t.rate <= 0.0 {
         anyhow::bail!("nothing to send");
     }
     let tag = if st.srtp.is_some() { 10 } else { 0 };

@@ -165,10 +165,13 @@ fn scale(a: &ScaleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One part of `bench all`.
+type Part = Box<dyn Fn() -> anyhow::Result<()>>;
+
 fn all() -> anyhow::Result<()> {
     let t = std::time::Instant::now();
     let mut failed = Vec::new();
-    let parts: [(&str, Box<dyn Fn() -> anyhow::Result<()>>); 3] = [
+    let parts: [(&str, Part); 3] = [
         (
             "srtp",
             Box::new(|| {

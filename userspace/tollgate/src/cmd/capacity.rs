@@ -237,7 +237,7 @@ fn run_inner(a: &Args) -> anyhow::Result<()> {
     if a.calls.is_none() && a.cores.is_none() {
         bail!("give --calls N (cores needed) and/or --cores C (calls that fit)");
     }
-    if !(a.headroom >= 1.0) {
+    if a.headroom.is_nan() || a.headroom < 1.0 {
         bail!("--headroom must be at least 1.0");
     }
     let costs = load(a)?;
