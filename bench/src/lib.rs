@@ -1,4 +1,21 @@
-//! Shared helpers of Tollgate's benchmarks: thread CPU time and medians.
+//! Shared helpers of Tollgate's benchmarks: thread CPU time and medians, and the pieces of the
+//! lab benchmarks (`dp-bench`, `relay-bench`).
+//!
+//! * [`flows`]: the deterministic flow plan (ports, SSRCs, keys) every process derives alike.
+//! * [`generator`]: the `AF_PACKET` G.711 RTP generator (paced, batched `sendmmsg`).
+//! * [`sink`]: the SRTP-verifying, latency-measuring sink.
+//! * [`hist`]: the latency histogram.
+//! * [`procstat`]: CPU time and memory from `/proc`.
+//! * [`ng`]: rtpengine's ng control protocol (bencode over UDP) and the SDP it exchanges.
+//! * [`plot`]: SVG line charts for the reports.
+
+pub mod flows;
+pub mod generator;
+pub mod hist;
+pub mod ng;
+pub mod plot;
+pub mod procstat;
+pub mod sink;
 
 /// CPU time consumed by the calling thread, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
 pub fn thread_cpu_ns() -> u64 {

@@ -1,5 +1,13 @@
 //! `cargo xtask bench`: benchmarks and their reports under `target/bench-report/`.
 //!
+//! `bench` alone (or `bench all`) runs `srtp`, `dataplane` and `scale` in sequence and prints a
+//! summary of each report's goals at the end.
+//!
+//! `bench dataplane` and `bench scale` (root: they build the three-namespace lab) run `dp-bench`
+//! from the `tollgate-bench` crate: Tollgate's XDP and socket paths and rtpengine side by side,
+//! and the XDP path with 100 to 100,000 flows. They write `dataplane.md`, `scale.md`,
+//! `results.json` (read by `tollgate capacity`) and SVG plots.
+//!
 //! `bench srtp` builds libsrtp with OpenSSL from Debian's own source package (downloaded with
 //! `apt-get source --download-only` through a private apt configuration, so the machine's
 //! sources lists are not touched; built into `target/libsrtp-openssl/`, never committed), then
@@ -16,13 +24,45 @@ use crate::util::{Step, run_visible, workspace_root};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(subcommand)]
-    what: What,
+    what: Option<What>,
 }
 
 #[derive(clap::Subcommand, Debug)]
 enum What {
     /// SRTP protect/unprotect ns/packet vs libsrtp (OpenSSL build and Debian's).
     Srtp(SrtpArgs),
+    /// XDP path vs socket path vs rtpengine in the lab (root).
+    Dataplane(DataplaneArgs),
+    /// XDP path with 100, 10,000 and 100,000 flows: throughput, memory, install time (root).
+    Scale(ScaleArgs),
+    /// srtp, dataplane and scale in sequence, then a summary.
+    All,
+}
+
+#[derive(clap::Args, Debug)]
+struct DataplaneArgs {
+    /// Concurrent flows (G.711 streams).
+    #[arg(long, default_value_t = 500)]
+    flows: usize,
+    /// Paths (xdp, socket, rtpengine; `kernel` adds the lab's own limit without a relay).
+    #[arg(long, default_value = "xdp,socket,rtpengine,kernel")]
+    paths: String,
+    /// Profile the XDP worker with perf at 90% of its max rate.
+    #[arg(long, default_value_t = true)]
+    profile: bool,
+    /// Seconds per search trial.
+    #[arg(long, default_value_t = 2.0)]
+    trial_secs: f64,
+}
+
+#[derive(clap::Args, Debug)]
+struct ScaleArgs {
+    /// Flow counts.
+    #[arg(long, default_value = "100,10000,100000")]
+    flows: String,
+    /// Offered packets/s of the fixed-rate trial.
+    #[arg(long, default_value_t = 50_000.0)]
+    rate: f64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -40,8 +80,171 @@ struct SrtpArgs {
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.what {
-        What::Srtp(a) => srtp(a),
+        Some(What::Srtp(a)) => srtp(a),
+        Some(What::Dataplane(a)) => dataplane(a),
+        Some(What::Scale(a)) => scale(a),
+        Some(What::All) | None => all(),
     }
+}
+
+fn report_dir() -> PathBuf {
+    workspace_root().join("target/bench-report")
+}
+
+fn build_dp_bench() -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    run_visible(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "tollgate-bench",
+        "--bin",
+        "dp-bench",
+        "--bin",
+        "relay-bench",
+    ]))?;
+    Ok(root.join("target/release/dp-bench"))
+}
+
+fn need_root(what: &str) -> anyhow::Result<()> {
+    if !tollgate_netlab::is_root() {
+        bail!("bench {what} builds network namespaces and attaches XDP: run it as root");
+    }
+    Ok(())
+}
+
+fn dataplane(a: &DataplaneArgs) -> anyhow::Result<()> {
+    need_root("dataplane")?;
+    let mut steps = Vec::new();
+    let s = Step::start(
+        "bench dataplane",
+        "build dp-bench and relay-bench (release)",
+    );
+    let bin = build_dp_bench()?;
+    steps.push(s.done());
+    let s = Step::start(
+        "bench dataplane",
+        "XDP vs socket vs rtpengine (lab up, search, latency, profile; a few minutes)",
+    );
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--out")
+        .arg(report_dir())
+        .args(["--trial-secs", &a.trial_secs.to_string()])
+        .args([
+            "dataplane",
+            "--flows",
+            &a.flows.to_string(),
+            "--paths",
+            &a.paths,
+        ]);
+    if a.profile {
+        cmd.arg("--profile");
+    }
+    run_visible(&mut cmd)?;
+    steps.push(s.done());
+    summary("bench dataplane", &steps, &["dataplane.md"]);
+    Ok(())
+}
+
+fn scale(a: &ScaleArgs) -> anyhow::Result<()> {
+    need_root("scale")?;
+    let mut steps = Vec::new();
+    let s = Step::start("bench scale", "build dp-bench and relay-bench (release)");
+    let bin = build_dp_bench()?;
+    steps.push(s.done());
+    let s = Step::start("bench scale", "XDP path with many flows");
+    run_visible(Command::new(&bin).arg("--out").arg(report_dir()).args([
+        "scale",
+        "--flows",
+        &a.flows,
+        "--rate",
+        &a.rate.to_string(),
+    ]))?;
+    steps.push(s.done());
+    summary("bench scale", &steps, &["scale.md"]);
+    Ok(())
+}
+
+/// One part of `bench all`.
+type Part = Box<dyn Fn() -> anyhow::Result<()>>;
+
+fn all() -> anyhow::Result<()> {
+    let t = std::time::Instant::now();
+    let mut failed = Vec::new();
+    let parts: [(&str, Part); 3] = [
+        (
+            "srtp",
+            Box::new(|| {
+                srtp(&SrtpArgs {
+                    rounds: 9,
+                    packets: 20_000,
+                    rebuild_libsrtp: false,
+                })
+            }),
+        ),
+        (
+            "dataplane",
+            Box::new(|| {
+                dataplane(&DataplaneArgs {
+                    flows: 500,
+                    paths: "xdp,socket,rtpengine,kernel".into(),
+                    profile: true,
+                    trial_secs: 2.0,
+                })
+            }),
+        ),
+        (
+            "scale",
+            Box::new(|| {
+                scale(&ScaleArgs {
+                    flows: "100,10000,100000".into(),
+                    rate: 50_000.0,
+                })
+            }),
+        ),
+    ];
+    for (i, (name, f)) in parts.iter().enumerate() {
+        println!("==> [bench] part {}/3: {name}", i + 1);
+        if let Err(e) = f() {
+            println!("    {name} FAILED: {e:#}");
+            failed.push(*name);
+        }
+    }
+    println!("\n==> bench summary ({:.0} s)", t.elapsed().as_secs_f64());
+    for f in ["srtp.md", "dataplane.md", "scale.md"] {
+        let p = report_dir().join(f);
+        match std::fs::read_to_string(&p) {
+            Ok(md) => {
+                println!("  {}", p.display());
+                // The goals (dataplane) or ratio (scale) sections, else the first table rows.
+                let mut on = false;
+                for l in md.lines() {
+                    if l.starts_with("## ") {
+                        on = l.contains("Goals") || l.contains("as a ratio");
+                    }
+                    if on && l.starts_with('*') {
+                        println!("    {l}");
+                    }
+                }
+            }
+            Err(_) => println!("  {}: not written", p.display()),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("bench parts failed: {failed:?}");
+    }
+    Ok(())
+}
+
+fn summary(prefix: &str, steps: &[(String, f64)], reports: &[&str]) {
+    println!("{prefix} summary:");
+    for (name, secs) in steps {
+        println!("  {secs:6.1}s  {name}");
+    }
+    for r in reports {
+        println!("  report: {}", report_dir().join(r).display());
+    }
+    println!("  results: {}", report_dir().join("results.json").display());
 }
 
 const LIBSRTP_PKG: &str = "libsrtp2";

@@ -32,7 +32,7 @@ enum Cmd {
     Demo(demo::Args),
     /// A bounded run of every cargo-fuzz target (nightly).
     Fuzz(fuzz::Args),
-    /// Benchmarks, reports under target/bench-report/ (`bench srtp`).
+    /// Benchmarks, reports under target/bench-report/ (`bench [all|srtp|dataplane|scale]`).
     Bench(bench::Args),
 }
 

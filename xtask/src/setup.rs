@@ -35,8 +35,18 @@ const PACKAGES: &[(&str, &str)] = &[
 
 /// Extra packages for the benchmarks.
 const BENCH_PACKAGES: &[(&str, &str)] = &[
-    ("rtpengine-daemon", "the peer relay measured side by side"),
-    ("linux-perf", "profiles of the relay and of SRTP"),
+    (
+        "rtpengine-daemon",
+        "the peer relay measured side by side (bench dataplane runs it in the lab, --table=-1)",
+    ),
+    (
+        "linux-perf",
+        "profiles of the relay and of SRTP (bench dataplane --profile)",
+    ),
+    (
+        "util-linux",
+        "taskset and chrt: the relay under test is pinned and run SCHED_FIFO",
+    ),
     (
         "make",
         "building libsrtp with OpenSSL (bench srtp's baseline) from Debian's source",

@@ -216,6 +216,8 @@ pub struct WorkerSnapshot {
     pub loops: u64,
     /// Events lost.
     pub events_lost: u64,
+    /// Flows in this worker's table (control messages applied so far).
+    pub flows: u64,
 }
 
 /// The running data plane.
@@ -703,6 +705,7 @@ impl Dataplane {
                     cpu_ns: l(&s.cpu_ns),
                     loops: l(&s.loops),
                     events_lost: l(&s.events_lost),
+                    flows: l(&s.flows),
                 }
             })
             .collect();

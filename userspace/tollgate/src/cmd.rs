@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+pub mod capacity;
 pub mod daemon;
 pub mod sip;
 pub mod srtp;
@@ -23,6 +24,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: sip::SipCommand,
     },
+    /// Cores and NIC queues for N concurrent G.711 calls (and calls per C cores), per data
+    /// path, from measured per-packet costs (deploy/CAPACITY.md).
+    Capacity(capacity::Args),
 }
 
 /// Runs a subcommand and maps its outcome to the process exit code.
@@ -42,5 +46,6 @@ pub fn dispatch(cmd: Command) -> ExitCode {
         }
         Command::Srtp(a) => srtp::run(a),
         Command::Sip { cmd } => sip::run(cmd),
+        Command::Capacity(a) => capacity::run(a),
     }
 }
