@@ -35,7 +35,9 @@ enum What {
     Dataplane(DataplaneArgs),
     /// XDP path with 100, 10,000 and 100,000 flows: throughput, memory, install time (root).
     Scale(ScaleArgs),
-    /// srtp, dataplane and scale in sequence, then a summary.
+    /// Call setup rate through Tollgate at rising offered rates (root).
+    Calls(CallsArgs),
+    /// srtp, dataplane, scale and calls in sequence, then a summary.
     All,
 }
 
@@ -66,6 +68,16 @@ struct ScaleArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct CallsArgs {
+    /// Offered rates (calls/s), tried in order until calls fail.
+    #[arg(long, default_value = "100,250,500,750,1000,1250,1500,2000,2500,3000")]
+    rates: String,
+    /// Seconds per rate.
+    #[arg(long, default_value_t = 4.0)]
+    secs: f64,
+}
+
+#[derive(clap::Args, Debug)]
 struct SrtpArgs {
     /// Rounds per measurement (median reported).
     #[arg(long, default_value_t = 9)]
@@ -83,6 +95,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Some(What::Srtp(a)) => srtp(a),
         Some(What::Dataplane(a)) => dataplane(a),
         Some(What::Scale(a)) => scale(a),
+        Some(What::Calls(a)) => calls(a),
         Some(What::All) | None => all(),
     }
 }
@@ -165,13 +178,46 @@ fn scale(a: &ScaleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn calls(a: &CallsArgs) -> anyhow::Result<()> {
+    need_root("calls")?;
+    let root = workspace_root();
+    let mut steps = Vec::new();
+    let s = Step::start("bench calls", "build tollgate and calls-bench (release)");
+    run_visible(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "tollgate",
+        "-p",
+        "tollgate-bench",
+        "--bin",
+        "tollgate",
+        "--bin",
+        "calls-bench",
+    ]))?;
+    steps.push(s.done());
+    let s = Step::start("bench calls", "rising offered call rates through Tollgate");
+    run_visible(
+        Command::new(root.join("target/release/calls-bench"))
+            .current_dir(&root)
+            .arg("--tollgate")
+            .arg(root.join("target/release/tollgate"))
+            .arg("--out")
+            .arg(report_dir())
+            .args(["--rates", &a.rates, "--secs", &a.secs.to_string()]),
+    )?;
+    steps.push(s.done());
+    summary("bench calls", &steps, &["calls.md"]);
+    Ok(())
+}
+
 /// One part of `bench all`.
 type Part = Box<dyn Fn() -> anyhow::Result<()>>;
 
 fn all() -> anyhow::Result<()> {
     let t = std::time::Instant::now();
     let mut failed = Vec::new();
-    let parts: [(&str, Part); 3] = [
+    let parts: [(&str, Part); 4] = [
         (
             "srtp",
             Box::new(|| {
@@ -202,16 +248,25 @@ fn all() -> anyhow::Result<()> {
                 })
             }),
         ),
+        (
+            "calls",
+            Box::new(|| {
+                calls(&CallsArgs {
+                    rates: "100,250,500,750,1000,1250,1500,2000,2500,3000".into(),
+                    secs: 4.0,
+                })
+            }),
+        ),
     ];
     for (i, (name, f)) in parts.iter().enumerate() {
-        println!("==> [bench] part {}/3: {name}", i + 1);
+        println!("==> [bench] part {}/{}: {name}", i + 1, parts.len());
         if let Err(e) = f() {
             println!("    {name} FAILED: {e:#}");
             failed.push(*name);
         }
     }
     println!("\n==> bench summary ({:.0} s)", t.elapsed().as_secs_f64());
-    for f in ["srtp.md", "dataplane.md", "scale.md"] {
+    for f in ["srtp.md", "dataplane.md", "scale.md", "calls.md"] {
         let p = report_dir().join(f);
         match std::fs::read_to_string(&p) {
             Ok(md) => {
@@ -222,7 +277,7 @@ fn all() -> anyhow::Result<()> {
                     if l.starts_with("## ") {
                         on = l.contains("Goals") || l.contains("as a ratio");
                     }
-                    if on && l.starts_with('*') {
+                    if (on && l.starts_with('*')) || l.starts_with("Highest rate") {
                         println!("    {l}");
                     }
                 }

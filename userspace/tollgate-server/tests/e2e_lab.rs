@@ -36,6 +36,7 @@ fn both_directions(datapath: &str) {
         ring: Duration::from_millis(100),
         media: true,
         first_index,
+        rate: None,
     };
     let inbound = parties
         .run(&plan(Direction::Inbound, 0))

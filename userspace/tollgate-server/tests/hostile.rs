@@ -116,6 +116,7 @@ fn hostile_inputs_are_refused_and_calls_survive() {
             ring: Duration::ZERO,
             media: true,
             first_index: 0,
+            rate: None,
         })
     });
     std::thread::sleep(Duration::from_millis(800));

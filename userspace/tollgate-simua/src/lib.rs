@@ -6,6 +6,7 @@
 //!   a receiver can check each packet arrived intact.
 //! * [`media`]: one call's RTP or SRTP stream: paced sender, verifying receiver, report.
 //! * [`labconf`]: the Tollgate configuration and topology of a lab (namespaces or loopback).
+//! * [`process`]: Tollgate as a child process: start, observe (/proc, /metrics), drain.
 //! * [`scenario`]: call plans between the two simulated parties, with per-call outcomes.
 //! * [`ua`]: a SIP user agent over TCP or TLS that places calls, answers them, and hangs up.
 //!
@@ -16,6 +17,7 @@
 pub mod certs;
 pub mod labconf;
 pub mod media;
+pub mod process;
 pub mod scenario;
 pub mod tone;
 pub mod ua;

@@ -61,6 +61,8 @@ pub struct Plan {
     pub media: bool,
     /// Index of the first call (to keep numbers distinct across plans).
     pub first_index: usize,
+    /// Offered load: start calls at this rate (calls/s), or as fast as `concurrency` allows.
+    pub rate: Option<f64>,
 }
 
 /// One call's outcome.
@@ -204,8 +206,13 @@ async fn party_loop(
             Cmd::Call(plan, target, server_name, progress, done) => {
                 let sem = Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1)));
                 let mut tasks = Vec::new();
+                let t0 = tokio::time::Instant::now();
                 for n in 0..plan.calls {
                     let i = plan.first_index + n;
+                    if let Some(rate) = plan.rate.filter(|r| *r > 0.0) {
+                        tokio::time::sleep_until(t0 + Duration::from_secs_f64(n as f64 / rate))
+                            .await;
+                    }
                     let Ok(permit) = Arc::clone(&sem).acquire_owned().await else {
                         break;
                     };

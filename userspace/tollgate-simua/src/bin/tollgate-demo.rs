@@ -6,16 +6,16 @@
 //! other way, audio checked packet by packet in both directions, calls hung up from alternating
 //! sides. Without root: the same on loopback addresses with the socket data path.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tollgate_netlab::{LabSpec, in_netns, is_root};
+use tollgate_netlab::{LabSpec, is_root};
 use tollgate_simua::labconf::LabAddrs;
+use tollgate_simua::process::{Launch, TollgateProcess, metric, scrape, wait_listening};
 use tollgate_simua::scenario::{Direction, Parties, Plan, Report};
 
 struct Args {
@@ -59,111 +59,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--calls must be at least 1".into());
     }
     Ok(a)
-}
-
-/// Tollgate as a child process; SIGTERM then SIGKILL on drop.
-struct Tollgate {
-    child: Child,
-}
-
-impl Tollgate {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM (drain) and wait up to `wait` for exit.
-    fn stop(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t = Instant::now();
-        while t.elapsed() < wait {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Tollgate {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait()
-            && self.stop(Duration::from_secs(5)).is_none()
-        {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks / hz.max(1.0))
-}
-
-fn rss_mib(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = s
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
-fn in_ns<T: Send + 'static>(
-    ns: &Option<String>,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    match ns {
-        Some(n) => in_netns(n, f).ok(),
-        None => Some(f()),
-    }
-}
-
-fn wait_listening(ns: &Option<String>, addr: SocketAddr, timeout: Duration) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < timeout {
-        if in_ns(ns, move || {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
-        }) == Some(true)
-        {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
-}
-
-fn metrics(ns: &Option<String>, addr: SocketAddr) -> String {
-    in_ns(ns, move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        Some(body)
-    })
-    .flatten()
-    .unwrap_or_default()
-}
-
-/// Sum of the samples of `name` whose labels contain every `labels` fragment.
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && l.split(['{', ' ']).next() == Some(name))
-        .filter(|l| labels.iter().all(|f| l.contains(f)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(0.0, |a, b| a + b)
 }
 
 fn progress(
@@ -279,34 +174,21 @@ fn run(a: &Args) -> Result<bool, String> {
         "==> starting tollgate ({datapath} data path); log in {}",
         out.join("tollgate.log").display()
     );
-    let log = std::fs::File::create(out.join("tollgate.log")).map_err(|e| e.to_string())?;
-    let log2 = log.try_clone().map_err(|e| e.to_string())?;
-    let mut cmd = match &relay_ns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(&tollgate);
-            c
-        }
-        None => Command::new(&tollgate),
+    let launch = Launch {
+        netns: relay_ns.as_deref(),
+        ..Launch::default()
     };
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&cfg_path)
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log2));
-    let child = cmd
-        .spawn()
+    let mut tg = TollgateProcess::spawn(&tollgate, &cfg_path, &out.join("tollgate.log"), &launch)
         .map_err(|e| format!("starting {}: {e}", tollgate.display()))?;
-    let mut tg = Tollgate { child };
     let ext_sip = SocketAddr::new(addrs.relay_ext, 5060);
-    if !wait_listening(&addrs.gw_ns, ext_sip, Duration::from_secs(20)) {
+    if !wait_listening(addrs.gw_ns.as_deref(), ext_sip, Duration::from_secs(20)) {
         return Err(format!(
             "tollgate did not start listening on {ext_sip}; see {}",
             out.join("tollgate.log").display()
         ));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let cpu0 = cpu_secs(tg.pid()).unwrap_or(0.0);
+    let cpu0 = tg.cpu_secs().unwrap_or(0.0);
     let t0 = Instant::now();
 
     let concurrency = a.calls.min(50);
@@ -335,6 +217,7 @@ fn run(a: &Args) -> Result<bool, String> {
             ring: Duration::ZERO,
             media: true,
             first_index: first,
+            rate: None,
         };
         let r = parties.run(&plan);
         stop.store(true, Ordering::Relaxed);
@@ -342,10 +225,10 @@ fn run(a: &Args) -> Result<bool, String> {
         reports.push((label, r?));
     }
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = cpu_secs(tg.pid()).unwrap_or(0.0) - cpu0;
-    let rss = rss_mib(tg.pid());
+    let cpu = tg.cpu_secs().unwrap_or(0.0) - cpu0;
+    let rss = tg.rss_mib();
     std::thread::sleep(Duration::from_millis(1200));
-    let m = metrics(&addrs.int_ns.as_ref().and(relay_ns.clone()), metrics_addr);
+    let m = scrape(relay_ns.as_deref(), metrics_addr);
 
     println!();
     println!("==> summary");

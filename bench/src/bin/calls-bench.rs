@@ -1,0 +1,279 @@
+//! `calls-bench`: call setup rate through Tollgate, SIP/TCP from the simulated gateway to
+//! SIP/mTLS at the simulated internal endpoint (INVITE, 100, 180, 200, ACK, BYE), at rising
+//! offered rates until calls fail or setup latency runs away.
+//!
+//! Tollgate runs as its own process in the relay namespace with one control-plane thread,
+//! pinned to one CPU; the two simulated parties share the other CPU, so their own CPU use is
+//! reported next to Tollgate's (when they saturate, the result is capped by the load generator,
+//! and the report says so). Signalling only: no media, so this measures the control plane.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use tollgate_netlab::LabSpec;
+use tollgate_simua::labconf::LabAddrs;
+use tollgate_simua::process::{Launch, TollgateProcess, wait_listening};
+use tollgate_simua::scenario::{Direction, Parties, Plan};
+
+#[derive(Parser, Debug)]
+#[command(about = "Call setup rate through Tollgate")]
+struct Args {
+    /// The tollgate binary.
+    #[arg(long, default_value = "target/release/tollgate")]
+    tollgate: PathBuf,
+    /// Offered rates to try, calls per second, in order.
+    #[arg(long, default_value = "100,250,500,750,1000,1250,1500,2000,2500,3000")]
+    rates: String,
+    /// Seconds of calls per rate.
+    #[arg(long, default_value_t = 4.0)]
+    secs: f64,
+    /// Stop when more than this fraction of calls fail.
+    #[arg(long, default_value_t = 0.005)]
+    max_fail: f64,
+    /// Stop when p99 setup exceeds this many ms.
+    #[arg(long, default_value_t = 200.0)]
+    max_p99_ms: f64,
+    /// CPU for Tollgate (the other CPUs run the simulated parties).
+    #[arg(long, default_value = "1")]
+    tollgate_cpu: String,
+    /// Report directory.
+    #[arg(long, default_value = "target/bench-report")]
+    out: PathBuf,
+}
+
+struct Step {
+    offered: f64,
+    calls: usize,
+    ok: usize,
+    achieved: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    tollgate_cpu: f64,
+    party_cpu: f64,
+    wall: f64,
+}
+
+/// CPU seconds (user + system) of this process (the simulated parties run in it).
+fn self_cpu() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    if !tollgate_netlab::is_root() {
+        bail!("calls-bench builds a network namespace lab: run it as root");
+    }
+    let rates: Vec<f64> = a
+        .rates
+        .split(',')
+        .map(|r| r.trim().parse())
+        .collect::<Result<_, _>>()
+        .context("--rates")?;
+    std::fs::create_dir_all(&a.out)?;
+    let out = std::fs::canonicalize(&a.out)?;
+    let work = out.join("calls-work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let tollgate =
+        std::fs::canonicalize(&a.tollgate).with_context(|| format!("{}", a.tollgate.display()))?;
+
+    let lab = LabSpec::with_prefix("tgcalls")
+        .up_guarded()
+        .context("lab")?;
+    let s = lab.spec();
+    let addrs = LabAddrs {
+        relay_ext: s.ext_net.relay.into(),
+        relay_int: s.int_net.relay.into(),
+        gw: s.ext_net.peer.into(),
+        int: s.int_net.peer.into(),
+        ext_if: s.ext_if.clone(),
+        int_if: s.int_if.clone(),
+        gw_ns: Some(s.gw_ns.clone()),
+        int_ns: Some(s.int_ns.clone()),
+    };
+    let pki = addrs.pki(&work.join("certs"))?;
+    let cfg = addrs.tollgate_config(&pki, "socket", 1, &work.join("cdr.jsonl"), None);
+    let cfg_path = work.join("tollgate.toml");
+    std::fs::write(&cfg_path, cfg)?;
+    let parties =
+        Parties::start(&addrs.topology(&pki), Duration::ZERO, false).map_err(anyhow::Error::msg)?;
+    let launch = Launch {
+        netns: Some(&s.relay_ns),
+        threads: Some(1),
+        cpus: Some(&a.tollgate_cpu),
+        log_filter: Some("warn"),
+    };
+    let mut tg = TollgateProcess::spawn(&tollgate, &cfg_path, &work.join("tollgate.log"), &launch)?;
+    let ext = SocketAddr::new(addrs.relay_ext, 5060);
+    if !wait_listening(addrs.gw_ns.as_deref(), ext, Duration::from_secs(20)) {
+        bail!(
+            "tollgate did not start; see {}",
+            work.join("tollgate.log").display()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    println!(
+        "calls-bench: Tollgate pinned to CPU {} with one control-plane thread; parties on the other CPUs",
+        a.tollgate_cpu
+    );
+    println!(
+        "{:>8} {:>7} {:>7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "offered",
+        "calls",
+        "failed",
+        "achieved",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "tg CPU%",
+        "UA CPU%"
+    );
+    let mut steps = Vec::new();
+    let mut first = 0usize;
+    for &rate in &rates {
+        let calls = (rate * a.secs).round().max(1.0) as usize;
+        let plan = Plan {
+            direction: Direction::Inbound,
+            calls,
+            concurrency: calls,
+            talk: Duration::ZERO,
+            ring: Duration::ZERO,
+            media: false,
+            first_index: first,
+            rate: Some(rate),
+        };
+        first += calls;
+        let (c0, p0, t0) = (tg.cpu_secs().unwrap_or(0.0), self_cpu(), Instant::now());
+        let r = parties.run(&plan).map_err(anyhow::Error::msg)?;
+        let wall = t0.elapsed().as_secs_f64();
+        let step = Step {
+            offered: rate,
+            calls,
+            ok: r.ok(),
+            achieved: r.ok() as f64 / wall,
+            p50: r.setup_percentile(50.0).unwrap_or(f64::NAN),
+            p99: r.setup_percentile(99.0).unwrap_or(f64::NAN),
+            p999: r.setup_percentile(99.9).unwrap_or(f64::NAN),
+            tollgate_cpu: (tg.cpu_secs().unwrap_or(0.0) - c0) / wall,
+            party_cpu: (self_cpu() - p0) / wall,
+            wall,
+        };
+        println!(
+            "{:>8.0} {:>7} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>9.2} {:>8.0}% {:>8.0}%",
+            step.offered,
+            step.calls,
+            step.calls - step.ok,
+            step.achieved,
+            step.p50,
+            step.p99,
+            step.p999,
+            step.tollgate_cpu * 100.0,
+            step.party_cpu * 100.0
+        );
+        let failed = (step.calls - step.ok) as f64 / step.calls as f64;
+        let stop = failed > a.max_fail || step.p99 > a.max_p99_ms;
+        steps.push(step);
+        if stop {
+            println!(
+                "stopping: {:.1}% failed, p99 {:.1} ms",
+                failed * 100.0,
+                steps.last().map_or(0.0, |s| s.p99)
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let drained = tg
+        .stop(Duration::from_secs(20))
+        .is_some_and(|s| s.success());
+    drop(parties);
+    drop(lab);
+
+    // The best rate with no failures and p99 under 20 ms (the goal), and the best overall.
+    let good = steps
+        .iter()
+        .filter(|s| s.ok == s.calls && s.p99 < 20.0)
+        .map(|s| s.achieved)
+        .fold(0.0, f64::max);
+    let best = steps
+        .iter()
+        .filter(|s| s.ok as f64 >= s.calls as f64 * (1.0 - a.max_fail))
+        .map(|s| s.achieved)
+        .fold(0.0, f64::max);
+    let capped = steps
+        .iter()
+        .any(|s| s.party_cpu > 0.85 * (available_cpus() - 1.0).max(1.0));
+    let mut md = String::new();
+    let _ = writeln!(md, "# Call setup rate\n");
+    let _ = writeln!(
+        md,
+        "SIP/TCP (simulated gateway) -> Tollgate -> SIP/mTLS (simulated internal endpoint): INVITE, 100, 180, 200, ACK, BYE per call, signalling only. Tollgate: one control-plane thread pinned to CPU {}; the simulated parties on the other CPU(s). Setup latency is INVITE sent to 200 received at the caller, through both of Tollgate's legs.\n",
+        a.tollgate_cpu
+    );
+    let _ = writeln!(
+        md,
+        "| offered calls/s | calls | failed | achieved calls/s | setup p50 ms | p99 ms | p99.9 ms | Tollgate CPU | parties CPU |"
+    );
+    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for s in &steps {
+        let _ = writeln!(
+            md,
+            "| {:.0} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.0}% |",
+            s.offered,
+            s.calls,
+            s.calls - s.ok,
+            s.achieved,
+            s.p50,
+            s.p99,
+            s.p999,
+            s.tollgate_cpu * 100.0,
+            s.party_cpu * 100.0
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nHighest rate with every call set up and p99 < 20 ms: **{good:.0} calls/s** (goal: 1,000 on one control-plane core)."
+    );
+    let _ = writeln!(
+        md,
+        "Highest rate within {:.1}% failures: {best:.0} calls/s.",
+        a.max_fail * 100.0
+    );
+    if capped {
+        let _ = writeln!(
+            md,
+            "\nThe simulated parties used most of their CPU at the top rates: the load generator, not Tollgate, may be the limit there (compare Tollgate's CPU column with 100%)."
+        );
+    }
+    let _ = writeln!(md, "\nDrained cleanly at the end: {drained}.");
+    let _ = writeln!(
+        md,
+        "Per-call Tollgate CPU at the highest good rate: {}.",
+        steps
+            .iter()
+            .filter(|s| s.achieved == good && good > 0.0)
+            .map(|s| format!("{:.0} µs", s.tollgate_cpu / s.achieved * 1e6))
+            .next()
+            .unwrap_or_else(|| "n/a".into())
+    );
+    std::fs::write(out.join("calls.md"), &md)?;
+    let _ = std::fs::remove_dir_all(&work);
+    println!("\n{md}");
+    println!("report: {}", out.join("calls.md").display());
+    let _ = steps.iter().map(|s| s.wall).sum::<f64>();
+    Ok(())
+}
+
+fn available_cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
