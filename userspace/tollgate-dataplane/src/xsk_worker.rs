@@ -17,12 +17,16 @@ use crate::worker::{WorkerCtx, add};
 
 /// Receive batch size per socket per iteration.
 const BATCH: u32 = 64;
-/// How long an idle worker keeps polling its rings before it sleeps in `poll`. Sleeping and
-/// waking costs a context switch (several µs, far more in a VM); a short spin absorbs the gaps
-/// between packets of a busy relay without burning a core when there is no traffic.
-const SPIN_NS: u64 = 50_000;
+/// Idle policy. Sleeping in `poll` and waking costs a context switch (several µs, far more in a
+/// VM); spinning costs the CPU it burns. The worker keeps an average of the gap between busy
+/// iterations: when work arrives closer than `DENSE_GAP_NS` apart it spins up to twice that gap
+/// (a busy relay never sleeps), otherwise it spins only `MIN_SPIN_NS` and sleeps (a quiet relay
+/// burns nothing).
+const DENSE_GAP_NS: u64 = 25_000;
+/// Shortest spin before sleeping.
+const MIN_SPIN_NS: u64 = 2_000;
 /// Empty iterations between clock reads while idle.
-const IDLE_CHECK_EVERY: u32 = 64;
+const IDLE_CHECK_EVERY: u32 = 16;
 /// How often the worker publishes its loop count and CPU time.
 const STATS_NS: u64 = 100_000_000;
 /// Longest sleep in `poll` (also bounds how late a stop request is seen).
@@ -48,6 +52,8 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
     io.int.fill(&mut free);
     let mut idle = 0u32;
     let mut idle_since = 0u64;
+    let mut last_work = 0u64;
+    let mut gap_avg = DENSE_GAP_NS * 4;
     let mut loops = 0u64;
     let mut last_stats = 0u64;
     while !ctx.stop.load(Ordering::Relaxed) {
@@ -63,7 +69,7 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
                 let t = monotonic_ns();
                 if idle_since == 0 {
                     idle_since = t;
-                } else if t.saturating_sub(idle_since) >= SPIN_NS {
+                } else if t.saturating_sub(idle_since) >= spin_budget(gap_avg) {
                     // Retry TX left over from EAGAIN, restock, then wait for rx or a message.
                     io.ext.tx_submit();
                     io.int.tx_submit();
@@ -83,6 +89,12 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
         idle = 0;
         idle_since = 0;
         let now = monotonic_ns();
+        if last_work != 0 {
+            // Exponential average, 1/8 weight, of the gap between busy iterations.
+            let gap = now.saturating_sub(last_work).min(1_000_000);
+            gap_avg = gap_avg - gap_avg / 8 + gap / 8;
+        }
+        last_work = now;
         while let Ok(msg) = ctx.rx.try_recv() {
             // AF_XDP flows carry no sockets.
             let _ = ctx.apply(&mut table, msg, now);
@@ -130,6 +142,15 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
         }
     }
     publish(&ctx, loops);
+}
+
+/// How long to spin before sleeping, given the average gap between busy iterations.
+fn spin_budget(gap_avg: u64) -> u64 {
+    if gap_avg < DENSE_GAP_NS {
+        (2 * gap_avg).max(MIN_SPIN_NS)
+    } else {
+        MIN_SPIN_NS
+    }
 }
 
 /// Publishes the loop count and the thread's CPU time (a syscall: at most every `STATS_NS`).
