@@ -31,6 +31,11 @@ const PACKAGES: &[(&str, &str)] = &[
         "OpenSSL for the libsrtp-with-OpenSSL baseline",
     ),
     ("clang", "libFuzzer runtime for cargo fuzz"),
+    (
+        "baresip",
+        "a real SIP user agent (SIP/TLS, SDES-SRTP; ausine, srtp, sndfile, ctrl_tcp modules \
+         from baresip-core) for the interop test",
+    ),
 ];
 
 /// Extra packages for the benchmarks.
