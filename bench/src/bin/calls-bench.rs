@@ -180,6 +180,12 @@ fn main() -> anyhow::Result<()> {
             step.tollgate_cpu * 100.0,
             step.party_cpu * 100.0
         );
+        let mut errors: Vec<String> = r.calls.iter().filter_map(|c| c.error.clone()).collect();
+        errors.sort();
+        errors.dedup();
+        for e in errors.iter().take(3) {
+            println!("         failure: {e}");
+        }
         let failed = (step.calls - step.ok) as f64 / step.calls as f64;
         let stop = failed > a.max_fail || step.p99 > a.max_p99_ms;
         steps.push(step);

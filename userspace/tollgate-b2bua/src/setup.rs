@@ -278,6 +278,20 @@ impl B2bua {
                         for r in &allocated {
                             self.pools.release(r);
                         }
+                        if e.is_resource_exhaustion() {
+                            // Out of relay ports: our overload, answered like the call limit.
+                            self.refuse(
+                                tx,
+                                side,
+                                peer,
+                                &inv,
+                                503,
+                                RefuseReason::Overload,
+                                now,
+                                out,
+                            );
+                            return;
+                        }
                         let code = e.status_code();
                         let warning =
                             format!("399 tollgate \"{}\"", e.to_string().replace('"', "'"));

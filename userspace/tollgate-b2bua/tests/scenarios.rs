@@ -1542,3 +1542,38 @@ fn reload_keeps_calls() {
     );
     assert_clean(&mut h);
 }
+
+/// Relay ports run out: the next INVITE is Tollgate's overload, answered 503 with Retry-After
+/// (not 488: the offer was fine), and the call in progress is unaffected.
+#[test]
+fn out_of_relay_ports_is_503() {
+    let mut cfg = config();
+    // One RTP/RTCP pair per side.
+    let ext0 = *cfg.media.ext_ports.start();
+    let int0 = *cfg.media.int_ports.start();
+    cfg.media.ext_ports = ext0..=ext0 + 1;
+    cfg.media.int_ports = int0..=int0 + 1;
+    let mut h = H::new(cfg);
+    let (mut gw, _, _) = inbound_answered(&mut h, "p1", "");
+    assert_eq!(h.b.allocated_ports(), (1, 1));
+    let out = h.gw(&gw_invite("p2", "", Some(&gw_offer())));
+    assert_eq!(
+        lines(&out),
+        vec!["ext: 100 Trying", "ext: 503 Service Unavailable"]
+    );
+    let ext_msgs = sent(&out, Side::Ext);
+    let refusal = find(&ext_msgs, "503");
+    assert!(
+        refusal
+            .headers
+            .get_value(&tollgate_sip::header::HeaderName::RetryAfter)
+            .is_some()
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Event(CallEvent::Refused { status: 503, .. })))
+    );
+    let out = h.gw(&gw.request("BYE", "", None));
+    assert_eq!(lines(&out)[0], "ext: 200 OK");
+    assert_clean(&mut h);
+}

@@ -442,12 +442,21 @@ fn reasons_text(list: &[(usize, RejectReason)]) -> String {
 
 impl NegotiationError {
     /// The SIP status for the transaction whose SDP could not be negotiated: 488 Not Acceptable
-    /// Here, or 500 when the B2BUA called out of order (an answer with no pending offer).
-    pub const fn status_code(&self) -> u16 {
+    /// Here; 503 when the only reason is that Tollgate ran out of relay ports (its own overload,
+    /// not the offer's fault: the caller may retry or go elsewhere); 500 when the B2BUA called
+    /// out of order (an answer with no pending offer).
+    pub fn status_code(&self) -> u16 {
         match self {
             NegotiationError::NoOfferPending | NegotiationError::AnswerFromOfferer(_) => 500,
+            e if e.is_resource_exhaustion() => 503,
             _ => 488,
         }
+    }
+
+    /// Whether every stream was refused only because no relay port was free.
+    pub fn is_resource_exhaustion(&self) -> bool {
+        matches!(self, NegotiationError::NotAcceptable(r)
+            if !r.is_empty() && r.iter().all(|(_, why)| *why == RejectReason::NoRelayPort))
     }
 }
 

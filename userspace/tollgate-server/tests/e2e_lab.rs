@@ -63,7 +63,7 @@ fn both_directions(datapath: &str) {
     for c in &inbound.calls {
         assert_eq!(
             c.called_seen,
-            format!("+44207946{:04}", c.index),
+            tollgate_simua::scenario::e164(c.index),
             "inbound number normalised to E.164"
         );
         assert!(
@@ -74,7 +74,7 @@ fn both_directions(datapath: &str) {
     for c in &outbound.calls {
         assert_eq!(
             c.called_seen,
-            format!("0207946{:04}", c.index),
+            tollgate_simua::scenario::national(c.index),
             "outbound number in national format"
         );
     }

@@ -1,8 +1,8 @@
 //! Call scenarios between a simulated gateway and a simulated internal endpoint, each running
 //! in its own thread (and network namespace, when given one) with its own tokio runtime.
 //!
-//! Call `i` dials the number `0207946iiii` (gateway side, national format) or
-//! `+44207946iiii` (internal side, E.164); both parties derive `i` from the number they see, so
+//! Call `i` dials the number `0207946iiiiii` (gateway side, national format) or
+//! `+44207946iiiiii` (internal side, E.164); both parties derive `i` from the number they see, so
 //! each knows whether it hangs up (even calls: the caller, odd calls: the callee) without any
 //! side channel, and each checks the number arrived normalised as configured.
 
@@ -135,16 +135,24 @@ impl Report {
     }
 }
 
-fn national(i: usize) -> String {
-    format!("0207946{i:04}")
+/// Digits of the call index carried at the end of every number (up to a million calls).
+const INDEX_DIGITS: usize = 6;
+
+/// The national number dialled for call `i` (gateway side).
+pub fn national(i: usize) -> String {
+    format!("0207946{i:06}")
 }
 
-fn e164(i: usize) -> String {
-    format!("+44207946{i:04}")
+/// The E.164 number of call `i` (internal side).
+pub fn e164(i: usize) -> String {
+    format!("+44207946{i:06}")
 }
 
 fn index_of(number: &str) -> Option<usize> {
-    number.get(number.len().checked_sub(4)?..)?.parse().ok()
+    number
+        .get(number.len().checked_sub(INDEX_DIGITS)?..)?
+        .parse()
+        .ok()
 }
 
 /// Counts a finished call when dropped (whatever the outcome).
