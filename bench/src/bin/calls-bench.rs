@@ -90,16 +90,7 @@ fn main() -> anyhow::Result<()> {
         .up_guarded()
         .context("lab")?;
     let s = lab.spec();
-    let addrs = LabAddrs {
-        relay_ext: s.ext_net.relay.into(),
-        relay_int: s.int_net.relay.into(),
-        gw: s.ext_net.peer.into(),
-        int: s.int_net.peer.into(),
-        ext_if: s.ext_if.clone(),
-        int_if: s.int_if.clone(),
-        gw_ns: Some(s.gw_ns.clone()),
-        int_ns: Some(s.int_ns.clone()),
-    };
+    let addrs = LabAddrs::from_lab(s);
     let pki = addrs.pki(&work.join("certs"))?;
     let cfg = addrs.tollgate_config(&pki, "socket", 1, &work.join("cdr.jsonl"), None);
     let cfg_path = work.join("tollgate.toml");

@@ -34,6 +34,20 @@ pub struct LabAddrs {
 }
 
 impl LabAddrs {
+    /// The addresses, interfaces and namespaces of a namespace lab.
+    pub fn from_lab(lab: &tollgate_netlab::LabSpec) -> LabAddrs {
+        LabAddrs {
+            relay_ext: lab.ext_net.relay.into(),
+            relay_int: lab.int_net.relay.into(),
+            gw: lab.ext_net.peer.into(),
+            int: lab.int_net.peer.into(),
+            ext_if: lab.ext_if.clone(),
+            int_if: lab.int_if.clone(),
+            gw_ns: Some(lab.gw_ns.clone()),
+            int_ns: Some(lab.int_ns.clone()),
+        }
+    }
+
     /// Loopback addresses (no root needed): 127.0.1.1/127.0.1.2 outside, 127.0.2.1/127.0.2.2
     /// inside.
     pub fn loopback() -> LabAddrs {

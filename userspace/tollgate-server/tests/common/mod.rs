@@ -36,16 +36,7 @@ impl Drop for Scratch {
 
 /// The lab's addresses as the simulated parties and the config generator see them.
 pub fn addrs(lab: &LabSpec) -> LabAddrs {
-    LabAddrs {
-        relay_ext: lab.ext_net.relay.into(),
-        relay_int: lab.int_net.relay.into(),
-        gw: lab.ext_net.peer.into(),
-        int: lab.int_net.peer.into(),
-        ext_if: lab.ext_if.clone(),
-        int_if: lab.int_if.clone(),
-        gw_ns: Some(lab.gw_ns.clone()),
-        int_ns: Some(lab.int_ns.clone()),
-    }
+    LabAddrs::from_lab(lab)
 }
 
 /// Tollgate running in a thread inside the relay namespace.

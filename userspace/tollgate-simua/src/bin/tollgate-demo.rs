@@ -128,16 +128,7 @@ fn run(a: &Args) -> Result<bool, String> {
             .up_guarded()
             .map_err(|e| format!("lab: {e}"))?;
         let s = lab.spec();
-        let addrs = LabAddrs {
-            relay_ext: s.ext_net.relay.into(),
-            relay_int: s.int_net.relay.into(),
-            gw: s.ext_net.peer.into(),
-            int: s.int_net.peer.into(),
-            ext_if: s.ext_if.clone(),
-            int_if: s.int_if.clone(),
-            gw_ns: Some(s.gw_ns.clone()),
-            int_ns: Some(s.int_ns.clone()),
-        };
+        let addrs = LabAddrs::from_lab(s);
         let relay_ns = Some(s.relay_ns.clone());
         (Some(lab), addrs, relay_ns)
     } else {
