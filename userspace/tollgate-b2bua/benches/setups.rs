@@ -22,7 +22,12 @@ fn main() {
     cfg.media.int_ports = 30000..=39999;
     let mut b = tollgate_b2bua::B2bua::new(cfg, rng(1));
     let mut now = Instant::now();
-    let calls = 20_000u32;
+    // `cargo test --all-targets` runs this binary without `--bench`: a smoke run only.
+    let calls = if std::env::args().any(|a| a == "--bench") {
+        20_000u32
+    } else {
+        200
+    };
     let offer = gw_offer();
     let answer = int_answer("a=sendrecv");
     let peer_gw = addr("192.0.2.10:41000");
