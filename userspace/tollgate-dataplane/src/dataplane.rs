@@ -87,6 +87,10 @@ pub struct DataplaneConfig {
     pub cpus: Vec<usize>,
     /// SRTP context settings.
     pub srtp: tollgate_srtp::Config,
+    /// XDP path: workers poll their rings without ever sleeping (for dedicated cores; lowest
+    /// and steadiest latency, 100% CPU). Off: they spin while traffic is dense and sleep when it
+    /// is not.
+    pub busy_poll: bool,
     /// Capacity of the event queue.
     pub event_capacity: usize,
 }
@@ -99,6 +103,7 @@ impl DataplaneConfig {
             workers,
             cpus: Vec::new(),
             srtp: tollgate_srtp::Config::default(),
+            busy_poll: false,
             event_capacity: 65536,
         }
     }
@@ -301,6 +306,7 @@ impl Dataplane {
             stats: Arc::clone(&stats),
             stop: Arc::clone(&self.stop),
             srtp: self.cfg.srtp,
+            busy_poll: self.cfg.busy_poll,
         };
         Ok((
             ctx,

@@ -92,6 +92,8 @@ pub struct WorkerCtx {
     pub stop: Arc<AtomicBool>,
     /// SRTP configuration for the worker's flow table.
     pub srtp: tollgate_srtp::Config,
+    /// AF_XDP workers never sleep (dedicated cores: lowest latency, 100% CPU).
+    pub busy_poll: bool,
 }
 
 impl WorkerCtx {

@@ -69,7 +69,7 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
                 let t = monotonic_ns();
                 if idle_since == 0 {
                     idle_since = t;
-                } else if t.saturating_sub(idle_since) >= spin_budget(gap_avg) {
+                } else if !ctx.busy_poll && t.saturating_sub(idle_since) >= spin_budget(gap_avg) {
                     // Retry TX left over from EAGAIN, restock, then wait for rx or a message.
                     io.ext.tx_submit();
                     io.int.tx_submit();

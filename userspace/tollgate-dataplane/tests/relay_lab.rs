@@ -57,7 +57,7 @@ fn forward_flow(
     }
 }
 
-fn forward_both_ways(path_of: impl Fn(&LabSpec) -> DataPath + Send + 'static) {
+fn forward_both_ways(path_of: impl Fn(&LabSpec) -> DataPath + Send + 'static, busy_poll: bool) {
     let lab = LabSpec::unique("rl").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
     in_netns(&lab.relay_ns, move || {
@@ -134,7 +134,21 @@ fn xdp_path_forwards_both_ways() {
     if skip_unless_root("xdp_path_forwards_both_ways") {
         return;
     }
-    forward_both_ways(|l| DataPath::Xdp(XdpSettings::new(&l.ext_if, &l.int_if)));
+    forward_both_ways(
+        |l| DataPath::Xdp(XdpSettings::new(&l.ext_if, &l.int_if)),
+        false,
+    );
+}
+
+#[test]
+fn xdp_path_busy_poll_forwards_both_ways() {
+    if skip_unless_root("xdp_path_busy_poll_forwards_both_ways") {
+        return;
+    }
+    forward_both_ways(
+        |l| DataPath::Xdp(XdpSettings::new(&l.ext_if, &l.int_if)),
+        true,
+    );
 }
 
 #[test]
@@ -142,7 +156,7 @@ fn socket_path_forwards_both_ways() {
     if skip_unless_root("socket_path_forwards_both_ways") {
         return;
     }
-    forward_both_ways(|_| DataPath::Socket);
+    forward_both_ways(|_| DataPath::Socket, false);
 }
 
 /// A peer whose next hop does not resolve is reported, and packets toward it are counted as

@@ -185,6 +185,9 @@ pub struct Media {
     /// Set the NICs' queue count to `workers` if it differs (XDP).
     #[serde(default = "yes")]
     pub set_channels: bool,
+    /// XDP workers poll without ever sleeping: for dedicated cores, lowest latency, 100% CPU.
+    #[serde(default)]
+    pub busy_poll: bool,
     /// Relay port range on the gateway side `[first, last]`.
     pub ext_ports: [u16; 2],
     /// Relay port range on the internal side `[first, last]`.

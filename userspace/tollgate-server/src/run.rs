@@ -104,6 +104,7 @@ pub fn dataplane_config(cfg: &Config) -> DataplaneConfig {
     let mut d = DataplaneConfig::new(path, cfg.media.workers);
     d.cpus = cfg.media.cpus.clone();
     d.srtp.replay_window = cfg.media.replay_window;
+    d.busy_poll = cfg.media.busy_poll;
     d
 }
 
