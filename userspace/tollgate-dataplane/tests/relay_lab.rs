@@ -61,7 +61,9 @@ fn forward_both_ways(path_of: impl Fn(&LabSpec) -> DataPath + Send + 'static, bu
     let lab = LabSpec::unique("rl").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
     in_netns(&lab.relay_ns, move || {
-        let mut dp = Dataplane::start(DataplaneConfig::new(path_of(&spec), 1)).expect("start");
+        let mut cfg = DataplaneConfig::new(path_of(&spec), 1);
+        cfg.busy_poll = busy_poll;
+        let mut dp = Dataplane::start(cfg).expect("start");
         dp.install(forward_flow(1, 30000, 30002, 40000, 50000))
             .expect("install");
         std::thread::sleep(Duration::from_millis(50));
