@@ -30,7 +30,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         done.push(s.done());
     }
     if tollgate_netlab::is_root() {
-        println!("running as root: the namespace/XDP tests will run");
+        println!("running as root: the namespace/XDP/end-to-end tests will run");
     } else {
         println!("not root: the namespace/XDP tests will be SKIPPED (each says so)");
     }
@@ -54,6 +54,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "cargo test (all default members, incl. namespace tests)",
     );
     run_visible(&mut cargo(&["test", "--all-targets"]))?;
+    done.push(s.done());
+
+    let s = Step::start(
+        "ci",
+        &format!("fuzz every target for {} s", args.fuzz_seconds),
+    );
+    crate::fuzz::run(&crate::fuzz::Args {
+        seconds: args.fuzz_seconds,
+        only: None,
+    })?;
     done.push(s.done());
 
     println!("ci summary:");
