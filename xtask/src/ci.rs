@@ -4,7 +4,7 @@ use std::process::Command;
 
 use crate::util::{Step, run_visible, workspace_root};
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// Skip `cargo xtask setup` (when the machine is known to be ready).
     #[arg(long)]
