@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::util::{Step, run_visible, workspace_root};
+use crate::util::{Step, workspace_root};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -85,12 +85,25 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             .arg(format!("-max_total_time={}", a.seconds))
             .arg("-rss_limit_mb=3072")
             .arg(format!("-artifact_prefix={}/", artifacts.display()));
-        run_visible(&mut cmd).with_context(|| {
-            format!(
-                "fuzz target {name} found a failure; see {}",
+        // libFuzzer reports every new coverage point; keep the log short unless it fails.
+        let out = cmd
+            .output()
+            .with_context(|| format!("could not run cargo fuzz for {name}"))?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = text.lines().collect();
+        if !out.status.success() {
+            for l in lines.iter().rev().take(80).rev() {
+                println!("    {l}");
+            }
+            bail!(
+                "fuzz target {name} found a failure ({}); artifacts in {}",
+                out.status,
                 artifacts.display()
-            )
-        })?;
+            );
+        }
+        if let Some(l) = lines.iter().rev().find(|l| l.starts_with("Done ")) {
+            println!("    {l}");
+        }
         results.push(s.done());
     }
     println!("fuzz summary: every target ran clean");
