@@ -249,35 +249,16 @@ impl B2bua {
                         return;
                     }
                 };
-                let mut allocated = Vec::new();
-                let result = {
-                    let pools = &mut self.pools;
-                    let rng = &mut self.rng;
-                    media.process_offer(
-                        &self.rewrite,
-                        side.sdp(),
-                        &sdp,
-                        &mut |req| {
-                            let r = pools.alloc(req);
-                            if let Some(r) = r {
-                                allocated.push(r);
-                            }
-                            r
-                        },
-                        &mut |b: &mut [u8]| rng(b),
-                    )
-                };
-                match result {
-                    Ok(o) => {
-                        for r in &o.released {
-                            self.pools.release(r);
-                        }
-                        Some(o.sdp.to_bytes())
-                    }
+                match offer_with_ports(
+                    &mut self.pools,
+                    &mut self.rng,
+                    &self.rewrite,
+                    &mut media,
+                    side,
+                    &sdp,
+                ) {
+                    Ok(o) => Some(o),
                     Err(e) => {
-                        for r in &allocated {
-                            self.pools.release(r);
-                        }
                         if e.is_resource_exhaustion() {
                             // Out of relay ports: our overload, answered like the call limit.
                             self.refuse(
@@ -742,37 +723,16 @@ impl B2bua {
         let Some(media) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else {
             return Err(500);
         };
-        let mut allocated = Vec::new();
-        let result = {
-            let pools = &mut self.pools;
-            let rng = &mut self.rng;
-            media.process_offer(
-                &self.rewrite,
-                from.sdp(),
-                &sdp,
-                &mut |req| {
-                    let r = pools.alloc(req);
-                    if let Some(r) = r {
-                        allocated.push(r);
-                    }
-                    r
-                },
-                &mut |b: &mut [u8]| rng(b),
-            )
-        };
-        match result {
-            Ok(o) => {
-                for r in &o.released {
-                    self.pools.release(r);
-                }
-                Ok(o.sdp.to_bytes())
-            }
-            Err(e) => {
-                for r in &allocated {
-                    self.pools.release(r);
-                }
-                Err(e.status_code())
-            }
+        match offer_with_ports(
+            &mut self.pools,
+            &mut self.rng,
+            &self.rewrite,
+            media,
+            from,
+            &sdp,
+        ) {
+            Ok(o) => Ok(o),
+            Err(e) => Err(e.status_code()),
         }
     }
 
@@ -1104,6 +1064,47 @@ impl B2bua {
             if self.send_callee_invite(id, now) {
                 return true;
             }
+        }
+    }
+}
+
+/// Runs an SDP offer from `from` through the call's media session with relay ports from
+/// `pools`, and returns the rewritten offer. Ports the session lets go are returned to the
+/// pools; on failure so is every port this offer took.
+fn offer_with_ports(
+    pools: &mut crate::media::Pools,
+    rng: &mut crate::b2bua::Rng,
+    rewrite: &tollgate_sdp::RewriteConfig,
+    media: &mut MediaSession,
+    from: Side,
+    sdp: &Sdp,
+) -> Result<Vec<u8>, tollgate_sdp::NegotiationError> {
+    let mut allocated = Vec::new();
+    let result = media.process_offer(
+        rewrite,
+        from.sdp(),
+        sdp,
+        &mut |req| {
+            let r = pools.alloc(req);
+            if let Some(r) = r {
+                allocated.push(r);
+            }
+            r
+        },
+        &mut |b: &mut [u8]| rng(b),
+    );
+    match result {
+        Ok(o) => {
+            for r in &o.released {
+                pools.release(r);
+            }
+            Ok(o.sdp.to_bytes())
+        }
+        Err(e) => {
+            for r in &allocated {
+                pools.release(r);
+            }
+            Err(e)
         }
     }
 }
