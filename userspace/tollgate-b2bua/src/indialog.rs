@@ -39,20 +39,9 @@ impl B2bua {
             msg.call_id().unwrap_or(""),
             msg.to().and_then(|t| t.tag()).unwrap_or(""),
         );
-        let Some(&id) = self.by_dialog.get(&key) else {
-            self.refuse(
-                tx,
-                side,
-                peer,
-                &method,
-                481,
-                RefuseReason::NoSuchCall,
-                now,
-                out,
-            );
-            return;
-        };
-        let Some(call) = self.calls.get_mut(&id) else {
+        // A dialog index entry without its call is treated like no dialog at all.
+        let found = self.by_dialog.get(&key).copied();
+        let Some((id, call)) = found.and_then(|id| self.calls.get_mut(&id).map(|c| (id, c))) else {
             self.refuse(
                 tx,
                 side,
