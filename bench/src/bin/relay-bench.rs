@@ -43,6 +43,9 @@ struct Args {
     /// UMEM frames per worker (XDP path).
     #[arg(long, default_value_t = 8192)]
     frames: u32,
+    /// XDP workers' interrupt moderation window, µs (0: wake per frame).
+    #[arg(long, default_value_t = tollgate_dataplane::DEFAULT_COALESCE_US)]
+    coalesce_us: u32,
 }
 
 fn raise_nofile() {
@@ -73,6 +76,7 @@ fn main() -> anyhow::Result<()> {
     };
     let pid = std::process::id();
     let mut cfg = DataplaneConfig::new(path, a.workers);
+    cfg.coalesce_us = a.coalesce_us;
     if let Some(c) = a.cpu {
         cfg.cpus = (0..a.workers).map(|_| c).collect();
     }

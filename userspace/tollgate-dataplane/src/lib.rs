@@ -20,5 +20,6 @@ pub mod xdp;
 pub mod xsk_worker;
 
 pub use dataplane::{
-    DataPath, Dataplane, DataplaneConfig, DataplaneError, DataplaneStats, XdpSettings,
+    DEFAULT_COALESCE_US, DataPath, Dataplane, DataplaneConfig, DataplaneError, DataplaneStats,
+    XdpSettings,
 };

@@ -1,4 +1,4 @@
-//! Small OS helpers: the monotonic clock, eventfd wakers, thread CPU time, interface facts
+//! Small OS helpers: the monotonic clock, timed naps, eventfd wakers, thread CPU time, interface facts
 //! (index, MAC, channel count via the ethtool ioctl).
 
 use std::io;
@@ -24,6 +24,23 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sleeps for `ns` nanoseconds on CLOCK_MONOTONIC (an interrupted sleep just ends early).
+pub fn nap_ns(ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: valid timespec; a null remainder pointer is allowed.
+    unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, 0, &ts, std::ptr::null_mut()) };
+}
+
+/// Sets the calling thread's timer slack (how late the kernel may end its timed sleeps; 50 µs by
+/// default for normal threads, which would stretch a 100 µs moderation window by half).
+pub fn set_timer_slack_ns(ns: u64) {
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong) };
 }
 
 /// An eventfd used to wake an idle worker when the control plane sends it a message.

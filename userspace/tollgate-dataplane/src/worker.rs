@@ -94,6 +94,8 @@ pub struct WorkerCtx {
     pub srtp: tollgate_srtp::Config,
     /// AF_XDP workers never sleep (dedicated cores: lowest latency, 100% CPU).
     pub busy_poll: bool,
+    /// AF_XDP workers: interrupt moderation window (0: wake per frame).
+    pub coalesce_ns: u64,
 }
 
 impl WorkerCtx {

@@ -188,6 +188,10 @@ pub struct Media {
     /// XDP workers poll without ever sleeping: for dedicated cores, lowest latency, 100% CPU.
     #[serde(default)]
     pub busy_poll: bool,
+    /// XDP workers, when not busy polling: the longest received frames may wait so that one
+    /// wakeup serves several (interrupt moderation, µs; 0: wake per frame; at most 1000).
+    #[serde(default = "default_coalesce_us")]
+    pub coalesce_us: u32,
     /// Relay port range on the gateway side `[first, last]`.
     pub ext_ports: [u16; 2],
     /// Relay port range on the internal side `[first, last]`.
@@ -215,6 +219,10 @@ fn default_suites() -> Vec<String> {
         "AES_CM_128_HMAC_SHA1_32".into(),
     ]
 }
+fn default_coalesce_us() -> u32 {
+    tollgate_dataplane::DEFAULT_COALESCE_US
+}
+
 fn default_inactivity() -> u64 {
     30
 }
@@ -501,6 +509,12 @@ impl Config {
         if !(128..=32768).contains(&m.replay_window) {
             return Err(invalid("media.replay_window", "must be 128..=32768"));
         }
+        if m.coalesce_us > 1000 {
+            return Err(invalid(
+                "media.coalesce_us",
+                "must be 0..=1000 (µs of added latency at most)",
+            ));
+        }
         let s = &self.sip;
         if s.min_se_s < 90 || s.session_expires_s < s.min_se_s {
             return Err(invalid(
@@ -673,6 +687,10 @@ int_ports = [40000, 40999]
             (
                 t.replace("[media]", "[media]\nsuites = [\"NULL\"]"),
                 "media.suites[0]: unknown suite",
+            ),
+            (
+                t.replace("[media]", "[media]\ncoalesce_us = 5000"),
+                "media.coalesce_us: must be 0..=1000",
             ),
             (
                 t.replace("[media]", "[media]\nbogus = 1"),

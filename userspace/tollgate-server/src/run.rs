@@ -105,6 +105,7 @@ pub fn dataplane_config(cfg: &Config) -> DataplaneConfig {
     d.cpus = cfg.media.cpus.clone();
     d.srtp.replay_window = cfg.media.replay_window;
     d.busy_poll = cfg.media.busy_poll;
+    d.coalesce_us = cfg.media.coalesce_us;
     d
 }
 
