@@ -11,7 +11,9 @@
 //!    gathered into one array and encrypted in one AES call, so AES-NI's pipeline stays full
 //!    across packet boundaries (a 160-byte payload is 10 blocks, which alone leaves the 8-wide
 //!    pipeline half empty on its last round), then XORed into each packet;
-//! 3. (protect) the HMAC-SHA1 tags.
+//! 3. (protect) the HMAC-SHA1 tags, four packets' SHA-1 compressions interleaved (see
+//!    `sha1x`); unprotect computes its tags the same way before stage 1 (stage 0), against
+//!    the state before the chunk, and stage 1 uses each only if the packet's ROC is unchanged.
 //!
 //! GCM and SRTCP jobs run through the single-packet path inside the same call. Results are
 //! exactly those of calling the single-packet functions in job order.
@@ -104,6 +106,9 @@ pub fn process_batch<S: ContextSet + ?Sized>(set: &mut S, jobs: &mut [Job<'_>]) 
 
 /// Jobs whose keystream stage is shared per chunk.
 const CHUNK: usize = 32;
+/// Packets whose HMAC-SHA1 compressions are interleaved ([`crate::sha1x`]): four chains keep
+/// the SHA unit busy where one leaves it waiting on `sha1rnds4`'s latency.
+const LANES: usize = 4;
 
 impl Context {
     /// Processes `jobs` (all against this context, whatever their `ctx`).
@@ -125,10 +130,40 @@ impl Context {
             },
         ); CHUNK];
         let mut np = 0;
+        // Stage 0 (unprotect): the tags of AES-CM packets, LANES at a time, against the state
+        // as it stands before the chunk. Stage 1 uses a tag only if the packet's ROC is still
+        // the one it was computed for (an earlier packet of the chunk may have moved the
+        // stream across a wrap); otherwise it computes the tag itself.
+        let mut pre: [Option<(u32, [u8; 20])>; CHUNK] = [None; CHUNK];
+        if let Some((_, mac)) = self.rtp_cm() {
+            let view: &[Job<'_>] = jobs;
+            let mut lane = [(0usize, &[][..], 0u32); LANES];
+            let mut nl = 0;
+            for (i, j) in view.iter().enumerate() {
+                if j.op != Op::UnprotectRtp {
+                    continue;
+                }
+                if let Some((data, roc)) = self.unprotect_rtp_auth_input(j.buf, j.len) {
+                    lane[nl] = (i, data, roc);
+                    nl += 1;
+                    if nl == LANES {
+                        let tags = mac.tags_roc(lane.map(|l| l.1), lane.map(|l| l.2));
+                        for ((i, _, roc), t) in lane.iter().zip(tags) {
+                            if let Some(p) = pre.get_mut(*i) {
+                                *p = Some((*roc, t));
+                            }
+                        }
+                        nl = 0;
+                    }
+                }
+            }
+        }
         for (i, j) in jobs.iter_mut().enumerate() {
             let r = match j.op {
                 Op::ProtectRtp => self.protect_rtp_front(j.buf, j.len),
-                Op::UnprotectRtp => self.unprotect_rtp_front(j.buf, j.len),
+                Op::UnprotectRtp => {
+                    self.unprotect_rtp_front(j.buf, j.len, pre.get(i).copied().flatten())
+                }
                 Op::ProtectRtcp => {
                     j.result = self.protect_rtcp(j.buf, j.len);
                     continue;
@@ -196,10 +231,38 @@ impl Context {
             flush(&mut blocks, &segs[..ns], nb, jobs);
         }
 
-        // Stage 3: tags of protected packets.
+        // Stage 3: tags of protected packets, LANES at a time.
+        let tag_len = self.profile().rtp_tag_len();
+        let mut lane = [(0usize, 0usize, 0u32); LANES];
+        let mut nl = 0;
         for (j, d) in pending {
-            if let (Some(roc), Some(job)) = (d.protect_roc, jobs.get_mut(*j)) {
-                self.write_rtp_tag(job.buf, d.end, roc, mac);
+            let Some(roc) = d.protect_roc else {
+                continue;
+            };
+            lane[nl] = (*j, d.end, roc);
+            nl += 1;
+            if nl < LANES {
+                continue;
+            }
+            nl = 0;
+            let view: &[Job<'_>] = jobs;
+            let data = lane.map(|(j, end, _)| {
+                view.get(j)
+                    .and_then(|job| job.buf.get(..end))
+                    .unwrap_or(&[])
+            });
+            let tags = mac.tags_roc(data, lane.map(|l| l.2));
+            for ((j, end, _), t) in lane.iter().zip(tags) {
+                if let (Some(job), Some(src)) = (jobs.get_mut(*j), t.get(..tag_len))
+                    && let Some(dst) = job.buf.get_mut(*end..*end + tag_len)
+                {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+        for (j, end, roc) in lane.iter().take(nl) {
+            if let Some(job) = jobs.get_mut(*j) {
+                self.write_rtp_tag(job.buf, *end, *roc, mac);
             }
         }
     }

@@ -121,6 +121,15 @@ pub(crate) struct Deferred {
     pub(crate) protect_roc: Option<u32>,
 }
 
+/// An SRTP packet located against the state: see `Context::unprotect_rtp_locate`.
+struct Located {
+    h: RtpHeader,
+    slot: Option<usize>,
+    body: usize,
+    delta: i64,
+    est: u64,
+}
+
 /// One direction of one SRTP session (one master key), any number of SSRCs up to
 /// [`Config::max_streams`]. Protect and unprotect never allocate, lock or make syscalls.
 pub struct Context {
@@ -469,7 +478,7 @@ impl Context {
     /// Unprotects the SRTP packet `buf[..len]` in place. Returns the RTP length. A refused
     /// packet leaves the buffer and the stream state untouched (the tag is verified first).
     pub fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, Error> {
-        let (out, d) = self.unprotect_rtp_front(buf, len)?;
+        let (out, d) = self.unprotect_rtp_front(buf, len, None)?;
         if let Some(d) = d {
             self.finish_cm(buf, &d);
         }
@@ -553,14 +562,10 @@ impl Context {
         }
     }
 
-    /// Header, stream, replay and authentication stage of unprotect. On success the index is
-    /// committed; AES-CM packets return the decryption as [`Deferred`], GCM packets are
-    /// already decrypted.
-    pub(crate) fn unprotect_rtp_front(
-        &mut self,
-        buf: &mut [u8],
-        len: usize,
-    ) -> Result<(usize, Option<Deferred>), Error> {
+    /// What unprotect learns before any crypto: the header, the stream slot, where the tag
+    /// starts and the estimated index (replay already checked). Reads the state only.
+    #[inline]
+    fn unprotect_rtp_locate(&self, buf: &[u8], len: usize) -> Result<Located, Error> {
         self.check_lifetime()?;
         let tag_len = self.profile.rtp_tag_len();
         let pkt = buf.get(..len).ok_or(Error::LengthBeyondBuffer {
@@ -584,11 +589,57 @@ impl Context {
             .map_or(0, |s| s.rtp_index);
         let delta = estimate(index, h.seq);
         let est = self.replay_check(slot, false, index, delta)?;
+        Ok(Located {
+            h,
+            slot,
+            body,
+            delta,
+            est,
+        })
+    }
+
+    /// For the batch API: the ROC and the bytes an AES-CM unprotect would authenticate, as the
+    /// state stands now (`None` if the packet would be refused before that, or is GCM).
+    #[inline]
+    pub(crate) fn unprotect_rtp_auth_input<'b>(
+        &self,
+        buf: &'b [u8],
+        len: usize,
+    ) -> Option<(&'b [u8], u32)> {
+        if !matches!(self.rtp, Keys::Cm { .. }) {
+            return None;
+        }
+        let l = self.unprotect_rtp_locate(buf, len).ok()?;
+        Some((buf.get(..l.body)?, (l.est >> 16) as u32))
+    }
+
+    /// Header, stream, replay and authentication stage of unprotect. On success the index is
+    /// committed; AES-CM packets return the decryption as [`Deferred`], GCM packets are
+    /// already decrypted. `pre` is a tag the batch API computed for some ROC; it is used if
+    /// the ROC is still the one this packet needs.
+    pub(crate) fn unprotect_rtp_front(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        pre: Option<(u32, [u8; 20])>,
+    ) -> Result<(usize, Option<Deferred>), Error> {
+        let Located {
+            h,
+            slot,
+            body,
+            delta,
+            est,
+        } = self.unprotect_rtp_locate(buf, len)?;
+        let tag_len = self.profile.rtp_tag_len();
+        let pkt = buf.get(..len).unwrap_or(&[]);
         let roc = (est >> 16) as u32;
         match &self.rtp {
             Keys::Cm { salt, mac, .. } => {
                 let (data, tag) = pkt.split_at(body);
-                let t = mac.tag(data, &roc.to_be_bytes());
+                let t = match pre {
+                    Some((r, t)) if r == roc => t,
+                    _ => mac.tag(data, &roc.to_be_bytes()),
+                };
                 let ok = t.get(..tag_len).is_some_and(|t| tags_equal(t, tag));
                 if !ok {
                     return Err(Error::AuthFailed);

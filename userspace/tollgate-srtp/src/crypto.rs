@@ -189,6 +189,76 @@ impl HmacSha1 {
     }
 }
 
+impl HmacSha1 {
+    /// The SRTP tags (HMAC over `data[l] || roc[l]`) of `N` packets under this key at once,
+    /// their SHA-1 compressions interleaved lane by lane ([`crate::sha1x`]); equal to `N` calls
+    /// of [`HmacSha1::tag`]. Packets whose block counts differ from the first's are tagged
+    /// one by one.
+    #[inline]
+    pub(crate) fn tags_roc<const N: usize>(
+        &self,
+        data: [&[u8]; N],
+        roc: [u32; N],
+    ) -> [[u8; 20]; N] {
+        // Full 64-byte blocks of each message are hashed in place; the tail (rest of the data,
+        // the ROC, padding and length) is built per lane.
+        let full = data[0].len() / 64;
+        let tail_len = data[0].len() % 64 + 4;
+        let tail_blocks = (tail_len + 9).div_ceil(64);
+        if data
+            .iter()
+            .any(|d| d.len() / 64 != full || (d.len() % 64 + 4 + 9).div_ceil(64) != tail_blocks)
+        {
+            return std::array::from_fn(|l| self.tag(data[l], &roc[l].to_be_bytes()));
+        }
+        let mut st = [self.inner; N];
+        for b in 0..full {
+            let blocks: [&[u8; 64]; N] = std::array::from_fn(|l| {
+                data[l]
+                    .get(b * 64..b * 64 + 64)
+                    .and_then(|s| s.try_into().ok())
+                    .unwrap_or(&[0u8; 64])
+            });
+            crate::sha1x::compress_lanes(&mut st, blocks);
+        }
+        let mut tails = [[0u8; 128]; N];
+        for (l, t) in tails.iter_mut().enumerate() {
+            let rem = data[l].get(full * 64..).unwrap_or(&[]);
+            let n = rem.len() + 4;
+            t[..rem.len()].copy_from_slice(rem);
+            t[rem.len()..n].copy_from_slice(&roc[l].to_be_bytes());
+            t[n] = 0x80;
+            let bits = ((64 + data[l].len() + 4) as u64) * 8;
+            t[tail_blocks * 64 - 8..tail_blocks * 64].copy_from_slice(&bits.to_be_bytes());
+        }
+        for b in 0..tail_blocks {
+            let blocks: [&[u8; 64]; N] = std::array::from_fn(|l| {
+                tails[l][b * 64..b * 64 + 64]
+                    .try_into()
+                    .unwrap_or(&[0u8; 64])
+            });
+            crate::sha1x::compress_lanes(&mut st, blocks);
+        }
+        let mut ob = [[0u8; 64]; N];
+        for (o, s) in ob.iter_mut().zip(&st) {
+            for (d, w) in o.chunks_exact_mut(4).zip(s) {
+                d.copy_from_slice(&w.to_be_bytes());
+            }
+            o[20] = 0x80;
+            o[56..].copy_from_slice(&((64u64 + 20) * 8).to_be_bytes());
+        }
+        let mut os = [self.outer; N];
+        crate::sha1x::compress_lanes(&mut os, std::array::from_fn(|l| &ob[l]));
+        std::array::from_fn(|l| {
+            let mut out = [0u8; 20];
+            for (d, w) in out.chunks_exact_mut(4).zip(os[l]) {
+                d.copy_from_slice(&w.to_be_bytes());
+            }
+            out
+        })
+    }
+}
+
 /// Constant-time equality of two tags (no early exit on the first differing byte).
 #[inline]
 pub(crate) fn tags_equal(a: &[u8], b: &[u8]) -> bool {
@@ -337,6 +407,38 @@ mod tests {
         assert!(tags_equal(b"abc", b"abc"));
         assert!(!tags_equal(b"abc", b"abd"));
         assert!(!tags_equal(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn multi_lane_tags_equal_single_tags() {
+        let mac = HmacSha1::new(b"0123456789abcdefghij");
+        let data: Vec<u8> = (0..400u32).map(|i| (i * 7 + 3) as u8).collect();
+        // Equal lengths (the interleaved path) and mixed ones (the fallback), across the
+        // block boundaries of the tail (55/56/59/60/64 bytes + 4 of ROC).
+        for lens in [
+            [172, 172, 172, 172],
+            [12, 12, 12, 12],
+            [51, 51, 51, 51],
+            [52, 52, 52, 52],
+            [60, 60, 60, 60],
+            [64, 64, 64, 64],
+            [300, 300, 300, 300],
+            [172, 171, 60, 12],
+            [52, 51, 52, 51],
+        ] {
+            let d: [&[u8]; 4] = std::array::from_fn(|l| &data[l..l + lens[l]]);
+            let roc = [0, 1, 0xFFFF_FFFF, 0x1234_5678];
+            let got = mac.tags_roc(d, roc);
+            for l in 0..4 {
+                assert_eq!(
+                    got[l],
+                    mac.tag(d[l], &roc[l].to_be_bytes()),
+                    "{lens:?} lane {l}"
+                );
+            }
+            let got2 = mac.tags_roc([d[0], d[1]], [roc[0], roc[1]]);
+            assert_eq!(got2[1], mac.tag(d[1], &roc[1].to_be_bytes()));
+        }
     }
 
     #[test]

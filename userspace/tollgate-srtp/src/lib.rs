@@ -63,6 +63,7 @@ pub mod error;
 pub mod profile;
 mod replay;
 pub mod sdes;
+mod sha1x;
 #[cfg(test)]
 mod vectors;
 
