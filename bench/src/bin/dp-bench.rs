@@ -1940,10 +1940,21 @@ fn scale(cli: &Cli, counts: &[usize], rate: f64) -> anyhow::Result<()> {
                 ""
             }
         )?;
-        let goal = cap.min(mx);
+        // A maximum the load core bounded measures the generator (which at 100k flows also
+        // walks 100k flows' state), not the relay: then the relay's own packets per CPU-second
+        // is the throughput measure; otherwise the lower of the two counts.
+        let lab_bound = big.max_load_bound || small.max_load_bound;
+        let (goal, which) = if lab_bound {
+            (
+                cap,
+                "packets per relay-CPU-second; the maxima are the load core's",
+            )
+        } else {
+            (cap.min(mx), "the lower of the two ratios")
+        };
         writeln!(
             md,
-            "* goal (100k flows >= 90% of 100-flow throughput): **{}** (the lower of the two ratios: {:.1}%)",
+            "* goal (100k flows >= 90% of 100-flow throughput): **{}** ({which}: {:.1}%)",
             if goal >= 0.9 { "met" } else { "not met" },
             100.0 * goal
         )?;

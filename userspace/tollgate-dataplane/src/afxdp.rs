@@ -156,6 +156,21 @@ impl Umem {
     /// The whole frame containing UMEM offset `addr`, and `addr`'s offset inside it.
     /// `None` if `addr` is outside the UMEM.
     #[inline]
+    pub fn frame(&self, addr: u64) -> Option<(&[u8], usize)> {
+        let fs = u64::from(self.frame_size);
+        let base = addr - addr % fs;
+        if base >= u64::from(self.frames) * fs {
+            return None;
+        }
+        // SAFETY: base..base+fs is inside the mapping; the worker holds the frame's descriptor
+        // and reads it only while no mutable view of it exists (`&self`).
+        let s = unsafe {
+            std::slice::from_raw_parts(self.area.ptr.as_ptr().add(base as usize), fs as usize)
+        };
+        Some((s, (addr - base) as usize))
+    }
+
+    /// The frame holding `addr`, writable, and the offset of `addr` within it.
     pub fn frame_mut(&mut self, addr: u64) -> Option<(&mut [u8], usize)> {
         let fs = u64::from(self.frame_size);
         let base = addr - addr % fs;

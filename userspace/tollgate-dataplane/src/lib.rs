@@ -9,8 +9,11 @@
 //! * [`worker`]: control messages, events and statistics shared by both kinds of worker.
 //! * [`neigh`]: next-hop MAC resolution over rtnetlink.
 //! * [`sys`]: clocks, eventfd, interface MAC and channel ioctls.
+//! * `alloc` (feature `huge-pages`): jemalloc on transparent huge pages for the binaries.
 
 pub mod afxdp;
+#[cfg(feature = "huge-pages")]
+pub mod alloc;
 pub mod dataplane;
 pub mod neigh;
 pub mod socket_worker;
