@@ -1572,28 +1572,71 @@ fn dataplane_report(
         p.and_then(|p| p.paced.as_ref())
             .map_or(f64::NAN, |t| t.relay_ns_per_pkt)
     };
-    let g1 = paced_ns(x) / paced_ns(sock);
+    let ns90 = |p: Option<&PathResult>| {
+        p.and_then(|p| p.at90.as_ref())
+            .map_or(f64::NAN, |t| t.relay_ns_per_pkt)
+    };
+    let common = |o: Option<&PathResult>| match (x, o) {
+        (Some(a), Some(b)) => {
+            let (na, nb) = common_rate_ns(a, b);
+            na / nb
+        }
+        _ => f64::NAN,
+    };
+    let verdict = |ok: bool, v: f64| {
+        if !v.is_finite() {
+            "not measured"
+        } else if ok {
+            "met"
+        } else {
+            "not met"
+        }
+    };
+    // Three operating points: the same light load (wakeups dominate, the VM's timer and IPI
+    // exits most of all), the highest rate both paths relay, and each path near its own
+    // capacity (what `tollgate capacity` sizes with).
     writeln!(
         md,
-        "* XDP CPU per packet <= 1/3 of the socket path's (paced load): XDP/socket = {:.3} -> **{}**",
-        g1,
-        if g1.is_finite() {
-            if g1 <= 1.0 / 3.0 { "met" } else { "not met" }
-        } else {
-            "not measured"
-        }
+        "* XDP CPU per packet <= 1/3 of the socket path's (XDP/socket):"
     )?;
-    let g2 = paced_ns(rtpe) / paced_ns(x);
-    writeln!(
-        md,
-        "* XDP >= 10x rtpengine's packets per relay-CPU-second (paced load): {:.2}x -> **{}**",
-        g2,
-        if g2.is_finite() {
-            if g2 >= 10.0 { "met" } else { "not met" }
-        } else {
-            "not measured"
-        }
-    )?;
+    for (label, v) in [
+        (
+            "at the paced load (same offered rate, light)",
+            paced_ns(x) / paced_ns(sock),
+        ),
+        (
+            "at the highest rate both relayed without loss",
+            common(sock),
+        ),
+        (
+            "at 90% of each path's own maximum (capacity)",
+            ns90(x) / ns90(sock),
+        ),
+    ] {
+        writeln!(
+            md,
+            "  * {label}: {v:.3} ({:.2}x) -> **{}**",
+            1.0 / v,
+            verdict(v <= 1.0 / 3.0, v)
+        )?;
+    }
+    writeln!(md, "* XDP >= 10x rtpengine's packets per relay-CPU-second:")?;
+    for (label, v) in [
+        (
+            "at the paced load (same offered rate, light)",
+            paced_ns(rtpe) / paced_ns(x),
+        ),
+        (
+            "at the highest rate both relayed without loss",
+            1.0 / common(rtpe),
+        ),
+        (
+            "at 90% of each path's own maximum (capacity)",
+            ns90(rtpe) / ns90(x),
+        ),
+    ] {
+        writeln!(md, "  * {label}: {v:.2}x -> **{}**", verdict(v >= 10.0, v))?;
+    }
     let a50 = |p: Option<&PathResult>, n: &str| {
         p.and_then(|p| p.at50.as_ref()).map_or(f64::NAN, |t| {
             added(
@@ -1604,6 +1647,16 @@ fn dataplane_report(
     };
     let (mut lx, mut lr) = (a50(x, "xdp"), a50(rtpe, "rtpengine"));
     let mut at = "at each path's 50% load";
+    let raw_x50 = x
+        .and_then(|p| p.at50.as_ref())
+        .map_or(f64::NAN, |t| t.p99_us);
+    if lx.is_nan() && lr.is_finite() && raw_x50.is_finite() {
+        // The kernel-forwarding baseline cannot follow XDP's own 50% point, but added latency
+        // is at most the raw one-way latency (the baseline's is >= 0): an upper bound.
+        lx = raw_x50;
+        at = "at each path's 50% load, XDP's added latency bounded above by its raw p99 (the \
+              kernel-forwarding baseline cannot follow XDP's 50% point; added <= raw)";
+    }
     if !(lx / lr).is_finite() {
         // XDP's 50% point can lie beyond what the lab forwards cleanly without a relay; then
         // compare at the paced load, the same offered rate for both.
