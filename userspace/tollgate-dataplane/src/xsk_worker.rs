@@ -3,7 +3,8 @@
 //!
 //! Per batch: receive, relay each frame in place (SRTP transform, then a new Ethernet/IP/UDP
 //! header written into the headroom in front of the payload), queue it on the other NIC's TX
-//! ring, kick TX once, reap completions, refill the fill rings. No allocation, lock, log line or
+//! ring; kick TX once the burst is drained (or 32 frames wait), reap completions, refill the
+//! fill rings. No allocation, lock, log line or
 //! syscall per packet; syscalls are the TX kick per batch and a timed nap or `poll` when idle.
 
 use std::sync::atomic::Ordering;
@@ -17,9 +18,9 @@ use crate::worker::{WorkerCtx, add};
 
 /// Receive batch size per socket per iteration.
 const BATCH: u32 = 64;
-/// From this many flows on, a burst's flow state is prefetched before the burst is relayed
-/// (below it the whole table stays in cache and the extra header parse would be pure cost).
-const PREFETCH_MIN_FLOWS: usize = 2048;
+/// Queued TX frames that trigger a kick even while more frames wait to be received (the
+/// kernel's copy-mode transmit takes up to 32 frames per kick).
+const KICK_AT: u32 = 32;
 /// Idle policy. Sleeping in `poll` and waking costs a context switch (several µs, far more in a
 /// VM); spinning costs the CPU it burns. With interrupt moderation on (`coalesce_ns > 0`, the
 /// default) the worker keeps an average of the gap between received frames; while a moderation
@@ -146,6 +147,14 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
             frame_size,
             now,
         );
+        // Kick TX once the burst is drained (or once a kick's worth is queued): in copy mode
+        // every kick is a syscall and, on veth, a cross-CPU wakeup of the peer's backlog.
+        if io.ext.rx_available() + io.int.rx_available() == 0
+            || io.ext.tx_outstanding().max(io.int.tx_outstanding()) >= KICK_AT
+        {
+            io.ext.tx_submit();
+            io.int.tx_submit();
+        }
         if work > 0 {
             // Exponential average, 1/8 weight, of the gap between frames.
             let gap = since_last / u64::from(work);
@@ -237,24 +246,31 @@ fn relay_batch(
     if n == 0 {
         return 0;
     }
-    if table.len() >= PREFETCH_MIN_FLOWS {
-        // Pass 1: start loading every packet's flow state, so the misses overlap.
-        for i in 0..n {
-            let (addr, len) = rx.rx_desc(i);
-            if let Some((chunk, off)) = umem.frame(addr)
-                && let Some(Ok(p)) = chunk.get(off..off + len as usize).map(frame::parse)
-            {
-                table.prefetch(p.dst);
-            }
+    // Pass 1: parse every frame's headers and start loading its flow state, so the cache
+    // misses of the burst's packets overlap instead of queueing one behind another.
+    let mut parsed: [Result<frame::UdpFrame, FrameError>; BATCH as usize] =
+        [Err(FrameError::Truncated); BATCH as usize];
+    for (i, slot) in parsed.iter_mut().enumerate().take(n as usize) {
+        let (addr, len) = rx.rx_desc(i as u32);
+        *slot = umem
+            .frame(addr)
+            .and_then(|(chunk, off)| chunk.get(off..off + len as usize))
+            .map_or(Err(FrameError::Truncated), frame::parse);
+        if let Ok(p) = slot {
+            table.prefetch(p.dst);
         }
     }
     let mut tx_room = tx.tx_free();
     let mut sent = 0u32;
     let mut dropped = 0u64;
     for i in 0..n {
-        let (addr, len) = rx.rx_desc(i);
+        let (addr, _) = rx.rx_desc(i);
         let base = addr - addr % frame_size;
-        match relay_frame(ctx, table, umem, addr, len as usize, now) {
+        let p = parsed
+            .get(i as usize)
+            .copied()
+            .unwrap_or(Err(FrameError::Truncated));
+        match relay_frame(ctx, table, umem, addr, p, now) {
             Some((out_off, out_len, r)) => {
                 if tx_room == 0 {
                     table.dropped(&r, DropReason::TxFull);
@@ -274,9 +290,6 @@ fn relay_batch(
         }
     }
     rx.rx_release(n);
-    if sent > 0 {
-        tx.tx_submit();
-    }
     add(&ctx.stats.rx, u64::from(n));
     add(&ctx.stats.tx, u64::from(sent));
     add(&ctx.stats.dropped, dropped);
@@ -291,19 +304,18 @@ fn relay_frame(
     table: &mut FlowTable,
     umem: &mut crate::afxdp::Umem,
     addr: u64,
-    len: usize,
+    parsed: Result<frame::UdpFrame, FrameError>,
     now: u64,
 ) -> Option<(usize, usize, tollgate_relay::Relayed)> {
     let (chunk, off) = umem.frame_mut(addr)?;
-    let parsed = match chunk.get(off..off + len).map(frame::parse) {
-        Some(Ok(p)) => p,
-        Some(Err(
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(
             FrameError::Fragment
             | FrameError::NotUdp
             | FrameError::Truncated
             | FrameError::BadLength,
-        ))
-        | None => {
+        ) => {
             add(&ctx.stats.malformed, 1);
             return None;
         }

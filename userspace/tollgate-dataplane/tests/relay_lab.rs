@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{recv_n, rtp, udp};
-use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
+use tollgate_dataplane::{DEFAULT_COALESCE_US, DataPath, Dataplane, DataplaneConfig, XdpSettings};
 use tollgate_netlab::{LabSpec, in_netns, skip_unless_root, spawn_in_netns};
 use tollgate_relay::{LegSpec, MediaFlowSpec, TransformSpec};
 
@@ -57,12 +57,19 @@ fn forward_flow(
     }
 }
 
-fn forward_both_ways(path_of: impl Fn(&LabSpec) -> DataPath + Send + 'static, busy_poll: bool) {
+/// `busy_poll` and `coalesce_us` as in [`DataplaneConfig`]: the XDP worker's three idle
+/// policies (moderated naps, wake per frame, never sleep) must all relay every packet.
+fn forward_both_ways(
+    path_of: impl Fn(&LabSpec) -> DataPath + Send + 'static,
+    busy_poll: bool,
+    coalesce_us: u32,
+) {
     let lab = LabSpec::unique("rl").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
     in_netns(&lab.relay_ns, move || {
         let mut cfg = DataplaneConfig::new(path_of(&spec), 1);
         cfg.busy_poll = busy_poll;
+        cfg.coalesce_us = coalesce_us;
         let mut dp = Dataplane::start(cfg).expect("start");
         dp.install(forward_flow(1, 30000, 30002, 40000, 50000))
             .expect("install");
@@ -139,6 +146,7 @@ fn xdp_path_forwards_both_ways() {
     forward_both_ways(
         |l| DataPath::Xdp(XdpSettings::new(&l.ext_if, &l.int_if)),
         false,
+        DEFAULT_COALESCE_US,
     );
 }
 
@@ -150,6 +158,19 @@ fn xdp_path_busy_poll_forwards_both_ways() {
     forward_both_ways(
         |l| DataPath::Xdp(XdpSettings::new(&l.ext_if, &l.int_if)),
         true,
+        DEFAULT_COALESCE_US,
+    );
+}
+
+#[test]
+fn xdp_path_without_moderation_forwards_both_ways() {
+    if skip_unless_root("xdp_path_without_moderation_forwards_both_ways") {
+        return;
+    }
+    forward_both_ways(
+        |l| DataPath::Xdp(XdpSettings::new(&l.ext_if, &l.int_if)),
+        false,
+        0,
     );
 }
 
@@ -158,7 +179,7 @@ fn socket_path_forwards_both_ways() {
     if skip_unless_root("socket_path_forwards_both_ways") {
         return;
     }
-    forward_both_ways(|_| DataPath::Socket, false);
+    forward_both_ways(|_| DataPath::Socket, false, DEFAULT_COALESCE_US);
 }
 
 /// A peer whose next hop does not resolve is reported, and packets toward it are counted as
