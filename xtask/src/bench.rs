@@ -245,7 +245,7 @@ fn all() -> anyhow::Result<()> {
             Box::new(|| {
                 scale(&ScaleArgs {
                     flows: "100,10000,100000".into(),
-                    rate: 50_000.0,
+                    rate: 100_000.0,
                 })
             }),
         ),
@@ -278,7 +278,7 @@ fn all() -> anyhow::Result<()> {
                     if l.starts_with("## ") {
                         on = l.contains("Goals") || l.contains("as a ratio");
                     }
-                    if (on && l.starts_with('*')) || l.starts_with("Highest rate") {
+                    if (on && l.trim_start().starts_with('*')) || l.starts_with("Highest rate") {
                         println!("    {l}");
                     }
                 }

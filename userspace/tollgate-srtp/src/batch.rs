@@ -15,7 +15,7 @@
 //!    `sha1x`); unprotect computes its tags the same way before stage 1 (stage 0), against
 //!    the state before the chunk, and stage 1 uses each only if the packet's ROC is unchanged.
 //!
-//! GCM and SRTCP jobs run through the single-packet path inside the same call. Results are
+//! GCM contexts and SRTCP jobs run through the single-packet path inside the same call. Results are
 //! exactly those of calling the single-packet functions in job order.
 
 use crate::context::Deferred;
@@ -119,6 +119,19 @@ impl Context {
     }
 
     fn process_chunk(&mut self, jobs: &mut [Job<'_>]) {
+        if self.rtp_cm().is_none() {
+            // GCM: nothing to share across packets (the AEAD does keystream and tag in one
+            // pass per packet), so the single-packet calls, without the stages' bookkeeping.
+            for j in jobs.iter_mut() {
+                j.result = match j.op {
+                    Op::ProtectRtp => self.protect_rtp(j.buf, j.len),
+                    Op::UnprotectRtp => self.unprotect_rtp(j.buf, j.len),
+                    Op::ProtectRtcp => self.protect_rtcp(j.buf, j.len),
+                    Op::UnprotectRtcp => self.unprotect_rtcp(j.buf, j.len),
+                };
+            }
+            return;
+        }
         // Stage 1: the stateful part, in order.
         let mut pending: [(usize, Deferred); CHUNK] = [(
             0,
