@@ -139,11 +139,12 @@ pub fn calls_for_cores(cores: u32, cost: &PathCost, m: &CallModel, headroom: f64
 /// Built-in costs, used when no results file is found.
 ///
 /// Provenance: `cargo xtask bench dataplane` (500 flows) on the development VM: a shared
-/// 2-vCPU AMD EPYC guest, kernel 6.18, veth (AF_XDP copy mode, native XDP), rtpengine 10.5
-/// userspace; relay CPU per packet at 90% of each path's maximum zero-loss rate. See
+/// 2-vCPU AMD EPYC guest, kernel 6.18, veth (AF_XDP copy mode, native XDP, interrupt
+/// moderation 200 µs), rtpengine 10.5 userspace; relay CPU per packet at 90% of each path's
+/// maximum zero-loss rate. See
 /// `deploy/CAPACITY.md` for the run these come from.
 pub const DEFAULTS: [(&str, f64); 3] =
-    [("xdp", 9710.0), ("socket", 15896.0), ("rtpengine", 23547.0)];
+    [("xdp", 3579.0), ("socket", 16220.0), ("rtpengine", 21412.0)];
 
 /// Reads per-path costs from a results file (`dataplane.paths[]`): the relay CPU per packet at
 /// 90% of the path's maximum zero-loss rate, or at the paced load if that is missing.
