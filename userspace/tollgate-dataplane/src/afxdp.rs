@@ -157,32 +157,39 @@ impl Umem {
     /// `None` if `addr` is outside the UMEM.
     #[inline]
     pub fn frame(&self, addr: u64) -> Option<(&[u8], usize)> {
-        let fs = u64::from(self.frame_size);
-        let base = addr - addr % fs;
-        if base >= u64::from(self.frames) * fs {
-            return None;
-        }
-        // SAFETY: base..base+fs is inside the mapping; the worker holds the frame's descriptor
-        // and reads it only while no mutable view of it exists (`&self`).
+        let (base, off) = self.locate(addr)?;
+        // SAFETY: base..base+frame_size is inside the mapping (`locate`); the worker holds the
+        // frame's descriptor and reads it only while no mutable view of it exists (`&self`).
         let s = unsafe {
-            std::slice::from_raw_parts(self.area.ptr.as_ptr().add(base as usize), fs as usize)
+            std::slice::from_raw_parts(self.area.ptr.as_ptr().add(base), self.frame_size as usize)
         };
-        Some((s, (addr - base) as usize))
+        Some((s, off))
     }
 
     /// The frame holding `addr`, writable, and the offset of `addr` within it.
     pub fn frame_mut(&mut self, addr: u64) -> Option<(&mut [u8], usize)> {
+        let (base, off) = self.locate(addr)?;
+        // SAFETY: base..base+frame_size is inside the mapping (`locate`); the ring protocol
+        // gives this worker exclusive ownership of the frame while it holds its descriptor.
+        let s = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.area.ptr.as_ptr().add(base),
+                self.frame_size as usize,
+            )
+        };
+        Some((s, off))
+    }
+
+    /// The start of the frame holding UMEM offset `addr` and `addr`'s offset in it, if `addr`
+    /// is inside the UMEM.
+    #[inline]
+    fn locate(&self, addr: u64) -> Option<(usize, usize)> {
         let fs = u64::from(self.frame_size);
         let base = addr - addr % fs;
         if base >= u64::from(self.frames) * fs {
             return None;
         }
-        // SAFETY: base..base+fs is inside the mapping; the ring protocol gives this worker
-        // exclusive ownership of the frame while it holds its descriptor.
-        let s = unsafe {
-            std::slice::from_raw_parts_mut(self.area.ptr.as_ptr().add(base as usize), fs as usize)
-        };
-        Some((s, (addr - base) as usize))
+        Some((base as usize, (addr - base) as usize))
     }
 }
 

@@ -924,23 +924,5 @@ mod stats_tests {
 /// Prefetches the cache lines of `*v` (a hint: no effect on results).
 #[inline(always)]
 fn prefetch_obj<T>(v: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let p = (v as *const T).cast::<u8>();
-        let skew = p as usize & 63;
-        let len = std::mem::size_of::<T>() + skew;
-        let p = p.wrapping_sub(skew);
-        let mut off = 0;
-        while off < len {
-            // SAFETY: prefetch never faults and reads nothing architecturally.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    p.wrapping_add(off).cast(),
-                )
-            };
-            off += 64;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
+    tollgate_srtp::prefetch_bytes((v as *const T).cast(), std::mem::size_of::<T>());
 }

@@ -874,9 +874,10 @@ impl Context {
     }
 }
 
-/// Prefetches the cache lines of `len` bytes at `p` (a hint: no effect on results).
+/// Prefetches the cache lines of `len` bytes at `p` (a hint: no effect on results; `p` is never
+/// dereferenced). Also used by the relay core for its flow state.
 #[inline(always)]
-pub(crate) fn prefetch_bytes(p: *const u8, len: usize) {
+pub fn prefetch_bytes(p: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         let skew = p as usize & 63;

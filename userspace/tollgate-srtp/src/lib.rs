@@ -68,7 +68,7 @@ mod sha1x;
 mod vectors;
 
 pub use batch::{ContextSet, Job, Op, process_batch};
-pub use context::{Config, Context, MAX_REPLAY_WINDOW, MAX_STREAMS};
+pub use context::{Config, Context, MAX_REPLAY_WINDOW, MAX_STREAMS, prefetch_bytes};
 pub use error::{Error, ErrorKind};
 pub use profile::Profile;
 pub use sdes::{KeyMaterial, SdesError};
