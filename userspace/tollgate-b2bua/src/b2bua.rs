@@ -818,16 +818,7 @@ impl B2bua {
                 });
             }
             Method::Bye | Method::Update | Method::Prack | Method::Info => {
-                self.refuse(
-                    tx,
-                    info.side,
-                    peer,
-                    &method,
-                    481,
-                    RefuseReason::NoSuchCall,
-                    now,
-                    out,
-                );
+                self.refuse_no_such_call(tx, info.side, peer, &method, now, out);
             }
             _ => {
                 self.refuse(
@@ -842,6 +833,29 @@ impl B2bua {
                 );
             }
         }
+    }
+
+    /// 481 Call/Transaction Does Not Exist: a request for a dialog or call Tollgate does not
+    /// hold (counted as `no_such_call`).
+    pub(crate) fn refuse_no_such_call(
+        &mut self,
+        tx: TxId,
+        side: Side,
+        peer: SocketAddr,
+        method: &Method,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        self.refuse(
+            tx,
+            side,
+            peer,
+            method,
+            481,
+            RefuseReason::NoSuchCall,
+            now,
+            out,
+        );
     }
 
     /// Answers `code` on a server transaction and counts the refusal.

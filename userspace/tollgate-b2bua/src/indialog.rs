@@ -11,7 +11,7 @@ use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
 use crate::b2bua::{ALLOW, B2bua, TimerPurpose, add_header, copy_headers, dialog_key, later};
 use crate::call::{AckPlan, AckWait, OfferState, Relay, TxRole};
 use crate::setup::{sdp_body, set_sdp, set_session_expires};
-use crate::types::{CallId, ConnId, EndCause, Output, RefuseReason, Side};
+use crate::types::{CallId, ConnId, EndCause, Output, Side};
 
 const SESSION_EXPIRED: &str = "SIP;cause=408;text=\"Session Timer Expired\"";
 
@@ -42,16 +42,7 @@ impl B2bua {
         // A dialog index entry without its call is treated like no dialog at all.
         let found = self.by_dialog.get(&key).copied();
         let Some((id, call)) = found.and_then(|id| self.calls.get_mut(&id).map(|c| (id, c))) else {
-            self.refuse(
-                tx,
-                side,
-                peer,
-                &method,
-                481,
-                RefuseReason::NoSuchCall,
-                now,
-                out,
-            );
+            self.refuse_no_such_call(tx, side, peer, &method, now, out);
             return;
         };
         if let Some(c) = conn {
@@ -70,16 +61,7 @@ impl B2bua {
                     .and_then(|s| s.early.iter_mut().find(|d| d.id.remote_tag == from_tag))
             };
             let Some(d) = d else {
-                self.refuse(
-                    tx,
-                    side,
-                    peer,
-                    &method,
-                    481,
-                    RefuseReason::NoSuchCall,
-                    now,
-                    out,
-                );
+                self.refuse_no_such_call(tx, side, peer, &method, now, out);
                 return;
             };
             d.on_request(&msg)
