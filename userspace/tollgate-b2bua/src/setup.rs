@@ -4,6 +4,7 @@
 //! timer negotiation (RFC 4028) done when the call is answered.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tollgate_sdp::{MediaSession, Sdp};
@@ -120,13 +121,12 @@ impl B2bua {
             return;
         }
 
-        // Trunk (inbound) or route (outbound).
+        // Trunk (inbound) or route (outbound), borrowed from a handle on the configuration
+        // (cloning a trunk would clone its rewrite rules' regexes and their lazy DFA caches).
+        let cfg = Arc::clone(&self.cfg);
         let (trunk, caller_fallback, callee_fallback, failover) = match direction {
             Direction::Inbound => {
-                let Some(t) = self
-                    .trunk_by_ip(peer.ip())
-                    .and_then(|i| self.cfg.trunks.get(i))
-                else {
+                let Some(t) = self.trunk_by_ip(peer.ip()).and_then(|i| cfg.trunks.get(i)) else {
                     self.refuse(
                         tx,
                         side,
@@ -140,7 +140,7 @@ impl B2bua {
                     return;
                 };
                 (
-                    t.clone(),
+                    t,
                     Target::Addr {
                         addr: t.addr,
                         transport: t.transport,
@@ -173,12 +173,12 @@ impl B2bua {
                     return;
                 }
                 let first = up.remove(0);
-                let Some(t) = self.cfg.trunks.iter().find(|t| t.name == first) else {
+                let Some(t) = cfg.trunks.iter().find(|t| t.name == first) else {
                     self.refuse(tx, side, peer, &inv, 503, RefuseReason::NoRoute, now, out);
                     return;
                 };
                 (
-                    t.clone(),
+                    t,
                     Target::Addr {
                         addr: self.cfg.int.next_hop,
                         transport: Transport::Tls,
@@ -392,12 +392,12 @@ impl B2bua {
             learn_ns: u64::try_from(trunk.nat_learn.as_nanos()).unwrap_or(u64::MAX),
             txs: Vec::new(),
         };
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         self.register_tx(id, tx, TxRole::CallerInvite);
         out.push(Output::Event(CallEvent::Started {
             call: id,
             direction,
-            trunk: Some(trunk.name),
+            trunk: Some(trunk.name.clone()),
         }));
         if !self.send_callee_invite(id, now) {
             self.end_call(id, EndCause::TransportError, 503, None, now, out);
