@@ -50,6 +50,27 @@ pub fn pin_to_current_cpu() -> Option<usize> {
     Some(cpu as usize)
 }
 
+/// Keeps the calling thread, and the threads it starts afterwards, off the CPUs in `avoid`
+/// (when other CPUs remain). Returns the CPUs it may run on, or `None` if nothing changed.
+pub fn avoid_cpus(avoid: &[usize]) -> Option<Vec<usize>> {
+    let n = std::thread::available_parallelism().ok()?.get();
+    let keep: Vec<usize> = (0..n).filter(|c| !avoid.contains(c)).collect();
+    if keep.is_empty() || keep.len() == n {
+        return None;
+    }
+    // SAFETY: set is a zeroed cpu_set_t filled by CPU_SET; 0 means the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in &keep {
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return None;
+        }
+    }
+    Some(keep)
+}
+
 /// The median of a non-empty list (mean of the middle two for even lengths).
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {

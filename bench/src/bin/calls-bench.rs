@@ -100,6 +100,14 @@ fn main() -> anyhow::Result<()> {
     let cfg = addrs.tollgate_config(&pki, "socket", 1, &work.join("cdr.jsonl"), Some(metrics));
     let cfg_path = work.join("tollgate.toml");
     std::fs::write(&cfg_path, cfg)?;
+    // The parties (this process's threads) stay off Tollgate's CPU, so the two never share a
+    // core and Tollgate's figures are its own.
+    let tollgate_cpus: Vec<usize> = a
+        .tollgate_cpu
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let party_cpus = tollgate_bench::avoid_cpus(&tollgate_cpus);
     let parties =
         Parties::start(&addrs.topology(&pki), Duration::ZERO, false).map_err(anyhow::Error::msg)?;
     let launch = Launch {
@@ -119,8 +127,11 @@ fn main() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(500));
 
     println!(
-        "calls-bench: Tollgate pinned to CPU {} with one control-plane thread; parties on the other CPUs",
-        a.tollgate_cpu
+        "calls-bench: Tollgate pinned to CPU {} with one control-plane thread; parties on CPUs {}",
+        a.tollgate_cpu,
+        party_cpus
+            .as_ref()
+            .map_or_else(|| "(any: not pinned)".to_owned(), |c| format!("{c:?}"))
     );
     println!(
         "{:>8} {:>7} {:>7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9}",
