@@ -10,7 +10,7 @@
 use std::sync::atomic::Ordering;
 
 use tollgate_relay::frame::{self, FrameError};
-use tollgate_relay::{DropReason, FlowTable};
+use tollgate_relay::{DropReason, FlowTable, Route};
 
 use crate::afxdp::{Umem, XskSocket};
 use crate::sys::{monotonic_ns, thread_cpu_ns};
@@ -248,16 +248,26 @@ fn relay_batch(
     }
     // Pass 1: parse every frame's headers and start loading its flow state, so the cache
     // misses of the burst's packets overlap instead of queueing one behind another.
+    // The port lookup done here is the one the relay uses.
     let mut parsed: [Result<frame::UdpFrame, FrameError>; BATCH as usize] =
         [Err(FrameError::Truncated); BATCH as usize];
-    for (i, slot) in parsed.iter_mut().enumerate().take(n as usize) {
+    let mut routes: [Option<Route>; BATCH as usize] = [None; BATCH as usize];
+    for (i, (slot, route)) in parsed
+        .iter_mut()
+        .zip(routes.iter_mut())
+        .enumerate()
+        .take(n as usize)
+    {
         let (addr, len) = rx.rx_desc(i as u32);
         *slot = umem
             .frame(addr)
             .and_then(|(chunk, off)| chunk.get(off..off + len as usize))
             .map_or(Err(FrameError::Truncated), frame::parse);
         if let Ok(p) = slot {
-            table.prefetch(p.dst);
+            *route = table.route(p.dst);
+            if let Some(r) = route {
+                table.prefetch(r);
+            }
         }
     }
     let mut tx_room = tx.tx_free();
@@ -270,7 +280,8 @@ fn relay_batch(
             .get(i as usize)
             .copied()
             .unwrap_or(Err(FrameError::Truncated));
-        match relay_frame(ctx, table, umem, addr, p, now) {
+        let route = routes.get(i as usize).copied().flatten();
+        match relay_frame(ctx, table, umem, addr, p, route, now) {
             Some((out_off, out_len, r)) => {
                 if tx_room == 0 {
                     table.dropped(&r, DropReason::TxFull);
@@ -305,6 +316,7 @@ fn relay_frame(
     umem: &mut crate::afxdp::Umem,
     addr: u64,
     parsed: Result<frame::UdpFrame, FrameError>,
+    route: Option<Route>,
     now: u64,
 ) -> Option<(usize, usize, tollgate_relay::Relayed)> {
     let (chunk, off) = umem.frame_mut(addr)?;
@@ -321,8 +333,12 @@ fn relay_frame(
         }
     };
     let payload_at = off + parsed.payload_off;
-    let r = match table.relay(
-        parsed.dst,
+    let Some(route) = route else {
+        add(&ctx.stats.no_flow, 1);
+        return None;
+    };
+    let r = match table.relay_routed(
+        &route,
         parsed.src,
         Some(parsed.src_mac),
         chunk.get_mut(payload_at..)?,

@@ -16,4 +16,4 @@ pub mod table;
 pub use flow::{
     DropReason, FlowCounters, LegSpec, MediaFlowSpec, Side, SideSnapshot, TransformSpec,
 };
-pub use table::{FlowEvent, FlowTable, InstallError, Relayed};
+pub use table::{FlowEvent, FlowTable, InstallError, Relayed, Route};

@@ -181,6 +181,18 @@ pub struct FlowTable {
     free: Vec<u32>,
     by_id: FxHashMap<u64, u32>,
     srtp: SrtpConfig,
+    /// Bumped by every install and remove: a [`Route`] taken before is looked up again.
+    epoch: u64,
+}
+
+/// Where packets to one local address go, as found by [`FlowTable::route`]: a burst looks each
+/// packet's port up once, prefetches with it and relays with it. A route taken before the
+/// table last changed (install or remove) is looked up again, so it is never stale.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    key: PortKey,
+    at: PortRef,
+    epoch: u64,
 }
 
 /// RFC 5761 §4: on a multiplexed port, payload types 64..=95 (with the marker bit: 192..=223)
@@ -242,6 +254,7 @@ impl FlowTable {
                 }
             }
         }
+        self.epoch = self.epoch.wrapping_add(1);
         let old = self.by_id.get(&spec.id).copied().and_then(|slot| {
             self.unindex(slot);
             self.flows[slot as usize].take().map(|f| (slot, f))
@@ -356,6 +369,7 @@ impl FlowTable {
         let Some(slot) = self.by_id.remove(&id) else {
             return false;
         };
+        self.epoch = self.epoch.wrapping_add(1);
         self.unindex(slot);
         self.flows[slot as usize] = None;
         self.free.push(slot);
@@ -384,14 +398,36 @@ impl FlowTable {
         Some((l.remote_rtp, l.remote_rtcp))
     }
 
-    /// Hints the CPU to load the state [`FlowTable::relay`] will touch for a packet to
-    /// `local`: the flow's legs and counters and the SRTP context of that side. A worker with
-    /// more flows than fit in cache calls it for every packet of a burst before relaying the
-    /// burst, so the misses of the burst's packets overlap (the port lookup here also warms
-    /// the hash table's line for the second lookup).
+    /// Looks up where packets to `local` go, for [`FlowTable::prefetch`] and
+    /// [`FlowTable::relay_routed`]; `None` when no flow has the port.
     #[inline]
-    pub fn prefetch(&self, local: SocketAddr) {
-        let Some(&pr) = self.ports.get(&PortKey::of(local)) else {
+    pub fn route(&self, local: SocketAddr) -> Option<Route> {
+        let key = PortKey::of(local);
+        let at = *self.ports.get(&key)?;
+        Some(Route {
+            key,
+            at,
+            epoch: self.epoch,
+        })
+    }
+
+    /// The route's port reference, looked up again if the table changed since it was taken.
+    #[inline]
+    fn current(&self, r: &Route) -> Option<PortRef> {
+        if r.epoch == self.epoch {
+            Some(r.at)
+        } else {
+            self.ports.get(&r.key).copied()
+        }
+    }
+
+    /// Hints the CPU to load the state [`FlowTable::relay_routed`] will touch for a packet on
+    /// `route`: the flow's legs and counters and the SRTP context of that side. A worker with
+    /// more flows than fit in cache calls it for every packet of a burst before relaying the
+    /// burst, so the misses of the burst's packets overlap.
+    #[inline]
+    pub fn prefetch(&self, route: &Route) {
+        let Some(pr) = self.current(route) else {
             return;
         };
         let Some(Some(f)) = self.flows.get(pr.slot as usize) else {
@@ -404,6 +440,26 @@ impl FlowTable {
         if let Transform::Protect(c) | Transform::Unprotect(c) = &f.xform[pr.side.index()] {
             c.prefetch();
         }
+    }
+
+    /// [`FlowTable::relay`] for a packet whose port was already looked up with
+    /// [`FlowTable::route`] (one hash lookup per packet instead of two).
+    #[allow(clippy::too_many_arguments)] // reason: same inputs as `relay`, one per packet field.
+    #[inline]
+    pub fn relay_routed(
+        &mut self,
+        route: &Route,
+        src: SocketAddr,
+        src_mac: Option<Mac>,
+        buf: &mut [u8],
+        len: usize,
+        now_ns: u64,
+        src_checked: bool,
+    ) -> Result<Relayed, DropReason> {
+        let Some(pr) = self.current(route) else {
+            return Err(DropReason::NoFlow);
+        };
+        self.relay_at(pr, src, src_mac, buf, len, now_ns, src_checked)
     }
 
     /// Relays one packet that arrived at `local` from `src`: `buf[..len]` is the UDP payload and
@@ -431,6 +487,21 @@ impl FlowTable {
         let Some(&pr) = self.ports.get(&PortKey::of(local)) else {
             return Err(DropReason::NoFlow);
         };
+        self.relay_at(pr, src, src_mac, buf, len, now_ns, src_checked)
+    }
+
+    #[allow(clippy::too_many_arguments)] // reason: see `relay`.
+    #[inline]
+    fn relay_at(
+        &mut self,
+        pr: PortRef,
+        src: SocketAddr,
+        src_mac: Option<Mac>,
+        buf: &mut [u8],
+        len: usize,
+        now_ns: u64,
+        src_checked: bool,
+    ) -> Result<Relayed, DropReason> {
         let Some(Some(f)) = self.flows.get_mut(pr.slot as usize) else {
             return Err(DropReason::NoFlow);
         };
@@ -855,6 +926,43 @@ mod tests {
             relay(&mut t, "10.0.9.9:1", "10.0.1.2:4000", &rtp(1), 6, false).unwrap_err(),
             DropReason::NoFlow
         );
+    }
+
+    #[test]
+    fn routes_follow_the_table_across_changes() {
+        let mut t = FlowTable::default();
+        let fwd = (TransformSpec::Forward, TransformSpec::Forward);
+        let c1 = Arc::new(FlowCounters::default());
+        t.install(&spec(1, fwd.clone()), Arc::clone(&c1), 0)
+            .unwrap();
+        assert!(t.route(sa("10.0.9.9:1")).is_none());
+        let go = |t: &mut FlowTable, r: &Route| {
+            let mut buf = rtp(1);
+            let len = buf.len();
+            buf.resize(len + 32, 0);
+            t.relay_routed(r, sa("10.0.1.2:4000"), None, &mut buf, len, 1, false)
+        };
+        let r = t.route(sa("10.0.1.1:30000")).unwrap();
+        t.prefetch(&r);
+        assert_eq!(
+            go(&mut t, &r).unwrap().header.dst,
+            sa("10.0.2.2:5000"),
+            "same result as relay()"
+        );
+        // The flow goes away and another takes its slot with other ports: the old route must
+        // not reach the new flow.
+        assert!(t.remove(1));
+        let mut other = spec(2, fwd.clone());
+        other.ext.local_rtp = sa("10.0.1.1:40000");
+        other.ext.local_rtcp = None;
+        t.install(&other, Arc::new(FlowCounters::default()), 2)
+            .unwrap();
+        t.prefetch(&r);
+        assert_eq!(go(&mut t, &r).unwrap_err(), DropReason::NoFlow);
+        // The same ports come back under a new flow: the old route finds it again.
+        assert!(t.remove(2));
+        t.install(&spec(3, fwd), Arc::clone(&c1), 3).unwrap();
+        assert_eq!(go(&mut t, &r).unwrap().header.dst, sa("10.0.2.2:5000"));
     }
 }
 
