@@ -24,8 +24,9 @@ const KICK_AT: u32 = 32;
 /// Idle policy. Sleeping in `poll` and waking costs a context switch (several µs, far more in a
 /// VM); spinning costs the CPU it burns. With interrupt moderation on (`coalesce_ns > 0`, the
 /// default) the worker keeps an average of the gap between received frames; while a moderation
-/// window is expected to hold at least `NAP_MIN_FRAMES` frames it naps for that window (a timed sleep, so one
-/// wakeup serves every frame that arrived meanwhile), otherwise it sleeps in `poll` until the
+/// window (`NAP_TARGET_FRAMES` gaps, at most `coalesce_ns`) is expected to hold at least
+/// `NAP_MIN_FRAMES` frames it naps for that window (a timed sleep, so one wakeup serves every
+/// frame that arrived meanwhile), otherwise it sleeps in `poll` until the
 /// next frame (a quiet relay burns nothing and adds no latency). With moderation off it keeps an
 /// average of the gap between busy iterations: when work arrives closer than `DENSE_GAP_NS`
 /// apart it spins up to twice that gap, otherwise it spins `MIN_SPIN_NS` and sleeps in `poll`.
@@ -34,6 +35,11 @@ const DENSE_GAP_NS: u64 = 25_000;
 /// hypervisor: measured 23-28 µs of CPU per nap against 10-14 µs per `poll` wakeup on a 2-vCPU
 /// guest), so the worker naps only while a window is expected to hold at least this many frames.
 const NAP_MIN_FRAMES: u64 = 3;
+/// Frames a moderation window aims to hold: the window is this many average frame gaps, capped
+/// by `coalesce_ns` (the latency bound). Dense traffic gets short windows (bounded bursts, low
+/// latency); lighter traffic gets windows up to the cap, so each wakeup still serves several
+/// frames. 32 is one TX kick's worth.
+const NAP_TARGET_FRAMES: u64 = 32;
 /// Consecutive moderation windows without a frame before the worker falls back to `poll`.
 const EMPTY_NAPS: u64 = 3;
 /// Shortest spin before sleeping.
@@ -96,11 +102,14 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
                     io.int.tx_submit();
                     io.ext.fill(&mut free);
                     io.int.fill(&mut free);
+                    let window = frame_gap_avg
+                        .saturating_mul(NAP_TARGET_FRAMES)
+                        .min(ctx.coalesce_ns);
                     if moderate
                         && frame_gap_avg.saturating_mul(NAP_MIN_FRAMES) <= ctx.coalesce_ns
-                        && t.saturating_sub(last_work) < ctx.coalesce_ns * (EMPTY_NAPS + 1)
+                        && t.saturating_sub(last_work) < window * (EMPTY_NAPS + 1)
                     {
-                        crate::sys::nap_ns(ctx.coalesce_ns);
+                        crate::sys::nap_ns(window);
                     } else {
                         sleep(&ctx, &io);
                     }
