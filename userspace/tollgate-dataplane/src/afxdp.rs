@@ -392,7 +392,7 @@ fn setsockopt<T>(fd: RawFd, opt: libc::c_int, v: &T, what: &'static str) -> Resu
     Ok(())
 }
 
-fn ifindex(iface: &str) -> Result<u32, XskError> {
+pub(crate) fn ifindex(iface: &str) -> Result<u32, XskError> {
     let c =
         std::ffi::CString::new(iface).map_err(|_| XskError::Config("interface name has NUL"))?;
     // SAFETY: valid C string.

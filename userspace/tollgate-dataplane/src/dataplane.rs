@@ -21,7 +21,7 @@ use tollgate_relay::frame::Mac;
 use tollgate_relay::{FlowCounters, FlowEvent, MediaFlowSpec, Side, SideSnapshot, TransformSpec};
 
 use crate::afxdp::{BindMode, RingSizes, Umem, XskSocket};
-use crate::neigh::{NextHop, Resolver};
+use crate::neigh::{NextHop, Resolver, Watcher};
 use crate::sys::{self, Waker, monotonic_ns};
 use crate::worker::{Control, EventQueue, WorkerCtx, WorkerStats, pin};
 use crate::xdp::{AttachMode, ModeRequest, XdpCounters, XdpError, XdpProgram, addr16, flow_key};
@@ -93,7 +93,7 @@ pub struct DataplaneConfig {
     pub busy_poll: bool,
     /// XDP path, when not busy polling: the longest a worker lets received frames wait so that
     /// one wakeup serves several of them (interrupt moderation; 0: wake for every frame). The
-    /// window adapts to the rate (about 32 frame gaps, so dense traffic gets short windows) up
+    /// window adapts to the rate (about 16 frame gaps, so dense traffic gets short windows) up
     /// to this bound, and is used only while a window holds several frames.
     pub coalesce_us: u32,
     /// Capacity of the event queue.
@@ -248,6 +248,7 @@ pub struct Dataplane {
     events: Arc<EventQueue>,
     stop: Arc<AtomicBool>,
     resolver: Option<Resolver>,
+    watcher: Option<Watcher>,
     neigh_cache: HashMap<IpAddr, (Option<Mac>, u64)>,
 }
 
@@ -282,6 +283,7 @@ impl Dataplane {
             events,
             stop,
             resolver: None,
+            watcher: None,
             neigh_cache: HashMap::new(),
         };
         match &cfg.path {
@@ -412,6 +414,11 @@ impl Dataplane {
             },
         ]);
         self.resolver = Some(Resolver::new().map_err(io_err("netlink socket"))?);
+        let ifindexes = [
+            crate::afxdp::ifindex(&x.ext_iface)?,
+            crate::afxdp::ifindex(&x.int_iface)?,
+        ];
+        self.watcher = Some(Watcher::new(&ifindexes).map_err(io_err("netlink subscription"))?);
         Ok(())
     }
 
@@ -671,6 +678,22 @@ impl Dataplane {
         while let Some(e) = self.events.pop() {
             out.push(e);
         }
+    }
+
+    /// Takes up the neighbour and route changes the kernel announced since the last call (one
+    /// non-blocking read when there were none). When a neighbour on either NIC got a usable or
+    /// different MAC, or a route changed, next hops are resolved again at once
+    /// ([`Dataplane::refresh_next_hops`]). Returns whether they were.
+    pub fn watch_next_hops(&mut self) -> bool {
+        let Some(w) = self.watcher.as_mut() else {
+            return false;
+        };
+        let changes = w.drain();
+        if !changes.any() || self.flows.is_empty() {
+            return false;
+        }
+        self.refresh_next_hops();
+        true
     }
 
     /// Periodic upkeep for the control plane to call about once a second: re-resolves next

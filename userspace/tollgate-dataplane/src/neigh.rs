@@ -6,12 +6,23 @@
 //! `RTM_NEWNEIGH` with `NTF_USE` makes the kernel start ARP/ND as if a packet were waiting, and
 //! the answer is [`NextHop::Pending`]: the caller retries shortly, and until then the flow is
 //! reported unresolved (packets toward it are counted as `no_next_hop`, never sent blind).
+//!
+//! A [`Watcher`] follows the kernel's neighbour and route notifications, so a next hop that
+//! changes its MAC, or gets resolved, is taken up at once rather than at the next periodic
+//! refresh.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
 const RTM_NEWNEIGH: u16 = 28;
+const RTM_DELNEIGH: u16 = 29;
+const RTMGRP_NEIGH: u32 = 0x4;
+const RTMGRP_IPV4_ROUTE: u32 = 0x40;
+const RTMGRP_IPV6_ROUTE: u32 = 0x400;
 const RTM_GETNEIGH: u16 = 30;
 const RTM_GETROUTE: u16 = 26;
 const NLMSG_ERROR: u16 = 2;
@@ -280,5 +291,229 @@ impl Resolver {
         }
         self.kick(ifindex, via)?;
         Ok(NextHop::Pending { ifindex, via })
+    }
+}
+
+/// What the kernel announced since the last [`Watcher::drain`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Neighbours on a watched interface that got a usable MAC, or a different one.
+    pub neighbours: Vec<IpAddr>,
+    /// A route was added or removed (next hops may now be other neighbours).
+    pub routes: bool,
+    /// Notifications were lost (the socket overflowed): assume anything changed.
+    pub overflowed: bool,
+}
+
+impl Changes {
+    /// Whether next hops should be resolved again.
+    pub fn any(&self) -> bool {
+        !self.neighbours.is_empty() || self.routes || self.overflowed
+    }
+}
+
+/// A non-blocking NETLINK_ROUTE socket subscribed to neighbour and route notifications.
+#[derive(Debug)]
+pub struct Watcher {
+    fd: OwnedFd,
+    ifindexes: Vec<u32>,
+    /// The last MAC announced per (interface, neighbour): state changes that keep the MAC
+    /// (REACHABLE to STALE and back) are not news.
+    seen: HashMap<(u32, IpAddr), [u8; 6]>,
+    buf: Vec<u8>,
+}
+
+impl Watcher {
+    /// Subscribes, in the calling thread's network namespace, to neighbour changes on
+    /// `ifindexes` and to route changes.
+    pub fn new(ifindexes: &[u32]) -> io::Result<Watcher> {
+        // SAFETY: plain socket(2).
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a zeroed sockaddr_nl is valid; family and groups are set below.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        sa.nl_groups = RTMGRP_NEIGH | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
+        // SAFETY: valid sockaddr_nl and its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Watcher {
+            fd,
+            ifindexes: ifindexes.to_vec(),
+            seen: HashMap::new(),
+            buf: vec![0u8; 32768],
+        })
+    }
+
+    /// Reads every pending notification (never blocks).
+    pub fn drain(&mut self) -> Changes {
+        let mut c = Changes::default();
+        loop {
+            // SAFETY: valid buffer.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
+                    c.overflowed = true;
+                    continue;
+                }
+                return c;
+            }
+            let Some(data) = self.buf.get(..n as usize) else {
+                return c;
+            };
+            let data = data.to_vec();
+            self.parse(&data, &mut c);
+        }
+    }
+
+    /// Folds one datagram of netlink messages into `c`.
+    fn parse(&mut self, mut b: &[u8], c: &mut Changes) {
+        while let Some(h) = b.get(..16) {
+            let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let ty = u16::from_ne_bytes([h[4], h[5]]);
+            let Some(payload) = b.get(16..len) else {
+                return;
+            };
+            match ty {
+                RTM_NEWROUTE | RTM_DELROUTE => c.routes = true,
+                RTM_NEWNEIGH | RTM_DELNEIGH => self.neighbour(ty, payload, c),
+                _ => {}
+            }
+            b = b.get((len + 3) & !3..).unwrap_or(&[]);
+        }
+    }
+
+    fn neighbour(&mut self, ty: u16, m: &[u8], c: &mut Changes) {
+        // struct ndmsg: family, pad1, pad2(u16), ifindex(i32), state(u16), flags(u8), type(u8)
+        let (Some(ix), Some(st), Some(a)) = (m.get(4..8), m.get(8..10), m.get(12..)) else {
+            return;
+        };
+        let ifindex = u32::from_ne_bytes([ix[0], ix[1], ix[2], ix[3]]);
+        if !self.ifindexes.contains(&ifindex) {
+            return;
+        }
+        let state = u16::from_ne_bytes([st[0], st[1]]);
+        let (mut ip, mut mac) = (None, None);
+        for (t, d) in attrs(a) {
+            match (t, d.len()) {
+                (NDA_DST, 4) => ip = Some(IpAddr::from([d[0], d[1], d[2], d[3]])),
+                (NDA_DST, 16) => {
+                    let mut o = [0u8; 16];
+                    o.copy_from_slice(d);
+                    ip = Some(IpAddr::from(o));
+                }
+                (NDA_LLADDR, 6) => {
+                    let mut o = [0u8; 6];
+                    o.copy_from_slice(d);
+                    mac = Some(o);
+                }
+                _ => {}
+            }
+        }
+        let Some(ip) = ip else { return };
+        match mac {
+            Some(mac) if ty == RTM_NEWNEIGH && state & (NUD_INCOMPLETE | NUD_FAILED) == 0 => {
+                if self.seen.insert((ifindex, ip), mac) != Some(mac) {
+                    c.neighbours.push(ip);
+                }
+            }
+            // Gone, failed or being resolved: nothing to send to yet (flows keep their last
+            // MAC until a usable one is announced); forget it so that one counts as news.
+            _ => {
+                self.seen.remove(&(ifindex, ip));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn neigh_msg(ty: u16, ifindex: u32, state: u16, ip: [u8; 4], mac: Option<[u8; 6]>) -> Vec<u8> {
+        let mut body = vec![2, 0, 0, 0];
+        body.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+        body.extend_from_slice(&state.to_ne_bytes());
+        body.extend_from_slice(&[0, 1]);
+        push_attr(&mut body, NDA_DST, &ip);
+        if let Some(m) = mac {
+            push_attr(&mut body, NDA_LLADDR, &m);
+        }
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+        msg.extend_from_slice(&ty.to_ne_bytes());
+        msg.extend_from_slice(&[0; 10]);
+        msg.extend_from_slice(&body);
+        msg
+    }
+
+    #[test]
+    fn neighbour_news_is_a_new_or_changed_mac_on_a_watched_interface() {
+        let Ok(mut w) = Watcher::new(&[7]) else {
+            return; // no netlink here
+        };
+        const REACHABLE: u16 = 0x02;
+        const STALE: u16 = 0x04;
+        let ip = [10, 201, 2, 2];
+        let (m1, m2) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let mut c = Changes::default();
+        // Being resolved, then resolved: news once.
+        w.parse(
+            &neigh_msg(RTM_NEWNEIGH, 7, NUD_INCOMPLETE, ip, None),
+            &mut c,
+        );
+        assert!(!c.any());
+        let mut two = neigh_msg(RTM_NEWNEIGH, 7, REACHABLE, ip, Some(m1));
+        two.extend(neigh_msg(RTM_NEWNEIGH, 7, STALE, ip, Some(m1)));
+        w.parse(&two, &mut c);
+        assert_eq!(c.neighbours, vec![IpAddr::from(ip)]);
+        // Another interface is not ours; a new MAC is news; a route change is.
+        let mut c = Changes::default();
+        w.parse(&neigh_msg(RTM_NEWNEIGH, 8, REACHABLE, ip, Some(m2)), &mut c);
+        assert!(!c.any());
+        w.parse(&neigh_msg(RTM_NEWNEIGH, 7, REACHABLE, ip, Some(m2)), &mut c);
+        assert_eq!(c.neighbours.len(), 1);
+        let mut route = neigh_msg(RTM_NEWROUTE, 7, 0, ip, None);
+        route.truncate(28);
+        route[..4].copy_from_slice(&28u32.to_ne_bytes());
+        w.parse(&route, &mut c);
+        assert!(c.routes);
+        // Deleted, then back with the same MAC: news again.
+        let mut c = Changes::default();
+        w.parse(&neigh_msg(RTM_DELNEIGH, 7, STALE, ip, Some(m2)), &mut c);
+        assert!(!c.any());
+        w.parse(&neigh_msg(RTM_NEWNEIGH, 7, REACHABLE, ip, Some(m2)), &mut c);
+        assert_eq!(c.neighbours.len(), 1);
+        // Garbage never panics.
+        for cut in 0..40 {
+            let m = neigh_msg(RTM_NEWNEIGH, 7, REACHABLE, ip, Some(m1));
+            w.parse(&m[..cut.min(m.len())], &mut Changes::default());
+        }
+        w.parse(&[0xff; 64], &mut Changes::default());
     }
 }

@@ -252,3 +252,85 @@ fn xdp_unresolved_next_hop_and_learning() {
     })
     .unwrap();
 }
+
+/// A peer that appears after its flow was installed is taken up from the kernel's neighbour
+/// notification (`watch_next_hops`), not from the periodic refresh, and its media then flows.
+#[test]
+fn xdp_next_hop_follows_neighbour_notifications() {
+    if skip_unless_root("xdp_next_hop_follows_neighbour_notifications") {
+        return;
+    }
+    let lab = LabSpec::unique("nw").up_guarded().expect("lab up");
+    let spec = lab.spec().clone();
+    let peer_mac = {
+        let out = tollgate_netlab::run(
+            "ip",
+            &["-n", &spec.int_ns, "link", "show", "dev", &spec.int_peer_if],
+        )
+        .unwrap();
+        let at = out.find("link/ether ").unwrap() + "link/ether ".len();
+        out[at..at + 17].to_owned()
+    };
+    in_netns(&lab.relay_ns, move || {
+        let path = DataPath::Xdp(XdpSettings::new(&spec.ext_if, &spec.int_if));
+        let mut dp = Dataplane::start(DataplaneConfig::new(path, 1)).expect("start");
+        let mut late = forward_flow(1, 30010, 30012, 40010, 50010);
+        late.int.remote_rtp = Some(sa("10.201.2.99:50010"));
+        dp.install(late).unwrap();
+        assert_eq!(dp.stats().unresolved, 1, "not there yet");
+        // Nothing announced that concerns us yet (the failed resolution is not news).
+        let _ = dp.watch_next_hops();
+        assert!(!dp.watch_next_hops(), "no news twice");
+
+        // The peer comes up: an address in `int`, a neighbour entry in `relay`.
+        tollgate_netlab::run(
+            "ip",
+            &[
+                "-n",
+                &spec.int_ns,
+                "addr",
+                "add",
+                "10.201.2.99/24",
+                "dev",
+                &spec.int_peer_if,
+            ],
+        )
+        .unwrap();
+        tollgate_netlab::run(
+            "ip",
+            &[
+                "neigh",
+                "replace",
+                "10.201.2.99",
+                "lladdr",
+                &peer_mac,
+                "dev",
+                &spec.int_if,
+                "nud",
+                "permanent",
+            ],
+        )
+        .unwrap();
+        assert!(dp.watch_next_hops(), "the notification is taken up");
+        assert_eq!(
+            dp.stats().unresolved,
+            0,
+            "resolved without waiting for the refresh"
+        );
+
+        let rx_int =
+            spawn_in_netns(&spec.int_ns, || recv_n(&udp(sa("10.201.2.99:50010")), 5)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        in_netns(&spec.gw_ns, || {
+            let g = udp(sa("10.201.1.2:40010"));
+            for seq in 0..5 {
+                g.send_to(&rtp(seq, 7, 160), sa("10.201.1.1:30010"))
+                    .unwrap();
+            }
+        })
+        .unwrap();
+        assert_eq!(rx_int.join().unwrap().unwrap().len(), 5, "media flows");
+        dp.shutdown();
+    })
+    .unwrap();
+}

@@ -126,7 +126,7 @@ fn run(
     let mut last_tick = Instant::now();
     let mut events = Vec::new();
     loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(MediaCmd::Install { call, spec }) => {
                 let id = spec.id;
                 let c = calls.entry(call).or_insert_with(|| CallState {
@@ -174,6 +174,11 @@ fn run(
             }
             Ok(MediaCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
+        }
+        // Neighbour and route changes are taken up within one turn of this loop (at most
+        // 100 ms); the once-a-second refresh below is the backstop.
+        if dp.watch_next_hops() {
+            tracing::debug!("neighbour or route change: next hops resolved again");
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
