@@ -140,11 +140,11 @@ pub fn calls_for_cores(cores: u32, cost: &PathCost, m: &CallModel, headroom: f64
 ///
 /// Provenance: `cargo xtask bench dataplane` (500 flows) on the development VM: a shared
 /// 2-vCPU AMD EPYC guest, kernel 6.18, veth (AF_XDP copy mode, native XDP, interrupt
-/// moderation 200 µs), rtpengine 10.5 userspace; relay CPU per packet at 90% of each path's
+/// moderation bounded at 500 µs), rtpengine 10.5 userspace; relay CPU per packet at 90% of each path's
 /// maximum zero-loss rate. See
 /// `deploy/CAPACITY.md` for the run these come from.
 pub const DEFAULTS: [(&str, f64); 3] =
-    [("xdp", 3579.0), ("socket", 16220.0), ("rtpengine", 21412.0)];
+    [("xdp", 2776.0), ("socket", 13307.0), ("rtpengine", 21070.0)];
 
 /// Reads per-path costs from a results file (`dataplane.paths[]`): the relay CPU per packet at
 /// 90% of the path's maximum zero-loss rate, or at the paced load if that is missing.
