@@ -383,11 +383,11 @@ impl Watcher {
                 }
                 return c;
             }
-            let Some(data) = self.buf.get(..n as usize) else {
-                return c;
-            };
-            let data = data.to_vec();
-            self.parse(&data, &mut c);
+            let buf = std::mem::take(&mut self.buf);
+            if let Some(data) = buf.get(..n as usize) {
+                self.parse(data, &mut c);
+            }
+            self.buf = buf;
         }
     }
 

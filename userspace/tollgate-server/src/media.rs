@@ -124,6 +124,7 @@ fn run(
     let mut finished: HashMap<u64, CallMedia> = HashMap::new();
     let mut totals = Totals::default();
     let mut last_tick = Instant::now();
+    let mut last_watch = Instant::now();
     let mut events = Vec::new();
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
@@ -175,10 +176,13 @@ fn run(
             Ok(MediaCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }
-        // Neighbour and route changes are taken up within one turn of this loop (at most
-        // 100 ms); the once-a-second refresh below is the backstop.
-        if dp.watch_next_hops() {
-            tracing::debug!("neighbour or route change: next hops resolved again");
+        // Neighbour and route changes are taken up within 100 ms (checked at most every 50 ms,
+        // however busy the command stream); the once-a-second refresh below is the backstop.
+        if last_watch.elapsed() >= Duration::from_millis(50) {
+            last_watch = Instant::now();
+            if dp.watch_next_hops() {
+                tracing::debug!("neighbour or route change: next hops resolved again");
+            }
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
