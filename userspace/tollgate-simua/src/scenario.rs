@@ -187,8 +187,13 @@ enum Cmd {
         Arc<std::sync::atomic::AtomicUsize>,
         tokio::sync::oneshot::Sender<Vec<PartyOutcome>>,
     ),
-    /// Take the plan's calls as callee.
-    Answer(Arc<Plan>, tokio::sync::oneshot::Sender<Vec<PartyOutcome>>),
+    /// Take the plan's calls as callee, until the caller side says it is done (calls the relay
+    /// refused never arrive, so the callee must not wait for them).
+    Answer(
+        Arc<Plan>,
+        tokio::sync::oneshot::Receiver<()>,
+        tokio::sync::oneshot::Sender<Vec<PartyOutcome>>,
+    ),
 }
 
 struct PartyHandle {
@@ -258,12 +263,26 @@ async fn party_loop(
                 }
                 let _ = done.send(out);
             }
-            Cmd::Answer(plan, done) => {
+            Cmd::Answer(plan, mut caller_done, done) => {
                 let mut tasks = Vec::new();
                 let wait = plan.talk
                     + Duration::from_secs(20 + (plan.calls / plan.concurrency.max(1)) as u64 * 3);
+                // Once the caller is done, only calls already on their way are taken.
+                let settle = Duration::from_millis(500);
+                let mut caller_finished = false;
                 for _ in 0..plan.calls {
-                    let Some(call) = ep.next_call(wait).await else {
+                    let next = if caller_finished {
+                        ep.next_call(settle).await
+                    } else {
+                        tokio::select! {
+                            c = ep.next_call(wait) => c,
+                            _ = &mut caller_done => {
+                                caller_finished = true;
+                                ep.next_call(settle).await
+                            }
+                        }
+                    };
+                    let Some(call) = next else {
                         break;
                     };
                     let talk = plan.talk;
@@ -397,15 +416,17 @@ impl Parties {
         let plan_a = Arc::new(plan.clone());
         let (ctx, crx) = tokio::sync::oneshot::channel();
         let (atx, arx) = tokio::sync::oneshot::channel();
+        let (caller_done_tx, caller_done_rx) = tokio::sync::oneshot::channel();
         callee
             .tx
-            .send(Cmd::Answer(Arc::clone(&plan_a), atx))
+            .send(Cmd::Answer(Arc::clone(&plan_a), caller_done_rx, atx))
             .map_err(|_| "callee gone")?;
         caller
             .tx
             .send(Cmd::Call(plan_a, target, name, Arc::clone(&self.done), ctx))
             .map_err(|_| "caller gone")?;
         let caller_out = crx.blocking_recv().map_err(|_| "caller failed")?;
+        let _ = caller_done_tx.send(());
         let callee_out = arx.blocking_recv().map_err(|_| "callee failed")?;
         let mut calls = Vec::new();
         for (i, r) in caller_out {
