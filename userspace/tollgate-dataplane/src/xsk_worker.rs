@@ -239,6 +239,9 @@ fn sleep(ctx: &WorkerCtx, io: &XskPair) {
     }
 }
 
+/// A received frame after pass 1: its parsed headers and the route to its flow (if any).
+type Staged = Result<(frame::UdpFrame, Option<Route>), FrameError>;
+
 /// Relays up to one batch from `rx` to `tx`; returns the number of frames received.
 #[allow(clippy::too_many_arguments)] // reason: the worker's disjoint borrows, passed apart.
 #[inline]
@@ -259,25 +262,16 @@ fn relay_batch(
     // Pass 1: parse every frame's headers and start loading its flow state, so the cache
     // misses of the burst's packets overlap instead of queueing one behind another.
     // The port lookup done here is the one the relay uses.
-    let mut parsed: [Result<frame::UdpFrame, FrameError>; BATCH as usize] =
-        [Err(FrameError::Truncated); BATCH as usize];
-    let mut routes: [Option<Route>; BATCH as usize] = [None; BATCH as usize];
-    for (i, (slot, route)) in parsed
-        .iter_mut()
-        .zip(routes.iter_mut())
-        .enumerate()
-        .take(n as usize)
-    {
+    let mut staged: [Staged; BATCH as usize] = [Err(FrameError::Truncated); BATCH as usize];
+    for (i, slot) in staged.iter_mut().enumerate().take(n as usize) {
         let (addr, len) = rx.rx_desc(i as u32);
         *slot = umem
             .frame(addr)
             .and_then(|(chunk, off)| chunk.get(off..off + len as usize))
-            .map_or(Err(FrameError::Truncated), frame::parse);
-        if let Ok(p) = slot {
-            *route = table.route(p.dst);
-            if let Some(r) = route {
-                table.prefetch(r);
-            }
+            .map_or(Err(FrameError::Truncated), frame::parse)
+            .map(|p| (p, table.route(p.dst)));
+        if let Ok((_, Some(r))) = slot {
+            table.prefetch(r);
         }
     }
     let mut tx_room = tx.tx_free();
@@ -286,12 +280,11 @@ fn relay_batch(
     for i in 0..n {
         let (addr, _) = rx.rx_desc(i);
         let base = addr - addr % frame_size;
-        let p = parsed
+        let p = staged
             .get(i as usize)
             .copied()
             .unwrap_or(Err(FrameError::Truncated));
-        let route = routes.get(i as usize).copied().flatten();
-        match relay_frame(ctx, table, umem, addr, p, route, now) {
+        match relay_frame(ctx, table, umem, addr, p, now) {
             Some((out_off, out_len, r)) => {
                 if tx_room == 0 {
                     table.dropped(&r, DropReason::TxFull);
@@ -325,12 +318,11 @@ fn relay_frame(
     table: &mut FlowTable,
     umem: &mut crate::afxdp::Umem,
     addr: u64,
-    parsed: Result<frame::UdpFrame, FrameError>,
-    route: Option<Route>,
+    staged: Staged,
     now: u64,
 ) -> Option<(usize, usize, tollgate_relay::Relayed)> {
     let (chunk, off) = umem.frame_mut(addr)?;
-    let parsed = match parsed {
+    let (parsed, route) = match staged {
         Ok(p) => p,
         Err(
             FrameError::Fragment

@@ -442,26 +442,6 @@ impl FlowTable {
         }
     }
 
-    /// [`FlowTable::relay`] for a packet whose port was already looked up with
-    /// [`FlowTable::route`] (one hash lookup per packet instead of two).
-    #[allow(clippy::too_many_arguments)] // reason: same inputs as `relay`, one per packet field.
-    #[inline]
-    pub fn relay_routed(
-        &mut self,
-        route: &Route,
-        src: SocketAddr,
-        src_mac: Option<Mac>,
-        buf: &mut [u8],
-        len: usize,
-        now_ns: u64,
-        src_checked: bool,
-    ) -> Result<Relayed, DropReason> {
-        let Some(pr) = self.current(route) else {
-            return Err(DropReason::NoFlow);
-        };
-        self.relay_at(pr, src, src_mac, buf, len, now_ns, src_checked)
-    }
-
     /// Relays one packet that arrived at `local` from `src`: `buf[..len]` is the UDP payload and
     /// `buf[len..]` the tailroom for the SRTP tag. On success the transformed payload is in
     /// `buf[..Relayed::len]`; the caller sends it and then calls [`FlowTable::sent`] or
@@ -484,17 +464,19 @@ impl FlowTable {
         now_ns: u64,
         src_checked: bool,
     ) -> Result<Relayed, DropReason> {
-        let Some(&pr) = self.ports.get(&PortKey::of(local)) else {
+        let Some(route) = self.route(local) else {
             return Err(DropReason::NoFlow);
         };
-        self.relay_at(pr, src, src_mac, buf, len, now_ns, src_checked)
+        self.relay_routed(&route, src, src_mac, buf, len, now_ns, src_checked)
     }
 
+    /// [`FlowTable::relay`] for a packet whose port was already looked up with
+    /// [`FlowTable::route`] (one hash lookup per packet instead of two).
     #[allow(clippy::too_many_arguments)] // reason: see `relay`.
     #[inline]
-    fn relay_at(
+    pub fn relay_routed(
         &mut self,
-        pr: PortRef,
+        route: &Route,
         src: SocketAddr,
         src_mac: Option<Mac>,
         buf: &mut [u8],
@@ -502,6 +484,9 @@ impl FlowTable {
         now_ns: u64,
         src_checked: bool,
     ) -> Result<Relayed, DropReason> {
+        let Some(pr) = self.current(route) else {
+            return Err(DropReason::NoFlow);
+        };
         let Some(Some(f)) = self.flows.get_mut(pr.slot as usize) else {
             return Err(DropReason::NoFlow);
         };

@@ -70,12 +70,10 @@ impl Drop for CdrWriter {
 fn write_loop(file: std::fs::File, rx: &mpsc::Receiver<String>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
     let report = |e: std::io::Error| tracing::error!(error = %e, "cannot write CDR");
-    while let Ok(line) = rx.recv() {
-        if let Err(e) = out.write_all(line.as_bytes()) {
-            report(e);
-        }
-        // Batch what is already queued, then flush while idle.
-        while let Ok(line) = rx.try_recv() {
+    // Each wakeup writes what is queued, then flushes while idle; the channel closing ends the
+    // loop with everything written and flushed.
+    while let Ok(first) = rx.recv() {
+        for line in std::iter::once(first).chain(rx.try_iter()) {
             if let Err(e) = out.write_all(line.as_bytes()) {
                 report(e);
             }
@@ -83,9 +81,6 @@ fn write_loop(file: std::fs::File, rx: &mpsc::Receiver<String>) {
         if let Err(e) = out.flush() {
             report(e);
         }
-    }
-    if let Err(e) = out.flush() {
-        report(e);
     }
 }
 

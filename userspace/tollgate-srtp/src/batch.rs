@@ -118,20 +118,59 @@ impl Context {
         }
     }
 
+    /// One job through the single-packet API.
+    fn process_one(&mut self, j: &mut Job<'_>) {
+        j.result = match j.op {
+            Op::ProtectRtp => self.protect_rtp(j.buf, j.len),
+            Op::UnprotectRtp => self.unprotect_rtp(j.buf, j.len),
+            Op::ProtectRtcp => self.protect_rtcp(j.buf, j.len),
+            Op::UnprotectRtcp => self.unprotect_rtcp(j.buf, j.len),
+        };
+    }
+
+    /// Stage 0 (unprotect): the tags of a chunk's AES-CM RTP packets, LANES at a time, against
+    /// the state as it stands before the chunk, with the ROC each was computed for.
+    fn precompute_tags(&self, jobs: &[Job<'_>], pre: &mut [Option<(u32, [u8; 20])>]) {
+        let Some((_, mac)) = self.rtp_cm() else {
+            return;
+        };
+        let mut lane = [(0usize, &[][..], 0u32); LANES];
+        let mut nl = 0;
+        for (i, j) in jobs.iter().enumerate() {
+            if j.op != Op::UnprotectRtp {
+                continue;
+            }
+            let Some((data, roc)) = self.unprotect_rtp_auth_input(j.buf, j.len) else {
+                continue;
+            };
+            lane[nl] = (i, data, roc);
+            nl += 1;
+            if nl == LANES {
+                let tags = mac.tags_roc(lane.map(|l| l.1), lane.map(|l| l.2));
+                for ((i, _, roc), t) in lane.iter().zip(tags) {
+                    if let Some(p) = pre.get_mut(*i) {
+                        *p = Some((*roc, t));
+                    }
+                }
+                nl = 0;
+            }
+        }
+    }
+
     fn process_chunk(&mut self, jobs: &mut [Job<'_>]) {
         if self.rtp_cm().is_none() {
             // GCM: nothing to share across packets (the AEAD does keystream and tag in one
             // pass per packet), so the single-packet calls, without the stages' bookkeeping.
             for j in jobs.iter_mut() {
-                j.result = match j.op {
-                    Op::ProtectRtp => self.protect_rtp(j.buf, j.len),
-                    Op::UnprotectRtp => self.unprotect_rtp(j.buf, j.len),
-                    Op::ProtectRtcp => self.protect_rtcp(j.buf, j.len),
-                    Op::UnprotectRtcp => self.unprotect_rtcp(j.buf, j.len),
-                };
+                self.process_one(j);
             }
             return;
         }
+        // Stage 0. Stage 1 uses a precomputed tag only if the packet's ROC is still the one it
+        // was computed for (an earlier packet of the chunk may have moved the stream across a
+        // wrap); otherwise it computes the tag itself.
+        let mut pre: [Option<(u32, [u8; 20])>; CHUNK] = [None; CHUNK];
+        self.precompute_tags(jobs, &mut pre);
         // Stage 1: the stateful part, in order.
         let mut pending: [(usize, Deferred); CHUNK] = [(
             0,
@@ -143,46 +182,14 @@ impl Context {
             },
         ); CHUNK];
         let mut np = 0;
-        // Stage 0 (unprotect): the tags of AES-CM packets, LANES at a time, against the state
-        // as it stands before the chunk. Stage 1 uses a tag only if the packet's ROC is still
-        // the one it was computed for (an earlier packet of the chunk may have moved the
-        // stream across a wrap); otherwise it computes the tag itself.
-        let mut pre: [Option<(u32, [u8; 20])>; CHUNK] = [None; CHUNK];
-        if let Some((_, mac)) = self.rtp_cm() {
-            let view: &[Job<'_>] = jobs;
-            let mut lane = [(0usize, &[][..], 0u32); LANES];
-            let mut nl = 0;
-            for (i, j) in view.iter().enumerate() {
-                if j.op != Op::UnprotectRtp {
-                    continue;
-                }
-                if let Some((data, roc)) = self.unprotect_rtp_auth_input(j.buf, j.len) {
-                    lane[nl] = (i, data, roc);
-                    nl += 1;
-                    if nl == LANES {
-                        let tags = mac.tags_roc(lane.map(|l| l.1), lane.map(|l| l.2));
-                        for ((i, _, roc), t) in lane.iter().zip(tags) {
-                            if let Some(p) = pre.get_mut(*i) {
-                                *p = Some((*roc, t));
-                            }
-                        }
-                        nl = 0;
-                    }
-                }
-            }
-        }
         for (i, j) in jobs.iter_mut().enumerate() {
             let r = match j.op {
                 Op::ProtectRtp => self.protect_rtp_front(j.buf, j.len),
                 Op::UnprotectRtp => {
                     self.unprotect_rtp_front(j.buf, j.len, pre.get(i).copied().flatten())
                 }
-                Op::ProtectRtcp => {
-                    j.result = self.protect_rtcp(j.buf, j.len);
-                    continue;
-                }
-                Op::UnprotectRtcp => {
-                    j.result = self.unprotect_rtcp(j.buf, j.len);
+                Op::ProtectRtcp | Op::UnprotectRtcp => {
+                    self.process_one(j);
                     continue;
                 }
             };
