@@ -57,13 +57,23 @@ fn forward_flow(
     }
 }
 
+/// The XDP path on the lab's two relay interfaces.
+fn xdp(l: &LabSpec) -> DataPath {
+    DataPath::Xdp(XdpSettings::new(&l.ext_if, &l.int_if))
+}
+
 /// `busy_poll` and `coalesce_us` as in [`DataplaneConfig`]: the XDP worker's three idle
-/// policies (moderated naps, wake per frame, never sleep) must all relay every packet.
+/// policies (moderated naps, wake per frame, never sleep) must all relay every packet. Skipped
+/// (with a line naming `test`) when not root.
 fn forward_both_ways(
+    test: &str,
     path_of: impl Fn(&LabSpec) -> DataPath + Send + 'static,
     busy_poll: bool,
     coalesce_us: u32,
 ) {
+    if skip_unless_root(test) {
+        return;
+    }
     let lab = LabSpec::unique("rl").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
     in_netns(&lab.relay_ns, move || {
@@ -140,11 +150,9 @@ fn forward_both_ways(
 
 #[test]
 fn xdp_path_forwards_both_ways() {
-    if skip_unless_root("xdp_path_forwards_both_ways") {
-        return;
-    }
     forward_both_ways(
-        |l| DataPath::Xdp(XdpSettings::new(&l.ext_if, &l.int_if)),
+        "xdp_path_forwards_both_ways",
+        xdp,
         false,
         DEFAULT_COALESCE_US,
     );
@@ -152,11 +160,9 @@ fn xdp_path_forwards_both_ways() {
 
 #[test]
 fn xdp_path_busy_poll_forwards_both_ways() {
-    if skip_unless_root("xdp_path_busy_poll_forwards_both_ways") {
-        return;
-    }
     forward_both_ways(
-        |l| DataPath::Xdp(XdpSettings::new(&l.ext_if, &l.int_if)),
+        "xdp_path_busy_poll_forwards_both_ways",
+        xdp,
         true,
         DEFAULT_COALESCE_US,
     );
@@ -164,11 +170,9 @@ fn xdp_path_busy_poll_forwards_both_ways() {
 
 #[test]
 fn xdp_path_without_moderation_forwards_both_ways() {
-    if skip_unless_root("xdp_path_without_moderation_forwards_both_ways") {
-        return;
-    }
     forward_both_ways(
-        |l| DataPath::Xdp(XdpSettings::new(&l.ext_if, &l.int_if)),
+        "xdp_path_without_moderation_forwards_both_ways",
+        xdp,
         false,
         0,
     );
@@ -176,10 +180,12 @@ fn xdp_path_without_moderation_forwards_both_ways() {
 
 #[test]
 fn socket_path_forwards_both_ways() {
-    if skip_unless_root("socket_path_forwards_both_ways") {
-        return;
-    }
-    forward_both_ways(|_| DataPath::Socket, false, DEFAULT_COALESCE_US);
+    forward_both_ways(
+        "socket_path_forwards_both_ways",
+        |_| DataPath::Socket,
+        false,
+        DEFAULT_COALESCE_US,
+    );
 }
 
 /// A peer whose next hop does not resolve is reported, and packets toward it are counted as
@@ -192,7 +198,7 @@ fn xdp_unresolved_next_hop_and_learning() {
     let lab = LabSpec::unique("nh").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
     in_netns(&lab.relay_ns, move || {
-        let path = DataPath::Xdp(XdpSettings::new(&spec.ext_if, &spec.int_if));
+        let path = xdp(&spec);
         let mut dp = Dataplane::start(DataplaneConfig::new(path, 1)).expect("start");
         // Flow 1: the internal peer 10.201.2.99 does not exist.
         dp.install(forward_flow(1, 30000, 30002, 40000, 50000))
@@ -272,7 +278,7 @@ fn xdp_next_hop_follows_neighbour_notifications() {
         out[at..at + 17].to_owned()
     };
     in_netns(&lab.relay_ns, move || {
-        let path = DataPath::Xdp(XdpSettings::new(&spec.ext_if, &spec.int_if));
+        let path = xdp(&spec);
         let mut dp = Dataplane::start(DataplaneConfig::new(path, 1)).expect("start");
         let mut late = forward_flow(1, 30010, 30012, 40010, 50010);
         late.int.remote_rtp = Some(sa("10.201.2.99:50010"));
