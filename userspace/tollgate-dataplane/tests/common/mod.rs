@@ -30,11 +30,31 @@ pub fn rtcp_sr(ssrc: u32, n: u32) -> Vec<u8> {
     p
 }
 
-/// Binds a UDP socket with a receive timeout.
+/// Binds a UDP socket with a receive timeout and a 4 MiB receive buffer: a test's whole burst
+/// must fit even when the receiving thread is starved of CPU (with the default ~208 KiB, a
+/// starved receiver on a loaded 2-core CI machine lost the last packets of a 200-packet burst
+/// that the relay had sent).
 pub fn udp(addr: SocketAddr) -> UdpSocket {
+    use std::os::fd::AsRawFd;
     let s = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_millis(1500)))
         .unwrap();
+    let size: libc::c_int = 4 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: valid socket and option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+    }
     s
 }
 
