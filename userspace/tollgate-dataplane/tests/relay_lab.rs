@@ -85,24 +85,22 @@ fn forward_both_ways(
             .expect("install");
         std::thread::sleep(Duration::from_millis(50));
 
-        let rx_int = spawn_in_netns(&spec.int_ns, || {
-            let s = udp(sa("10.201.2.2:50000"));
-            recv_n(&s, 200)
-        })
-        .unwrap();
+        // Each peer binds its port once for both directions: closing a socket and binding its
+        // port again races with other tests' fork+exec (`ip ...`), whose child holds a copy of
+        // the descriptor until it execs, and then fails with "Address already in use".
+        let gw = in_netns(&spec.gw_ns, || udp(sa("10.201.1.2:40000"))).unwrap();
+        let int = in_netns(&spec.int_ns, || udp(sa("10.201.2.2:50000"))).unwrap();
+        let int_rx = int.try_clone().unwrap();
+        let rx_int = std::thread::spawn(move || recv_n(&int_rx, 200));
         std::thread::sleep(Duration::from_millis(100));
-        in_netns(&spec.gw_ns, || {
-            let s = udp(sa("10.201.1.2:40000"));
-            for seq in 0..200u16 {
-                s.send_to(&rtp(seq, 0x1111, 160), sa("10.201.1.1:30000"))
-                    .unwrap();
-                if seq % 50 == 49 {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
+        for seq in 0..200u16 {
+            gw.send_to(&rtp(seq, 0x1111, 160), sa("10.201.1.1:30000"))
+                .unwrap();
+            if seq % 50 == 49 {
+                std::thread::sleep(Duration::from_millis(2));
             }
-        })
-        .unwrap();
-        let got = rx_int.join().unwrap().unwrap();
+        }
+        let got = rx_int.join().unwrap();
         assert_eq!(got.len(), 200, "every packet relayed gw -> int");
         for (i, (p, from)) in got.iter().enumerate() {
             assert_eq!(
@@ -117,21 +115,14 @@ fn forward_both_ways(
             );
         }
 
-        let rx_gw = spawn_in_netns(&spec.gw_ns, || {
-            let s = udp(sa("10.201.1.2:40000"));
-            recv_n(&s, 100)
-        })
-        .unwrap();
+        let gw_rx = gw.try_clone().unwrap();
+        let rx_gw = std::thread::spawn(move || recv_n(&gw_rx, 100));
         std::thread::sleep(Duration::from_millis(100));
-        in_netns(&spec.int_ns, || {
-            let s = udp(sa("10.201.2.2:50000"));
-            for seq in 0..100u16 {
-                s.send_to(&rtp(seq, 0x2222, 160), sa("10.201.2.1:30002"))
-                    .unwrap();
-            }
-        })
-        .unwrap();
-        let got = rx_gw.join().unwrap().unwrap();
+        for seq in 0..100u16 {
+            int.send_to(&rtp(seq, 0x2222, 160), sa("10.201.2.1:30002"))
+                .unwrap();
+        }
+        let got = rx_gw.join().unwrap();
         assert_eq!(got.len(), 100, "every packet relayed int -> gw");
         assert!(got.iter().all(|(_, f)| *f == sa("10.201.1.1:30000")));
 
