@@ -1131,6 +1131,9 @@ impl B2bua {
         };
         let final_status;
         if let Some(setup) = call.setup.take() {
+            // A caller still waiting always gets a final error response: a status below 300
+            // here (an end meant for a confirmed call) must not leave its INVITE unanswered.
+            let status = if status >= 300 { status } else { 500 };
             final_status = status;
             if let Some(t) = setup.no_answer {
                 self.cancel_timer(t, out);

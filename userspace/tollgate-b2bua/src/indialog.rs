@@ -13,6 +13,32 @@ use crate::call::{AckPlan, AckWait, OfferState, Relay, TxRole};
 use crate::setup::{sdp_body, set_sdp, set_session_expires};
 use crate::types::{CallId, ConnId, EndCause, Output, Side};
 
+/// Why the other leg's 2xx to a relayed offer/answer could not be used.
+#[derive(Debug, Clone, Copy)]
+enum Broken {
+    /// It carried no SDP where RFC 3264 requires an answer or an offer.
+    NoSdp,
+    /// Its SDP could not be negotiated.
+    BadSdp,
+}
+
+impl Broken {
+    /// The call's end cause and the status sent to the requester.
+    fn outcome(self) -> (EndCause, u16) {
+        match self {
+            Broken::NoSdp => (EndCause::ProtocolError, 502),
+            Broken::BadSdp => (EndCause::MediaNegotiation, 488),
+        }
+    }
+
+    fn warning(self) -> &'static str {
+        match self {
+            Broken::NoSdp => "399 tollgate \"the other leg's 2xx carried no SDP\"",
+            Broken::BadSdp => "399 tollgate \"the other leg's SDP could not be negotiated\"",
+        }
+    }
+}
+
 const SESSION_EXPIRED: &str = "SIP;cause=408;text=\"Session Timer Expired\"";
 
 impl B2bua {
@@ -341,14 +367,19 @@ impl B2bua {
         {
             let _ = d.on_response(&msg);
         }
+        let ack = method == Method::Invite;
         let (body, plan) = match offer {
             OfferState::FromRequester => match self.take_answer(id, responder, &msg, out) {
                 Ok(Some(b)) => {
                     self.finish_offer(id);
                     (Some(b), AckPlan::Forward)
                 }
-                _ => {
-                    self.relay_broken(id, responder, method == Method::Invite, now, out);
+                Ok(None) => {
+                    self.relay_broken(id, responder, server_tx, ack, Broken::NoSdp, now, out);
+                    return;
+                }
+                Err(()) => {
+                    self.relay_broken(id, responder, server_tx, ack, Broken::BadSdp, now, out);
                     return;
                 }
             },
@@ -356,12 +387,12 @@ impl B2bua {
                 Some(b) => match self.take_offer(id, responder, &b) {
                     Ok(o) => (Some(o), AckPlan::Answer),
                     Err(_) => {
-                        self.relay_broken(id, responder, true, now, out);
+                        self.relay_broken(id, responder, server_tx, true, Broken::BadSdp, now, out);
                         return;
                     }
                 },
                 None => {
-                    self.relay_broken(id, responder, true, now, out);
+                    self.relay_broken(id, responder, server_tx, true, Broken::NoSdp, now, out);
                     return;
                 }
             },
@@ -417,13 +448,20 @@ impl B2bua {
         }
     }
 
-    /// The other leg's 2xx to a relayed offer/answer was unusable: ACK it (INVITE) and end
-    /// the call.
+    /// The other leg's 2xx to a relayed offer/answer was unusable: ACK it (INVITE), answer the
+    /// requester's transaction and end the call (a caller still waiting for its INVITE gets
+    /// the same status).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site per failure kind; a struct would only rename them"
+    )]
     fn relay_broken(
         &mut self,
         id: CallId,
         responder: Side,
+        server_tx: TxId,
         ack: bool,
+        broken: Broken,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
@@ -440,7 +478,12 @@ impl B2bua {
                 self.send_stateless(responder, target, a);
             }
         }
-        self.end_call(id, EndCause::MediaNegotiation, 200, None, now, out);
+        let (cause, status) = broken.outcome();
+        let warning = broken.warning();
+        self.reply(server_tx, status, None, now, |r| {
+            add_header(r, HeaderName::Warning, warning);
+        });
+        self.end_call(id, cause, status, None, now, out);
     }
 
     /// A relayed request's transaction on the other leg timed out or failed: 408 back.

@@ -125,3 +125,31 @@ fn structured_sequences_never_leak() {
         "the generator must answer calls ({answered})"
     );
 }
+
+/// Sequences proptest once found leaking, kept so they stay fixed.
+#[test]
+fn known_sequences_never_leak() {
+    let cases: &[(u64, &[[u8; 4]])] = &[(
+        0,
+        &[
+            [112, 0, 0, 0],
+            [24, 32, 0, 0],
+            [131, 0, 6, 0],
+            [16, 0, 53, 0],
+            [80, 254, 0, 0],
+            [16, 0, 0, 3],
+            [16, 0, 29, 0],
+            [96, 0, 0, 143],
+            [3, 0, 6, 0],
+            [80, 0, 3, 162],
+            [115, 110, 145, 0],
+            [166, 27, 52, 16],
+            [83, 108, 164, 16],
+        ],
+    )];
+    for (seed, ops) in cases {
+        if let Err(e) = run(*seed, ops) {
+            panic!("seed {seed}, {ops:?}: {e}");
+        }
+    }
+}

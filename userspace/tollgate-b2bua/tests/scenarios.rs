@@ -1577,3 +1577,86 @@ fn out_of_relay_ports_is_503() {
     assert_eq!(lines(&out)[0], "ext: 200 OK");
     assert_clean(&mut h);
 }
+
+/// RFC 3311 in an early dialog (a delayed-offer INVITE, so the UPDATE carries the first
+/// offer): the gateway's UPDATE is relayed, but the proxy's 2xx carries no answer. The UPDATE gets 502, the still-ringing INVITE gets 502 too, the proxy's
+/// INVITE is cancelled, and nothing is left behind.
+#[test]
+fn early_update_answered_without_sdp_fails_both_transactions() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite("eu", "", None));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    let out = h.int(&reply(
+        &inv,
+        180,
+        "Ringing",
+        Some("int1"),
+        Some(int_contact()),
+        "",
+        None,
+    ));
+    let ringing = find(&sent(&out, Side::Ext), "180").clone();
+    let mut gw = gw_ua(&ringing, "eu");
+    let moved = gw_offer().replace("c=IN IP4 192.0.2.10", "c=IN IP4 192.0.2.11");
+    let out = h.gw(&gw.request("UPDATE", "", Some(&moved)));
+    let upd = find(&sent(&out, Side::Int), "UPDATE").clone();
+    let out = h.int(&reply(&upd, 200, "OK", None, Some(int_contact()), "", None));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: 502 Bad Gateway",
+            "ext: 502 Bad Gateway",
+            "int: CANCEL sip:+442079460000@proxy.corp.example"
+        ]
+    );
+    let ext = sent(&out, Side::Ext);
+    assert_eq!(hdr(&ext[0], "CSeq").as_deref(), Some("2 UPDATE"));
+    assert!(hdr(&ext[0], "Warning").unwrap().contains("no SDP"));
+    assert_eq!(hdr(&ext[1], "CSeq").as_deref(), Some("1 INVITE"));
+    let cdr = h.cdrs.last().unwrap();
+    assert_eq!((cdr.cause, cdr.status), (EndCause::ProtocolError, 502));
+    let cancel = find(&sent(&out, Side::Int), "CANCEL").clone();
+    h.int(&reply(&cancel, 200, "OK", None, None, "", None));
+    h.int(&reply(
+        &inv,
+        487,
+        "Request Terminated",
+        Some("int1"),
+        None,
+        "",
+        None,
+    ));
+    assert_clean(&mut h);
+}
+
+/// A confirmed call whose re-offer (UPDATE) gets a 2xx with SDP that cannot be negotiated:
+/// the requester's UPDATE gets 488 and the call ends with BYE on both legs.
+#[test]
+fn update_answered_with_unusable_sdp_ends_call() {
+    let mut h = H::new(config());
+    let (mut gw, _, _) = inbound_answered(&mut h, "ub", "");
+    let out = h.gw(&gw.request("UPDATE", "", Some(&gw_offer())));
+    let upd = find(&sent(&out, Side::Int), "UPDATE").clone();
+    // Plain RTP on the internal side is not acceptable.
+    let bad = int_answer("a=sendrecv").replace("RTP/SAVP", "RTP/AVP");
+    let out = h.int(&reply(
+        &upd,
+        200,
+        "OK",
+        None,
+        Some(int_contact()),
+        "",
+        Some(&bad),
+    ));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "ext: 488 Not Acceptable Here",
+            "ext: BYE sip:gw@192.0.2.10:5060;transport=tcp",
+            "int: BYE sip:alice@203.0.113.20:5061;transport=tls"
+        ]
+    );
+    let cdr = h.cdrs.last().unwrap();
+    assert_eq!((cdr.cause, cdr.status), (EndCause::MediaNegotiation, 200));
+    assert_clean(&mut h);
+}

@@ -75,6 +75,11 @@ const INT_SDP: &str = "v=0\r\no=int 2 1 IN IP4 203.0.113.20\r\ns=-\r\nc=IN IP4 2
 const INT_SDP_32: &str = "v=0\r\no=int 2 2 IN IP4 203.0.113.21\r\ns=-\r\nc=IN IP4 203.0.113.21\r\nt=0 0\r\nm=audio 50002 RTP/SAVP 0\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:d0RmdmcmVCspeEc3QGZiNWpVLFJhQX1cfHAwJSoj\r\na=recvonly\r\n";
 const INT_BAD: &str = "v=0\r\no=int 2 1 IN IP4 203.0.113.20\r\ns=-\r\nc=IN IP4 203.0.113.20\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\n";
 
+/// `TOLLGATE_SIM_TRACE=1` prints every input and output (to debug a failing sequence).
+fn trace() -> bool {
+    std::env::var_os("TOLLGATE_SIM_TRACE").is_some()
+}
+
 /// A peer connection: side, conn id, peer address.
 #[derive(Debug, Clone, Copy)]
 struct PeerConn {
@@ -208,6 +213,15 @@ impl Sim {
 
     fn track(&mut self, out: Vec<Output>) {
         for o in out {
+            if trace() {
+                match &o {
+                    Output::Send { side, target, msg } => eprintln!(
+                        "  <- Send {side:?} {target:?}\n{}",
+                        String::from_utf8_lossy(&msg.encode())
+                    ),
+                    o => eprintln!("  <- {o:?}"),
+                }
+            }
             match o {
                 Output::SetTimer { id, at } => {
                     assert!(self.timers.insert(id, at).is_none(), "timer id reused");
@@ -291,6 +305,17 @@ impl Sim {
     }
 
     fn input(&mut self, i: Input) {
+        if trace() {
+            match &i {
+                Input::Message {
+                    side, conn, msg, ..
+                } => eprintln!(
+                    "-> Message {side:?} {conn:?}\n{}",
+                    String::from_utf8_lossy(&msg.encode())
+                ),
+                i => eprintln!("-> {i:?}"),
+            }
+        }
         let mut out = Vec::new();
         self.b.handle(i, self.now, &mut out);
         self.inputs += 1;
