@@ -76,6 +76,44 @@ fn rtcp_of(a: SocketAddr, mux: bool) -> SocketAddr {
     }
 }
 
+/// One flow's endpoint on a peer: its RTP socket and its RTCP socket (a clone of the RTP one
+/// when RTCP is multiplexed). Bound once for the whole run: closing a socket and binding its
+/// port again races with other tests' fork+exec (`ip ...`), whose child holds a copy of the
+/// descriptor until it execs, and then fails with "Address already in use".
+struct Peer {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+}
+
+impl Peer {
+    fn try_clone(&self) -> Peer {
+        Peer {
+            rtp: self.rtp.try_clone().unwrap(),
+            rtcp: self.rtcp.try_clone().unwrap(),
+        }
+    }
+}
+
+/// Binds every flow's endpoint (`addr` of each plan) inside namespace `ns`.
+fn bind_peers(ns: &str, plans: &[FlowPlan], addr: fn(&FlowPlan) -> SocketAddr) -> Vec<Peer> {
+    let addrs: Vec<(SocketAddr, bool)> = plans.iter().map(|p| (addr(p), p.mux)).collect();
+    in_netns(ns, move || {
+        addrs
+            .iter()
+            .map(|(a, mux)| {
+                let rtp = udp(*a);
+                let rtcp = if *mux {
+                    rtp.try_clone().unwrap()
+                } else {
+                    udp(rtcp_of(*a, false))
+                };
+                Peer { rtp, rtcp }
+            })
+            .collect()
+    })
+    .unwrap()
+}
+
 fn spec(p: &FlowPlan) -> MediaFlowSpec {
     let leg = |local: SocketAddr, remote: SocketAddr| LegSpec {
         local_rtp: local,
@@ -133,13 +171,15 @@ fn run(xdp: bool, flows: u16, workers: usize) -> Output {
         for p in &plans {
             dp.install(spec(p)).expect("install");
         }
+        let gws = bind_peers(&l.gw_ns, &plans, |p| p.gw);
+        let ints = bind_peers(&l.int_ns, &plans, |p| p.peer);
         // Kernel services next to the relay: a UDP socket on a non-relay port, SIP over TCP.
         let kernel_udp = udp(sa("10.201.1.1:5555"));
         let sip = TcpListener::bind(sa("10.201.1.1:5060")).unwrap();
         std::thread::sleep(Duration::from_millis(50));
 
-        let out = gw_to_int(&l, &plans, &lib);
-        let back = int_to_gw(&l, &plans, &lib);
+        let out = gw_to_int(&plans, &gws, &ints, &lib);
+        let back = int_to_gw(&plans, &gws, &ints, &lib);
 
         // Tampered and replayed SRTP from int: dropped and counted, not forwarded.
         let p0 = &plans[0];
@@ -174,17 +214,13 @@ fn run(xdp: bool, flows: u16, workers: usize) -> Output {
             let m = tx2.protect(&mut buf, r.len()).unwrap();
             replay = buf[..m].to_vec();
         }
-        let (int_local, peer, gw) = (p0.int_local, p0.peer, p0.gw);
-        let got_bad = spawn_in_netns(&l.gw_ns, move || recv_n(&udp(gw), 1)).unwrap();
+        let gw0 = gws[0].rtp.try_clone().unwrap();
+        let got_bad = std::thread::spawn(move || recv_n(&gw0, 1));
         std::thread::sleep(Duration::from_millis(50));
-        in_netns(&l.int_ns, move || {
-            let s = UdpSocket::bind(peer).unwrap();
-            s.send_to(&bad, int_local).unwrap();
-            s.send_to(&replay, int_local).unwrap();
-        })
-        .unwrap();
+        ints[0].rtp.send_to(&bad, p0.int_local).unwrap();
+        ints[0].rtp.send_to(&replay, p0.int_local).unwrap();
         assert!(
-            got_bad.join().unwrap().unwrap().is_empty(),
+            got_bad.join().unwrap().is_empty(),
             "tampered/replayed SRTP was forwarded"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -269,59 +305,37 @@ fn run(xdp: bool, flows: u16, workers: usize) -> Output {
 
 /// Sends RTP and RTCP from gw on every flow; returns what int received per flow, after
 /// checking it decrypts (libsrtp) to exactly what was sent, in order.
-fn gw_to_int(l: &LabSpec, plans: &[FlowPlan], lib: &Arc<Lib>) -> Vec<Vec<Vec<u8>>> {
+fn gw_to_int(plans: &[FlowPlan], gws: &[Peer], ints: &[Peer], lib: &Arc<Lib>) -> Vec<Vec<Vec<u8>>> {
     let mut receivers = Vec::new();
-    for p in plans {
-        let (peer, mux) = (p.peer, p.mux);
-        receivers.push(
-            spawn_in_netns(&l.int_ns, move || {
-                let r = udp(peer);
-                let rc = (!mux).then(|| udp(rtcp_of(peer, false)));
-                let mut got = recv_n(
-                    &r,
-                    usize::from(RTP_PER_FLOW) + if mux { RTCP_PER_FLOW as usize } else { 0 },
-                );
-                if let Some(rc) = rc {
-                    got.extend(recv_n(&rc, RTCP_PER_FLOW as usize));
-                }
-                got
-            })
-            .unwrap(),
-        );
+    for (p, int) in plans.iter().zip(ints) {
+        let (int, mux) = (int.try_clone(), p.mux);
+        receivers.push(std::thread::spawn(move || {
+            let mut got = recv_n(
+                &int.rtp,
+                usize::from(RTP_PER_FLOW) + if mux { RTCP_PER_FLOW as usize } else { 0 },
+            );
+            if !mux {
+                got.extend(recv_n(&int.rtcp, RTCP_PER_FLOW as usize));
+            }
+            got
+        }));
     }
     std::thread::sleep(Duration::from_millis(100));
-    let sends: Vec<(SocketAddr, SocketAddr, bool, u32)> = plans
-        .iter()
-        .map(|p| (p.gw, p.ext_local, p.mux, 0x1000 + p.id as u32))
-        .collect();
-    in_netns(&l.gw_ns, move || {
-        let socks: Vec<(UdpSocket, UdpSocket)> = sends
-            .iter()
-            .map(|(gw, _, mux, _)| {
-                let r = UdpSocket::bind(*gw).unwrap();
-                let c = if *mux {
-                    r.try_clone().unwrap()
-                } else {
-                    UdpSocket::bind(rtcp_of(*gw, false)).unwrap()
-                };
-                (r, c)
-            })
-            .collect();
-        for seq in 0..RTP_PER_FLOW {
-            for ((r, c), (_, local, mux, ssrc)) in socks.iter().zip(&sends) {
-                r.send_to(&rtp(seq, *ssrc, 160), *local).unwrap();
-                if seq % 40 == 20 {
-                    c.send_to(&rtcp_sr(*ssrc, u32::from(seq)), rtcp_of(*local, *mux))
-                        .unwrap();
-                }
+    for seq in 0..RTP_PER_FLOW {
+        for (p, gw) in plans.iter().zip(gws) {
+            let ssrc = 0x1000 + p.id as u32;
+            gw.rtp.send_to(&rtp(seq, ssrc, 160), p.ext_local).unwrap();
+            if seq % 40 == 20 {
+                gw.rtcp
+                    .send_to(&rtcp_sr(ssrc, u32::from(seq)), rtcp_of(p.ext_local, p.mux))
+                    .unwrap();
             }
-            std::thread::sleep(Duration::from_micros(300));
         }
-    })
-    .unwrap();
+        std::thread::sleep(Duration::from_micros(300));
+    }
     let mut all = Vec::new();
     for (p, h) in plans.iter().zip(receivers) {
-        let got = h.join().unwrap().unwrap();
+        let got = h.join().unwrap();
         let mut rx = Session::new(
             lib,
             SUITE.sdes_name(),
@@ -371,27 +385,22 @@ fn gw_to_int(l: &LabSpec, plans: &[FlowPlan], lib: &Arc<Lib>) -> Vec<Vec<Vec<u8>
     all
 }
 
-/// (int peer, relay RTP port, relay RTCP port, SRTP packets, one SRTCP packet).
-type Outgoing = (SocketAddr, SocketAddr, SocketAddr, Vec<Vec<u8>>, Vec<u8>);
+/// (relay RTP port, relay RTCP port, SRTP packets, one SRTCP packet).
+type Outgoing = (SocketAddr, SocketAddr, Vec<Vec<u8>>, Vec<u8>);
 
 /// Sends SRTP/SRTCP (protected by libsrtp) from int; returns what gw received per flow after
 /// checking it is exactly the original plain RTP/RTCP.
-fn int_to_gw(l: &LabSpec, plans: &[FlowPlan], lib: &Arc<Lib>) -> Vec<Vec<Vec<u8>>> {
+fn int_to_gw(plans: &[FlowPlan], gws: &[Peer], ints: &[Peer], lib: &Arc<Lib>) -> Vec<Vec<Vec<u8>>> {
     let mut receivers = Vec::new();
-    for p in plans {
-        let (gw, mux) = (p.gw, p.mux);
-        receivers.push(
-            spawn_in_netns(&l.gw_ns, move || {
-                let r = udp(gw);
-                let rc = (!mux).then(|| udp(rtcp_of(gw, false)));
-                let mut got = recv_n(&r, usize::from(RTP_PER_FLOW) + if mux { 1 } else { 0 });
-                if let Some(rc) = rc {
-                    got.extend(recv_n(&rc, 1));
-                }
-                got
-            })
-            .unwrap(),
-        );
+    for (p, gw) in plans.iter().zip(gws) {
+        let (gw, mux) = (gw.try_clone(), p.mux);
+        receivers.push(std::thread::spawn(move || {
+            let mut got = recv_n(&gw.rtp, usize::from(RTP_PER_FLOW) + if mux { 1 } else { 0 });
+            if !mux {
+                got.extend(recv_n(&gw.rtcp, 1));
+            }
+            got
+        }));
     }
     std::thread::sleep(Duration::from_millis(100));
     let mut packets: Vec<Outgoing> = Vec::new();
@@ -418,35 +427,19 @@ fn int_to_gw(l: &LabSpec, plans: &[FlowPlan], lib: &Arc<Lib>) -> Vec<Vec<Vec<u8>
         let mut b = sr.clone();
         b.resize(sr.len() + 64, 0);
         let n = tx.protect_rtcp(&mut b, sr.len()).unwrap();
-        packets.push((
-            p.peer,
-            p.int_local,
-            rtcp_of(p.int_local, p.mux),
-            v,
-            b[..n].to_vec(),
-        ));
+        packets.push((p.int_local, rtcp_of(p.int_local, p.mux), v, b[..n].to_vec()));
     }
-    let muxes: Vec<bool> = plans.iter().map(|p| p.mux).collect();
-    in_netns(&l.int_ns, move || {
-        for ((peer, local, local_rtcp, v, sr), mux) in packets.iter().zip(muxes) {
-            let s = UdpSocket::bind(*peer).unwrap();
-            let c = if mux {
-                s.try_clone().unwrap()
-            } else {
-                UdpSocket::bind(rtcp_of(*peer, false)).unwrap()
-            };
-            for (i, b) in v.iter().enumerate() {
-                s.send_to(b, *local).unwrap();
-                if i == 50 {
-                    c.send_to(sr, *local_rtcp).unwrap();
-                }
+    for ((local, local_rtcp, v, sr), int) in packets.iter().zip(ints) {
+        for (i, b) in v.iter().enumerate() {
+            int.rtp.send_to(b, *local).unwrap();
+            if i == 50 {
+                int.rtcp.send_to(sr, *local_rtcp).unwrap();
             }
         }
-    })
-    .unwrap();
+    }
     let mut all = Vec::new();
     for (p, h) in plans.iter().zip(receivers) {
-        let got = h.join().unwrap().unwrap();
+        let got = h.join().unwrap();
         let mut seq = 0u16;
         let mut rtcp = 0;
         let mut raw = Vec::new();
