@@ -45,6 +45,9 @@ pub struct Metrics {
     pub connections_refused: Family<Labels, Counter>,
     /// TLS handshakes that failed, by side.
     pub tls_handshake_failures: Family<Labels, Counter>,
+    /// SIP connections established (after the TLS handshake, for TLS), by side, transport
+    /// (`tcp`, `tls`) and direction (`in` accepted, `out` opened by us).
+    pub sip_connections: Family<Labels, Counter>,
     /// SIP messages, by side and direction.
     pub sip_messages: Family<Labels, Counter>,
     /// Media packets relayed, by direction (`ext_to_int`, `int_to_ext`).
@@ -87,6 +90,7 @@ impl Metrics {
             requests_refused: Family::default(),
             connections_refused: Family::default(),
             tls_handshake_failures: Family::default(),
+            sip_connections: Family::default(),
             sip_messages: Family::default(),
             media_packets: Family::default(),
             media_bytes: Family::default(),
@@ -127,6 +131,11 @@ impl Metrics {
             "tls_handshake_failures",
             "Failed TLS handshakes",
             m.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "sip_connections",
+            "SIP connections established, by side, transport and direction",
+            m.sip_connections.clone(),
         );
         r.register("sip_messages", "SIP messages", m.sip_messages.clone());
         r.register(

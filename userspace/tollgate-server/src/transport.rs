@@ -173,6 +173,23 @@ impl TransportCtx {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Counts an established connection.
+    fn connected(&self, side: NetSide, transport: NetTransport, outbound: bool) {
+        let t = match transport {
+            NetTransport::Tcp => "tcp",
+            NetTransport::Tls => "tls",
+        };
+        let dir = if outbound { "out" } else { "in" };
+        self.metrics
+            .sip_connections
+            .get_or_create(&labels(&[
+                ("side", side.as_str()),
+                ("transport", t),
+                ("dir", dir),
+            ]))
+            .inc();
+    }
+
     fn refuse(&self, side: NetSide, reason: &str) {
         self.metrics
             .connections_refused
@@ -256,6 +273,7 @@ pub async fn accept_loop(
             match transport {
                 NetTransport::Tcp => {
                     let conn = ctx2.next_conn();
+                    ctx2.connected(side, transport, false);
                     run_conn(stream, conn, side, peer, false, None, Arc::clone(&ctx2)).await;
                 }
                 NetTransport::Tls => {
@@ -272,6 +290,7 @@ pub async fn accept_loop(
                     {
                         Ok(Ok(tls)) => {
                             let conn = ctx2.next_conn();
+                            ctx2.connected(side, transport, false);
                             run_conn(tls, conn, side, peer, false, None, Arc::clone(&ctx2)).await;
                         }
                         Ok(Err(e)) => {
@@ -351,7 +370,10 @@ pub fn connect(
         };
         let _ = stream.set_nodelay(true);
         match transport {
-            NetTransport::Tcp => run_conn(stream, conn, side, addr, true, Some(chan), ctx).await,
+            NetTransport::Tcp => {
+                ctx.connected(side, transport, true);
+                run_conn(stream, conn, side, addr, true, Some(chan), ctx).await;
+            }
             NetTransport::Tls => {
                 let cfg = match ctx.tls.read() {
                     Ok(t) => Arc::clone(&t.client),
@@ -368,7 +390,10 @@ pub fn connect(
                 let connector = tokio_rustls::TlsConnector::from(cfg);
                 match tokio::time::timeout(ctx.connect_timeout, connector.connect(sn, stream)).await
                 {
-                    Ok(Ok(tls)) => run_conn(tls, conn, side, addr, true, Some(chan), ctx).await,
+                    Ok(Ok(tls)) => {
+                        ctx.connected(side, transport, true);
+                        run_conn(tls, conn, side, addr, true, Some(chan), ctx).await;
+                    }
                     Ok(Err(e)) => {
                         ctx.metrics
                             .tls_handshake_failures

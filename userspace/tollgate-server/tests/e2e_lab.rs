@@ -1,7 +1,9 @@
 //! End to end in the lab: calls from the simulated gateway (SIP/TCP, RTP) through Tollgate to
 //! the simulated internal endpoint (SIP/mTLS, SRTP) and back the other way, on both data paths,
 //! with audio verified in both directions, hang-ups from alternating sides, number
-//! normalisation, CDRs, and nothing left over afterwards.
+//! normalisation, CDRs, and nothing left over afterwards. A TLS trunk runs the same calls with
+//! the gateway on SIP over mutual TLS (its own listener on the gateway NIC, certificates
+//! verified both ways by IP address).
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -16,15 +18,19 @@ use tollgate_netlab::{LabSpec, skip_unless_root};
 use tollgate_server::config::Config;
 use tollgate_simua::scenario::{Direction, Parties, Plan};
 
-fn both_directions(datapath: &str) {
-    let lab = LabSpec::unique(&datapath[..1])
+fn both_directions(datapath: &str, gateway_tls: bool) {
+    let lab = LabSpec::unique(if gateway_tls { "t" } else { &datapath[..1] })
         .up_guarded()
         .expect("lab up");
     let dir = Scratch::new(datapath);
-    let a = addrs(lab.spec());
+    let mut a = addrs(lab.spec());
+    if gateway_tls {
+        a = a.with_gateway_tls();
+    }
     let pki = a.pki(&dir.0.join("certs")).expect("certificates");
     let text = a.tollgate_config(&pki, datapath, 1, &dir.0.join("cdr.jsonl"), None);
     let cfg = Config::parse(&text, &dir.0).expect("config");
+    assert_eq!(cfg.ext.tls_listen.is_some(), gateway_tls);
     let topo = a.topology(&pki);
     let parties = Parties::start(&topo, Duration::from_millis(100), true).expect("endpoints");
     let server = Server::start(&lab.relay_ns, cfg);
@@ -79,6 +85,25 @@ fn both_directions(datapath: &str) {
         );
     }
     assert_eq!(server.metric("tollgate_calls_active"), 0.0);
+    if gateway_tls {
+        // Both directions ran over TLS connections on the gateway side: the gateway's own
+        // (inbound) and Tollgate's to the gateway (outbound).
+        assert!(
+            server.metric_with(
+                "tollgate_sip_connections_total",
+                &["side=\"ext\"", "transport=\"tls\""]
+            ) >= 2.0,
+            "gateway-side TLS connections"
+        );
+        assert_eq!(
+            server.metric_with(
+                "tollgate_sip_connections_total",
+                &["side=\"ext\"", "transport=\"tcp\""]
+            ),
+            0.0,
+            "no plain TCP on a TLS trunk"
+        );
+    }
     let summary = server.drain();
     assert_eq!(summary.calls_left, 0);
     assert_eq!(summary.ports_left, (0, 0), "every relay port released");
@@ -106,7 +131,7 @@ fn calls_both_directions_socket_path() {
     if skip_unless_root("calls_both_directions_socket_path") {
         return;
     }
-    both_directions("socket");
+    both_directions("socket", false);
 }
 
 #[test]
@@ -114,5 +139,13 @@ fn calls_both_directions_xdp_path() {
     if skip_unless_root("calls_both_directions_xdp_path") {
         return;
     }
-    both_directions("xdp");
+    both_directions("xdp", false);
+}
+
+#[test]
+fn calls_both_directions_gateway_tls_trunk() {
+    if skip_unless_root("calls_both_directions_gateway_tls_trunk") {
+        return;
+    }
+    both_directions("socket", true);
 }

@@ -1,5 +1,6 @@
-//! A lab PKI: one CA and leaf certificates for Tollgate and the internal endpoint, each usable
-//! as TLS server and client (mutual TLS on the internal side).
+//! A lab PKI: one CA and leaf certificates for Tollgate, the internal endpoint and the gateway,
+//! each usable as TLS server and client (mutual TLS on the internal side, and on the gateway
+//! side for TLS trunks).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,8 @@ pub struct LabPki {
     pub tollgate: Identity,
     /// The internal endpoint's identity.
     pub internal: Identity,
+    /// The gateway's identity (TLS trunks).
+    pub gateway: Identity,
     /// A certificate from another CA: a client the internal listener must refuse.
     pub rogue: Identity,
 }
@@ -76,14 +79,13 @@ fn ca(name: &str) -> Result<(rcgen::Certificate, KeyPair), CertError> {
 }
 
 impl LabPki {
-    /// Creates a CA and the leaf certificates in `dir`: Tollgate's for `tollgate_names`/IPs,
-    /// the internal endpoint's for `internal_names`/IPs.
+    /// Creates a CA and the leaf certificates in `dir`: Tollgate's, the internal endpoint's and
+    /// the gateway's, each for its (names, IPs).
     pub fn create(
         dir: &Path,
-        tollgate_names: &[&str],
-        tollgate_ips: &[IpAddr],
-        internal_names: &[&str],
-        internal_ips: &[IpAddr],
+        (tollgate_names, tollgate_ips): (&[&str], &[IpAddr]),
+        (internal_names, internal_ips): (&[&str], &[IpAddr]),
+        (gateway_names, gateway_ips): (&[&str], &[IpAddr]),
     ) -> Result<LabPki, CertError> {
         std::fs::create_dir_all(dir).map_err(|e| CertError::Io(dir.to_owned(), e))?;
         let (ca_cert, ca_key) = ca("Tollgate Lab CA")?;
@@ -102,12 +104,14 @@ impl LabPki {
             };
         let tollgate = ident("tollgate", tollgate_names, tollgate_ips, &ca_cert, &ca_key)?;
         let internal = ident("internal", internal_names, internal_ips, &ca_cert, &ca_key)?;
+        let gateway = ident("gateway", gateway_names, gateway_ips, &ca_cert, &ca_key)?;
         let (rogue_ca, rogue_key) = ca("Not The Lab CA")?;
         let rogue = ident("rogue", internal_names, internal_ips, &rogue_ca, &rogue_key)?;
         Ok(LabPki {
             ca: ca_path,
             tollgate,
             internal,
+            gateway,
             rogue,
         })
     }

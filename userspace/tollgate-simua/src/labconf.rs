@@ -11,6 +11,10 @@ use crate::scenario::Topology;
 pub const TOLLGATE_NAME: &str = "tollgate.int.example";
 /// The internal proxy's TLS name.
 pub const PROXY_NAME: &str = "proxy.int.example";
+/// The gateway's TLS name (TLS trunks; Tollgate verifies the gateway by its IP address).
+pub const GATEWAY_NAME: &str = "gw.pstn.example";
+/// SIP over TLS port on the gateway side (TLS trunks).
+const TLS_PORT: u16 = 5061;
 
 /// Addresses of one lab.
 #[derive(Debug, Clone)]
@@ -31,6 +35,9 @@ pub struct LabAddrs {
     pub gw_ns: Option<String>,
     /// See `gw_ns`.
     pub int_ns: Option<String>,
+    /// The gateway trunk speaks SIP over TLS (mutual: the gateway presents a certificate)
+    /// instead of plain TCP.
+    pub gateway_tls: bool,
 }
 
 impl LabAddrs {
@@ -45,6 +52,7 @@ impl LabAddrs {
             int_if: lab.int_if.clone(),
             gw_ns: Some(lab.gw_ns.clone()),
             int_ns: Some(lab.int_ns.clone()),
+            gateway_tls: false,
         }
     }
 
@@ -60,15 +68,28 @@ impl LabAddrs {
             int_if: "lo".into(),
             gw_ns: None,
             int_ns: None,
+            gateway_tls: false,
         }
+    }
+
+    /// The same lab with a SIP/TLS gateway trunk.
+    pub fn with_gateway_tls(mut self) -> LabAddrs {
+        self.gateway_tls = true;
+        self
+    }
+
+    /// The gateway side's SIP port (both ends).
+    fn gw_port(&self) -> u16 {
+        if self.gateway_tls { TLS_PORT } else { 5060 }
     }
 
     /// The parties' view of this lab.
     pub fn topology(&self, pki: &LabPki) -> Topology {
         Topology {
-            gw_sip: SocketAddr::new(self.gw, 5060),
+            gw_sip: SocketAddr::new(self.gw, self.gw_port()),
+            gw_tls: self.gateway_tls,
             int_sip: SocketAddr::new(self.int, 5061),
-            tollgate_ext: SocketAddr::new(self.relay_ext, 5060),
+            tollgate_ext: SocketAddr::new(self.relay_ext, self.gw_port()),
             tollgate_int: SocketAddr::new(self.relay_int, 5061),
             tollgate_name: TOLLGATE_NAME.into(),
             gw_ns: self.gw_ns.clone(),
@@ -81,10 +102,9 @@ impl LabAddrs {
     pub fn pki(&self, dir: &Path) -> Result<LabPki, crate::certs::CertError> {
         LabPki::create(
             dir,
-            &[TOLLGATE_NAME],
-            &[self.relay_int],
-            &[PROXY_NAME],
-            &[self.int],
+            (&[TOLLGATE_NAME], &[self.relay_int, self.relay_ext]),
+            (&[PROXY_NAME], &[self.int]),
+            (&[GATEWAY_NAME], &[self.gw]),
         )
     }
 
@@ -100,12 +120,20 @@ impl LabAddrs {
         let metrics = metrics
             .map(|m| format!("metrics_listen = \"{m}\"\n"))
             .unwrap_or_default();
+        let (tls_listen, trunk_transport) = if self.gateway_tls {
+            (
+                format!("tls_listen = \"{}:{TLS_PORT}\"\n", self.relay_ext),
+                "transport = \"tls\"\n",
+            )
+        } else {
+            (String::new(), "")
+        };
         format!(
             r#"# Generated for the lab: gateway side {ext}, internal side {int}.
 [ext]
 interface = "{ext_if}"
 sip_listen = "{ext}:5060"
-media_address = "{ext}"
+{tls_listen}media_address = "{ext}"
 
 [int]
 interface = "{int_if}"
@@ -122,8 +150,8 @@ ca = "{ca}"
 [[trunk]]
 name = "gw1"
 address = "{gw}"
-port = 5060
-inbound = [{{ match = '^0(\d+)$', replace = '+44$1' }}]
+port = {gw_port}
+{trunk_transport}inbound = [{{ match = '^0(\d+)$', replace = '+44$1' }}]
 outbound = [{{ match = '^\+44(\d+)$', replace = '0$1' }}]
 options_interval_s = 5
 
@@ -150,6 +178,7 @@ cdr_path = "{cdr}"
             int = self.relay_int,
             peer = self.int,
             gw = self.gw,
+            gw_port = self.gw_port(),
             proxy = PROXY_NAME,
             cert = pki.tollgate.cert.display(),
             key = pki.tollgate.key.display(),

@@ -28,9 +28,11 @@ pub enum Direction {
 pub struct Topology {
     /// The gateway's SIP address (trunk address in Tollgate's config).
     pub gw_sip: SocketAddr,
+    /// The gateway speaks SIP over TLS (with its certificate `pki.gateway`), not plain TCP.
+    pub gw_tls: bool,
     /// The internal endpoint's SIP/TLS address (Tollgate's next hop).
     pub int_sip: SocketAddr,
-    /// Tollgate's gateway-side SIP/TCP listener.
+    /// Tollgate's gateway-side SIP listener (SIP/TLS when `gw_tls`).
     pub tollgate_ext: SocketAddr,
     /// Tollgate's internal SIP/TLS listener.
     pub tollgate_int: SocketAddr,
@@ -363,6 +365,14 @@ impl Parties {
             &topo.pki.ca,
         )
         .map_err(|e| format!("internal endpoint TLS: {e}"))?;
+        let gw_tls = if topo.gw_tls {
+            Some(
+                UaTls::from_pem(&topo.pki.gateway.cert, &topo.pki.gateway.key, &topo.pki.ca)
+                    .map_err(|e| format!("gateway TLS: {e}"))?,
+            )
+        } else {
+            None
+        };
         let cfg = |name: &str, sip: SocketAddr, tls: Option<UaTls>, srtp: bool| EndpointConfig {
             name: name.to_owned(),
             sip_listen: sip,
@@ -373,7 +383,7 @@ impl Parties {
             ring,
             media,
         };
-        let gw = spawn_party(topo.gw_ns.clone(), cfg("gw", topo.gw_sip, None, false))
+        let gw = spawn_party(topo.gw_ns.clone(), cfg("gw", topo.gw_sip, gw_tls, false))
             .map_err(|e| format!("gateway: {e}"))?;
         let int = spawn_party(
             topo.int_ns.clone(),

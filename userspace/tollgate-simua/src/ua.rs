@@ -104,7 +104,7 @@ pub struct EndpointConfig {
     pub name: String,
     /// Where we listen for SIP (and the address we dial from).
     pub sip_listen: SocketAddr,
-    /// TLS (internal side) or plain TCP (gateway side).
+    /// TLS (the internal side, and a gateway on a TLS trunk) or plain TCP (None).
     pub tls: Option<UaTls>,
     /// Our media address.
     pub media_ip: IpAddr,

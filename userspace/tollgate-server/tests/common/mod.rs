@@ -95,6 +95,16 @@ impl Server {
         self.control.send(c).unwrap();
     }
 
+    /// The sum of a metric's series whose labels contain every one of `labels`
+    /// (`key="value"`).
+    pub fn metric_with(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = self.metrics.render();
+        text.lines()
+            .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     pub fn metric(&self, name: &str) -> f64 {
         let text = self.metrics.render();
         text.lines()
