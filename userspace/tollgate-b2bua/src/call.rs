@@ -108,8 +108,12 @@ pub(crate) struct Setup {
     pub(crate) early: Vec<Dialog>,
     /// A provisional (> 100) arrived on `callee_tx` (a CANCEL may be sent).
     pub(crate) provisional: bool,
-    /// An SDP answer was received in a provisional response.
-    pub(crate) early_answer: bool,
+    /// SDP answers received in provisional responses, per callee early dialog (To tag): a
+    /// forking proxy can give each fork its own early media. The answer in force is the last
+    /// one processed, from `answer_from`.
+    pub(crate) early_answers: Vec<(String, Vec<u8>)>,
+    /// The early dialog (To tag) whose answer is in force.
+    pub(crate) answer_from: Option<String>,
     /// Outbound: the trunks still to try, in order (names).
     pub(crate) failover: Vec<String>,
     /// The offer sent on the callee leg (reused on failover); `None` for a delayed offer.

@@ -18,6 +18,12 @@ use crate::b2bua::{
 };
 use crate::call::{AckPlan, AckWait, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole};
 use crate::config::normalize;
+
+/// Early dialogs tracked per call (forks of the callee side); later forks' provisionals are
+/// still relayed, but not PRACKed nor used for early media.
+const MAX_EARLY_DIALOGS: usize = 16;
+/// Reliable provisionals relayed to the caller and awaiting its PRACK, per call.
+const MAX_PRACKS: usize = 32;
 use crate::media::sync_flows;
 use crate::types::{
     CallEvent, CallId, ConnId, Direction, EndCause, Output, RefuseReason, Side, Target, Transport,
@@ -373,7 +379,8 @@ impl B2bua {
                 cseq: 1,
                 early: Vec::new(),
                 provisional: false,
-                early_answer: false,
+                early_answers: Vec::new(),
+                answer_from: None,
                 failover,
                 offer,
                 se,
@@ -572,7 +579,8 @@ impl B2bua {
                     let mut d = setup.early.remove(pos);
                     let _ = d.on_response(msg);
                     setup.early.push(d);
-                } else if let Some(req) = self.layer.request(tx)
+                } else if setup.early.len() < MAX_EARLY_DIALOGS
+                    && let Some(req) = self.layer.request(tx)
                     && let Ok(d) = Dialog::from_uac(req, msg)
                 {
                     setup.early.push(d);
@@ -592,10 +600,13 @@ impl B2bua {
             let Some(setup) = self.calls.get_mut(&id).and_then(|c| c.setup.as_mut()) else {
                 return;
             };
+            let tracked = setup.rseqs.len();
             match setup.rseqs.iter_mut().find(|(t, _)| *t == tag) {
                 Some((_, last)) if rseq <= *last => return,
                 Some((_, last)) => *last = rseq,
-                None => setup.rseqs.push((tag, rseq)),
+                None if tracked < MAX_EARLY_DIALOGS => setup.rseqs.push((tag, rseq)),
+                // More forks than are tracked: this one's reliable provisionals are dropped.
+                None => return,
             }
         }
         let Some(call) = self.calls.get(&id) else {
@@ -631,8 +642,13 @@ impl B2bua {
         let Some(setup) = call.setup.as_mut() else {
             return;
         };
-        if answer.is_some() {
-            setup.early_answer = true;
+        if answer.is_some()
+            && let (Some(t), Some(b)) = (tag.as_deref(), sdp_body(msg))
+            && setup.early.iter().any(|d| d.id.remote_tag == t)
+        {
+            setup.early_answers.retain(|(x, _)| x != t);
+            setup.early_answers.push((t.to_owned(), b.to_vec()));
+            setup.answer_from = Some(t.to_owned());
         }
         let caller_tx = setup.caller_tx;
         let mut rseq = None;
@@ -644,6 +660,10 @@ impl B2bua {
             leg.rseq = leg.rseq.wrapping_add(1);
             let our = leg.rseq;
             if let Some(setup) = call.setup.as_mut() {
+                if setup.pracks.len() >= MAX_PRACKS {
+                    // The caller has not PRACKed the oldest: forget it (its PRACK gets a 481).
+                    setup.pracks.remove(0);
+                }
                 setup.pracks.push(PrackMap {
                     our_rseq: our,
                     callee_tag: tag,
@@ -679,9 +699,20 @@ impl B2bua {
         msg: &Message,
         out: &mut Vec<Output>,
     ) -> Result<Option<Vec<u8>>, ()> {
-        let Some(body) = sdp_body(msg) else {
-            return Ok(None);
-        };
+        match sdp_body(msg) {
+            Some(body) => self.take_answer_sdp(id, from, body, out),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Self::take_answer`] of an SDP body.
+    pub(crate) fn take_answer_sdp(
+        &mut self,
+        id: CallId,
+        from: Side,
+        body: &[u8],
+        out: &mut Vec<Output>,
+    ) -> Result<Option<Vec<u8>>, ()> {
         let Some(call) = self.calls.get_mut(&id) else {
             return Ok(None);
         };
@@ -790,7 +821,14 @@ impl B2bua {
         };
         dialog.state = DialogState::Confirmed;
         let offered = setup.offer.is_some();
-        let early_answer = setup.early_answer;
+        let early_answer = !setup.early_answers.is_empty();
+        // Forking: this dialog's own early answer, when another fork's is in force.
+        let own_early = setup
+            .early_answers
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .filter(|_| setup.answer_from.as_deref() != Some(tag.as_str()))
+            .map(|(_, b)| b.clone());
         {
             let leg = call.leg_mut(callee);
             leg.dialog = Some(dialog);
@@ -803,6 +841,19 @@ impl B2bua {
         let (body, plan) = if offered {
             match self.take_answer(id, callee, msg, out) {
                 Ok(Some(b)) => (Some(b), AckPlan::Forward),
+                Ok(None) if own_early.is_some() => {
+                    // The 2xx confirms a fork whose early answer was superseded by another
+                    // fork's: its own answer goes back in force.
+                    let body = own_early.unwrap_or_default();
+                    match self.take_answer_sdp(id, callee, &body, out) {
+                        Ok(Some(b)) => (Some(b), AckPlan::Forward),
+                        _ => {
+                            self.ack_and_bye(tx, msg, now);
+                            self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
+                            return;
+                        }
+                    }
+                }
                 Ok(None) if early_answer => {
                     let last = self
                         .calls
@@ -964,7 +1015,8 @@ impl B2bua {
             setup.se = setup.se.max(m.delta);
             setup.min_se = setup.min_se.max(m.delta);
             setup.cseq = setup.cseq.wrapping_add(1);
-            setup.early_answer = false;
+            setup.early_answers.clear();
+            setup.answer_from = None;
             if self.send_callee_invite(id, now) {
                 return;
             }
@@ -1043,7 +1095,8 @@ impl B2bua {
                 continue;
             }
             setup.cseq = setup.cseq.wrapping_add(1);
-            setup.early_answer = false;
+            setup.early_answers.clear();
+            setup.answer_from = None;
             setup.pracks.clear();
             setup.rseqs.clear();
             let callee = call.caller().other();

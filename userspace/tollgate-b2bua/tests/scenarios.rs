@@ -1660,3 +1660,75 @@ fn update_answered_with_unusable_sdp_ends_call() {
     assert_eq!((cdr.cause, cdr.status), (EndCause::MediaNegotiation, 200));
     assert_clean(&mut h);
 }
+
+/// A forking proxy (parallel ringing): two forks give early media in turn, then the first
+/// answers with a 2xx without SDP (its answer was in its 183). The media in force follows the
+/// fork that answered, not the one that spoke last.
+#[test]
+fn forked_early_media_then_answer_from_the_first_fork() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite("fk", "", Some(&gw_offer())));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    let fork_b_key = "inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk";
+    let fork_b = int_answer("a=sendrecv")
+        .replace("c=IN IP4 203.0.113.20", "c=IN IP4 203.0.113.21")
+        .replace("m=audio 50000", "m=audio 50002")
+        .replace(KEY1, fork_b_key);
+    let out = h.int(&reply(
+        &inv,
+        183,
+        "Session Progress",
+        Some("fa"),
+        Some(int_contact()),
+        "",
+        Some(&int_answer("a=sendrecv")),
+    ));
+    assert_eq!(lines(&out), vec!["ext: 183 Session Progress"]);
+    let flow = *h.installed.keys().next().expect("early media flow");
+    assert_eq!(
+        h.installed[&flow].1.int.remote_rtp,
+        Some(addr("203.0.113.20:50000"))
+    );
+    let out = h.int(&reply(
+        &inv,
+        183,
+        "Session Progress",
+        Some("fb"),
+        Some("<sip:bob@203.0.113.21:5061;transport=tls>"),
+        "",
+        Some(&fork_b),
+    ));
+    assert_eq!(lines(&out), vec!["ext: 183 Session Progress"]);
+    assert_eq!(
+        h.installed[&flow].1.int.remote_rtp,
+        Some(addr("203.0.113.21:50002")),
+        "the latest early media plays"
+    );
+
+    let out = h.int(&reply(
+        &inv,
+        200,
+        "OK",
+        Some("fa"),
+        Some(int_contact()),
+        "",
+        None,
+    ));
+    assert_eq!(lines(&out), vec!["ext: 200 OK"]);
+    assert!(body(&sent(&out, Side::Ext)[0]).contains("RTP/AVP"));
+    let spec = &h.installed[&flow].1;
+    assert_eq!(
+        spec.int.remote_rtp,
+        Some(addr("203.0.113.20:50000")),
+        "the answering fork's media"
+    );
+    match &spec.int_to_ext {
+        TransformSpec::Unprotect(k) => assert_eq!(k.to_sdes(), KEY1, "the answering fork's key"),
+        t => panic!("{t:?}"),
+    }
+    let ok = sent(&out, Side::Ext)[0].clone();
+    let mut gw = gw_ua(&ok, "fk");
+    h.gw(&gw.request("ACK", "", None));
+    h.gw(&gw.request("BYE", "", None));
+    assert_clean(&mut h);
+}
