@@ -1171,9 +1171,12 @@ fn perf_profile(b: &mut Bench<'_>, rate: f64, cli: &Cli) -> anyhow::Result<Strin
     Ok(text)
 }
 
+/// The baseline's trials at the given rates, and the lab's zero-loss limit (max pps, whether
+/// the load core bounded it) when searched.
+type BaselineOut = (Vec<TrialResult>, Option<(f64, bool)>);
+
 /// Kernel IP forwarding of SRTP the generator protected itself: the lab's latency floor, at
 /// the given rates, and (with `search`) the lab's own zero-loss limit without any relay.
-#[allow(clippy::type_complexity)] // reason: one caller.
 fn baseline(
     cli: &Cli,
     lab: &Lab,
@@ -1182,7 +1185,7 @@ fn baseline(
     search: bool,
     all: &mut Vec<(String, TrialResult)>,
     trial_id: &mut u32,
-) -> anyhow::Result<(Vec<TrialResult>, Option<(f64, bool)>)> {
+) -> anyhow::Result<BaselineOut> {
     println!(
         "==> [bench dataplane] baseline: kernel IP forwarding in the relay namespace (no relay)"
     );
@@ -1222,7 +1225,7 @@ fn baseline_trials(
     trial_id: &mut u32,
     gen_flows: Vec<GenFlow>,
     keys: Vec<KeyMaterial>,
-) -> anyhow::Result<(Vec<TrialResult>, Option<(f64, bool)>)> {
+) -> anyhow::Result<BaselineOut> {
     let sink = SinkRun::start(lab, plan, keys.clone(), cli.load_cpu)?;
     let st = GenState::new(gen_flows, lab.gw_mac, lab.ext_mac, Some(keys))?;
     let mut b = Bench {

@@ -222,34 +222,6 @@ pub(crate) fn add_header(msg: &mut Message, name: HeaderName, value: &str) {
     }
 }
 
-/// Headers of `from` worth carrying to the other leg's message: everything that is not
-/// leg-specific and not recomputed by Tollgate.
-pub(crate) fn copy_headers(from: &Message, to: &mut Message) {
-    let cl = to.headers.get(&HeaderName::ContentLength).cloned();
-    to.headers.remove(&HeaderName::ContentLength);
-    for h in from.headers.iter() {
-        let n = h.name();
-        if n.is_leg_specific()
-            || matches!(
-                n,
-                HeaderName::ContentType
-                    | HeaderName::ContentEncoding
-                    | HeaderName::SessionExpires
-                    | HeaderName::MinSe
-                    | HeaderName::Require
-                    | HeaderName::Supported
-                    | HeaderName::Allow
-            )
-        {
-            continue;
-        }
-        to.headers.push(h.clone());
-    }
-    if let Some(cl) = cl {
-        to.headers.push(cl);
-    }
-}
-
 /// The status the caller gets for a callee-side final error: credentials challenges cannot
 /// cross the B2BUA (403), redirects are not followed (480); everything else is relayed as is.
 pub(crate) fn map_status(code: u16) -> u16 {

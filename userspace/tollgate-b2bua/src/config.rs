@@ -190,6 +190,9 @@ pub struct SipConfig {
     pub retry_after: u32,
     /// RFC 3261 T1 for the transaction timers (64·T1 = timeouts B, F, H).
     pub t1: Duration,
+    /// Header names that cross the B2BUA both ways besides the built-in allowlist (see the
+    /// `headers` module), e.g. a carrier's `X-` header.
+    pub pass_headers: Vec<String>,
 }
 
 impl Default for SipConfig {
@@ -202,6 +205,7 @@ impl Default for SipConfig {
             no_answer_timeout: Duration::from_secs(180),
             retry_after: 30,
             t1: Duration::from_millis(500),
+            pass_headers: Vec::new(),
         }
     }
 }

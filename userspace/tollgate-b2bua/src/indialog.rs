@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
 
-use crate::b2bua::{ALLOW, B2bua, TimerPurpose, add_header, copy_headers, dialog_key, later};
+use crate::b2bua::{ALLOW, B2bua, TimerPurpose, add_header, dialog_key, later};
 use crate::call::{AckPlan, AckWait, OfferState, Relay, TxRole};
+use crate::headers::copy_headers;
 use crate::setup::{sdp_body, set_sdp, set_session_expires};
 use crate::types::{CallId, ConnId, EndCause, Output, Side};
 
@@ -109,7 +110,13 @@ impl B2bua {
                 } else {
                     (EndCause::Bye(side), 200)
                 };
-                self.end_call(id, cause, status, None, now, out);
+                // The hang-up cause (RFC 3326 Reason, e.g. a Q.850 cause from the PSTN) goes on
+                // to the other leg.
+                let reason = msg
+                    .headers
+                    .get_value(&HeaderName::Reason)
+                    .map(str::to_owned);
+                self.end_call(id, cause, status, reason.as_deref(), now, out);
             }
             Method::Invite | Method::Update => {
                 if (method == Method::Invite && in_setup) || negotiating {
@@ -165,7 +172,7 @@ impl B2bua {
             return false;
         };
         let mut req = d.new_request(method.clone(), via);
-        copy_headers(msg, &mut req);
+        copy_headers(msg, from, &mut req, &self.cfg.sip.pass_headers);
         if matches!(method, Method::Invite | Method::Update) {
             add_header(&mut req, HeaderName::Allow, &ALLOW.join(", "));
             if let Some((interval, we)) = session {
@@ -335,7 +342,7 @@ impl B2bua {
             }
             if let Some(req) = self.layer.request(server_tx) {
                 let mut resp = Message::response_to(req, code, msg.reason(), None);
-                copy_headers(&msg, &mut resp);
+                copy_headers(&msg, responder, &mut resp, &self.cfg.sip.pass_headers);
                 let _ = self.layer.send_response(server_tx, resp, now);
             }
             return;
@@ -353,7 +360,7 @@ impl B2bua {
             if let Some(req) = self.layer.request(server_tx) {
                 let reason = if status == code { msg.reason() } else { None };
                 let mut resp = Message::response_to(req, status, reason, None);
-                copy_headers(&msg, &mut resp);
+                copy_headers(&msg, responder, &mut resp, &self.cfg.sip.pass_headers);
                 let _ = self.layer.send_response(server_tx, resp, now);
             }
             return;
@@ -418,7 +425,7 @@ impl B2bua {
         let contact = self.contact(requester, transport);
         if let Some(req) = self.layer.request(server_tx) {
             let mut resp = Message::response_to(req, code, msg.reason(), None);
-            copy_headers(&msg, &mut resp);
+            copy_headers(&msg, responder, &mut resp, &self.cfg.sip.pass_headers);
             if session_method {
                 resp.headers.set_contact(contact);
                 add_header(&mut resp, HeaderName::Allow, &ALLOW.join(", "));

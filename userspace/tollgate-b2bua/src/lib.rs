@@ -13,6 +13,8 @@
 //!   handling live in private modules (`setup`, `indialog`), per-call state in `call`, the
 //!   plan-to-flow mapping in `media`.
 //! * [`ports`] — relay port pools.
+//! * `headers` — which headers cross from one leg to the other (an allowlist: topology hiding
+//!   and the trust boundary).
 //! * [`error`] — [`ConfigError`].
 
 //! # Behaviour the driver can rely on
@@ -43,6 +45,7 @@ pub mod b2bua;
 mod call;
 pub mod config;
 pub mod error;
+mod headers;
 mod indialog;
 mod media;
 pub mod ports;

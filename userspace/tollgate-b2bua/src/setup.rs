@@ -14,10 +14,11 @@ use tollgate_sip::{
 };
 
 use crate::b2bua::{
-    ALLOW, B2bua, Failure, TimerPurpose, add_header, copy_headers, dialog_key, later, map_status,
+    ALLOW, B2bua, Failure, TimerPurpose, add_header, dialog_key, later, map_status,
 };
 use crate::call::{AckPlan, AckWait, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole};
 use crate::config::normalize;
+use crate::headers::{copy_headers, crosses};
 
 /// Early dialogs tracked per call (forks of the callee side); later forks' provisionals are
 /// still relayed, but not PRACKed nor used for early media.
@@ -419,7 +420,8 @@ impl B2bua {
         let Some(setup) = call.setup.as_ref() else {
             return false;
         };
-        let callee = call.caller().other();
+        let caller = call.caller();
+        let callee = caller.other();
         let target = call.leg(callee).fallback;
         let (addr, transport) = match target {
             Target::Addr { addr, transport } => (addr, transport),
@@ -472,18 +474,8 @@ impl B2bua {
             routes: Vec::new(),
             max_forwards: 70,
         };
-        let mut req = caller_req.derive_request(spec, |n| {
-            matches!(
-                n,
-                HeaderName::SessionExpires
-                    | HeaderName::MinSe
-                    | HeaderName::Supported
-                    | HeaderName::Require
-                    | HeaderName::ContentType
-                    | HeaderName::ContentEncoding
-                    | HeaderName::Allow
-            )
-        });
+        let mut req =
+            caller_req.derive_request(spec, |n| !crosses(n, caller, &self.cfg.sip.pass_headers));
         let passthrough = self.cfg.sip.prack_passthrough && caller_100rel;
         add_header(&mut req, HeaderName::Allow, &ALLOW.join(", "));
         let mut supported = Vec::new();
@@ -678,7 +670,7 @@ impl B2bua {
             return;
         };
         let mut resp = Message::response_to(req, code, msg.reason(), Some(&caller_tag));
-        copy_headers(msg, &mut resp);
+        copy_headers(msg, callee, &mut resp, &self.cfg.sip.pass_headers);
         resp.headers.set_contact(contact);
         add_header(&mut resp, HeaderName::Allow, &ALLOW.join(", "));
         if let Some(r) = rseq {
@@ -922,7 +914,7 @@ impl B2bua {
         }
         if let Some(req) = self.layer.request(setup.caller_tx) {
             let mut resp = Message::response_to(req, code, msg.reason(), Some(&caller_tag));
-            copy_headers(msg, &mut resp);
+            copy_headers(msg, callee, &mut resp, &self.cfg.sip.pass_headers);
             resp.headers.set_contact(contact);
             add_header(&mut resp, HeaderName::Allow, &ALLOW.join(", "));
             if let Some((interval, refresher)) = timers {
@@ -1038,7 +1030,7 @@ impl B2bua {
         {
             let reason = if status == code { msg.reason() } else { None };
             let mut resp = Message::response_to(req, status, reason, Some(&caller_tag));
-            copy_headers(msg, &mut resp);
+            copy_headers(msg, caller.other(), &mut resp, &self.cfg.sip.pass_headers);
             let _ = self.layer.send_response(ctx, resp, now);
         }
         self.end_call(id, EndCause::Rejected(code), status, None, now, out);

@@ -1732,3 +1732,66 @@ fn forked_early_media_then_answer_from_the_first_fork() {
     h.gw(&gw.request("BYE", "", None));
     assert_clean(&mut h);
 }
+
+/// Topology hiding and the trust boundary: only allowlisted headers cross. A gateway cannot
+/// assert an identity inside (P-Asserted-Identity dropped) nor smuggle unknown headers in; the
+/// internal side's software, hosts and history do not leak out, its asserted identity does.
+/// An operator-listed header crosses both ways.
+#[test]
+fn only_allowlisted_headers_cross() {
+    let mut cfg = config();
+    cfg.sip.pass_headers = vec!["X-Carrier-Ref".into()];
+    let mut h = H::new(cfg);
+    let extra = "Subject: urgent\r\nP-Asserted-Identity: <sip:ceo@corp.example>\r\nUser-Agent: GW/1.0\r\nX-Secret: 1\r\nPrivacy: id\r\nDiversion: <sip:01632960009@192.0.2.10>;reason=unconditional\r\nX-Carrier-Ref: 42\r\n";
+    let out = h.gw(&gw_invite("hd", extra, Some(&gw_offer())));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    for (name, want) in [
+        ("Subject", Some("urgent")),
+        ("Privacy", Some("id")),
+        (
+            "Diversion",
+            Some("<sip:01632960009@192.0.2.10>;reason=unconditional"),
+        ),
+        ("X-Carrier-Ref", Some("42")),
+        ("P-Asserted-Identity", None),
+        ("User-Agent", None),
+        ("X-Secret", None),
+    ] {
+        assert_eq!(hdr(&inv, name).as_deref(), want, "INVITE to int: {name}");
+    }
+    let extra = "Server: PBX/9.1\r\nP-Asserted-Identity: <sip:+442079460000@corp.example>\r\nWarning: 399 pbx7.corp.example \"routed\"\r\nHistory-Info: <sip:alice@pbx7.corp.example>;index=1\r\nX-Carrier-Ref: 43\r\n";
+    let out = h.int(&reply(
+        &inv,
+        200,
+        "OK",
+        Some("int1"),
+        Some(int_contact()),
+        extra,
+        Some(&int_answer("a=sendrecv")),
+    ));
+    let ok = find(&sent(&out, Side::Ext), "200").clone();
+    for (name, want) in [
+        (
+            "P-Asserted-Identity",
+            Some("<sip:+442079460000@corp.example>"),
+        ),
+        ("X-Carrier-Ref", Some("43")),
+        ("Server", None),
+        ("Warning", None),
+        ("History-Info", None),
+    ] {
+        assert_eq!(hdr(&ok, name).as_deref(), want, "200 to gw: {name}");
+    }
+    let mut gw = gw_ua(&ok, "hd");
+    h.gw(&gw.request("ACK", "", None));
+    // In-dialog: a BYE's Reason (Q.850 cause) crosses, its User-Agent does not.
+    let out = h.gw(&gw.request(
+        "BYE",
+        "Reason: Q.850;cause=16\r\nUser-Agent: GW/1.0\r\n",
+        None,
+    ));
+    let bye = find(&sent(&out, Side::Int), "BYE").clone();
+    assert_eq!(hdr(&bye, "Reason").as_deref(), Some("Q.850;cause=16"));
+    assert_eq!(hdr(&bye, "User-Agent"), None);
+    assert_clean(&mut h);
+}

@@ -258,6 +258,11 @@ pub struct Sip {
     /// How long SIGTERM waits for calls to end, seconds.
     #[serde(default = "default_drain")]
     pub drain_timeout_s: u64,
+    /// Header names that cross between the legs both ways, besides the built-in allowlist
+    /// (Subject, Reason, Privacy, Diversion, ...; P-Asserted-Identity only outward), e.g. a
+    /// carrier's `X-` header. Every other header stays on its leg.
+    #[serde(default)]
+    pub pass_headers: Vec<String>,
 }
 
 fn default_se() -> u64 {
@@ -296,6 +301,7 @@ impl Default for Sip {
             connection_idle_timeout_s: default_idle(),
             connect_timeout_s: default_connect(),
             drain_timeout_s: default_drain(),
+            pass_headers: Vec::new(),
         }
     }
 }
@@ -525,6 +531,37 @@ impl Config {
         if !(1024..=1 << 20).contains(&s.max_message_bytes) {
             return Err(invalid("sip.max_message_bytes", "must be 1 KiB..=1 MiB"));
         }
+        for (i, h) in s.pass_headers.iter().enumerate() {
+            let token = !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+            if !token {
+                return Err(invalid(
+                    format!("sip.pass_headers[{i}]"),
+                    format!("{h:?} is not a header name"),
+                ));
+            }
+            let name = tollgate_sip::HeaderName::parse(h);
+            if name.is_leg_specific()
+                || matches!(
+                    name,
+                    tollgate_sip::HeaderName::Supported
+                        | tollgate_sip::HeaderName::Require
+                        | tollgate_sip::HeaderName::Unsupported
+                        | tollgate_sip::HeaderName::ContentType
+                        | tollgate_sip::HeaderName::ContentEncoding
+                        | tollgate_sip::HeaderName::SessionExpires
+                        | tollgate_sip::HeaderName::MinSe
+                        | tollgate_sip::HeaderName::Allow
+                        | tollgate_sip::HeaderName::PAssertedIdentity
+                )
+            {
+                return Err(invalid(
+                    format!("sip.pass_headers[{i}]"),
+                    format!("{h} is built per leg or policed by Tollgate and cannot be passed"),
+                ));
+            }
+        }
         if let Some(a) = self.ops.metrics_listen {
             check_specific("ops.metrics_listen", a)?;
         }
@@ -695,6 +732,18 @@ int_ports = [40000, 40999]
             (
                 t.replace("[media]", "[media]\nbogus = 1"),
                 "unknown field `bogus`",
+            ),
+            (
+                format!("{t}\n[sip]\npass_headers = [\"X-Ok\", \"Bad Name\"]\n"),
+                "sip.pass_headers[1]: \"Bad Name\" is not a header name",
+            ),
+            (
+                format!("{t}\n[sip]\npass_headers = [\"p-asserted-identity\"]\n"),
+                "sip.pass_headers[0]: p-asserted-identity is built per leg or policed",
+            ),
+            (
+                format!("{t}\n[sip]\npass_headers = [\"Via\"]\n"),
+                "sip.pass_headers[0]: Via is built per leg",
             ),
         ];
         for (text, want) in cases {

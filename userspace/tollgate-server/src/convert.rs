@@ -71,6 +71,7 @@ pub fn b2bua_config(c: &Config) -> Result<core::Config, ConfigError> {
     b.sip.session_expires = u32::try_from(c.sip.session_expires_s).unwrap_or(u32::MAX);
     b.sip.min_se = u32::try_from(c.sip.min_se_s).unwrap_or(u32::MAX);
     b.sip.max_calls = c.sip.max_calls;
+    b.sip.pass_headers = c.sip.pass_headers.clone();
     b.validate().map_err(|e| ConfigError::Invalid {
         key: "(b2bua)".into(),
         problem: e.to_string(),
