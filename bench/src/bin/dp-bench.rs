@@ -198,6 +198,30 @@ fn cpu_mask(cpu: usize) -> String {
     format!("{:x}", 1u64 << cpu)
 }
 
+/// RPS steering of a device that is undone when dropped.
+struct Rps {
+    ns: String,
+    dev: String,
+}
+
+impl Rps {
+    fn steer(ns: &str, dev: &str, cpu: usize) -> anyhow::Result<Rps> {
+        set_rps(ns, dev, Some(cpu))?;
+        Ok(Rps {
+            ns: ns.to_owned(),
+            dev: dev.to_owned(),
+        })
+    }
+}
+
+impl Drop for Rps {
+    fn drop(&mut self) {
+        if let Err(e) = set_rps(&self.ns, &self.dev, None) {
+            eprintln!("undoing RPS on {}: {e:#}", self.dev);
+        }
+    }
+}
+
 /// Steers `dev`'s receive processing (RPS, queue rx-0) to `cpu`, or back to the receiving CPU.
 fn set_rps(ns: &str, dev: &str, cpu: Option<usize>) -> anyhow::Result<()> {
     run_cmd(
@@ -1204,28 +1228,7 @@ fn baseline(
     // work, so the load core stays as free as in the relayed runs. Undone after the baseline
     // (the relayed paths' ingress stays as it was measured).
     let spec = lab.guard.spec();
-    set_rps(&spec.relay_ns, &spec.ext_if, Some(cli.relay_cpu))?;
-    let result = baseline_trials(
-        cli, lab, plan, rates, search, all, trial_id, gen_flows, keys,
-    );
-    let undo = set_rps(&spec.relay_ns, &spec.ext_if, None);
-    let r = result?;
-    undo?;
-    Ok(r)
-}
-
-#[allow(clippy::too_many_arguments)] // reason: the rest of `baseline`, split for its RPS undo.
-fn baseline_trials(
-    cli: &Cli,
-    lab: &Lab,
-    plan: &Plan,
-    rates: &[(String, f64)],
-    search: bool,
-    all: &mut Vec<(String, TrialResult)>,
-    trial_id: &mut u32,
-    gen_flows: Vec<GenFlow>,
-    keys: Vec<KeyMaterial>,
-) -> anyhow::Result<BaselineOut> {
+    let _rps = Rps::steer(&spec.relay_ns, &spec.ext_if, cli.relay_cpu)?;
     let sink = SinkRun::start(lab, plan, keys.clone(), cli.load_cpu)?;
     let st = GenState::new(gen_flows, lab.gw_mac, lab.ext_mac, Some(keys))?;
     let mut b = Bench {
@@ -1709,7 +1712,7 @@ fn dataplane_report(
         f1(lx),
         f1(lr),
         lx / lr,
-        if !(lx / lr).is_finite() {
+        if lx.is_nan() || lr.is_nan() {
             "not measured"
         } else if lx <= 0.0 || lr <= 0.0 {
             "inconclusive (the kernel-forwarding baseline's p99 at that rate was as high as the relay's: noise dominates)"
