@@ -64,6 +64,8 @@ pub(crate) enum TimerPurpose {
 pub(crate) struct Orphan {
     /// Send CANCEL when a provisional arrives.
     pub(crate) cancel_on_provisional: bool,
+    /// Reason header (RFC 3326) for that CANCEL.
+    pub(crate) reason: Option<String>,
     pub(crate) guard: TimerId,
 }
 
@@ -870,6 +872,12 @@ impl B2bua {
         // The CANCEL's To tag is the INVITE's (none for an initial INVITE): reuse the tag the
         // INVITE's responses carry, if any.
         let role = self.by_tx.get(&target).copied();
+        // Its Reason (RFC 3326, e.g. a Q.850 cause) goes on to the CANCEL toward the callee.
+        let cancel_reason = self
+            .layer
+            .request(tx)
+            .and_then(|r| r.headers.get_value(&HeaderName::Reason))
+            .map(str::to_owned);
         let tag = role.and_then(|(call, _)| {
             let c = self.calls.get(&call)?;
             Some(c.leg(c.caller()).local_tag.clone())
@@ -879,7 +887,14 @@ impl B2bua {
             Some((call, TxRole::CallerInvite)) => {
                 let in_setup = self.calls.get(&call).is_some_and(|c| c.setup.is_some());
                 if in_setup {
-                    self.end_call(call, EndCause::Cancelled, 487, None, now, out);
+                    self.end_call(
+                        call,
+                        EndCause::Cancelled,
+                        487,
+                        cancel_reason.as_deref(),
+                        now,
+                        out,
+                    );
                 }
             }
             Some((_, TxRole::RelayServer)) => {
@@ -891,7 +906,7 @@ impl B2bua {
                         .map(|r| r.client_tx)
                 });
                 if let Some(ctx) = client {
-                    self.send_cancel(ctx, now);
+                    self.send_cancel(ctx, cancel_reason.as_deref(), now);
                 }
             }
             _ => {}
@@ -899,10 +914,17 @@ impl B2bua {
     }
 
     /// Sends CANCEL for a pending INVITE client transaction.
-    pub(crate) fn send_cancel(&mut self, invite_tx: TxId, now: Instant) {
-        let Some(cancel) = self.layer.request(invite_tx).and_then(cancel_for) else {
+    /// CANCELs a client INVITE transaction, with `reason` (RFC 3326) if given.
+    pub(crate) fn send_cancel(&mut self, invite_tx: TxId, reason: Option<&str>, now: Instant) {
+        let Some(mut cancel) = self.layer.request(invite_tx).and_then(cancel_for) else {
             return;
         };
+        if let Some(v) = reason {
+            let at = cancel.headers.len().saturating_sub(1);
+            if let Ok(h) = Header::new(HeaderName::Reason, v) {
+                cancel.headers.insert(at, h);
+            }
+        }
         let Some(flow) = self.layer.flow(invite_tx) else {
             return;
         };
@@ -935,12 +957,11 @@ impl B2bua {
     fn orphan_response(&mut self, tx: TxId, msg: &Message, now: Instant) {
         let Some(code) = msg.status() else { return };
         if (101..200).contains(&code) {
-            let send = self
-                .orphans
-                .get_mut(&tx)
-                .is_some_and(|o| std::mem::replace(&mut o.cancel_on_provisional, false));
-            if send {
-                self.send_cancel(tx, now);
+            let send = self.orphans.get_mut(&tx).and_then(|o| {
+                std::mem::replace(&mut o.cancel_on_provisional, false).then(|| o.reason.clone())
+            });
+            if let Some(reason) = send {
+                self.send_cancel(tx, reason.as_deref(), now);
             }
         } else if (200..300).contains(&code) {
             self.ack_and_bye(tx, msg, now);
@@ -1049,7 +1070,13 @@ impl B2bua {
 
     /// Abandons an INVITE client transaction (the call is gone or no longer wants it): CANCEL
     /// now if a provisional came, else as soon as one comes; a late 2xx is ACKed and BYEd.
-    pub(crate) fn orphan_invite(&mut self, tx: TxId, now: Instant, out: &mut Vec<Output>) {
+    pub(crate) fn orphan_invite(
+        &mut self,
+        tx: TxId,
+        reason: Option<&str>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         let state = self.layer.state(tx);
         let cancel_now = match state {
             Some(TxState::Proceeding) => true,
@@ -1058,7 +1085,7 @@ impl B2bua {
             _ => return,
         };
         if cancel_now {
-            self.send_cancel(tx, now);
+            self.send_cancel(tx, reason, now);
         }
         let guard_at = later(now, self.layer.config().timeout().saturating_mul(2));
         let guard = self.set_timer(TimerPurpose::OrphanGuard(tx), guard_at, out);
@@ -1066,6 +1093,7 @@ impl B2bua {
             tx,
             Orphan {
                 cancel_on_provisional: !cancel_now,
+                reason: reason.map(str::to_owned),
                 guard,
             },
         );
@@ -1112,8 +1140,11 @@ impl B2bua {
             }
             let tag = call.leg(caller).local_tag.clone();
             let retry_after = self.cfg.sip.retry_after;
+            // A caller's CANCEL (or early BYE) carries its Reason on to the callee's CANCEL;
+            // any other end gives its Reason to the caller's final response.
+            let cancelled = cause == EndCause::Cancelled;
             if status >= 300 && self.layer.state(setup.caller_tx) == Some(TxState::Proceeding) {
-                let reason_hdr = reason.map(str::to_owned);
+                let reason_hdr = reason.filter(|_| !cancelled).map(str::to_owned);
                 self.reply(setup.caller_tx, status, Some(&tag), now, |r| {
                     if status == 503 {
                         add_header(r, HeaderName::RetryAfter, &retry_after.to_string());
@@ -1124,7 +1155,7 @@ impl B2bua {
                 });
             }
             if let Some(ctx) = setup.callee_tx {
-                self.orphan_invite(ctx, now, out);
+                self.orphan_invite(ctx, reason.filter(|_| cancelled), now, out);
             }
         } else {
             final_status = 200;
@@ -1168,11 +1199,11 @@ impl B2bua {
                 self.reply(r.server_tx, code, None, now, |_| {});
             }
             if r.method == Method::Invite {
-                self.orphan_invite(r.client_tx, now, out);
+                self.orphan_invite(r.client_tx, None, now, out);
             }
         }
         if let Some((_, tx, Method::Invite)) = call.refresh.take() {
-            self.orphan_invite(tx, now, out);
+            self.orphan_invite(tx, None, now, out);
         }
         if let Some(g) = call.refresh_guard.take() {
             self.cancel_timer(g, out);

@@ -407,7 +407,8 @@ fn errors_are_mapped() {
 }
 
 /// RFC 3665 §3.8 (unsuccessful no answer): the caller CANCELs after 180: 200 for the CANCEL,
-/// 487 for the INVITE, CANCEL toward the proxy, whose 487 is ACKed.
+/// 487 for the INVITE, CANCEL toward the proxy (carrying the caller's Reason, RFC 3326), whose
+/// 487 is ACKed.
 #[test]
 fn cancel_before_answer() {
     let mut h = H::new(config());
@@ -422,7 +423,7 @@ fn cancel_before_answer() {
         "",
         None,
     ));
-    let cancel = "CANCEL sip:02079460000@198.51.100.1:5060 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKn1\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:01632960001@192.0.2.10>;tag=gwn1\r\nTo: <sip:02079460000@198.51.100.1>\r\nCall-ID: n1@192.0.2.10\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    let cancel = "CANCEL sip:02079460000@198.51.100.1:5060 SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKn1\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:01632960001@192.0.2.10>;tag=gwn1\r\nTo: <sip:02079460000@198.51.100.1>\r\nCall-ID: n1@192.0.2.10\r\nCSeq: 1 CANCEL\r\nReason: Q.850;cause=16\r\nContent-Length: 0\r\n\r\n";
     let out = h.gw(cancel);
     assert_eq!(
         lines(&out),
@@ -438,6 +439,12 @@ fn cancel_before_answer() {
         hdr(&inv, "Via"),
         "CANCEL reuses the INVITE's branch"
     );
+    assert_eq!(
+        hdr(c, "Reason").as_deref(),
+        Some("Q.850;cause=16"),
+        "the caller's hang-up cause goes on"
+    );
+    assert_eq!(hdr(&sent(&out, Side::Ext)[1], "Reason"), None);
     assert_eq!(h.cdrs.last().unwrap().cause, EndCause::Cancelled);
     assert_eq!(h.cdrs.last().unwrap().status, 487);
     assert_eq!(h.b.active_calls(), 0);
