@@ -114,6 +114,9 @@ pub(crate) struct Setup {
     pub(crate) early_answers: Vec<(String, Vec<u8>)>,
     /// The early dialog (To tag) whose answer is in force.
     pub(crate) answer_from: Option<String>,
+    /// Delayed offer: the callee's offer came in a reliable provisional and the caller's PRACK
+    /// answered it (RFC 3262 §5), so the 2xx carries no SDP exchange.
+    pub(crate) early_exchange: bool,
     /// Outbound: the trunks still to try, in order (names).
     pub(crate) failover: Vec<String>,
     /// The offer sent on the callee leg (reused on failover); `None` for a delayed offer.

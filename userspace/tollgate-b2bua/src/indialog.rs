@@ -127,7 +127,7 @@ impl B2bua {
                 }
                 self.relay_offer(id, tx, side, &msg, now, out);
             }
-            Method::Prack => self.relay_prack(id, tx, side, &msg, now),
+            Method::Prack => self.relay_prack(id, tx, side, &msg, now, out),
             Method::Info | Method::Options | Method::Message | Method::Notify => {
                 self.relay(id, tx, side, &msg, None, OfferState::None, now, out);
             }
@@ -238,8 +238,17 @@ impl B2bua {
         self.relay(id, tx, from, msg, body, state, now, out);
     }
 
-    /// PRACK from the caller for a reliable provisional we relayed: PRACK the callee's.
-    fn relay_prack(&mut self, id: CallId, tx: TxId, from: Side, msg: &Message, now: Instant) {
+    /// PRACK from the caller for a reliable provisional we relayed: PRACK the callee's, with
+    /// the answer when the provisional carried the callee's offer (delayed offer).
+    fn relay_prack(
+        &mut self,
+        id: CallId,
+        tx: TxId,
+        from: Side,
+        msg: &Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         let rseq = msg
             .headers
             .get_value(&HeaderName::RAck)
@@ -257,6 +266,30 @@ impl B2bua {
             return;
         };
         let to = from.other();
+        // The answer to the callee's offer (only taken when that offer is pending).
+        let answer = match self.take_answer(id, from, msg, out) {
+            Ok(a) => a,
+            Err(()) => {
+                self.reply(tx, 488, None, now, |r| {
+                    add_header(
+                        r,
+                        HeaderName::Warning,
+                        "399 tollgate \"the answer in the PRACK could not be negotiated\"",
+                    );
+                });
+                self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
+                return;
+            }
+        };
+        if answer.is_some() {
+            self.finish_offer(id);
+            if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup.as_mut()) {
+                s.early_exchange = true;
+            }
+        }
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
         let transport = Self::leg_transport(call, to);
         let target = Self::target_of(&self.flows, call, to);
         let via = self.via(to, transport);
@@ -279,6 +312,9 @@ impl B2bua {
             HeaderName::RAck,
             &format!("{} {} INVITE", map.callee_rseq, map.callee_cseq),
         );
+        if answer.is_some() {
+            set_sdp(&mut req, answer);
+        }
         let Some(client_tx) = self.send_request(to, target, req, now) else {
             self.reply(tx, 503, None, now, |_| {});
             return;

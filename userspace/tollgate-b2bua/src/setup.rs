@@ -382,6 +382,7 @@ impl B2bua {
                 provisional: false,
                 early_answers: Vec::new(),
                 answer_from: None,
+                early_exchange: false,
                 failover,
                 offer,
                 se,
@@ -626,6 +627,13 @@ impl B2bua {
         }
         // Early media: an answer in the provisional response.
         let answer = self.take_answer(id, callee, msg, out).ok().flatten();
+        // Delayed offer: the callee's offer in a reliable provisional that goes to the caller
+        // reliably too; the caller's PRACK brings the answer (RFC 3262 §5).
+        let early_offer = if answer.is_none() && relay_reliably {
+            self.take_early_offer(id, callee, msg)
+        } else {
+            None
+        };
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -677,8 +685,25 @@ impl B2bua {
             add_header(&mut resp, HeaderName::Require, "100rel");
             add_header(&mut resp, HeaderName::RSeq, &r.to_string());
         }
-        set_sdp(&mut resp, answer);
+        set_sdp(&mut resp, answer.or(early_offer));
         let _ = self.layer.send_response(caller_tx, resp, now);
+    }
+
+    /// The callee's offer in a provisional, for a delayed-offer call whose offer/answer has not
+    /// started: rewritten for the caller's leg.
+    fn take_early_offer(&mut self, id: CallId, callee: Side, msg: &Message) -> Option<Vec<u8>> {
+        let body = sdp_body(msg)?;
+        let call = self.calls.get(&id)?;
+        let setup = call.setup.as_ref()?;
+        let idle = call
+            .media
+            .as_ref()
+            .is_some_and(|m| m.pending_offerer().is_none() && m.last_sent(callee.sdp()).is_none());
+        if setup.offer.is_some() || setup.early_exchange || !idle {
+            return None;
+        }
+        let body = body.to_vec();
+        self.take_offer(id, callee, &body).ok()
     }
 
     /// Processes an SDP answer from `from` to the pending offer: installs/updates the flows
@@ -813,6 +838,7 @@ impl B2bua {
         };
         dialog.state = DialogState::Confirmed;
         let offered = setup.offer.is_some();
+        let early_exchange = setup.early_exchange;
         let early_answer = !setup.early_answers.is_empty();
         // Forking: this dialog's own early answer, when another fork's is in force.
         let own_early = setup
@@ -866,6 +892,9 @@ impl B2bua {
                     return;
                 }
             }
+        } else if early_exchange {
+            // Offer and answer went in a reliable provisional and its PRACK: nothing new here.
+            (None, AckPlan::Forward)
         } else {
             match sdp_body(msg).map(<[u8]>::to_vec) {
                 Some(b) => match self.take_offer(id, callee, &b) {

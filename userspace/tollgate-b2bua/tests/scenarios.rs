@@ -1802,3 +1802,74 @@ fn only_allowlisted_headers_cross() {
     assert_eq!(hdr(&bye, "User-Agent"), None);
     assert_clean(&mut h);
 }
+
+/// Delayed offer with early media (RFC 3262 §5): the gateway's INVITE has no SDP; the proxy
+/// offers SRTP in a reliable 183, which reaches the gateway reliably as an RTP/AVP offer; the
+/// gateway's PRACK answers, and the PRACK toward the proxy carries the SRTP answer. Media is
+/// installed then, and the 2xx carries no new offer.
+#[test]
+fn delayed_offer_answered_in_prack() {
+    let mut h = H::new(config());
+    let out = h.gw(&gw_invite("dp", "Supported: 100rel\r\n", None));
+    let inv = find(&sent(&out, Side::Int), "INVITE").clone();
+    assert!(body(&inv).is_empty(), "delayed offer goes on as one");
+    let out = h.int(&reply(
+        &inv,
+        183,
+        "Session Progress",
+        Some("p"),
+        Some(int_contact()),
+        "Require: 100rel\r\nRSeq: 51\r\n",
+        Some(&int_offer("a=sendrecv", "203.0.113.20")),
+    ));
+    assert_eq!(lines(&out), vec!["ext: 183 Session Progress"]);
+    let p183 = sent(&out, Side::Ext)[0].clone();
+    assert_eq!(hdr(&p183, "Require").as_deref(), Some("100rel"));
+    let offer = body(&p183);
+    assert!(offer.contains("RTP/AVP"), "{offer}");
+    assert!(!offer.contains("crypto"), "{offer}");
+    assert!(!out.iter().any(|o| matches!(o, Output::InstallMedia { .. })));
+
+    let mut gw = gw_ua(&p183, "dp");
+    let out = h.gw(&gw.request(
+        "PRACK",
+        "RAck: 1 1 INVITE\r\n",
+        Some(&gw_answer("a=sendrecv")),
+    ));
+    assert_eq!(
+        lines(&out),
+        vec!["int: PRACK sip:alice@203.0.113.20:5061;transport=tls"]
+    );
+    let prack = sent(&out, Side::Int)[0].clone();
+    assert_eq!(hdr(&prack, "RAck").as_deref(), Some("51 1 INVITE"));
+    let answer = body(&prack);
+    assert!(answer.contains("RTP/SAVP"), "{answer}");
+    assert!(answer.contains("a=crypto:"), "{answer}");
+    let spec = out
+        .iter()
+        .find_map(|o| match o {
+            Output::InstallMedia { spec, .. } => Some(spec.clone()),
+            _ => None,
+        })
+        .expect("media installed on the answer");
+    assert_eq!(spec.ext.remote_rtp, Some(addr("192.0.2.10:40000")));
+    assert_eq!(spec.int.remote_rtp, Some(addr("203.0.113.20:50000")));
+
+    let out = h.int(&reply(&prack, 200, "OK", None, None, "", None));
+    assert_eq!(lines(&out), vec!["ext: 200 OK"]);
+    let out = h.int(&reply(
+        &inv,
+        200,
+        "OK",
+        Some("p"),
+        Some(int_contact()),
+        "",
+        None,
+    ));
+    assert_eq!(lines(&out), vec!["ext: 200 OK"]);
+    assert!(body(&sent(&out, Side::Ext)[0]).is_empty());
+    h.gw(&gw.request("ACK", "", None));
+    let out = h.gw(&gw.request("BYE", "", None));
+    assert!(lines(&out).contains(&"int: BYE sip:alice@203.0.113.20:5061;transport=tls".to_owned()));
+    assert_clean(&mut h);
+}

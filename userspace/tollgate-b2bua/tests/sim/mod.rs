@@ -529,6 +529,8 @@ impl Sim {
                 Some(Self::peer_sdp(pc.side, sel >> 2))
             }
             "ACK" if sel & 2 != 0 => Some(Self::peer_sdp(pc.side, 0)),
+            // An answer to an offer in a reliable provisional (RFC 3262 §5).
+            "PRACK" if sel & 8 != 0 => Some(Self::peer_sdp(pc.side, sel >> 4)),
             _ => None,
         };
         let (ct, b) = body.map_or(("", ""), |b| ("Content-Type: application/sdp\r\n", b));
