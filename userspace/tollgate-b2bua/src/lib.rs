@@ -37,6 +37,13 @@
 //!   with a re-INVITE carrying the SDP it last sent on that leg; a leg the peer should refresh
 //!   expires at interval - min(32 s, interval/3) and the call ends with BYE (Reason) on both
 //!   legs. A relayed re-INVITE/UPDATE refreshes both legs.
+//! * Offer/answer may sit in the INVITE/2xx, a delayed offer's 2xx/ACK, a provisional (early
+//!   media; each fork's answer is kept and the answering fork's is in force at the 2xx), or a
+//!   callee's reliable provisional answered in the caller's PRACK (when the caller takes
+//!   100rel). A relayed re-INVITE/UPDATE whose 2xx cannot be used is answered (502/488) and
+//!   ends the call.
+//! * Only allowlisted headers cross from one leg to the other (`headers`); Reason crosses on
+//!   BYE and CANCEL.
 //! * Every call ends by itself even if both peers vanish: the no-answer timer before answer,
 //!   the ACK wait (64·T1), Timer C on re-INVITEs, and session timers after answer (with
 //!   `session_expires = 0` only BYE or [`Input::MediaInactive`] end a confirmed call).
