@@ -913,17 +913,13 @@ impl B2bua {
         }
     }
 
-    /// Sends CANCEL for a pending INVITE client transaction.
-    /// CANCELs a client INVITE transaction, with `reason` (RFC 3326) if given.
+    /// Sends CANCEL for a pending INVITE client transaction, with `reason` (RFC 3326) if given.
     pub(crate) fn send_cancel(&mut self, invite_tx: TxId, reason: Option<&str>, now: Instant) {
         let Some(mut cancel) = self.layer.request(invite_tx).and_then(cancel_for) else {
             return;
         };
         if let Some(v) = reason {
-            let at = cancel.headers.len().saturating_sub(1);
-            if let Ok(h) = Header::new(HeaderName::Reason, v) {
-                cancel.headers.insert(at, h);
-            }
+            add_header(&mut cancel, HeaderName::Reason, v);
         }
         let Some(flow) = self.layer.flow(invite_tx) else {
             return;
@@ -1181,10 +1177,7 @@ impl B2bua {
                 };
                 let mut bye = d.new_request(Method::Bye, via);
                 if let Some(v) = reason {
-                    let at = bye.headers.len().saturating_sub(1);
-                    if let Ok(h) = Header::new(HeaderName::Reason, v) {
-                        bye.headers.insert(at, h);
-                    }
+                    add_header(&mut bye, HeaderName::Reason, v);
                 }
                 let _ = self.send_request(side, target, bye, now);
             }

@@ -109,11 +109,8 @@ pub(crate) struct Setup {
     /// A provisional (> 100) arrived on `callee_tx` (a CANCEL may be sent).
     pub(crate) provisional: bool,
     /// SDP answers received in provisional responses, per callee early dialog (To tag): a
-    /// forking proxy can give each fork its own early media. The answer in force is the last
-    /// one processed, from `answer_from`.
+    /// forking proxy can give each fork its own early media. The answer in force is the last.
     pub(crate) early_answers: Vec<(String, Vec<u8>)>,
-    /// The early dialog (To tag) whose answer is in force.
-    pub(crate) answer_from: Option<String>,
     /// Delayed offer: the callee's offer came in a reliable provisional and the caller's PRACK
     /// answered it (RFC 3262 §5), so the 2xx carries no SDP exchange.
     pub(crate) early_exchange: bool,

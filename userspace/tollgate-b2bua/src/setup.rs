@@ -19,16 +19,16 @@ use crate::b2bua::{
 use crate::call::{AckPlan, AckWait, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole};
 use crate::config::normalize;
 use crate::headers::{copy_headers, crosses};
+use crate::media::sync_flows;
+use crate::types::{
+    CallEvent, CallId, ConnId, Direction, EndCause, Output, RefuseReason, Side, Target, Transport,
+};
 
 /// Early dialogs tracked per call (forks of the callee side); later forks' provisionals are
 /// still relayed, but not PRACKed nor used for early media.
 const MAX_EARLY_DIALOGS: usize = 16;
 /// Reliable provisionals relayed to the caller and awaiting its PRACK, per call.
 const MAX_PRACKS: usize = 32;
-use crate::media::sync_flows;
-use crate::types::{
-    CallEvent, CallId, ConnId, Direction, EndCause, Output, RefuseReason, Side, Target, Transport,
-};
 
 /// The user part of a SIP URI, or the number of a `tel:` URI.
 pub(crate) fn uri_user(uri: &Uri) -> Option<String> {
@@ -381,7 +381,6 @@ impl B2bua {
                 early: Vec::new(),
                 provisional: false,
                 early_answers: Vec::new(),
-                answer_from: None,
                 early_exchange: false,
                 failover,
                 offer,
@@ -557,6 +556,8 @@ impl B2bua {
         let passthrough_cfg = self.cfg.sip.prack_passthrough;
         let via_transport;
         let callee;
+        // The provisional's early dialog is tracked (or it has none): only then is its SDP used.
+        let tracked;
         {
             let Some(call) = self.calls.get_mut(&id) else {
                 return;
@@ -579,6 +580,10 @@ impl B2bua {
                     setup.early.push(d);
                 }
             }
+            tracked = msg
+                .to()
+                .and_then(|t| t.tag())
+                .is_none_or(|tag| setup.early.iter().any(|d| d.id.remote_tag == tag));
         }
         let reliable = msg
             .headers
@@ -626,10 +631,14 @@ impl B2bua {
             }
         }
         // Early media: an answer in the provisional response.
-        let answer = self.take_answer(id, callee, msg, out).ok().flatten();
+        let answer = if tracked {
+            self.take_answer(id, callee, msg, out).ok().flatten()
+        } else {
+            None
+        };
         // Delayed offer: the callee's offer in a reliable provisional that goes to the caller
         // reliably too; the caller's PRACK brings the answer (RFC 3262 §5).
-        let early_offer = if answer.is_none() && relay_reliably {
+        let early_offer = if tracked && answer.is_none() && relay_reliably {
             self.take_early_offer(id, callee, msg)
         } else {
             None
@@ -644,11 +653,9 @@ impl B2bua {
         };
         if answer.is_some()
             && let (Some(t), Some(b)) = (tag.as_deref(), sdp_body(msg))
-            && setup.early.iter().any(|d| d.id.remote_tag == t)
         {
             setup.early_answers.retain(|(x, _)| x != t);
             setup.early_answers.push((t.to_owned(), b.to_vec()));
-            setup.answer_from = Some(t.to_owned());
         }
         let caller_tx = setup.caller_tx;
         let mut rseq = None;
@@ -723,7 +730,7 @@ impl B2bua {
     }
 
     /// [`Self::take_answer`] of an SDP body.
-    pub(crate) fn take_answer_sdp(
+    fn take_answer_sdp(
         &mut self,
         id: CallId,
         from: Side,
@@ -845,7 +852,7 @@ impl B2bua {
             .early_answers
             .iter()
             .find(|(t, _)| *t == tag)
-            .filter(|_| setup.answer_from.as_deref() != Some(tag.as_str()))
+            .filter(|_| setup.early_answers.last().map(|(t, _)| t) != Some(&tag))
             .map(|(_, b)| b.clone());
         {
             let leg = call.leg_mut(callee);
@@ -1037,7 +1044,6 @@ impl B2bua {
             setup.min_se = setup.min_se.max(m.delta);
             setup.cseq = setup.cseq.wrapping_add(1);
             setup.early_answers.clear();
-            setup.answer_from = None;
             if self.send_callee_invite(id, now) {
                 return;
             }
@@ -1117,7 +1123,6 @@ impl B2bua {
             }
             setup.cseq = setup.cseq.wrapping_add(1);
             setup.early_answers.clear();
-            setup.answer_from = None;
             setup.pracks.clear();
             setup.rseqs.clear();
             let callee = call.caller().other();

@@ -106,10 +106,6 @@ impl Server {
     }
 
     pub fn metric(&self, name: &str) -> f64 {
-        let text = self.metrics.render();
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        self.metric_with(name, &[])
     }
 }
