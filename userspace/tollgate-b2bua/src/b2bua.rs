@@ -24,6 +24,7 @@ use tollgate_sip::{
     TransactionLayer, TxId, UaPolicy, Uri, Via, check_request, check_response,
 };
 
+use crate::admission::{Admission, Refusal};
 use crate::call::{Call, TxRole};
 use crate::config::Config;
 use crate::media::Pools;
@@ -180,6 +181,7 @@ pub struct B2bua {
     pub(crate) pools: Pools,
     pub(crate) trunk_state: FxHashMap<String, TrunkState>,
     pub(crate) keepalive_tx: FxHashMap<TxId, String>,
+    pub(crate) admission: Admission,
     pub(crate) draining: bool,
 }
 
@@ -282,6 +284,7 @@ impl B2bua {
                 )
             })
             .collect();
+        let admission = Admission::new(&cfg);
         B2bua {
             rewrite: rewrite_config(&cfg),
             cfg: Arc::new(cfg),
@@ -301,6 +304,7 @@ impl B2bua {
             pools,
             trunk_state,
             keepalive_tx: FxHashMap::default(),
+            admission,
             draining: false,
         }
     }
@@ -384,6 +388,16 @@ impl B2bua {
                 (t.name.clone(), up)
             })
             .collect()
+    }
+
+    /// Calls in progress counted against trunk `name` (both directions).
+    pub fn trunk_calls(&self, name: &str) -> usize {
+        self.admission.active(name)
+    }
+
+    /// Whether admission has the next hop at `addr` marked down at `now` (503 or no answer).
+    pub fn next_hop_down(&self, addr: SocketAddr, now: Instant) -> bool {
+        self.admission.is_down(addr, now)
     }
 
     /// Live SIP transactions (for tests and metrics).
@@ -864,6 +878,34 @@ impl B2bua {
         }));
     }
 
+    /// Answers a new call that admission refused: 503 with the Retry-After that says when a
+    /// retry can succeed, counted under its reason and trunk. Nothing was allocated for it.
+    pub(crate) fn refuse_admission(
+        &mut self,
+        tx: TxId,
+        (side, peer): (Side, SocketAddr),
+        trunk: &str,
+        refusal: Refusal,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let secs = refusal.retry_after.as_secs().max(1);
+        self.reply(tx, 503, None, now, |r| {
+            add_header(r, HeaderName::RetryAfter, &secs.to_string());
+        });
+        out.push(Output::Event(CallEvent::Refused {
+            side,
+            peer,
+            method: Method::Invite.to_string(),
+            reason: refusal.reason,
+            status: 503,
+        }));
+        out.push(Output::Event(CallEvent::NotAdmitted {
+            trunk: trunk.to_owned(),
+            reason: refusal.reason,
+        }));
+    }
+
     fn on_cancel(&mut self, tx: TxId, cancels: Option<TxId>, now: Instant, out: &mut Vec<Output>) {
         let Some(target) = cancels else {
             self.reply(tx, 481, None, now, |_| {});
@@ -1112,6 +1154,9 @@ impl B2bua {
         let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
+        if let Some(t) = &call.trunk {
+            self.admission.release(t);
+        }
         for tx in std::mem::take(&mut call.txs) {
             self.by_tx.remove(&tx);
         }
@@ -1368,6 +1413,7 @@ impl B2bua {
         self.pools.ext_ip = cfg.ext.media_ip;
         self.pools.int_ip = cfg.int.media_ip;
         self.rewrite = rewrite_config(&cfg);
+        self.admission.reconfigure(&cfg);
         self.cfg = Arc::new(cfg);
         self.arm_keepalives(now, out);
     }

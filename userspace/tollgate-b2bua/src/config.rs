@@ -52,6 +52,18 @@ pub struct IntConfig {
     pub next_hop: SocketAddr,
     /// The next hop's host name, used in the Request-URI and To: `sip:<E.164>@<host>`.
     pub next_hop_host: String,
+    /// Most new calls a second we send the next hop (None: no cap).
+    pub next_hop_max_cps: Option<RateLimit>,
+}
+
+/// A rate limit on new calls: a token bucket of `per_second` tokens a second holding at most
+/// `burst` (at least 1). `per_second = 0` means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained calls per second.
+    pub per_second: u32,
+    /// Calls that may arrive at once after a quiet spell.
+    pub burst: u32,
 }
 
 /// One regex rewrite rule for a number (`^0(\d+)$` -> `+44$1`).
@@ -107,6 +119,12 @@ pub struct Trunk {
     pub keepalive: Duration,
     /// NAT learning window for the gateway's media source (zero: off).
     pub nat_learn: Duration,
+    /// Most new calls a second this trunk may send us (None: no limit).
+    pub max_cps: Option<RateLimit>,
+    /// Most concurrent calls through this trunk, both directions (0: only the global limit).
+    pub max_calls: usize,
+    /// Most new calls a second we send this trunk (None: no cap).
+    pub out_max_cps: Option<RateLimit>,
 }
 
 impl Trunk {
@@ -120,6 +138,9 @@ impl Trunk {
             outbound: Vec::new(),
             keepalive: Duration::ZERO,
             nat_learn: Duration::ZERO,
+            max_cps: None,
+            max_calls: 0,
+            out_max_cps: None,
         }
     }
 }
@@ -188,6 +209,11 @@ pub struct SipConfig {
     pub no_answer_timeout: Duration,
     /// Retry-After (seconds) on 503 while draining or overloaded.
     pub retry_after: u32,
+    /// Most new calls a second overall (None: no limit).
+    pub max_cps: Option<RateLimit>,
+    /// How long a next hop that answered 503 (without Retry-After) or did not answer stays
+    /// marked down; doubled for each failure in a row, up to 300 s.
+    pub next_hop_backoff: Duration,
     /// RFC 3261 T1 for the transaction timers (64·T1 = timeouts B, F, H).
     pub t1: Duration,
     /// Header names that cross the B2BUA both ways besides the built-in allowlist (see the
@@ -204,6 +230,8 @@ impl Default for SipConfig {
             prack_passthrough: true,
             no_answer_timeout: Duration::from_secs(180),
             retry_after: 30,
+            max_cps: None,
+            next_hop_backoff: Duration::from_secs(5),
             t1: Duration::from_millis(500),
             pass_headers: Vec::new(),
         }

@@ -13,6 +13,8 @@
 //!   handling live in private modules (`setup`, `indialog`), per-call state in `call`, the
 //!   plan-to-flow mapping in `media`.
 //! * [`ports`] — relay port pools.
+//! * `admission` — rate and concurrency limits per trunk and overall, next hops' rate caps and
+//!   down marking (checked before a new call allocates anything).
 //! * `headers` — which headers cross from one leg to the other (an allowlist: topology hiding
 //!   and the trust boundary).
 //! * [`error`] — [`ConfigError`].
@@ -48,6 +50,7 @@
 //!   the ACK wait (64·T1), Timer C on re-INVITEs, and session timers after answer (with
 //!   `session_expires = 0` only BYE or [`Input::MediaInactive`] end a confirmed call).
 
+mod admission;
 pub mod b2bua;
 mod call;
 pub mod config;
@@ -61,7 +64,8 @@ pub mod types;
 
 pub use b2bua::{B2bua, Rng};
 pub use config::{
-    Config, ExtConfig, IntConfig, MediaConfig, Rewrite, Route, SipConfig, Trunk, normalize,
+    Config, ExtConfig, IntConfig, MediaConfig, RateLimit, Rewrite, Route, SipConfig, Trunk,
+    normalize,
 };
 pub use error::ConfigError;
 pub use types::{

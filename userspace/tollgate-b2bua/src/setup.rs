@@ -13,11 +13,12 @@ use tollgate_sip::{
     Refresher, SessionExpires, SipUri, TxId, Uri,
 };
 
+use crate::admission::{Ask, Refusal};
 use crate::b2bua::{
     ALLOW, B2bua, Failure, TimerPurpose, add_header, dialog_key, later, map_status,
 };
 use crate::call::{AckPlan, AckWait, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole};
-use crate::config::normalize;
+use crate::config::{Trunk, normalize};
 use crate::headers::{copy_headers, crosses};
 use crate::media::sync_flows;
 use crate::types::{
@@ -130,6 +131,7 @@ impl B2bua {
 
         // Trunk (inbound) or route (outbound), borrowed from a handle on the configuration
         // (cloning a trunk would clone its rewrite rules' regexes and their lazy DFA caches).
+        // Admission is checked here, before anything is allocated for the call.
         let cfg = Arc::clone(&self.cfg);
         let (trunk, caller_fallback, callee_fallback, failover) = match direction {
             Direction::Inbound => {
@@ -146,6 +148,15 @@ impl B2bua {
                     );
                     return;
                 };
+                let ask = Ask {
+                    trunk: &t.name,
+                    from_trunk: true,
+                    next_hop: cfg.int.next_hop,
+                };
+                if let Err(r) = self.admission.check(ask, now) {
+                    self.refuse_admission(tx, (side, peer), &t.name, r, now, out);
+                    return;
+                }
                 (
                     t,
                     Target::Addr {
@@ -153,15 +164,14 @@ impl B2bua {
                         transport: t.transport,
                     },
                     Target::Addr {
-                        addr: self.cfg.int.next_hop,
+                        addr: cfg.int.next_hop,
                         transport: Transport::Tls,
                     },
                     Vec::new(),
                 )
             }
             Direction::Outbound => {
-                let Some(route) = self
-                    .cfg
+                let Some(route) = cfg
                     .routes
                     .iter()
                     .find(|r| r.pattern.is_match(&called_received))
@@ -169,32 +179,55 @@ impl B2bua {
                     self.refuse(tx, side, peer, &inv, 404, RefuseReason::NoRoute, now, out);
                     return;
                 };
-                let mut up: Vec<String> = route
+                // The first trunk of the route that is up and admits the call; the ones after
+                // it that are up are the failover list (checked again when their turn comes).
+                let up: Vec<&Trunk> = route
                     .trunks
                     .iter()
-                    .filter(|n| self.trunk_up(n) && self.cfg.trunks.iter().any(|t| &t.name == *n))
-                    .cloned()
+                    .filter(|n| self.trunk_up(n))
+                    .filter_map(|n| cfg.trunks.iter().find(|t| &t.name == n))
                     .collect();
-                if up.is_empty() {
-                    self.refuse(tx, side, peer, &inv, 503, RefuseReason::NoRoute, now, out);
-                    return;
+                let mut up = up.into_iter();
+                let mut first_refusal: Option<(&str, Refusal)> = None;
+                let mut chosen = None;
+                for t in up.by_ref() {
+                    let ask = Ask {
+                        trunk: &t.name,
+                        from_trunk: false,
+                        next_hop: t.addr,
+                    };
+                    match self.admission.check(ask, now) {
+                        Ok(()) => {
+                            chosen = Some(t);
+                            break;
+                        }
+                        Err(r) => {
+                            first_refusal.get_or_insert((&t.name, r));
+                        }
+                    }
                 }
-                let first = up.remove(0);
-                let Some(t) = cfg.trunks.iter().find(|t| t.name == first) else {
-                    self.refuse(tx, side, peer, &inv, 503, RefuseReason::NoRoute, now, out);
+                let Some(t) = chosen else {
+                    match first_refusal {
+                        Some((name, r)) => {
+                            self.refuse_admission(tx, (side, peer), name, r, now, out);
+                        }
+                        None => {
+                            self.refuse(tx, side, peer, &inv, 503, RefuseReason::NoRoute, now, out);
+                        }
+                    }
                     return;
                 };
                 (
                     t,
                     Target::Addr {
-                        addr: self.cfg.int.next_hop,
+                        addr: cfg.int.next_hop,
                         transport: Transport::Tls,
                     },
                     Target::Addr {
                         addr: t.addr,
                         transport: t.transport,
                     },
-                    up,
+                    up.map(|t| t.name.clone()).collect(),
                 )
             }
         };
@@ -400,6 +433,15 @@ impl B2bua {
             learn_ns: u64::try_from(trunk.nat_learn.as_nanos()).unwrap_or(u64::MAX),
             txs: Vec::new(),
         };
+        let next_hop = match callee_fallback {
+            Target::Addr { addr, .. } => addr,
+            Target::Conn(_) => cfg.int.next_hop,
+        };
+        self.admission.commit(Ask {
+            trunk: &trunk.name,
+            from_trunk: direction == Direction::Inbound,
+            next_hop,
+        });
         self.calls.insert(id, Box::new(call));
         self.register_tx(id, tx, TxRole::CallerInvite);
         out.push(Output::Event(CallEvent::Started {
@@ -428,16 +470,18 @@ impl B2bua {
             Target::Conn(_) => return false,
         };
         let n = &call.numbers;
-        let ruri = match call.direction {
+        // The Request-URI names the next hop as configured: host, port and transport, so a
+        // proxy that resolves it (RFC 3263) reaches the same listener. To carries the bare
+        // address of record.
+        let host = match call.direction {
             Direction::Inbound => {
-                let host = Host::parse(&self.cfg.int.next_hop_host)
-                    .unwrap_or_else(|_| Host::ip(addr.ip()));
-                SipUri::new(Some(&n.called_sent), host, None)
+                Host::parse(&self.cfg.int.next_hop_host).unwrap_or_else(|_| Host::ip(addr.ip()))
             }
-            Direction::Outbound => {
-                SipUri::new(Some(&n.called_sent), Host::ip(addr.ip()), Some(addr.port()))
-            }
+            Direction::Outbound => Host::ip(addr.ip()),
         };
+        let to_uri = SipUri::new(Some(&n.called_sent), host.clone(), None);
+        let mut ruri = SipUri::new(Some(&n.called_sent), host, Some(addr.port()));
+        ruri.params.set("transport", Some(transport.as_str()));
         let ours = self.sip_addr(callee);
         let mut from = NameAddr::new(Uri::Sip(SipUri::new(
             Some(&n.calling_sent),
@@ -464,10 +508,10 @@ impl B2bua {
         };
         let spec = NewRequest {
             method: Method::Invite,
-            uri: Uri::Sip(ruri.clone()),
+            uri: Uri::Sip(ruri),
             via,
             from,
-            to: NameAddr::new(Uri::Sip(ruri)),
+            to: NameAddr::new(Uri::Sip(to_uri)),
             call_id,
             cseq,
             contact: Some(contact),
@@ -535,6 +579,20 @@ impl B2bua {
                 self.ack_and_bye(tx, &msg, now);
             }
             return;
+        }
+        if code >= 200 {
+            let retry_after = msg
+                .headers
+                .get_value(&HeaderName::RetryAfter)
+                .and_then(|v| {
+                    let digits = v.trim_start();
+                    let end = digits
+                        .find(|c: char| !c.is_ascii_digit())
+                        .unwrap_or(digits.len());
+                    digits.get(..end)?.parse::<u64>().ok()
+                })
+                .map(std::time::Duration::from_secs);
+            self.next_hop_answered(id, code, retry_after, now, out);
         }
         match code {
             100 => {}
@@ -1090,10 +1148,42 @@ impl B2bua {
             Failure::Timeout => (EndCause::Timeout, 504, 408),
             Failure::Transport => (EndCause::TransportError, 503, 503),
         };
+        if let Some(addr) = self.callee_addr(id)
+            && self.admission.failed(addr, now)
+        {
+            out.push(Output::Event(CallEvent::NextHop { addr, up: false }));
+        }
         if call.direction == Direction::Outbound && self.try_failover(id, as_code, now, out) {
             return;
         }
         self.end_call(id, cause, status, None, now, out);
+    }
+
+    /// The callee-side INVITE's next hop answered `code`: admission marks it down on 503, or
+    /// clears its failures.
+    fn next_hop_answered(
+        &mut self,
+        id: CallId,
+        code: u16,
+        retry_after: Option<std::time::Duration>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(addr) = self.callee_addr(id) else {
+            return;
+        };
+        if let Some(up) = self.admission.answered(addr, code, retry_after, now) {
+            out.push(Output::Event(CallEvent::NextHop { addr, up }));
+        }
+    }
+
+    /// The address the call's callee-side INVITE goes to.
+    fn callee_addr(&self, id: CallId) -> Option<SocketAddr> {
+        let call = self.calls.get(&id)?;
+        match call.leg(call.caller().other()).fallback {
+            Target::Addr { addr, .. } => Some(addr),
+            Target::Conn(_) => None,
+        }
     }
 
     /// Outbound failover: the next trunk of the route that exists and is up.
@@ -1118,7 +1208,10 @@ impl B2bua {
             let Some(trunk) = self.cfg.trunks.iter().find(|t| t.name == name) else {
                 continue;
             };
-            if !self.trunk_state.get(&name).is_none_or(|s| s.up) {
+            if !self.trunk_state.get(&name).is_none_or(|s| s.up)
+                || !self.admission.trunk_has_room(&name)
+                || self.admission.check_next_hop(trunk.addr, now).is_err()
+            {
                 continue;
             }
             setup.cseq = setup.cseq.wrapping_add(1);
@@ -1134,6 +1227,8 @@ impl B2bua {
             call.numbers.calling_sent = normalize(&trunk.outbound, &call.numbers.calling_received);
             call.learn_ns = u64::try_from(trunk.nat_learn.as_nanos()).unwrap_or(u64::MAX);
             let from = call.trunk.replace(name.clone()).unwrap_or_default();
+            self.admission.move_call(&from, &name);
+            self.admission.take_next_hop(trunk.addr);
             out.push(Output::Event(CallEvent::Failover {
                 call: id,
                 from,

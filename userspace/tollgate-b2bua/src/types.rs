@@ -325,6 +325,16 @@ pub enum RefuseReason {
     MethodNotAllowed,
     /// A request for a dialog or transaction that does not exist (481).
     NoSuchCall,
+    /// Over the overall new-call rate (503).
+    RateLimited,
+    /// Over the trunk's new-call rate (503).
+    TrunkRate,
+    /// The trunk's concurrent call limit is reached (503).
+    TrunkCalls,
+    /// The next hop is marked down after a 503 or no answer (503).
+    NextHopDown,
+    /// Over the next hop's new-call rate cap (503).
+    NextHopRate,
 }
 
 impl RefuseReason {
@@ -343,7 +353,26 @@ impl RefuseReason {
             RefuseReason::IntervalTooSmall => "interval_too_small",
             RefuseReason::MethodNotAllowed => "method_not_allowed",
             RefuseReason::NoSuchCall => "no_such_call",
+            RefuseReason::RateLimited => "rate_limited",
+            RefuseReason::TrunkRate => "trunk_rate",
+            RefuseReason::TrunkCalls => "trunk_calls",
+            RefuseReason::NextHopDown => "next_hop_down",
+            RefuseReason::NextHopRate => "next_hop_rate",
         }
+    }
+
+    /// A refusal by call admission (rate, concurrency or next-hop state): expected under
+    /// load, counted per trunk, not worth a log line each.
+    pub fn is_admission(&self) -> bool {
+        matches!(
+            self,
+            RefuseReason::RateLimited
+                | RefuseReason::TrunkRate
+                | RefuseReason::TrunkCalls
+                | RefuseReason::NextHopDown
+                | RefuseReason::NextHopRate
+                | RefuseReason::Overload
+        )
     }
 }
 
@@ -387,6 +416,21 @@ pub enum CallEvent {
         reason: RefuseReason,
         /// The status answered (0 when nothing could be answered).
         status: u16,
+    },
+    /// A new call from or to `trunk` was refused by admission (also reported as
+    /// [`CallEvent::Refused`]); for the per-trunk counters.
+    NotAdmitted {
+        /// The trunk.
+        trunk: String,
+        /// Why.
+        reason: RefuseReason,
+    },
+    /// A next hop was marked down (503 or no answer) or came back.
+    NextHop {
+        /// Its address.
+        addr: SocketAddr,
+        /// Whether it now takes calls.
+        up: bool,
     },
     /// An outbound attempt moved to the next trunk of the route.
     Failover {

@@ -59,7 +59,7 @@ fn inbound_successful_call_bye_from_gateway() {
         lines(&out),
         vec![
             "ext: 100 Trying",
-            "int: INVITE sip:+442079460000@proxy.corp.example",
+            "int: INVITE sip:+442079460000@proxy.corp.example:5061;transport=tls",
         ]
     );
     let s = sends(&out);
@@ -251,7 +251,7 @@ fn outbound_call_early_media_bye_from_internal() {
         lines(&out),
         vec![
             "int: 100 Trying",
-            "ext: INVITE sip:02079460001@192.0.2.10:5060"
+            "ext: INVITE sip:02079460001@192.0.2.10:5060;transport=tcp"
         ]
     );
     let s = sends(&out);
@@ -367,7 +367,7 @@ fn busy_is_relayed() {
     assert_eq!(
         lines(&out),
         vec![
-            "int: ACK sip:+442079460000@proxy.corp.example",
+            "int: ACK sip:+442079460000@proxy.corp.example:5061;transport=tls",
             "ext: 486 Busy Here"
         ]
     );
@@ -430,7 +430,7 @@ fn cancel_before_answer() {
         vec![
             "ext: 200 OK",
             "ext: 487 Request Terminated",
-            "int: CANCEL sip:+442079460000@proxy.corp.example"
+            "int: CANCEL sip:+442079460000@proxy.corp.example:5061;transport=tls"
         ]
     );
     let c = &sent(&out, Side::Int)[0];
@@ -461,7 +461,7 @@ fn cancel_before_answer() {
     ));
     assert_eq!(
         lines(&out),
-        vec!["int: ACK sip:+442079460000@proxy.corp.example"]
+        vec!["int: ACK sip:+442079460000@proxy.corp.example:5061;transport=tls"]
     );
     assert_clean(&mut h);
 }
@@ -524,7 +524,7 @@ fn no_answer_timeout() {
         lines(&out),
         vec![
             "ext: 408 Request Timeout",
-            "int: CANCEL sip:+442079460000@proxy.corp.example"
+            "int: CANCEL sip:+442079460000@proxy.corp.example:5061;transport=tls"
         ]
     );
     assert_eq!(h.cdrs.last().unwrap().cause, EndCause::NoAnswer);
@@ -850,7 +850,10 @@ fn outbound_failover_on_503() {
         Some(&int_offer("a=sendrecv", "203.0.113.20")),
     ));
     let inv1 = find(&sent(&out, Side::Ext), "INVITE").clone();
-    assert_eq!(line(&inv1), "INVITE sip:02079460002@192.0.2.10:5060");
+    assert_eq!(
+        line(&inv1),
+        "INVITE sip:02079460002@192.0.2.10:5060;transport=tcp"
+    );
     let out = h.gw(&reply(
         &inv1,
         503,
@@ -863,8 +866,8 @@ fn outbound_failover_on_503() {
     assert_eq!(
         lines(&out),
         vec![
-            "ext: ACK sip:02079460002@192.0.2.10:5060",
-            "ext: INVITE sip:00442079460002@192.0.2.20:5060"
+            "ext: ACK sip:02079460002@192.0.2.10:5060;transport=tcp",
+            "ext: INVITE sip:00442079460002@192.0.2.20:5060;transport=tcp"
         ]
     );
     let inv2 = sent(&out, Side::Ext)[1].clone();
@@ -914,7 +917,7 @@ fn outbound_failover_on_connect_failure_then_exhausted() {
     });
     assert_eq!(
         lines(&out),
-        vec!["ext: INVITE sip:00442079460003@192.0.2.20:5060"]
+        vec!["ext: INVITE sip:00442079460003@192.0.2.20:5060;transport=tcp"]
     );
     let out = h.advance(Duration::from_secs(33));
     assert_eq!(lines(&out), vec!["int: 504 Server Time-out"]);
@@ -1315,7 +1318,7 @@ fn keepalive_marks_trunks() {
     ));
     assert_eq!(
         lines(&out)[1],
-        "ext: INVITE sip:00442079460009@192.0.2.20:5060"
+        "ext: INVITE sip:00442079460009@192.0.2.20:5060;transport=tcp"
     );
     let inv = sent(&out, Side::Ext)[0].clone();
     h.msg(
@@ -1538,7 +1541,7 @@ fn reload_keeps_calls() {
     ));
     assert_eq!(
         lines(&out)[1],
-        "ext: INVITE sip:00442079460001@192.0.2.20:5060"
+        "ext: INVITE sip:00442079460001@192.0.2.20:5060;transport=tcp"
     );
     let inv = sent(&out, Side::Ext)[0].clone();
     h.msg(
@@ -1613,7 +1616,7 @@ fn early_update_answered_without_sdp_fails_both_transactions() {
         vec![
             "ext: 502 Bad Gateway",
             "ext: 502 Bad Gateway",
-            "int: CANCEL sip:+442079460000@proxy.corp.example"
+            "int: CANCEL sip:+442079460000@proxy.corp.example:5061;transport=tls"
         ]
     );
     let ext = sent(&out, Side::Ext);

@@ -96,6 +96,12 @@ pub struct IntSide {
     pub next_hop: SocketAddr,
     /// Its host name: TLS server name and Request-URI host.
     pub next_hop_host: String,
+    /// Most new calls a second sent to the next hop (0: no cap). Calls over it get 503.
+    #[serde(default = "default_next_hop_cps")]
+    pub next_hop_max_cps: u32,
+    /// Calls the next hop may get at once after a quiet spell (default: `next_hop_max_cps`).
+    #[serde(default)]
+    pub next_hop_cps_burst: Option<u32>,
     /// VLAN tag of this side, if tagged.
     #[serde(default)]
     pub vlan: Option<u16>,
@@ -150,10 +156,35 @@ pub struct Trunk {
     /// Media source learning window for NATed gateways, in ms (0: off).
     #[serde(default)]
     pub nat_learn_ms: u64,
+    /// Most new calls a second this gateway may send us (0: no limit); more get 503 with
+    /// Retry-After before anything is allocated.
+    #[serde(default = "default_trunk_cps")]
+    pub max_cps: u32,
+    /// Calls the gateway may send at once after a quiet spell (default: `max_cps`).
+    #[serde(default)]
+    pub cps_burst: Option<u32>,
+    /// Most concurrent calls through this trunk, both directions (0: only `sip.max_calls`).
+    #[serde(default)]
+    pub max_calls: usize,
+    /// Most new calls a second we send this gateway (0: no cap); a route skips it when over.
+    #[serde(default = "default_trunk_cps")]
+    pub out_max_cps: u32,
 }
 
 fn default_sip_port() -> u16 {
     5060
+}
+fn default_trunk_cps() -> u32 {
+    30
+}
+fn default_next_hop_cps() -> u32 {
+    100
+}
+fn default_global_cps() -> u32 {
+    200
+}
+fn default_backoff() -> u64 {
+    5
 }
 fn default_options_interval() -> u64 {
     30
@@ -243,6 +274,16 @@ pub struct Sip {
     /// Most concurrent calls; more get 503.
     #[serde(default = "default_max_calls")]
     pub max_calls: usize,
+    /// Most new calls a second overall, all trunks and the internal side (0: no limit).
+    #[serde(default = "default_global_cps")]
+    pub max_cps: u32,
+    /// New calls that may arrive at once after a quiet spell (default: `max_cps`).
+    #[serde(default)]
+    pub cps_burst: Option<u32>,
+    /// A next hop that answers 503 without Retry-After, or does not answer, is skipped for
+    /// this long (seconds), doubled for each failure in a row up to 300 s.
+    #[serde(default = "default_backoff")]
+    pub next_hop_backoff_s: u64,
     /// Largest SIP message accepted on a stream.
     #[serde(default = "default_max_msg")]
     pub max_message_bytes: usize,
@@ -296,6 +337,9 @@ impl Default for Sip {
             session_expires_s: default_se(),
             min_se_s: default_min_se(),
             max_calls: default_max_calls(),
+            max_cps: default_global_cps(),
+            cps_burst: None,
+            next_hop_backoff_s: default_backoff(),
             max_message_bytes: default_max_msg(),
             max_connections_per_source: default_conn_per_source(),
             connection_idle_timeout_s: default_idle(),
@@ -358,6 +402,42 @@ fn check_specific(key: &str, a: SocketAddr) -> Result<(), ConfigError> {
         return Err(invalid(key, "port 0 is not allowed"));
     }
     Ok(())
+}
+
+/// The highest rate limit accepted (calls per second).
+pub const MAX_CPS: u32 = 100_000;
+
+/// `<prefix>.max_cps` / `<prefix>.cps_burst` (the internal next hop's keys are
+/// `next_hop_max_cps` / `next_hop_cps_burst`).
+fn check_rate(prefix: &str, cps: u32, burst: Option<u32>) -> Result<(), ConfigError> {
+    let (rate_key, burst_key) = if prefix == "int.next_hop" {
+        (format!("{prefix}_max_cps"), format!("{prefix}_cps_burst"))
+    } else {
+        (format!("{prefix}.max_cps"), format!("{prefix}.cps_burst"))
+    };
+    if cps > MAX_CPS {
+        return Err(invalid(rate_key, format!("must be 0..={MAX_CPS}")));
+    }
+    if let Some(b) = burst {
+        if cps == 0 {
+            return Err(invalid(
+                burst_key,
+                format!("has no effect without {rate_key}"),
+            ));
+        }
+        if b == 0 || b > MAX_CPS {
+            return Err(invalid(burst_key, format!("must be 1..={MAX_CPS}")));
+        }
+    }
+    Ok(())
+}
+
+/// A validated rate as the core's token bucket (None: no limit).
+pub fn rate_limit(cps: u32, burst: Option<u32>) -> Option<tollgate_b2bua::RateLimit> {
+    (cps > 0).then(|| tollgate_b2bua::RateLimit {
+        per_second: cps,
+        burst: burst.unwrap_or(cps).max(1),
+    })
 }
 
 fn check_range(key: &str, r: [u16; 2]) -> Result<(), ConfigError> {
@@ -426,6 +506,11 @@ impl Config {
                 "must be on a different address than ext.sip_listen: trusted and untrusted traffic stay on separate NICs",
             ));
         }
+        check_rate(
+            "int.next_hop",
+            self.int.next_hop_max_cps,
+            self.int.next_hop_cps_burst,
+        )?;
         if self.int.next_hop_host.trim().is_empty() {
             return Err(invalid("int.next_hop_host", "must name the internal proxy"));
         }
@@ -465,6 +550,13 @@ impl Config {
                         )
                     })?;
                 }
+            }
+            check_rate(&k, t.max_cps, t.cps_burst)?;
+            if t.out_max_cps > MAX_CPS {
+                return Err(invalid(
+                    format!("{k}.out_max_cps"),
+                    format!("must be 0..={MAX_CPS}"),
+                ));
             }
             if t.transport == TransportKind::Tls && self.ext.tls_listen.is_none() {
                 return Err(invalid(
@@ -527,6 +619,10 @@ impl Config {
                 "sip.session_expires_s",
                 "must be >= sip.min_se_s >= 90 (RFC 4028)",
             ));
+        }
+        check_rate("sip", s.max_cps, s.cps_burst)?;
+        if !(1..=300).contains(&s.next_hop_backoff_s) {
+            return Err(invalid("sip.next_hop_backoff_s", "must be 1..=300 seconds"));
         }
         if !(1024..=1 << 20).contains(&s.max_message_bytes) {
             return Err(invalid("sip.max_message_bytes", "must be 1 KiB..=1 MiB"));
@@ -694,6 +790,50 @@ int_ports = [40000, 40999]
         assert_eq!(c.trunks.len(), 2);
         assert_eq!(c.media.datapath, DatapathKind::Xdp);
         crate::convert::b2bua_config(&c).unwrap();
+    }
+
+    #[test]
+    fn admission_limits_are_validated_and_carried_to_the_core() {
+        let (d, t) = base();
+        let c = Config::parse(&t, &d.0).unwrap();
+        assert_eq!(c.trunks[0].max_cps, 30, "carrier-safe default");
+        assert_eq!(c.sip.max_cps, 200);
+        assert_eq!(c.int.next_hop_max_cps, 100);
+        let core = crate::convert::b2bua_config(&c).unwrap();
+        assert_eq!(
+            core.trunks[0].max_cps,
+            Some(tollgate_b2bua::RateLimit {
+                per_second: 30,
+                burst: 30
+            })
+        );
+        let with = |extra: &str| t.replace("[[trunk]]\n", &format!("[[trunk]]\n{extra}\n"));
+        let c = Config::parse(&with("max_cps = 0\nmax_calls = 50"), &d.0).unwrap();
+        let core = crate::convert::b2bua_config(&c).unwrap();
+        assert_eq!(core.trunks[0].max_cps, None, "0 turns the limit off");
+        assert_eq!(core.trunks[0].max_calls, 50);
+        for (extra, msg) in [
+            ("max_cps = 200000", "trunk[0].max_cps: must be 0..=100000"),
+            ("cps_burst = 0", "trunk[0].cps_burst: must be 1..=100000"),
+            (
+                "max_cps = 0\ncps_burst = 5",
+                "trunk[0].cps_burst: has no effect without trunk[0].max_cps",
+            ),
+            (
+                "out_max_cps = 100001",
+                "trunk[0].out_max_cps: must be 0..=100000",
+            ),
+        ] {
+            let e = err(&with(extra), &d);
+            assert!(e.starts_with(msg), "{extra:?}: {e}");
+        }
+        let e = err(&format!("{t}\n[sip]\nnext_hop_backoff_s = 0\n"), &d);
+        assert!(e.starts_with("sip.next_hop_backoff_s"), "{e}");
+        let e = err(
+            &t.replace("next_hop_host", "next_hop_cps_burst = 0\nnext_hop_host"),
+            &d,
+        );
+        assert!(e.starts_with("int.next_hop_cps_burst: must be 1..="), "{e}");
     }
 
     #[test]

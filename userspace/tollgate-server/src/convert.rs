@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tollgate_b2bua as core;
 
-use crate::config::{Config, ConfigError, TransportKind};
+use crate::config::{Config, ConfigError, TransportKind, rate_limit};
 
 fn transport(t: TransportKind) -> core::Transport {
     match t {
@@ -35,6 +35,7 @@ pub fn b2bua_config(c: &Config) -> Result<core::Config, ConfigError> {
             media_ip: c.int.media_address,
             next_hop: c.int.next_hop,
             next_hop_host: c.int.next_hop_host.clone(),
+            next_hop_max_cps: rate_limit(c.int.next_hop_max_cps, c.int.next_hop_cps_burst),
         },
     );
     for (i, t) in c.trunks.iter().enumerate() {
@@ -57,6 +58,9 @@ pub fn b2bua_config(c: &Config) -> Result<core::Config, ConfigError> {
         }
         tr.keepalive = Duration::from_secs(t.options_interval_s);
         tr.nat_learn = Duration::from_millis(t.nat_learn_ms);
+        tr.max_cps = rate_limit(t.max_cps, t.cps_burst);
+        tr.max_calls = t.max_calls;
+        tr.out_max_cps = rate_limit(t.out_max_cps, None);
         b.trunks.push(tr);
     }
     for (i, r) in c.routes.iter().enumerate() {
@@ -71,6 +75,8 @@ pub fn b2bua_config(c: &Config) -> Result<core::Config, ConfigError> {
     b.sip.session_expires = u32::try_from(c.sip.session_expires_s).unwrap_or(u32::MAX);
     b.sip.min_se = u32::try_from(c.sip.min_se_s).unwrap_or(u32::MAX);
     b.sip.max_calls = c.sip.max_calls;
+    b.sip.max_cps = rate_limit(c.sip.max_cps, c.sip.cps_burst);
+    b.sip.next_hop_backoff = Duration::from_secs(c.sip.next_hop_backoff_s);
     b.sip.pass_headers = c.sip.pass_headers.clone();
     b.validate().map_err(|e| ConfigError::Invalid {
         key: "(b2bua)".into(),

@@ -235,6 +235,9 @@ impl Driver {
             m.trunk_up
                 .get_or_create(&labels(&[("trunk", &name)]))
                 .set(i64::from(up));
+            m.trunk_calls
+                .get_or_create(&labels(&[("trunk", &name)]))
+                .set(self.core.trunk_calls(&name) as i64);
         }
     }
 
@@ -482,7 +485,27 @@ impl Driver {
                         ("reason", reason.as_str()),
                     ]))
                     .inc();
-                tracing::warn!(side = side.as_str(), %peer, method, reason = reason.as_str(), status, "request refused");
+                // Admission refusals come in floods: the per-trunk counter tells them.
+                if reason.is_admission() {
+                    tracing::debug!(side = side.as_str(), %peer, method, reason = reason.as_str(), status, "request refused");
+                } else {
+                    tracing::warn!(side = side.as_str(), %peer, method, reason = reason.as_str(), status, "request refused");
+                }
+            }
+            CallEvent::NotAdmitted { trunk, reason } => {
+                m.calls_not_admitted
+                    .get_or_create(&labels(&[("trunk", &trunk), ("reason", reason.as_str())]))
+                    .inc();
+            }
+            CallEvent::NextHop { addr, up } => {
+                m.next_hop_up
+                    .get_or_create(&labels(&[("addr", &addr.to_string())]))
+                    .set(i64::from(up));
+                if up {
+                    tracing::info!(%addr, "next hop takes calls again");
+                } else {
+                    tracing::warn!(%addr, "next hop marked down (503 or no answer): calls go elsewhere or get 503");
+                }
             }
             CallEvent::Failover {
                 call,

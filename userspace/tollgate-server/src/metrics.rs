@@ -68,6 +68,12 @@ pub struct Metrics {
     pub media_unresolved: Gauge,
     /// Trunk reachability (1 up, 0 down).
     pub trunk_up: Family<Labels, Gauge>,
+    /// Calls in progress per trunk (both directions; what `max_calls` counts).
+    pub trunk_calls: Family<Labels, Gauge>,
+    /// New calls refused by admission, by trunk and reason.
+    pub calls_not_admitted: Family<Labels, Counter>,
+    /// Next hops taking calls (1) or marked down after 503 / no answer (0), by address.
+    pub next_hop_up: Family<Labels, Gauge>,
     /// Relay ports allocated, by side.
     pub ports_allocated: Family<Labels, Gauge>,
 }
@@ -101,6 +107,9 @@ impl Metrics {
             media_flows: Gauge::default(),
             media_unresolved: Gauge::default(),
             trunk_up: Family::default(),
+            trunk_calls: Family::default(),
+            calls_not_admitted: Family::default(),
+            next_hop_up: Family::default(),
             ports_allocated: Family::default(),
             registry: Registry::default(),
         };
@@ -171,6 +180,21 @@ impl Metrics {
             m.media_unresolved.clone(),
         );
         r.register("trunk_up", "Trunk reachability", m.trunk_up.clone());
+        r.register(
+            "trunk_calls",
+            "Calls in progress per trunk",
+            m.trunk_calls.clone(),
+        );
+        r.register(
+            "calls_not_admitted",
+            "New calls refused by admission (rate, concurrency, next hop), by trunk and reason",
+            m.calls_not_admitted.clone(),
+        );
+        r.register(
+            "next_hop_up",
+            "Next hops taking calls (0: marked down after 503 or no answer)",
+            m.next_hop_up.clone(),
+        );
         r.register(
             "ports_allocated",
             "Relay ports allocated",

@@ -38,7 +38,16 @@ pub struct LabAddrs {
     /// The gateway trunk speaks SIP over TLS (mutual: the gateway presents a certificate)
     /// instead of plain TCP.
     pub gateway_tls: bool,
+    /// The gateway trunk's admission limits: calls a second (with an equal burst) and
+    /// concurrent calls (0: none). The lab's default is far above what its load generators
+    /// offer (the call benchmark runs thousands of calls a second); admission tests lower it.
+    pub trunk_cps: u32,
+    /// See `trunk_cps`.
+    pub trunk_max_calls: usize,
 }
+
+/// The lab's admission limits: above anything the lab's load generators offer.
+const LAB_CPS: u32 = 20_000;
 
 impl LabAddrs {
     /// The addresses, interfaces and namespaces of a namespace lab.
@@ -53,6 +62,8 @@ impl LabAddrs {
             gw_ns: Some(lab.gw_ns.clone()),
             int_ns: Some(lab.int_ns.clone()),
             gateway_tls: false,
+            trunk_cps: LAB_CPS,
+            trunk_max_calls: 0,
         }
     }
 
@@ -69,12 +80,22 @@ impl LabAddrs {
             gw_ns: None,
             int_ns: None,
             gateway_tls: false,
+            trunk_cps: LAB_CPS,
+            trunk_max_calls: 0,
         }
     }
 
     /// The same lab with a SIP/TLS gateway trunk.
     pub fn with_gateway_tls(mut self) -> LabAddrs {
         self.gateway_tls = true;
+        self
+    }
+
+    /// The same lab with the gateway trunk limited to `cps` new calls a second (burst `cps`)
+    /// and `max_calls` concurrent calls (0: no per-trunk limit).
+    pub fn with_trunk_limits(mut self, cps: u32, max_calls: usize) -> LabAddrs {
+        self.trunk_cps = cps;
+        self.trunk_max_calls = max_calls;
         self
     }
 
@@ -141,6 +162,7 @@ sip_listen = "{int}:5061"
 media_address = "{int}"
 next_hop = "{peer}:5061"
 next_hop_host = "{proxy}"
+next_hop_max_cps = {lab_cps}
 
 [tls]
 cert = "{cert}"
@@ -154,6 +176,9 @@ port = {gw_port}
 {trunk_transport}inbound = [{{ match = '^0(\d+)$', replace = '+44$1' }}]
 outbound = [{{ match = '^\+44(\d+)$', replace = '0$1' }}]
 options_interval_s = 5
+max_cps = {trunk_cps}
+max_calls = {trunk_max_calls}
+out_max_cps = {lab_cps}
 
 [[route]]
 pattern = '^\+44'
@@ -168,6 +193,7 @@ inactivity_timeout_s = 20
 
 [sip]
 max_calls = 20000
+max_cps = {lab_cps}
 
 [ops]
 cdr_path = "{cdr}"
@@ -180,6 +206,9 @@ cdr_path = "{cdr}"
             gw = self.gw,
             gw_port = self.gw_port(),
             proxy = PROXY_NAME,
+            trunk_cps = self.trunk_cps,
+            trunk_max_calls = self.trunk_max_calls,
+            lab_cps = LAB_CPS,
             cert = pki.tollgate.cert.display(),
             key = pki.tollgate.key.display(),
             ca = pki.ca.display(),

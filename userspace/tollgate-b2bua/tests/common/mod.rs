@@ -50,6 +50,7 @@ pub fn config() -> Config {
             media_ip: "203.0.113.1".parse().unwrap(),
             next_hop: addr(PROXY),
             next_hop_host: "proxy.corp.example".into(),
+            next_hop_max_cps: None,
         },
     );
     let mut gw1 = Trunk::new("gw1", addr(GW1), Transport::Tcp);
@@ -511,6 +512,13 @@ pub fn ev_refused(h: &H) -> Vec<(String, u16)> {
 pub fn assert_clean(h: &mut H) {
     h.advance(Duration::from_secs(200));
     assert_eq!(h.b.active_calls(), 0, "calls left");
+    for (trunk, _) in h.b.trunk_status() {
+        assert_eq!(
+            h.b.trunk_calls(&trunk),
+            0,
+            "calls still counted against {trunk}"
+        );
+    }
     assert_eq!(h.b.allocated_ports(), (0, 0), "ports left");
     assert!(
         h.installed.is_empty(),

@@ -49,6 +49,7 @@ pub fn config() -> Config {
             media_ip: "203.0.113.1".parse().expect("ip"),
             next_hop: addr("203.0.113.10:5061"),
             next_hop_host: "proxy.corp.example".into(),
+            next_hop_max_cps: None,
         },
     );
     let mut gw1 = Trunk::new("gw1", addr("192.0.2.10:5060"), Transport::Tcp);
@@ -692,6 +693,14 @@ impl Sim {
         let mut errs = Vec::new();
         if self.b.active_calls() != 0 {
             errs.push(format!("{} calls left", self.b.active_calls()));
+        }
+        for (trunk, _) in self.b.trunk_status() {
+            if self.b.trunk_calls(&trunk) != 0 {
+                errs.push(format!(
+                    "{} calls still counted against {trunk}",
+                    self.b.trunk_calls(&trunk)
+                ));
+            }
         }
         if self.b.allocated_ports() != (0, 0) {
             errs.push(format!("ports left {:?}", self.b.allocated_ports()));
