@@ -2,6 +2,8 @@
 //! tests and the call benchmarks.
 //!
 //! * [`certs`]: a lab CA and certificates (rcgen), written as PEM files.
+//! * [`hostile`]: hostile SIP clients: an INVITE flood, slowloris, garbage, oversize, a peer
+//!   that never reads, bad start lines.
 //! * [`tone`]: the 440 Hz G.711 test tone; every frame is a function of its sequence number, so
 //!   a receiver can check each packet arrived intact.
 //! * [`media`]: one call's RTP or SRTP stream: paced sender, verifying receiver, report.
@@ -15,6 +17,7 @@
 //! reports everything it saw.
 
 pub mod certs;
+pub mod hostile;
 pub mod labconf;
 pub mod media;
 pub mod process;

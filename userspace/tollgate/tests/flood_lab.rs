@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_netlab::{LabSpec, skip_unless_root, spawn_in_netns};
+use tollgate_simua::hostile::{self, FloodReport};
 use tollgate_simua::labconf::LabAddrs;
 use tollgate_simua::process::{Launch, TollgateProcess, metric, scrape, wait_listening};
 use tollgate_simua::scenario::{Direction, Parties, Plan};
@@ -137,46 +138,6 @@ fn counting_proxy(
     h
 }
 
-/// What the flooding gateway saw.
-#[derive(Debug, Default, Clone, Copy)]
-struct FloodReport {
-    sent: u64,
-    finals: u64,
-    s503: u64,
-    s486: u64,
-    other: u64,
-    retry_after: u64,
-}
-
-fn invite(i: usize, to: SocketAddr, from: IpAddr) -> Vec<u8> {
-    let sdp = format!(
-        "v=0\r\no=gw {i} 1 IN IP4 {from}\r\ns=-\r\nc=IN IP4 {from}\r\nt=0 0\r\nm=audio {} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
-        20000 + 2 * (i % 1000)
-    );
-    format!(
-        "INVITE sip:0207946{i:05}@{to} SIP/2.0\r\nVia: SIP/2.0/TCP {from}:5060;branch=z9hG4bKflood{i}\r\nMax-Forwards: 70\r\nFrom: <sip:01632960001@{from}>;tag=f{i}\r\nTo: <sip:0207946{i:05}@{to}>\r\nCall-ID: flood-{i}@{from}\r\nCSeq: 1 INVITE\r\nContact: <sip:gw@{from}:5060;transport=tcp>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    )
-    .into_bytes()
-}
-
-/// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same branch, To with its tag.
-fn ack_for(resp: &Message, to: SocketAddr) -> Option<Vec<u8>> {
-    let h = |n: &str| resp.headers.get_value(&tollgate_sip::HeaderName::parse(n));
-    let cseq = resp.cseq()?.seq;
-    let to_user = resp.to()?.uri.as_sip()?.user.clone().unwrap_or_default();
-    Some(
-        format!(
-            "ACK sip:{to_user}@{to} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
-            h("Via")?,
-            h("From")?,
-            h("To")?,
-            resp.call_id()?
-        )
-        .into_bytes(),
-    )
-}
-
 /// Sends the flood from the gateway's address and collects every final response.
 fn flood(ns: &str, from: IpAddr, to: SocketAddr) -> FloodReport {
     tollgate_netlab::in_netns(ns, move || {
@@ -184,84 +145,15 @@ fn flood(ns: &str, from: IpAddr, to: SocketAddr) -> FloodReport {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(async move {
-            let sock = tokio::net::TcpSocket::new_v4().unwrap();
-            sock.bind(SocketAddr::new(from, 0)).unwrap();
-            let s = sock.connect(to).await.unwrap();
-            let (rd, mut wr) = tokio::io::split(s);
-            let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-            let report = Arc::new(std::sync::Mutex::new(FloodReport::default()));
-            let r2 = Arc::clone(&report);
-            let reader = tokio::spawn(async move {
-                let mut rd = rd;
-                let mut framer = Framer::default();
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let n = match rd.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    framer.push(&buf[..n]);
-                    while let Some(f) = framer.next_frame() {
-                        let Ok(Frame::Message(m)) = f else { continue };
-                        let Some(code) = m.status() else { continue };
-                        if code < 200 {
-                            continue;
-                        }
-                        let mut r = r2.lock().unwrap();
-                        r.finals += 1;
-                        match code {
-                            503 => r.s503 += 1,
-                            486 => r.s486 += 1,
-                            _ => r.other += 1,
-                        }
-                        if m.headers
-                            .get_value(&tollgate_sip::HeaderName::RetryAfter)
-                            .is_some()
-                        {
-                            r.retry_after += 1;
-                        }
-                        if let Some(ack) = ack_for(&m, to) {
-                            let _ = ack_tx.send(ack);
-                        }
-                    }
-                }
-            });
-            let t0 = tokio::time::Instant::now();
-            let gap = Duration::from_secs(FLOOD_SECS).as_secs_f64() / FLOOD as f64;
-            let mut i = 0;
-            while i < FLOOD {
-                tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 * gap)).await;
-                let mut batch = Vec::new();
-                while i < FLOOD && t0.elapsed().as_secs_f64() >= i as f64 * gap {
-                    batch.extend(invite(i, to, from));
-                    i += 1;
-                }
-                while let Ok(a) = ack_rx.try_recv() {
-                    batch.extend(a);
-                }
-                wr.write_all(&batch).await.unwrap();
-            }
-            report.lock().unwrap().sent = FLOOD as u64;
-            // Every INVITE must get its final response; keep ACKing until then.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            while report.lock().unwrap().finals < FLOOD as u64
-                && tokio::time::Instant::now() < deadline
-            {
-                if let Ok(Some(a)) =
-                    tokio::time::timeout(Duration::from_millis(100), ack_rx.recv()).await
-                {
-                    wr.write_all(&a).await.unwrap();
-                }
-            }
-            while let Ok(a) = ack_rx.try_recv() {
-                wr.write_all(&a).await.unwrap();
-            }
-            wr.flush().await.unwrap();
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            reader.abort();
-            *report.lock().unwrap()
-        })
+        rt.block_on(hostile::flood(
+            from,
+            to,
+            0,
+            FLOOD,
+            Duration::from_secs(FLOOD_SECS),
+            Duration::from_secs(20),
+        ))
+        .unwrap()
     })
     .unwrap()
 }
