@@ -8,6 +8,7 @@
 //! * [`procstat`]: CPU time and memory from `/proc`.
 //! * [`ng`]: rtpengine's ng control protocol (bencode over UDP) and the SDP it exchanges.
 //! * [`plot`]: SVG line charts for the reports.
+//! * [`steal`]: the VM's CPU steal from `/proc/stat`, recorded with each measurement.
 
 pub mod flows;
 pub mod generator;
@@ -16,6 +17,7 @@ pub mod ng;
 pub mod plot;
 pub mod procstat;
 pub mod sink;
+pub mod steal;
 
 /// CPU time consumed by the calling thread, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
 pub fn thread_cpu_ns() -> u64 {

@@ -8,6 +8,11 @@
 //! and the XDP path with 100 to 100,000 flows. They write `dataplane.md`, `scale.md`,
 //! `results.json` (read by `tollgate capacity`) and SVG plots.
 //!
+//! `bench hostile` (root) runs `hostile-bench`: minutes of mixed hostile SIP input from a
+//! trunk's address (INVITE flood, slowloris, garbage, oversize, never-reading peers, broken
+//! start lines) while calls carry audio; Tollgate's memory against its baseline, who closed
+//! each connection, and the VM's steal per round, in `hostile.md`.
+//!
 //! `bench srtp` builds libsrtp with OpenSSL from Debian's own source package (downloaded with
 //! `apt-get source --download-only` through a private apt configuration, so the machine's
 //! sources lists are not touched; built into `target/libsrtp-openssl/`, never committed), then
@@ -37,8 +42,20 @@ enum What {
     Scale(ScaleArgs),
     /// Call setup rate through Tollgate at rising offered rates (root).
     Calls(CallsArgs),
+    /// Minutes of mixed hostile SIP input on the gateway side: memory, closes, good calls (root).
+    Hostile(HostileArgs),
     /// srtp, dataplane, scale and calls in sequence, then a summary.
     All,
+}
+
+#[derive(clap::Args, Debug)]
+struct HostileArgs {
+    /// Minutes of hostile input.
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// Data path (xdp or socket).
+    #[arg(long, default_value = "xdp")]
+    datapath: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -97,6 +114,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Some(What::Dataplane(a)) => dataplane(a),
         Some(What::Scale(a)) => scale(a),
         Some(What::Calls(a)) => calls(a),
+        Some(What::Hostile(a)) => hostile(a),
         Some(What::All) | None => all(),
     }
 }
@@ -209,6 +227,50 @@ fn calls(a: &CallsArgs) -> anyhow::Result<()> {
     )?;
     steps.push(s.done());
     summary("bench calls", &steps, &["calls.md"]);
+    Ok(())
+}
+
+fn hostile(a: &HostileArgs) -> anyhow::Result<()> {
+    need_root("hostile")?;
+    let root = workspace_root();
+    let mut steps = Vec::new();
+    let s = Step::start(
+        "bench hostile",
+        "build tollgate and hostile-bench (release)",
+    );
+    run_visible(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "tollgate",
+        "-p",
+        "tollgate-bench",
+        "--bin",
+        "tollgate",
+        "--bin",
+        "hostile-bench",
+    ]))?;
+    steps.push(s.done());
+    let s = Step::start(
+        "bench hostile",
+        &format!("{} minutes of mixed hostile input", a.minutes),
+    );
+    run_visible(
+        Command::new(root.join("target/release/hostile-bench"))
+            .current_dir(&root)
+            .arg("--tollgate")
+            .arg(root.join("target/release/tollgate"))
+            .arg("--out")
+            .arg(report_dir())
+            .args([
+                "--minutes",
+                &a.minutes.to_string(),
+                "--datapath",
+                &a.datapath,
+            ]),
+    )?;
+    steps.push(s.done());
+    summary("bench hostile", &steps, &["hostile.md"]);
     Ok(())
 }
 
