@@ -84,11 +84,52 @@ fn rebucket(old: Option<TokenBucket>, limit: Option<RateLimit>) -> Option<TokenB
     }
 }
 
+/// Calls admitted in each of the last 60 seconds (for the operator's calls-per-second).
+#[derive(Debug, Clone)]
+struct RecentCalls {
+    slots: [u32; 60],
+    /// The second (since the admission epoch) of the newest slot.
+    last: u64,
+}
+
+impl Default for RecentCalls {
+    fn default() -> Self {
+        RecentCalls {
+            slots: [0; 60],
+            last: 0,
+        }
+    }
+}
+
+impl RecentCalls {
+    fn advance(&mut self, sec: u64) {
+        if sec <= self.last {
+            return;
+        }
+        for s in (self.last + 1)..=sec.min(self.last + 60) {
+            self.slots[(s % 60) as usize] = 0;
+        }
+        self.last = sec;
+    }
+
+    fn add(&mut self, sec: u64) {
+        self.advance(sec);
+        self.slots[(sec % 60) as usize] = self.slots[(sec % 60) as usize].saturating_add(1);
+    }
+
+    fn per_second(&self, sec: u64) -> f64 {
+        let mut c = self.clone();
+        c.advance(sec);
+        f64::from(c.slots.iter().sum::<u32>()) / 60.0
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct TrunkAdmission {
     rate: Option<TokenBucket>,
     max_calls: usize,
     active: usize,
+    recent: RecentCalls,
 }
 
 /// A next hop's admission state.
@@ -126,6 +167,8 @@ pub(crate) struct Admission {
     backoff: Duration,
     /// Retry-After for refusals whose end cannot be predicted (concurrency caps).
     retry_after: Duration,
+    /// The first `now` seen: seconds for the recent-calls windows count from it.
+    epoch: Option<Instant>,
 }
 
 fn whole_seconds(d: Duration) -> Duration {
@@ -140,6 +183,7 @@ impl Admission {
             next_hops: FxHashMap::default(),
             backoff: Duration::ZERO,
             retry_after: Duration::ZERO,
+            epoch: None,
         };
         a.reconfigure(cfg);
         a
@@ -176,6 +220,7 @@ impl Admission {
                     rate: rebucket(old.rate, t.max_cps),
                     max_calls: t.max_calls,
                     active: old.active,
+                    recent: old.recent,
                 },
             );
             hop(t.addr, t.out_max_cps, &mut self.next_hops);
@@ -188,7 +233,7 @@ impl Admission {
                     TrunkAdmission {
                         rate: None,
                         max_calls: 0,
-                        active: old.active,
+                        ..old
                     },
                 );
             }
@@ -248,10 +293,11 @@ impl Admission {
 
     /// Takes what an admitted call uses: its tokens and a place in its trunk's calls. Call
     /// after a successful [`Admission::check`] with the same `ask` and `now`.
-    pub(crate) fn commit(&mut self, ask: Ask<'_>) {
+    pub(crate) fn commit(&mut self, ask: Ask<'_>, now: Instant) {
         if let Some(b) = self.global.as_mut() {
             b.take();
         }
+        let sec = self.second(now);
         if let Some(t) = self.trunks.get_mut(ask.trunk) {
             if ask.from_trunk
                 && let Some(b) = t.rate.as_mut()
@@ -259,6 +305,7 @@ impl Admission {
                 b.take();
             }
             t.active += 1;
+            t.recent.add(sec);
         }
         self.take_next_hop(ask.next_hop);
     }
@@ -290,6 +337,30 @@ impl Admission {
         if let Some(t) = self.trunks.get_mut(trunk) {
             t.active = t.active.saturating_sub(1);
         }
+    }
+
+    fn second(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        now.saturating_duration_since(epoch).as_secs()
+    }
+
+    /// Calls admitted through `trunk` per second, over the last minute.
+    pub(crate) fn recent_cps(&self, trunk: &str, now: Instant) -> f64 {
+        let sec = self
+            .epoch
+            .map_or(0, |e| now.saturating_duration_since(e).as_secs());
+        self.trunks
+            .get(trunk)
+            .map_or(0.0, |t| t.recent.per_second(sec))
+    }
+
+    /// How much longer `addr` stays marked down, if it is.
+    pub(crate) fn down_for(&self, addr: SocketAddr, now: Instant) -> Option<Duration> {
+        self.next_hops
+            .get(&addr)
+            .and_then(|h| h.down_until)
+            .filter(|u| now < *u)
+            .map(|u| u - now)
     }
 
     /// Calls in progress counted against `trunk`.
@@ -398,7 +469,7 @@ mod tests {
 
     fn admit(a: &mut Admission, c: &Config, now: Instant) -> Result<(), Refusal> {
         a.check(ask(c), now)?;
-        a.commit(ask(c));
+        a.commit(ask(c), now);
         Ok(())
     }
 

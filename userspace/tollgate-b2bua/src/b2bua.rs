@@ -143,6 +143,8 @@ impl FlowTable {
 #[derive(Debug, Clone)]
 pub(crate) struct TrunkState {
     pub(crate) up: bool,
+    /// Taken out of service by an operator: no new calls either way; keepalives go on.
+    pub(crate) disabled: bool,
     pub(crate) timer: Option<TimerId>,
     pub(crate) in_flight: Option<TxId>,
 }
@@ -278,6 +280,7 @@ impl B2bua {
                     t.name.clone(),
                     TrunkState {
                         up: true,
+                        disabled: false,
                         timer: None,
                         in_flight: None,
                     },
@@ -358,6 +361,7 @@ impl B2bua {
             }
             Input::Drain => self.draining = true,
             Input::Reload(cfg) => self.reload(*cfg, now, out),
+            Input::Hangup { call, reason } => self.hangup(call, &reason, now, out),
         }
         self.pump(now, out);
     }
@@ -466,8 +470,45 @@ impl B2bua {
         self.cfg.trunks.iter().position(|t| t.addr.ip() == ip)
     }
 
+    /// The trunk takes calls: its keepalive says it is up and no operator disabled it.
     pub(crate) fn trunk_up(&self, name: &str) -> bool {
-        self.trunk_state.get(name).is_none_or(|s| s.up)
+        self.trunk_state
+            .get(name)
+            .is_none_or(|s| s.up && !s.disabled)
+    }
+
+    /// Takes a trunk out of service (`enabled` false: new calls from it get 503, routes skip
+    /// it; calls in progress go on) or puts it back. False if there is no such trunk.
+    pub fn set_trunk_enabled(&mut self, name: &str, enabled: bool) -> bool {
+        match self.trunk_state.get_mut(name) {
+            Some(s) => {
+                s.disabled = !enabled;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends call `id` at an operator's request ([`Input::Hangup`]): BYE on both confirmed legs
+    /// (CANCEL toward a ringing callee, 480 to a waiting caller), each with
+    /// `Reason: Q.850;cause=16` and the operator's text; the CDR's cause is `operator` and its
+    /// note the text.
+    fn hangup(&mut self, id: CallId, reason: &str, now: Instant, out: &mut Vec<Output>) {
+        let text: String = reason
+            .chars()
+            .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
+            .take(120)
+            .collect();
+        let header = format!("Q.850;cause=16;text=\"operator: {text}\"");
+        let first = out.len();
+        self.end_call(id, EndCause::Operator, 480, Some(&header), now, out);
+        for o in &mut out[first..] {
+            if let Output::Cdr(c) = o
+                && c.call == id
+            {
+                c.note = Some(reason.to_owned());
+            }
+        }
     }
 
     // ----- timers --------------------------------------------------------------------------
@@ -1286,6 +1327,7 @@ impl B2bua {
             cause,
             status: final_status,
             flows: call.flow_ids,
+            note: None,
         }));
     }
 
@@ -1396,6 +1438,7 @@ impl B2bua {
         for t in &cfg.trunks {
             let s = self.trunk_state.remove(&t.name).unwrap_or(TrunkState {
                 up: true,
+                disabled: false,
                 timer: None,
                 in_flight: None,
             });

@@ -13,6 +13,7 @@
 //!   handling live in private modules (`setup`, `indialog`), per-call state in `call`, the
 //!   plan-to-flow mapping in `media`.
 //! * [`ports`] — relay port pools.
+//! * [`inspect`] — read-only views of calls and trunks for operators (keys redacted).
 //! * `admission` — rate and concurrency limits per trunk and overall, next hops' rate caps and
 //!   down marking (checked before a new call allocates anything).
 //! * `headers` — which headers cross from one leg to the other (an allowlist: topology hiding
@@ -57,6 +58,7 @@ pub mod config;
 pub mod error;
 mod headers;
 mod indialog;
+pub mod inspect;
 mod media;
 pub mod ports;
 mod setup;

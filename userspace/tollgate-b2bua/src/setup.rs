@@ -153,7 +153,18 @@ impl B2bua {
                     from_trunk: true,
                     next_hop: cfg.int.next_hop,
                 };
-                if let Err(r) = self.admission.check(ask, now) {
+                let disabled = self.trunk_state.get(&t.name).is_some_and(|s| s.disabled);
+                let admitted = if disabled {
+                    Err(Refusal {
+                        reason: RefuseReason::TrunkDisabled,
+                        retry_after: std::time::Duration::from_secs(u64::from(
+                            cfg.sip.retry_after.max(1),
+                        )),
+                    })
+                } else {
+                    self.admission.check(ask, now)
+                };
+                if let Err(r) = admitted {
                     self.refuse_admission(tx, (side, peer), &t.name, r, now, out);
                     return;
                 }
@@ -437,11 +448,14 @@ impl B2bua {
             Target::Addr { addr, .. } => addr,
             Target::Conn(_) => cfg.int.next_hop,
         };
-        self.admission.commit(Ask {
-            trunk: &trunk.name,
-            from_trunk: direction == Direction::Inbound,
-            next_hop,
-        });
+        self.admission.commit(
+            Ask {
+                trunk: &trunk.name,
+                from_trunk: direction == Direction::Inbound,
+                next_hop,
+            },
+            now,
+        );
         self.calls.insert(id, Box::new(call));
         self.register_tx(id, tx, TxRole::CallerInvite);
         out.push(Output::Event(CallEvent::Started {
@@ -1208,7 +1222,10 @@ impl B2bua {
             let Some(trunk) = self.cfg.trunks.iter().find(|t| t.name == name) else {
                 continue;
             };
-            if !self.trunk_state.get(&name).is_none_or(|s| s.up)
+            if !self
+                .trunk_state
+                .get(&name)
+                .is_none_or(|s| s.up && !s.disabled)
                 || !self.admission.trunk_has_room(&name)
                 || self.admission.check_next_hop(trunk.addr, now).is_err()
             {

@@ -161,6 +161,14 @@ pub enum Input {
     Drain,
     /// New trunks, routes, limits and media settings, without dropping calls.
     Reload(Box<Config>),
+    /// An operator ends a call (`tollgate ctl hangup`): BYE on both legs with a Reason
+    /// carrying `reason`, which the CDR keeps as its note. Nothing happens if the call is gone.
+    Hangup {
+        /// The call.
+        call: CallId,
+        /// Why (free text).
+        reason: String,
+    },
 }
 
 /// An action for the driver.
@@ -268,6 +276,8 @@ pub enum EndCause {
     ProtocolError,
     /// No route / every trunk of the route failed or is down.
     NoRoute,
+    /// An operator ended the call (`tollgate ctl hangup`).
+    Operator,
 }
 
 impl EndCause {
@@ -288,6 +298,7 @@ impl EndCause {
             EndCause::MediaNegotiation => "media_negotiation",
             EndCause::ProtocolError => "protocol_error",
             EndCause::NoRoute => "no_route",
+            EndCause::Operator => "operator",
         }
     }
 }
@@ -335,6 +346,8 @@ pub enum RefuseReason {
     NextHopDown,
     /// Over the next hop's new-call rate cap (503).
     NextHopRate,
+    /// The trunk is taken out of service by an operator (503).
+    TrunkDisabled,
 }
 
 impl RefuseReason {
@@ -358,6 +371,7 @@ impl RefuseReason {
             RefuseReason::TrunkCalls => "trunk_calls",
             RefuseReason::NextHopDown => "next_hop_down",
             RefuseReason::NextHopRate => "next_hop_rate",
+            RefuseReason::TrunkDisabled => "trunk_disabled",
         }
     }
 
@@ -371,6 +385,7 @@ impl RefuseReason {
                 | RefuseReason::TrunkCalls
                 | RefuseReason::NextHopDown
                 | RefuseReason::NextHopRate
+                | RefuseReason::TrunkDisabled
                 | RefuseReason::Overload
         )
     }
@@ -486,4 +501,6 @@ pub struct Cdr {
     pub status: u16,
     /// The media flows the call used (the driver adds their counters).
     pub flows: Vec<u64>,
+    /// Why an operator ended the call, if one did.
+    pub note: Option<String>,
 }
