@@ -70,6 +70,9 @@ pub struct Metrics {
     pub trunk_up: Family<Labels, Gauge>,
     /// Relay ports allocated, by side.
     pub ports_allocated: Family<Labels, Gauge>,
+    /// SIP connections closed, by side and reason (`peer`, `idle`, `message_deadline`,
+    /// `stream_faults`, `oversize`, `unframeable`, `write_queue_full`, `io_error`, `local`).
+    pub sip_connections_closed: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -102,6 +105,7 @@ impl Metrics {
             media_unresolved: Gauge::default(),
             trunk_up: Family::default(),
             ports_allocated: Family::default(),
+            sip_connections_closed: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -175,6 +179,11 @@ impl Metrics {
             "ports_allocated",
             "Relay ports allocated",
             m.ports_allocated.clone(),
+        );
+        r.register(
+            "sip_connections_closed",
+            "SIP connections closed, by side and reason",
+            m.sip_connections_closed.clone(),
         );
         Metrics { registry, ..m }
     }
