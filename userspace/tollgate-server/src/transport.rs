@@ -836,11 +836,13 @@ impl Reader<'_> {
                             return (CloseReason::Local, false);
                         }
                     }
-                    Ok(Frame::Ping) => {
-                        if self.writer.send(b"\r\n".to_vec()).is_err() {
+                    Ok(Frame::Ping) => match self.writer.send(b"\r\n".to_vec()) {
+                        Ok(()) => {}
+                        Err(QueueError::Full { .. }) => {
                             return (CloseReason::WriteQueueFull, false);
                         }
-                    }
+                        Err(QueueError::Closed) => return (CloseReason::Local, false),
+                    },
                     Err(e) => {
                         let fatal = e.fatal;
                         if !fatal && !e.error.can_respond() {
