@@ -896,3 +896,73 @@ pub async fn connect_from(local: IpAddr, addr: SocketAddr) -> std::io::Result<Tc
     s.bind(SocketAddr::new(local, 0))?;
     s.connect(addr).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"))
+    }
+
+    /// What is queued before `Close` is written, then the stream is shut down (EOF).
+    #[test]
+    fn close_is_sequenced_after_queued_writes() {
+        rt().block_on(async {
+            let (ours, mut theirs) = tokio::io::duplex(1024);
+            let (q, rx) = write_queue(4096);
+            q.send(b"SIP/2.0 513 Message Too Large\r\n\r\n".to_vec())
+                .unwrap_or_else(|e| panic!("{e}"));
+            q.close();
+            let task = tokio::spawn(write_loop(ours, rx));
+            let mut got = Vec::new();
+            theirs
+                .read_to_end(&mut got)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got, b"SIP/2.0 513 Message Too Large\r\n\r\n");
+            task.await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(q.queued(), 0);
+            assert_eq!(q.send(b"late".to_vec()), Err(QueueError::Closed));
+        });
+    }
+
+    /// A peer that never reads: the queue stops at its byte limit, refuses more, and aborts
+    /// the writer (which is stuck in a write) without waiting for the peer.
+    #[test]
+    fn a_full_queue_aborts_the_connection() {
+        rt().block_on(async {
+            let (ours, _theirs) = tokio::io::duplex(64);
+            let (q, rx) = write_queue(1000);
+            let task = tokio::spawn(write_loop(ours, rx));
+            let mut refused = None;
+            for i in 0..100 {
+                if let Err(e) = q.send(vec![b'x'; 100]) {
+                    refused = Some((i, e));
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            let (i, e) = refused.unwrap_or_else(|| panic!("the queue never filled"));
+            assert_eq!(e, QueueError::Full { limit: 1000 });
+            assert!(i <= 11, "at most the limit plus the one being written: {i}");
+            assert!(q.is_full());
+            task.await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(*q.aborted().borrow());
+        });
+    }
+
+    /// The entry bound holds even for tiny messages.
+    #[test]
+    fn many_small_messages_are_bounded_too() {
+        let (q, _rx) = write_queue(1 << 20);
+        let accepted = (0..10_000)
+            .take_while(|_| q.send(b"\r\n".to_vec()).is_ok())
+            .count();
+        assert_eq!(accepted, (1 << 20) / 256);
+        assert!(q.is_full());
+    }
+}
