@@ -153,10 +153,11 @@ impl Framer {
     }
 
     /// True while bytes of an unfinished message are buffered (a started header section, a
-    /// body still arriving, or a line not yet ended). The transport bounds how long this may
-    /// last (`sip.message_deadline_s`); the framer itself keeps no time.
+    /// body still arriving, or a line not yet ended). The start of a keepalive (`CR`, `CRLF`,
+    /// `CRLF CR`: peers send single-CRLF keepalives too) is no message. The transport bounds
+    /// how long a partial message may last (`sip.message_deadline_s`); the framer keeps no time.
     pub fn is_partial(&self) -> bool {
-        !self.dead && !self.buf.is_empty()
+        !self.dead && !matches!(self.buf.as_slice(), [] | b"\r" | b"\r\n" | b"\r\n\r")
     }
 
     /// True after a fatal error: the connection should be closed; further input is ignored.
@@ -445,5 +446,18 @@ mod tests {
         assert!(matches!(f.next_frame(), Some(Ok(Frame::Message(_)))));
         assert!(f.next_frame().is_none());
         assert!(!f.is_partial(), "nothing left over");
+        // A keepalive in progress is not a message in progress; a start line is.
+        for (bytes, partial) in [
+            (&b"\r"[..], false),
+            (b"\r\n", false),
+            (b"\r\n\r", false),
+            (b"\r\nO", true),
+            (b"\r\r", true),
+        ] {
+            let mut f = Framer::default();
+            f.push(bytes);
+            assert!(f.next_frame().is_none());
+            assert_eq!(f.is_partial(), partial, "{bytes:?}");
+        }
     }
 }
