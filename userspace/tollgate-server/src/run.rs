@@ -131,24 +131,22 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         })?;
 
     let (net_tx, net_rx) = mpsc::channel(8192);
-    let ctx = Arc::new(
-        TransportCtx::new(
-            net_tx,
-            cfg.trunks.iter().map(|t| t.address).collect::<HashSet<_>>(),
-            tls,
-            Arc::clone(&metrics),
-            cfg.sip.max_message_bytes,
-            cfg.sip.max_connections_per_source,
-            Duration::from_secs(cfg.sip.connection_idle_timeout_s),
-            Duration::from_secs(cfg.sip.connect_timeout_s),
-            [cfg.ext.sip_listen.ip(), cfg.int.sip_listen.ip()],
-        )
-        .with_stream_limits(StreamLimits {
-            message_deadline: Duration::from_secs(cfg.sip.message_deadline_s),
-            max_faults: cfg.sip.max_stream_faults,
-            write_queue_bytes: cfg.sip.write_queue_bytes,
-        }),
+    let ctx = TransportCtx::new(
+        net_tx,
+        cfg.trunks.iter().map(|t| t.address).collect::<HashSet<_>>(),
+        tls,
+        Arc::clone(&metrics),
+        cfg.sip.max_message_bytes,
+        cfg.sip.max_connections_per_source,
+        Duration::from_secs(cfg.sip.connection_idle_timeout_s),
+        Duration::from_secs(cfg.sip.connect_timeout_s),
+        [cfg.ext.sip_listen.ip(), cfg.int.sip_listen.ip()],
     );
+    let ctx = Arc::new(ctx.with_stream_limits(StreamLimits {
+        message_deadline: Duration::from_secs(cfg.sip.message_deadline_s),
+        max_faults: cfg.sip.max_stream_faults,
+        write_queue_bytes: cfg.sip.write_queue_bytes,
+    }));
 
     let mut tasks = Vec::new();
     let listen = |addr: SocketAddr, side: NetSide, t: NetTransport, what: &'static str| async move {
