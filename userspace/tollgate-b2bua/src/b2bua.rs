@@ -713,13 +713,10 @@ impl B2bua {
         msg: &Message,
     ) -> Option<(Option<Message>, RefuseReason, u16)> {
         let is_ack = msg.method() == Some(&Method::Ack);
-        let supported: &[&str] = if self.cfg.sip.prack_passthrough {
-            &["timer", "100rel"]
-        } else {
-            &["timer"]
-        };
+        let local = [self.cfg.ext.sip_addr.ip(), self.cfg.int.sip_addr.ip()];
         let policy = UaPolicy {
-            supported,
+            supported: supported_tags(self.cfg.sip.prack_passthrough),
+            local_addrs: &local,
             ..UaPolicy::default()
         };
         let (code, reason, err) = if side == Side::Ext && self.trunk_by_ip(peer.ip()).is_none() {
@@ -1499,5 +1496,16 @@ impl B2bua {
         {
             s.timer = Some(id);
         }
+    }
+}
+
+/// The option tags Tollgate supports in Require (RFC 3261 §8.2.2.3): `timer` always, `100rel`
+/// when reliable provisionals pass through. Shared with `tollgate sip lint`, so that it reports
+/// the 420s the daemon sends.
+pub fn supported_tags(prack_passthrough: bool) -> &'static [&'static str] {
+    if prack_passthrough {
+        &["timer", "100rel"]
+    } else {
+        &["timer"]
     }
 }

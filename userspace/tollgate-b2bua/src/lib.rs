@@ -64,7 +64,7 @@ pub mod ports;
 mod setup;
 pub mod types;
 
-pub use b2bua::{B2bua, Rng};
+pub use b2bua::{B2bua, Rng, supported_tags};
 pub use config::{
     Config, ExtConfig, IntConfig, MediaConfig, RateLimit, Rewrite, Route, SipConfig, Trunk,
     normalize,

@@ -314,7 +314,7 @@ impl fmt::Display for EndCause {
 pub enum RefuseReason {
     /// An ext-side request from an address that is not a configured trunk (403).
     UnknownTrunk,
-    /// Unparsable or invalid request (400, 505, 413, ...).
+    /// Unparsable or invalid request (400, 505, 513, ...).
     BadRequest,
     /// Unsupported extension / scheme / media type (420, 416, 415, 406).
     Unsupported,

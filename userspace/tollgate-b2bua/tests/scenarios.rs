@@ -814,6 +814,24 @@ fn max_forwards_483() {
     assert_clean(&mut h);
 }
 
+/// An OPTIONS addressed to Tollgate itself (its address, no user) with Max-Forwards 0 is
+/// answered 200 (RFC 3261 §11; §16.3 item 3 limits forwarding); with a user part it would be
+/// forwarded, so 483.
+#[test]
+fn options_to_self_with_max_forwards_zero() {
+    let mut h = H::new(config());
+    let opt = |ruri: &str, id: &str| {
+        format!(
+            "OPTIONS {ruri} SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bK{id}\r\nMax-Forwards: 0\r\nFrom: <sip:gw@192.0.2.10>;tag={id}\r\nTo: <{ruri}>\r\nCall-ID: {id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let out = h.gw(&opt("sip:198.51.100.1:5060", "mf0self"));
+    assert_eq!(lines(&out), vec!["ext: 200 OK"]);
+    let out = h.gw(&opt("sip:+15551234@198.51.100.1:5060", "mf0user"));
+    assert_eq!(lines(&out), vec!["ext: 483 Too Many Hops"]);
+    assert_clean(&mut h);
+}
+
 /// A request carrying one of our own Via branches is looping: 482.
 #[test]
 fn loop_482() {

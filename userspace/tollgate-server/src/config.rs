@@ -304,6 +304,17 @@ pub struct Sip {
     /// carrier's `X-` header. Every other header stays on its leg.
     #[serde(default)]
     pub pass_headers: Vec<String>,
+    /// A message must be complete this long after its first byte arrives, seconds; then the
+    /// connection is closed (a half-sent message must not hold a connection). 1..=300.
+    #[serde(default = "default_message_deadline")]
+    pub message_deadline_s: u64,
+    /// Unparseable lines or unanswerable messages in a row that close a connection. 1..=1000.
+    #[serde(default = "default_stream_faults")]
+    pub max_stream_faults: u32,
+    /// Bytes one connection's write queue may hold; a peer that stops reading and fills it
+    /// is disconnected. max_message_bytes..=64 MiB.
+    #[serde(default = "default_write_queue")]
+    pub write_queue_bytes: usize,
 }
 
 fn default_se() -> u64 {
@@ -330,6 +341,15 @@ fn default_connect() -> u64 {
 fn default_drain() -> u64 {
     60
 }
+fn default_message_deadline() -> u64 {
+    10
+}
+fn default_stream_faults() -> u32 {
+    4
+}
+fn default_write_queue() -> usize {
+    1 << 20
+}
 
 impl Default for Sip {
     fn default() -> Self {
@@ -346,6 +366,9 @@ impl Default for Sip {
             connect_timeout_s: default_connect(),
             drain_timeout_s: default_drain(),
             pass_headers: Vec::new(),
+            message_deadline_s: default_message_deadline(),
+            max_stream_faults: default_stream_faults(),
+            write_queue_bytes: default_write_queue(),
         }
     }
 }
@@ -627,6 +650,18 @@ impl Config {
         if !(1024..=1 << 20).contains(&s.max_message_bytes) {
             return Err(invalid("sip.max_message_bytes", "must be 1 KiB..=1 MiB"));
         }
+        if !(1..=300).contains(&s.message_deadline_s) {
+            return Err(invalid("sip.message_deadline_s", "must be 1..=300 seconds"));
+        }
+        if !(1..=1000).contains(&s.max_stream_faults) {
+            return Err(invalid("sip.max_stream_faults", "must be 1..=1000"));
+        }
+        if !(s.max_message_bytes..=64 << 20).contains(&s.write_queue_bytes) {
+            return Err(invalid(
+                "sip.write_queue_bytes",
+                "must be sip.max_message_bytes..=64 MiB (a queue holds at least one message)",
+            ));
+        }
         for (i, h) in s.pass_headers.iter().enumerate() {
             let token = !h.is_empty()
                 && h.bytes()
@@ -884,6 +919,18 @@ int_ports = [40000, 40999]
             (
                 format!("{t}\n[sip]\npass_headers = [\"Via\"]\n"),
                 "sip.pass_headers[0]: Via is built per leg",
+            ),
+            (
+                format!("{t}\n[sip]\nmessage_deadline_s = 0\n"),
+                "sip.message_deadline_s: must be 1..=300",
+            ),
+            (
+                format!("{t}\n[sip]\nmax_stream_faults = 0\n"),
+                "sip.max_stream_faults: must be 1..=1000",
+            ),
+            (
+                format!("{t}\n[sip]\nwrite_queue_bytes = 1000\n"),
+                "sip.write_queue_bytes: must be sip.max_message_bytes..=64 MiB",
             ),
         ];
         for (text, want) in cases {

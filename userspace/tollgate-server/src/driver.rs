@@ -17,7 +17,7 @@ use tollgate_b2bua::{
 
 use crate::media::{CallMedia, MediaCmd, MediaHandle};
 use crate::metrics::{Metrics, labels};
-use crate::transport::{self, NetEvent, NetSide, NetTransport, TransportCtx};
+use crate::transport::{self, NetEvent, NetSide, NetTransport, TransportCtx, WriteQueue};
 
 /// Control requests from signal handlers or an embedding test.
 #[derive(Debug)]
@@ -48,7 +48,7 @@ fn net_side(s: Side) -> NetSide {
 }
 
 struct Conn {
-    writer: mpsc::UnboundedSender<Vec<u8>>,
+    writer: WriteQueue,
     /// Outbound connections are reused for later requests to the same address.
     key: Option<(NetSide, SocketAddr)>,
 }
@@ -243,6 +243,8 @@ impl Driver {
 
     fn net_event(&mut self, ev: NetEvent) {
         let now = Instant::now();
+        // A connection whose stream the framer gave up: closed once the core's answer is queued.
+        let mut close_after = None;
         match ev {
             NetEvent::Up {
                 conn,
@@ -283,6 +285,9 @@ impl Driver {
                 error,
             } => {
                 tracing::info!(conn, side = side.as_str(), %peer, error = %error.error, "unparsable SIP message");
+                if error.fatal {
+                    close_after = Some(conn);
+                }
                 self.core.handle(
                     Input::Invalid {
                         side: side_of(side),
@@ -325,6 +330,9 @@ impl Driver {
             }
         }
         self.flush(now);
+        if let Some(c) = close_after.and_then(|c| self.conns.get(&c)) {
+            c.writer.close();
+        }
     }
 
     fn drop_conn(&mut self, conn: u64) {
@@ -396,7 +404,9 @@ impl Driver {
         match target {
             Target::Conn(ConnId(id)) => {
                 if let Some(c) = self.conns.get(&id) {
-                    let _ = c.writer.send(bytes);
+                    if let Err(e) = c.writer.send(bytes) {
+                        tracing::debug!(conn = id, error = %e, "send dropped");
+                    }
                 } else {
                     tracing::debug!(conn = id, "send on a closed connection dropped");
                 }
@@ -407,11 +417,14 @@ impl Driver {
                     .get(&(ns, addr))
                     .and_then(|id| self.conns.get(id))
                 {
-                    let _ = c.writer.send(bytes);
+                    if let Err(e) = c.writer.send(bytes) {
+                        tracing::debug!(%addr, error = %e, "send dropped");
+                    }
                     return;
                 }
                 let conn = self.ctx.next_conn();
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = transport::write_queue(self.ctx.stream.write_queue_bytes);
+                // A fresh queue holds at least one message of the largest size.
                 let _ = tx.send(bytes);
                 self.conns.insert(
                     conn,

@@ -76,6 +76,9 @@ pub struct Metrics {
     pub next_hop_up: Family<Labels, Gauge>,
     /// Relay ports allocated, by side.
     pub ports_allocated: Family<Labels, Gauge>,
+    /// SIP connections closed, by side and reason (`peer`, `idle`, `message_deadline`,
+    /// `stream_faults`, `oversize`, `unframeable`, `write_queue_full`, `io_error`, `local`).
+    pub sip_connections_closed: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -111,6 +114,7 @@ impl Metrics {
             calls_not_admitted: Family::default(),
             next_hop_up: Family::default(),
             ports_allocated: Family::default(),
+            sip_connections_closed: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -199,6 +203,11 @@ impl Metrics {
             "ports_allocated",
             "Relay ports allocated",
             m.ports_allocated.clone(),
+        );
+        r.register(
+            "sip_connections_closed",
+            "SIP connections closed, by side and reason",
+            m.sip_connections_closed.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError, DatapathKind};
 use crate::driver::{Control, Driver, Summary, cdr_json};
 use crate::metrics::Metrics;
 use crate::tls::{TlsError, TlsMaterial};
-use crate::transport::{self, NetSide, NetTransport, TransportCtx};
+use crate::transport::{self, NetSide, NetTransport, StreamLimits, TransportCtx};
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +131,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         })?;
 
     let (net_tx, net_rx) = mpsc::channel(8192);
-    let ctx = Arc::new(TransportCtx::new(
+    let ctx = TransportCtx::new(
         net_tx,
         cfg.trunks.iter().map(|t| t.address).collect::<HashSet<_>>(),
         tls,
@@ -141,7 +141,12 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         Duration::from_secs(cfg.sip.connection_idle_timeout_s),
         Duration::from_secs(cfg.sip.connect_timeout_s),
         [cfg.ext.sip_listen.ip(), cfg.int.sip_listen.ip()],
-    ));
+    );
+    let ctx = Arc::new(ctx.with_stream_limits(StreamLimits {
+        message_deadline: Duration::from_secs(cfg.sip.message_deadline_s),
+        max_faults: cfg.sip.max_stream_faults,
+        write_queue_bytes: cfg.sip.write_queue_bytes,
+    }));
 
     let mut tasks = Vec::new();
     let listen = |addr: SocketAddr, side: NetSide, t: NetTransport, what: &'static str| async move {

@@ -1,8 +1,9 @@
 //! SIP transports: listeners per side, outbound connections, framing.
 //!
 //! One tokio task per connection reads bytes into a [`tollgate_sip::Framer`] and reports every
-//! frame to the driver as a [`NetEvent`]; a writer task per connection drains a channel of
-//! encoded messages. The driver owns the connection registry (no locks on the message path).
+//! frame to the driver as a [`NetEvent`] (over a bounded channel); a writer task per connection
+//! drains that connection's [`WriteQueue`] of [`WriteCmd`]s. The driver owns the connection
+//! registry (no locks on the message path).
 //!
 //! Rules enforced here, before any SIP is parsed:
 //! * listeners bind the configured address of their NIC, never a wildcard;
@@ -11,19 +12,34 @@
 //! * the internal listener only speaks TLS and requires a client certificate (mTLS); a failed
 //!   handshake is counted and the connection closed;
 //! * outbound connections leave from the side's own address (the NIC of that side);
-//! * idle connections are closed; a message over the size cap is answered 413 and the
-//!   connection closed.
+//! * idle connections are closed (`sip.connection_idle_timeout_s`);
+//! * a message must be complete within `sip.message_deadline_s` of its first byte (the framer
+//!   says whether one is under way; the deadline is a tokio timer here), else the connection
+//!   is closed: a half-sent message (slowloris) cannot hold a connection slot;
+//! * a message over the size cap is answered 513 when it can be addressed, and the connection
+//!   closed; so is a stream that cannot be resynchronised (after its 400, if any);
+//! * unparseable bytes are stream faults: each leading-garbage line and each message that
+//!   cannot be answered. `sip.max_stream_faults` of them in a row (a framed message resets
+//!   the count) close the connection;
+//! * each connection's write queue holds at most `sip.write_queue_bytes`: a peer that stops
+//!   reading fills it and is disconnected, so it cannot grow memory;
+//! * every close is counted once, by reason, in `tollgate_sip_connections_closed_total`, and a
+//!   close for a hostile reason is logged in one line per connection.
+//!
+//! A fatal framing error is sequenced without timers: the reader hands it to the driver and
+//! stops reading; the driver queues its answer (if any) and then [`WriteCmd::Close`], and the
+//! writer ends after writing both.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
-use tollgate_sip::{Frame, FrameError, Framer, Message};
+use tokio::sync::{mpsc, watch};
+use tollgate_sip::{Fault, Frame, FrameError, Framer, Message};
 
 use crate::metrics::{Metrics, labels};
 use crate::tls::TlsMaterial;
@@ -70,7 +86,7 @@ pub enum NetEvent {
         /// Outbound connection (we dialled it).
         outbound: bool,
         /// Writer queue.
-        writer: mpsc::UnboundedSender<Vec<u8>>,
+        writer: WriteQueue,
     },
     /// A complete message.
     Message {
@@ -137,6 +153,206 @@ pub struct TransportCtx {
     pub connect_timeout: Duration,
     /// Our address on each side (outbound connections bind it).
     pub local_ip: [IpAddr; 2],
+    /// Per-connection stream limits (deadline, faults, write queue).
+    pub stream: StreamLimits,
+}
+
+/// Limits on what one connection may do to the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// A message must be complete this long after its first byte.
+    pub message_deadline: Duration,
+    /// Stream faults in a row that close the connection.
+    pub max_faults: u32,
+    /// Bytes a connection's write queue may hold.
+    pub write_queue_bytes: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            message_deadline: Duration::from_secs(10),
+            max_faults: 4,
+            write_queue_bytes: 1 << 20,
+        }
+    }
+}
+
+/// One instruction for a connection's writer task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCmd {
+    /// Write these bytes.
+    Send(Vec<u8>),
+    /// Write what is queued before this, then shut the connection down.
+    Close,
+}
+
+/// Why a connection was closed: the `reason` label of `tollgate_sip_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed it.
+    Peer,
+    /// A read or write failed.
+    IoError,
+    /// Nothing arrived for `sip.connection_idle_timeout_s`.
+    Idle,
+    /// A message was not complete within `sip.message_deadline_s`.
+    MessageDeadline,
+    /// `sip.max_stream_faults` unparseable lines or unanswerable messages in a row.
+    StreamFaults,
+    /// A message over `sip.max_message_bytes` (answered 513 when addressable).
+    Oversize,
+    /// The stream cannot be resynchronised (no usable Content-Length).
+    Unframeable,
+    /// The peer did not read: its write queue reached `sip.write_queue_bytes`.
+    WriteQueueFull,
+    /// Tollgate closed it (shutdown, or the driver asked).
+    Local,
+}
+
+impl CloseReason {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Peer => "peer",
+            CloseReason::IoError => "io_error",
+            CloseReason::Idle => "idle",
+            CloseReason::MessageDeadline => "message_deadline",
+            CloseReason::StreamFaults => "stream_faults",
+            CloseReason::Oversize => "oversize",
+            CloseReason::Unframeable => "unframeable",
+            CloseReason::WriteQueueFull => "write_queue_full",
+            CloseReason::Local => "local",
+        }
+    }
+
+    /// A close the peer caused by misbehaving (logged as a warning).
+    fn is_hostile(self) -> bool {
+        matches!(
+            self,
+            CloseReason::MessageDeadline
+                | CloseReason::StreamFaults
+                | CloseReason::Oversize
+                | CloseReason::Unframeable
+                | CloseReason::WriteQueueFull
+        )
+    }
+}
+
+/// A write queue refused a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// The queue is at its limit: the peer is not reading. The connection is being dropped.
+    #[error("write queue full ({limit} bytes): connection dropped")]
+    Full {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The connection is gone.
+    #[error("connection closed")]
+    Closed,
+}
+
+/// State shared by a queue's senders and its writer task.
+#[derive(Debug)]
+struct QueueShared {
+    /// Bytes queued and not yet written.
+    queued: AtomicUsize,
+    limit: usize,
+    /// The limit was hit.
+    full: AtomicBool,
+    /// Set once: stop writing and reading now, whatever is queued.
+    abort: watch::Sender<bool>,
+}
+
+/// The sending end of a connection's bounded write queue (cheap to clone). Bounded twice: by
+/// bytes (`sip.write_queue_bytes`) and by entries (one per 256 bytes of the limit, at least
+/// 64), so neither many small nor a few large messages can grow it without limit.
+#[derive(Debug, Clone)]
+pub struct WriteQueue {
+    tx: mpsc::Sender<WriteCmd>,
+    shared: Arc<QueueShared>,
+}
+
+/// The receiving end, owned by the connection's writer task.
+#[derive(Debug)]
+pub struct WriteRx {
+    rx: mpsc::Receiver<WriteCmd>,
+    shared: Arc<QueueShared>,
+}
+
+/// A connection's write queue (both ends), holding at most `limit` bytes.
+pub fn write_queue(limit: usize) -> (WriteQueue, WriteRx) {
+    let (tx, rx) = mpsc::channel((limit / 256).max(64));
+    let shared = Arc::new(QueueShared {
+        queued: AtomicUsize::new(0),
+        limit,
+        full: AtomicBool::new(false),
+        abort: watch::Sender::new(false),
+    });
+    (
+        WriteQueue {
+            tx,
+            shared: Arc::clone(&shared),
+        },
+        WriteRx { rx, shared },
+    )
+}
+
+impl WriteQueue {
+    /// Queues bytes for the peer. When the queue is full the connection is aborted (reader and
+    /// writer stop, the close is counted as `write_queue_full`) and `Full` is returned.
+    pub fn send(&self, bytes: Vec<u8>) -> Result<(), QueueError> {
+        let n = bytes.len();
+        let sh = &self.shared;
+        if sh.queued.fetch_add(n, Ordering::AcqRel).saturating_add(n) > sh.limit {
+            sh.queued.fetch_sub(n, Ordering::AcqRel);
+            return Err(self.overflow());
+        }
+        match self.tx.try_send(WriteCmd::Send(bytes)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                sh.queued.fetch_sub(n, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Err(self.overflow()),
+                    mpsc::error::TrySendError::Closed(_) => Err(QueueError::Closed),
+                }
+            }
+        }
+    }
+
+    /// Asks the writer to close the connection after what is queued.
+    pub fn close(&self) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(WriteCmd::Close) {
+            self.overflow();
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
+    fn overflow(&self) -> QueueError {
+        self.shared.full.store(true, Ordering::Release);
+        self.shared.abort.send_replace(true);
+        QueueError::Full {
+            limit: self.shared.limit,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.shared.full.load(Ordering::Acquire)
+    }
+
+    /// Aborts the connection now, dropping whatever is queued.
+    fn abort(&self) {
+        self.shared.abort.send_replace(true);
+    }
+
+    fn aborted(&self) -> watch::Receiver<bool> {
+        self.shared.abort.subscribe()
+    }
 }
 
 impl TransportCtx {
@@ -165,7 +381,25 @@ impl TransportCtx {
             idle,
             connect_timeout,
             local_ip,
+            stream: StreamLimits::default(),
         }
+    }
+
+    /// Sets the per-connection stream limits.
+    pub fn with_stream_limits(mut self, stream: StreamLimits) -> TransportCtx {
+        self.stream = stream;
+        self
+    }
+
+    /// Counts a closed connection once, by reason.
+    fn closed(&self, side: NetSide, reason: CloseReason) {
+        self.metrics
+            .sip_connections_closed
+            .get_or_create(&labels(&[
+                ("side", side.as_str()),
+                ("reason", reason.as_str()),
+            ]))
+            .inc();
     }
 
     /// A fresh connection id.
@@ -314,11 +548,8 @@ pub async fn accept_loop(
     }
 }
 
-/// A connection's writer queue (both ends).
-pub type Chan = (
-    mpsc::UnboundedSender<Vec<u8>>,
-    mpsc::UnboundedReceiver<Vec<u8>>,
-);
+/// A connection's writer queue (both ends), from [`write_queue`].
+pub type Chan = (WriteQueue, WriteRx);
 
 /// Opens an outbound connection for `conn` (whose writer queue is `chan`) from our address on
 /// `side` to `addr`; reports `Up` or `ConnectFailed`.
@@ -414,7 +645,7 @@ pub fn connect(
     });
 }
 
-/// Drives one connection: a writer task fed by a channel, and the read/frame loop here.
+/// Drives one connection: a writer task fed by its [`WriteQueue`], and the read/frame loop.
 async fn run_conn<S>(
     stream: S,
     conn: u64,
@@ -426,10 +657,10 @@ async fn run_conn<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (mut rd, wr) = tokio::io::split(stream);
     // Outbound connections use the queue the driver created when it dialled (messages may be
     // waiting in it); inbound ones get a new queue, handed to the driver in `Up`.
-    let (writer, mut rx) = chan.unwrap_or_else(mpsc::unbounded_channel::<Vec<u8>>);
+    let (writer, wrx) = chan.unwrap_or_else(|| write_queue(ctx.stream.write_queue_bytes));
     if ctx
         .events
         .send(NetEvent::Up {
@@ -444,72 +675,215 @@ async fn run_conn<S>(
     {
         return;
     }
-    let wtask = tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
-            if buf.is_empty() {
-                break; // close request
+    let mut wtask = tokio::spawn(write_loop(wr, wrx));
+    let mut reader = Reader {
+        conn,
+        side,
+        peer,
+        ctx: &ctx,
+        writer: &writer,
+        framer: Framer::new(ctx.max_message),
+        faults: 0,
+    };
+    let (reason, driver_closes) = reader.run(&mut rd).await;
+    let (faults, garbage) = (reader.faults, reader.framer.garbage_bytes());
+    if !driver_closes {
+        writer.close();
+    }
+    // The writer ends once it has written what was queued before the close. A peer that does
+    // not read cannot hold it: the queue's limit aborts it, and so does this bound.
+    if tokio::time::timeout(ctx.stream.message_deadline, &mut wtask)
+        .await
+        .is_err()
+    {
+        writer.abort();
+        let _ = wtask.await;
+    }
+    let reason = if writer.is_full() {
+        CloseReason::WriteQueueFull
+    } else {
+        reason
+    };
+    drop(writer);
+    if reason.is_hostile() && reason != CloseReason::WriteQueueFull {
+        // Our FIN is out after the answer (if any). Bytes the peer is still sending would make
+        // the kernel answer them with a reset that can destroy that answer before the peer
+        // reads it, so read and discard them for a bounded time (a lingering close).
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Ok(n) = rd.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
             }
-            if wr.write_all(&buf).await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
-    let mut framer = Framer::new(ctx.max_message);
-    let mut buf = vec![0u8; 16 * 1024];
-    'read: loop {
-        let n = match tokio::time::timeout(ctx.idle, rd.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Err(_) => {
-                tracing::debug!(conn, %peer, "idle connection closed");
-                break;
-            }
-            Ok(Ok(n)) => n,
+        })
+        .await;
+    }
+    ctx.closed(side, reason);
+    if reason.is_hostile() {
+        tracing::warn!(
+            conn,
+            side = side.as_str(),
+            %peer,
+            reason = reason.as_str(),
+            faults,
+            garbage_bytes = garbage,
+            "SIP connection closed"
+        );
+    } else {
+        tracing::debug!(conn, side = side.as_str(), %peer, reason = reason.as_str(), "SIP connection closed");
+    }
+    let _ = ctx.events.send(NetEvent::Closed { conn, side }).await;
+}
+
+/// How long a connection closed for a peer's fault keeps reading (and discarding) after its
+/// answer, so that answer is not destroyed by a TCP reset.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Writes queued commands until `Close`, an error, or an abort.
+async fn write_loop<W>(mut wr: W, mut q: WriteRx)
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut abort = q.shared.abort.subscribe();
+    loop {
+        let cmd = tokio::select! {
+            biased;
+            _ = abort.wait_for(|a| *a) => return,
+            cmd = q.rx.recv() => cmd,
         };
-        framer.push(&buf[..n]);
-        while let Some(f) = framer.next_frame() {
-            let ev = match f {
-                Ok(Frame::Message(m)) => NetEvent::Message {
-                    conn,
-                    side,
-                    peer,
-                    msg: Box::new(m),
-                },
-                Ok(Frame::Ping) => {
-                    let _ = writer.send(b"\r\n".to_vec());
-                    continue;
+        match cmd {
+            Some(WriteCmd::Send(buf)) => {
+                let n = buf.len();
+                let res = tokio::select! {
+                    biased;
+                    _ = abort.wait_for(|a| *a) => return,
+                    res = wr.write_all(&buf) => res,
+                };
+                q.shared.queued.fetch_sub(n, Ordering::AcqRel);
+                if res.is_err() {
+                    return;
                 }
-                Err(e) => {
-                    let fatal = e.fatal;
-                    let ev = NetEvent::Invalid {
-                        conn,
-                        side,
-                        peer,
-                        error: Box::new(e),
-                    };
-                    if ctx.events.send(ev).await.is_err() {
-                        break 'read;
-                    }
-                    if fatal {
-                        // Give the driver a moment to queue its answer (413/400), then close.
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        break 'read;
-                    }
-                    continue;
-                }
-            };
-            if ctx.events.send(ev).await.is_err() {
-                break 'read;
             }
-        }
-        if framer.is_dead() {
-            break;
+            Some(WriteCmd::Close) | None => break,
         }
     }
-    let _ = writer.send(Vec::new());
-    drop(writer);
-    let _ = ctx.events.send(NetEvent::Closed { conn, side }).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), wtask).await;
+    tokio::select! {
+        biased;
+        _ = abort.wait_for(|a| *a) => {}
+        _ = wr.shutdown() => {}
+    }
+}
+
+/// The read side of one connection.
+struct Reader<'a> {
+    conn: u64,
+    side: NetSide,
+    peer: SocketAddr,
+    ctx: &'a TransportCtx,
+    writer: &'a WriteQueue,
+    framer: Framer,
+    /// Stream faults in a row.
+    faults: u32,
+}
+
+impl Reader<'_> {
+    /// Reads and frames until the connection must close. Returns why, and whether the driver
+    /// closes it (it was handed a fatal error, and queues its answer and a `Close`).
+    async fn run<R>(&mut self, rd: &mut R) -> (CloseReason, bool)
+    where
+        R: AsyncRead + Unpin,
+    {
+        let limits = self.ctx.stream;
+        let mut aborted = self.writer.aborted();
+        let mut buf = vec![0u8; 16 * 1024];
+        // When the first byte of the message under way arrived.
+        let mut started: Option<tokio::time::Instant> = None;
+        loop {
+            let idle_at = tokio::time::Instant::now() + self.ctx.idle;
+            let deadline_at = started.map(|t| t + limits.message_deadline);
+            let wake = deadline_at.map_or(idle_at, |d| d.min(idle_at));
+            let read = tokio::select! {
+                biased;
+                _ = aborted.wait_for(|a| *a) => return (CloseReason::Local, false),
+                r = tokio::time::timeout_at(wake, rd.read(&mut buf)) => r,
+            };
+            let n = match read {
+                Ok(Ok(0)) => return (CloseReason::Peer, false),
+                Ok(Err(_)) => return (CloseReason::IoError, false),
+                Err(_) if deadline_at.is_some_and(|d| d <= tokio::time::Instant::now()) => {
+                    return (CloseReason::MessageDeadline, false);
+                }
+                Err(_) => return (CloseReason::Idle, false),
+                Ok(Ok(n)) => n,
+            };
+            let arrived = tokio::time::Instant::now();
+            self.framer.push(buf.get(..n).unwrap_or(&[]));
+            let garbage_before = self.framer.garbage_lines();
+            let mut framed = false;
+            while let Some(f) = self.framer.next_frame() {
+                framed = true;
+                match f {
+                    Ok(Frame::Message(m)) => {
+                        self.faults = 0;
+                        let ev = NetEvent::Message {
+                            conn: self.conn,
+                            side: self.side,
+                            peer: self.peer,
+                            msg: Box::new(m),
+                        };
+                        if self.ctx.events.send(ev).await.is_err() {
+                            return (CloseReason::Local, false);
+                        }
+                    }
+                    Ok(Frame::Ping) => match self.writer.send(b"\r\n".to_vec()) {
+                        Ok(()) => {}
+                        Err(QueueError::Full { .. }) => {
+                            return (CloseReason::WriteQueueFull, false);
+                        }
+                        Err(QueueError::Closed) => return (CloseReason::Local, false),
+                    },
+                    Err(e) => {
+                        let fatal = e.fatal;
+                        if !fatal && !e.error.can_respond() {
+                            self.faults = self.faults.saturating_add(1);
+                        }
+                        let reason = match e.error.fault() {
+                            Fault::TooLarge { .. } => CloseReason::Oversize,
+                            _ => CloseReason::Unframeable,
+                        };
+                        let ev = NetEvent::Invalid {
+                            conn: self.conn,
+                            side: self.side,
+                            peer: self.peer,
+                            error: Box::new(e),
+                        };
+                        if self.ctx.events.send(ev).await.is_err() {
+                            return (CloseReason::Local, false);
+                        }
+                        if fatal {
+                            // The driver answers (if it can) and then closes the writer.
+                            return (reason, true);
+                        }
+                    }
+                }
+            }
+            let garbage = self.framer.garbage_lines().saturating_sub(garbage_before);
+            self.faults = self
+                .faults
+                .saturating_add(u32::try_from(garbage).unwrap_or(u32::MAX));
+            if self.faults >= limits.max_faults {
+                return (CloseReason::StreamFaults, false);
+            }
+            started = match (self.framer.is_partial(), started) {
+                (false, _) => None,
+                // A message ended in this read and the next one began in it too.
+                (true, _) if framed => Some(arrived),
+                (true, None) => Some(arrived),
+                (true, Some(t)) => Some(t),
+            };
+        }
+    }
 }
 
 /// Binds a TCP stream helper for tests: connects from `local` to `addr`.
@@ -521,4 +895,74 @@ pub async fn connect_from(local: IpAddr, addr: SocketAddr) -> std::io::Result<Tc
     };
     s.bind(SocketAddr::new(local, 0))?;
     s.connect(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"))
+    }
+
+    /// What is queued before `Close` is written, then the stream is shut down (EOF).
+    #[test]
+    fn close_is_sequenced_after_queued_writes() {
+        rt().block_on(async {
+            let (ours, mut theirs) = tokio::io::duplex(1024);
+            let (q, rx) = write_queue(4096);
+            q.send(b"SIP/2.0 513 Message Too Large\r\n\r\n".to_vec())
+                .unwrap_or_else(|e| panic!("{e}"));
+            q.close();
+            let task = tokio::spawn(write_loop(ours, rx));
+            let mut got = Vec::new();
+            theirs
+                .read_to_end(&mut got)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got, b"SIP/2.0 513 Message Too Large\r\n\r\n");
+            task.await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(q.queued(), 0);
+            assert_eq!(q.send(b"late".to_vec()), Err(QueueError::Closed));
+        });
+    }
+
+    /// A peer that never reads: the queue stops at its byte limit, refuses more, and aborts
+    /// the writer (which is stuck in a write) without waiting for the peer.
+    #[test]
+    fn a_full_queue_aborts_the_connection() {
+        rt().block_on(async {
+            let (ours, _theirs) = tokio::io::duplex(64);
+            let (q, rx) = write_queue(1000);
+            let task = tokio::spawn(write_loop(ours, rx));
+            let mut refused = None;
+            for i in 0..100 {
+                if let Err(e) = q.send(vec![b'x'; 100]) {
+                    refused = Some((i, e));
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            let (i, e) = refused.unwrap_or_else(|| panic!("the queue never filled"));
+            assert_eq!(e, QueueError::Full { limit: 1000 });
+            assert!(i <= 11, "at most the limit plus the one being written: {i}");
+            assert!(q.is_full());
+            task.await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(*q.aborted().borrow());
+        });
+    }
+
+    /// The entry bound holds even for tiny messages.
+    #[test]
+    fn many_small_messages_are_bounded_too() {
+        let (q, _rx) = write_queue(1 << 20);
+        let accepted = (0..10_000)
+            .take_while(|_| q.send(b"\r\n".to_vec()).is_ok())
+            .count();
+        assert_eq!(accepted, (1 << 20) / 256);
+        assert!(q.is_full());
+    }
 }

@@ -1,6 +1,6 @@
 //! A hostile gateway side and bad clients on the internal side, while a call is up:
 //! an unknown source is refused; a malformed INVITE gets 400 and the call continues; a 1 MiB
-//! message is cut off (413 or closed); a TLS client without a valid certificate is refused on
+//! message is cut off (513 or closed); a TLS client without a valid certificate is refused on
 //! the internal side; plain TCP to the internal port gets no SIP at all. Afterwards nothing
 //! is left: no calls, no ports.
 #![allow(
@@ -160,7 +160,7 @@ fn hostile_inputs_are_refused_and_calls_survive() {
         "the reason names the fault: {text:?}"
     );
 
-    // 1 MiB message: 413 or the connection is closed, and never a crash.
+    // 1 MiB message: 513 or the connection is closed, and never a crash.
     let mut big = String::from(
         "INVITE sip:2@10.201.1.1 SIP/2.0\r\nVia: SIP/2.0/TCP 10.201.1.2:5060;branch=z9hG4bKbig\r\nX-Pad: ",
     );
@@ -174,8 +174,8 @@ fn hostile_inputs_are_refused_and_calls_survive() {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     assert!(
-        text.is_empty() || text.starts_with("SIP/2.0 413"),
-        "oversized message: 413 or closed, got {text:?}"
+        text.is_empty() || text.starts_with("SIP/2.0 513"),
+        "oversized message: 513 or closed, got {text:?}"
     );
 
     // Internal side: a client certificate from another CA is refused.

@@ -19,7 +19,7 @@ pub enum Fault {
     /// The input is empty (or only whitespace).
     #[error("empty message")]
     Empty,
-    /// The message is larger than the configured cap.
+    /// The message is larger than the configured cap (513, RFC 3261 §21.5.13).
     #[error("message of {size} bytes exceeds the {limit}-byte limit")]
     TooLarge {
         /// Size seen so far (headers plus declared body).
@@ -192,7 +192,7 @@ impl ParseError {
         let fixed = |code: u16, reason: &'static str| Some((code, Cow::Borrowed(reason)));
         match &self.fault {
             Fault::Empty => None,
-            Fault::TooLarge { .. } => fixed(413, "Request Entity Too Large"),
+            Fault::TooLarge { .. } => fixed(513, "Message Too Large"),
             Fault::Version(_) => fixed(505, "Version Not Supported"),
             Fault::UnsupportedScheme(_) => fixed(416, "Unsupported URI Scheme"),
             Fault::BadExtension(_) => fixed(420, "Bad Extension"),

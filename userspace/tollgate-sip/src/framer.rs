@@ -11,10 +11,13 @@
 //!   Content-Length can still be read is consumed and reported as a non-fatal
 //!   [`FrameError`] (answer it, keep the connection). Without a usable Content-Length the stream
 //!   cannot be resynchronised: the error is fatal and the driver should close the connection.
-//! * A message larger than the cap (64 KiB by default) is fatal: answer 413 if possible, close.
+//! * A message larger than the cap (64 KiB by default) is fatal: answer 513 (Message Too Large)
+//!   when the header section so far holds Via, From, To, Call-ID and CSeq, then close.
+//! * The framer keeps no clock: [`Framer::is_partial`] tells the transport whether a message is
+//!   under way, so that it can bound how long one may take.
 
 use crate::error::{Fault, Origin, ParseError};
-use crate::message::{Message, ParseOptions, find_head_end, parse_head};
+use crate::message::{Message, ParseOptions, find_head_end, origin_of, parse_head, salvage_echo};
 
 /// One framing event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,7 @@ pub struct Framer {
     max_size: usize,
     scanned: usize,
     garbage: u64,
+    garbage_lines: u64,
     dead: bool,
     pending: Option<Pending>,
 }
@@ -120,6 +124,7 @@ impl Framer {
             max_size,
             scanned: 0,
             garbage: 0,
+            garbage_lines: 0,
             dead: false,
             pending: None,
         }
@@ -140,6 +145,19 @@ impl Framer {
     /// Leading-garbage bytes discarded so far.
     pub fn garbage_bytes(&self) -> u64 {
         self.garbage
+    }
+
+    /// Leading-garbage lines discarded so far (each is one stream fault for the transport).
+    pub fn garbage_lines(&self) -> u64 {
+        self.garbage_lines
+    }
+
+    /// True while bytes of an unfinished message are buffered (a started header section, a
+    /// body still arriving, or a line not yet ended). The start of a keepalive (`CR`, `CRLF`,
+    /// `CRLF CR`: peers send single-CRLF keepalives too) is no message. The transport bounds
+    /// how long a partial message may last (`sip.message_deadline_s`); the framer keeps no time.
+    pub fn is_partial(&self) -> bool {
+        !self.dead && !matches!(self.buf.as_slice(), [] | b"\r" | b"\r\n" | b"\r\n\r")
     }
 
     /// True after a fatal error: the connection should be closed; further input is ignored.
@@ -202,6 +220,7 @@ impl Framer {
             };
             if !self.buf.get(..nl).is_some_and(looks_like_start_line) {
                 self.garbage += (nl + 1) as u64;
+                self.garbage_lines += 1;
                 self.consume(nl + 1);
                 continue;
             }
@@ -211,13 +230,23 @@ impl Framer {
         let Some((head_end, body_start)) = find_head_end(&self.buf, from) else {
             self.scanned = self.buf.len();
             if self.buf.len() > self.max_size {
-                return self.fatal(ParseError::new(
+                // The header section so far may already say where an answer goes (513).
+                let lines = self
+                    .buf
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .and_then(|nl| self.buf.get(..nl))
+                    .unwrap_or(&[]);
+                let origin = origin_of(lines);
+                let err = ParseError::new(
                     Fault::TooLarge {
                         size: self.buf.len(),
                         limit: self.max_size,
                     },
-                    Origin::Unknown,
-                ));
+                    origin,
+                )
+                .with_echo(salvage_echo(lines, origin));
+                return self.fatal(err);
             }
             return None;
         };
@@ -360,7 +389,7 @@ mod tests {
         let out = drain(&mut f);
         let Err(e) = &out[0] else { panic!() };
         assert!(e.fatal);
-        assert_eq!(e.error.response().unwrap().0, 413);
+        assert_eq!(e.error.response().unwrap().0, 513);
 
         let mut f = Framer::new(64);
         f.push(&[b'A'; 100]);
@@ -368,5 +397,67 @@ mod tests {
             f.next_frame(),
             Some(Err(FrameError { fatal: true, .. }))
         ));
+    }
+
+    #[test]
+    fn oversize_gets_513_when_addressable() {
+        let head = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\nFrom: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: id1\r\nCSeq: 1 INVITE\r\n";
+        // Header section never ends: the cap is hit while a huge header is arriving.
+        let mut f = Framer::new(1024);
+        f.push(head.as_bytes());
+        f.push(b"X-Pad: ");
+        assert!(f.next_frame().is_none());
+        assert!(f.is_partial());
+        f.push(&[b'a'; 2000]);
+        let e = f.next_frame().unwrap().unwrap_err();
+        assert!(e.fatal);
+        assert!(matches!(e.error.fault(), Fault::TooLarge { .. }));
+        let resp = e.error.error_response("t").unwrap();
+        assert_eq!(resp.status(), Some(513));
+        assert_eq!(resp.reason(), Some("Message Too Large"));
+        assert!(f.is_dead() && !f.is_partial());
+        // Content-Length beyond the cap: 513 as well.
+        let mut f = Framer::new(1024);
+        f.push(format!("{head}Content-Length: 5000\r\n\r\n").as_bytes());
+        let e = f.next_frame().unwrap().unwrap_err();
+        assert_eq!(
+            e.error.error_response("t").and_then(|r| r.status()),
+            Some(513)
+        );
+        // Only a Via so far: the fault is known but nothing can be addressed; just close.
+        let mut f = Framer::new(1024);
+        f.push(b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\nX-Pad: ");
+        f.push(&[b'a'; 2000]);
+        let e = f.next_frame().unwrap().unwrap_err();
+        assert!(e.fatal && e.error.error_response("t").is_none());
+    }
+
+    #[test]
+    fn partial_and_garbage_lines_are_reported() {
+        let mut f = Framer::default();
+        assert!(!f.is_partial());
+        let (first, rest) = OPT.split_at(40);
+        f.push(b"junk\r\nmore junk\r\n");
+        f.push(first.as_bytes());
+        assert!(f.next_frame().is_none());
+        assert_eq!(f.garbage_lines(), 2);
+        assert!(f.is_partial(), "a started message is pending");
+        f.push(rest.as_bytes());
+        assert!(matches!(f.next_frame(), Some(Ok(Frame::Message(_)))));
+        assert!(f.next_frame().is_none());
+        assert!(!f.is_partial(), "nothing left over");
+        // A keepalive in progress is not a message in progress; a start line is.
+        for (bytes, partial) in [
+            (&b"\r"[..], false),
+            (b"\r\n", false),
+            (b"\r\n\r", false),
+            (b"\r\nO", true),
+            (b"\r\r", true),
+        ] {
+            let mut f = Framer::default();
+            f.push(bytes);
+            assert!(f.next_frame().is_none());
+            assert_eq!(f.is_partial(), partial, "{bytes:?}");
+        }
     }
 }

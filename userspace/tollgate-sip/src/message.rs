@@ -209,8 +209,11 @@ fn parse_start(line: &str) -> Result<(StartLine, Origin), ParseError> {
 
 /// Parses the header section (start line + header lines, without the blank line).
 pub(crate) fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
-    let text = std::str::from_utf8(head)
-        .map_err(|_| ParseError::new(Fault::Utf8("header section"), Origin::Unknown))?;
+    let Ok(text) = std::str::from_utf8(head) else {
+        let origin = origin_of(head);
+        return Err(ParseError::new(Fault::Utf8("header section"), origin)
+            .with_echo(salvage_echo(head, origin)));
+    };
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     // A CR that does not end a line is not allowed anywhere in the header section.
     let b = text.as_bytes();
@@ -227,13 +230,18 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
         } else {
             Origin::Request
         };
-        return Err(ParseError::new(
-            Fault::HeaderLine("bare CR inside a line"),
-            origin,
-        ));
+        return Err(
+            ParseError::new(Fault::HeaderLine("bare CR inside a line"), origin)
+                .with_echo(salvage_echo(head, origin)),
+        );
     }
     let first = lines.next().unwrap_or("");
-    let (start, origin) = parse_start(first)?;
+    // A bad start line does not stop the search for what an answer needs: with Via, From,
+    // To, Call-ID and CSeq found in the header lines the request still gets its 400/505.
+    let (start, origin) = parse_start(first).map_err(|e| {
+        let origin = e.origin();
+        e.with_echo(salvage_echo(head, origin))
+    })?;
 
     // Unfold and split into (name, value) pairs.
     let mut raw: Vec<(HeaderName, String)> = Vec::with_capacity(16);
@@ -311,6 +319,72 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
     };
     validate(&head)?;
     Ok(head)
+}
+
+/// Request or response, from the first bytes alone (for errors raised before the start line
+/// is understood).
+pub(crate) fn origin_of(head: &[u8]) -> Origin {
+    match head.get(..4) {
+        Some(p) if p.eq_ignore_ascii_case(b"SIP/") => Origin::Response,
+        Some(_) => Origin::Request,
+        None => Origin::Unknown,
+    }
+}
+
+/// Best-effort copies of Via, From, To, Call-ID and CSeq from a header section the parser could
+/// not accept (bad start line, bad bytes, or cut short by the size cap): every line after the
+/// first that reads `name: value` (folded lines joined) is looked at, anything else skipped.
+/// `None` unless `origin` is a request and all five headers are present: only then can a
+/// response be addressed (RFC 3261 §8.2.6).
+pub(crate) fn salvage_echo(head: &[u8], origin: Origin) -> Option<Echo> {
+    if origin != Origin::Request {
+        return None;
+    }
+    let mut found: Vec<(HeaderName, String)> = Vec::new();
+    // Whether the previous header line was one of the five (so a folded line continues it).
+    let mut continues = false;
+    for raw in head.split(|&b| b == b'\n').skip(1) {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let Ok(line) = std::str::from_utf8(raw) else {
+            continues = false;
+            continue;
+        };
+        if line.starts_with([' ', '\t']) {
+            if continues && let Some((_, v)) = found.last_mut() {
+                let cont = line.trim_matches([' ', '\t']);
+                if !cont.is_empty() {
+                    v.push(' ');
+                    v.push_str(cont);
+                }
+            }
+            continue;
+        }
+        continues = false;
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim_end_matches([' ', '\t']);
+        if name.is_empty() || !name.bytes().all(is_token) {
+            continue;
+        }
+        let name = HeaderName::parse(name);
+        if is_echoed(&name) {
+            found.push((name, value.trim_matches([' ', '\t']).to_owned()));
+            continues = true;
+        }
+    }
+    let all = [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ]
+    .iter()
+    .all(|n| found.iter().any(|(f, _)| f == n));
+    all.then(|| Echo {
+        headers: found.into_iter().map(|(n, v)| Header::raw(n, v)).collect(),
+    })
 }
 
 fn is_echoed(n: &HeaderName) -> bool {
@@ -672,6 +746,71 @@ v=0\n";
         assert!(enc.contains("Content-Length: 10\r\n"));
         let again = Message::parse(enc.as_bytes()).unwrap();
         assert_eq!(again.body, m.body);
+    }
+
+    /// The status line of the response a request gets on the wire (`None`: nothing is sent).
+    fn wire_status(raw: &str) -> Option<u16> {
+        let e = Message::parse(raw.as_bytes()).unwrap_err();
+        e.error_response("t").and_then(|r| r.status())
+    }
+
+    const FIVE: &str = "Via: SIP/2.0/TCP h;branch=z9hG4bKx\r\nFrom: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: id1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn bad_start_line_still_answered() {
+        for (start, code) in [
+            ("OPTIONS sip:a@b SIP/7.0", 505),
+            ("OPTIONS  sip:a@b SIP/2.0", 400),
+            ("OPTIONS sip:a@b SIP/2.0 ", 400),
+            ("OPTIONS <sip:a@b> SIP/2.0", 400),
+            ("OPTIONS sip:a@b; lr SIP/2.0", 400),
+            ("OPTIONS sip:a@b?Route=x SIP/2.0", 400),
+            ("OPTI\"NS sip:a@b SIP/2.0", 400),
+            ("OPTIONS sip:a@b SIP/2", 400),
+        ] {
+            let raw = format!("{start}\r\n{FIVE}");
+            assert_eq!(wire_status(&raw), Some(code), "{start:?}");
+            let resp = Message::parse(raw.as_bytes())
+                .unwrap_err()
+                .error_response("t")
+                .unwrap();
+            let enc = String::from_utf8(resp.encode()).unwrap();
+            assert!(enc.contains("\r\nCall-ID: id1\r\n"), "{enc}");
+            assert!(enc.contains("\r\nTo: <sip:a@b>;tag=t\r\n"), "{enc}");
+            assert!(enc.contains("\r\nCSeq: 1 OPTIONS\r\n"), "{enc}");
+        }
+    }
+
+    #[test]
+    fn bad_start_line_recovery_needs_all_five_and_a_request() {
+        // Folded and compact headers count; a malformed line among them is skipped.
+        let raw = "OPTIONS sip:a@b SIP/7.0\r\nv: SIP/2.0/TCP h\r\n ;branch=z9hG4bKx\r\nnonsense\r\nf: <sip:c@d>;tag=1\r\nt: <sip:a@b>\r\ni: id1\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let e = Message::parse(raw.as_bytes()).unwrap_err();
+        let resp = String::from_utf8(e.error_response("t").unwrap().encode()).unwrap();
+        assert!(resp.starts_with("SIP/2.0 505 "), "{resp}");
+        assert!(
+            resp.contains("\r\nVia: SIP/2.0/TCP h ;branch=z9hG4bKx\r\n"),
+            "{resp}"
+        );
+        // Without Call-ID there is nothing to address: no response, though the fault is known.
+        let raw = format!(
+            "OPTIONS sip:a@b SIP/7.0\r\n{}",
+            FIVE.replace("Call-ID: id1\r\n", "")
+        );
+        let e = Message::parse(raw.as_bytes()).unwrap_err();
+        assert_eq!(e.response().unwrap().0, 505);
+        assert!(e.error_response("t").is_none());
+        assert!(!e.can_respond());
+        // A bad Status-Line is a response: never answered.
+        let raw = format!("SIP/2.0 2000 OK\r\n{FIVE}");
+        assert!(Message::parse(raw.as_bytes()).unwrap_err().is_silent_drop());
+        // Invalid UTF-8 in a header: still a request with the five headers, so 400.
+        let mut raw = format!("OPTIONS sip:a@b SIP/2.0\r\nSubject: x\r\n{FIVE}").into_bytes();
+        let x = raw.iter().position(|&b| b == b'x').unwrap();
+        raw[x] = 0xff;
+        let e = Message::parse(&raw).unwrap_err();
+        assert_eq!(e.fault(), &Fault::Utf8("header section"));
+        assert_eq!(e.error_response("t").and_then(|r| r.status()), Some(400));
     }
 
     #[test]

@@ -406,11 +406,6 @@ impl Via {
         if let Some(b) = self.params.get("branch") {
             match b {
                 None => return Err("branch parameter without value".into()),
-                Some(v) if v == MAGIC_COOKIE => {
-                    return Err(
-                        "branch has the z9hG4bK magic cookie but no transaction identifier".into(),
-                    );
-                }
                 Some(v) if !is_token_str(v) => return Err("branch is not a token".into()),
                 Some(_) => {}
             }
@@ -439,9 +434,12 @@ impl Via {
         self.params.value("branch")
     }
 
-    /// True when the branch carries the RFC 3261 magic cookie.
+    /// True when the branch carries the RFC 3261 magic cookie followed by a transaction
+    /// identifier. A bare `z9hG4bK` (RFC 4475 §3.2.1 badbranch) is well formed but identifies
+    /// nothing, so transactions fall back to RFC 2543 matching for it.
     pub fn is_rfc3261(&self) -> bool {
-        self.branch().is_some_and(|b| b.starts_with(MAGIC_COOKIE))
+        self.branch()
+            .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
     }
 
     /// The `received` parameter as an address (accepts `[v6]` and bare v6, RFC 5118 §4.5).
@@ -801,7 +799,15 @@ mod tests {
                 .unwrap();
         assert!(v.received().is_some());
         assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_err());
-        assert!(Via::parse("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK").is_err());
+        // RFC 4475 §3.2.1 badbranch: the cookie alone parses, but is no RFC 3261 branch.
+        let bare = Via::parse("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK").unwrap();
+        assert_eq!(bare.branch(), Some("z9hG4bK"));
+        assert!(!bare.is_rfc3261());
+        assert!(
+            Via::parse("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa")
+                .unwrap()
+                .is_rfc3261()
+        );
         assert!(Via::parse("SIP/7.0/UDP c.example.com").is_err());
         let v = Via::parse("SIP / 2.0 / TCP spindle.example.com ; branch = z9hG4bK9ikj8").unwrap();
         assert_eq!(

@@ -123,6 +123,46 @@ fn stdin_and_stream_rules() {
     }
 }
 
+/// A bad start line is answered when Via/From/To/Call-ID/CSeq are there, and the lint says
+/// "none" exactly when the daemon sends nothing.
+#[test]
+fn bad_start_line_reports_the_wire_response() {
+    for (file, status) in [
+        ("rfc4475/lwsstart.dat", "400"),
+        ("rfc4475/trws.dat", "400"),
+        ("rfc4475/ltgtruri.dat", "400"),
+        ("rfc4475/escruri.dat", "400"),
+        ("rfc4475/lwsruri.dat", "400"),
+        ("rfc4475/badvers.dat", "505"),
+    ] {
+        let (code, out) = lint(&[torture(file).to_str().unwrap(), "--full-response"]);
+        assert_eq!(code, 1, "{file}: {out}");
+        assert!(
+            out.contains(&format!("\nresponse: SIP/2.0 {status} ")),
+            "{file}: {out}"
+        );
+        assert!(out.contains("\r\nCall-ID: "), "{file}: {out}");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["sip", "lint", "--stream"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"OPTIONS sip:a@b SIP/7.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("response: none (a 505 is called for, but the request's Via/From/To/Call-ID/CSeq could not be located)"),
+        "{text}"
+    );
+}
+
 #[test]
 fn unreadable_file() {
     let (code, out) = lint(&["/nonexistent/message.sip"]);

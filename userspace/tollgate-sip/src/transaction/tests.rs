@@ -393,6 +393,30 @@ fn rfc2543_fallback_matching() {
     assert_eq!(actions(&mut l), vec![Action::Terminated { tx }]);
 }
 
+/// RFC 4475 §3.2.1 badbranch: a bare magic cookie identifies no transaction. Two different
+/// requests carrying it are two transactions (RFC 2543 matching), not one retransmitted.
+#[test]
+fn bare_cookie_branch_falls_back_to_rfc2543_matching() {
+    let t0 = Instant::now();
+    let mut l = TransactionLayer::default();
+    let a = options("z9hG4bK");
+    let raw = String::from_utf8(a.encode())
+        .unwrap()
+        .replace("Call-ID: opt1", "Call-ID: opt2");
+    let b = Message::parse(raw.as_bytes()).unwrap();
+    let mut txs = Vec::new();
+    for m in [a.clone(), b, a] {
+        l.on_message(m, FLOW, t0);
+        txs.extend(actions(&mut l).into_iter().filter_map(|x| match x {
+            Action::Request { tx, .. } => Some(tx),
+            _ => None,
+        }));
+    }
+    // The third message is a retransmission of the first: absorbed, no new transaction.
+    assert_eq!(txs.len(), 2, "{txs:?}");
+    assert_ne!(txs[0], txs[1]);
+}
+
 #[test]
 fn transport_errors() {
     let t0 = Instant::now();

@@ -2,7 +2,11 @@
 //!
 //! `tollgate sip lint [FILE]` reads one SIP message from FILE (or stdin when FILE is absent or
 //! `-`), parses it exactly as the daemon would, and prints either a summary of what was
-//! understood or the rejection and the response Tollgate would send. Exit status: 0 valid,
+//! understood or the rejection and the response Tollgate would send. The response shown is
+//! built by the same function the daemon sends from (`ParseError::error_response`), with the
+//! daemon's Require policy (`tollgate_b2bua::supported_tags`); `--stream` frames the input
+//! with the daemon's `Framer`. Checks that depend on a configuration (unknown trunk 403,
+//! loops 482, an OPTIONS to Tollgate's own address) are not made. Exit status: 0 valid,
 //! 1 rejected (or dropped), 2 when the input cannot be read.
 
 use std::io::Read as _;
@@ -10,8 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use tollgate_sip::{
-    HeaderName, Message, ParseError, ParseOptions, StartLine, UaPolicy, check_request,
-    check_response,
+    Frame, Framer, HeaderName, Message, ParseError, ParseOptions, StartLine, UaPolicy,
+    check_request, check_response,
 };
 
 /// SIP subcommands.
@@ -68,18 +72,46 @@ fn lint(args: &LintArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let opts = if args.stream {
-        ParseOptions::stream()
+    let parsed = if args.stream {
+        // Exactly as a connection's reader does: the daemon's framer.
+        let mut framer = Framer::default();
+        framer.push(&input);
+        match framer.next_frame() {
+            Some(Ok(Frame::Message(m))) => Ok(m),
+            Some(Ok(Frame::Ping)) => {
+                println!("keepalive (CRLF CRLF): answered with CRLF");
+                return ExitCode::SUCCESS;
+            }
+            Some(Err(e)) => {
+                let code = rejected(&e.error, args.full_response);
+                if e.fatal {
+                    println!("connection: closed (the stream cannot be resynchronised)");
+                }
+                return code;
+            }
+            None => {
+                println!(
+                    "incomplete: no complete message; the daemon waits for the rest and closes the connection, without an answer, at sip.message_deadline_s"
+                );
+                return ExitCode::from(1);
+            }
+        }
     } else {
-        ParseOptions::datagram()
+        Message::parse_with(&input, ParseOptions::datagram())
     };
-    let msg = match Message::parse_with(&input, opts) {
+    let msg = match parsed {
         Ok(m) => m,
         Err(e) => return rejected(&e, args.full_response),
     };
     if !args.parse_only {
         let checked = if msg.is_request() {
-            check_request(&msg, &UaPolicy::default())
+            // The daemon's policy (tollgate-b2bua), with reliable provisionals not passed
+            // through (the default) and no own address known.
+            let policy = UaPolicy {
+                supported: tollgate_b2bua::supported_tags(false),
+                ..UaPolicy::default()
+            };
+            check_request(&msg, &policy)
         } else {
             check_response(&msg)
         };
@@ -92,24 +124,26 @@ fn lint(args: &LintArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Reports a rejection and what goes on the wire: the response comes from
+/// [`ParseError::error_response`], the very function the daemon sends from, so a status is
+/// printed only when a response can actually be addressed.
 fn rejected(e: &ParseError, full: bool) -> ExitCode {
     println!("rejected: {}", e.fault());
-    match e.response() {
-        Some((code, reason)) => {
-            println!("response: SIP/2.0 {code} {reason}");
+    match (e.error_response("lint"), e.response()) {
+        (Some(r), _) => {
+            let code = r.status().unwrap_or(0);
+            println!("response: SIP/2.0 {code} {}", r.reason().unwrap_or(""));
             if full {
-                match e.error_response("lint") {
-                    Some(r) => {
-                        println!();
-                        print!("{}", String::from_utf8_lossy(&r.encode()));
-                    }
-                    None => {
-                        println!("(the request's Via/From/To/Call-ID/CSeq could not be located)")
-                    }
-                }
+                println!();
+                print!("{}", String::from_utf8_lossy(&r.encode()));
             }
         }
-        None => println!("response: none (silently dropped; faulty responses are never answered)"),
+        (None, Some((code, _))) => println!(
+            "response: none (a {code} is called for, but the request's Via/From/To/Call-ID/CSeq could not be located)"
+        ),
+        (None, None) => {
+            println!("response: none (silently dropped; faulty responses are never answered)")
+        }
     }
     ExitCode::from(1)
 }
