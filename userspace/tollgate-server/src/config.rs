@@ -373,8 +373,8 @@ impl Default for Sip {
     }
 }
 
-/// Operations: metrics, CDRs, logs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Operations: metrics, CDRs, logs, the control socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ops {
     /// Prometheus endpoint address (never a wildcard address).
@@ -386,6 +386,25 @@ pub struct Ops {
     /// Log format: "text" or "json".
     #[serde(default)]
     pub log_format: Option<String>,
+    /// The operator's control socket (`tollgate ctl`): a Unix socket, mode 0660 in a 0750
+    /// directory, never a network address. Empty: no control socket.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+}
+
+fn default_control_socket() -> PathBuf {
+    PathBuf::from(crate::control::DEFAULT_SOCKET)
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Ops {
+            metrics_listen: None,
+            cdr_path: None,
+            log_format: None,
+            control_socket: default_control_socket(),
+        }
+    }
 }
 
 /// The whole configuration file.
@@ -498,6 +517,9 @@ impl Config {
         }
         if let Some(p) = c.ops.cdr_path.as_mut().filter(|p| p.is_relative()) {
             *p = base.join(&*p);
+        }
+        if !c.ops.control_socket.as_os_str().is_empty() && c.ops.control_socket.is_relative() {
+            c.ops.control_socket = base.join(&c.ops.control_socket);
         }
         c.validate()?;
         Ok(c)

@@ -31,6 +31,19 @@ pub enum Control {
     Reload(Box<crate::config::Config>),
     /// Exit now (calls are dropped).
     Stop,
+    /// An operator's request from the control socket.
+    Ctl(crate::control::CtlCall),
+}
+
+/// What the driver needs to answer operators beyond the core (set with [`Driver::with_ops`]).
+#[derive(Debug, Clone, Default)]
+pub struct OpsInfo {
+    /// The configuration file (for `reload`), if the daemon was started from one.
+    pub config_path: Option<std::path::PathBuf>,
+    /// How long `drain` waits for calls to end.
+    pub drain_timeout: Duration,
+    /// The media data path in use (`xdp` or `socket`).
+    pub datapath: &'static str,
 }
 
 fn side_of(s: NetSide) -> Side {
@@ -77,6 +90,7 @@ pub struct Driver {
     next_hop_host: String,
     epoch: (Instant, SystemTime),
     draining: Option<Instant>,
+    ops: OpsInfo,
 }
 
 impl std::fmt::Debug for Driver {
@@ -111,7 +125,14 @@ impl Driver {
             next_hop_host,
             epoch: (Instant::now(), SystemTime::now()),
             draining: None,
+            ops: OpsInfo::default(),
         }
+    }
+
+    /// What operators' requests need beyond the core.
+    pub fn with_ops(mut self, ops: OpsInfo) -> Driver {
+        self.ops = ops;
+        self
     }
 
     /// Runs until stopped, or until a drain completes.
@@ -146,14 +167,9 @@ impl Driver {
                 }
                 c = control.recv() => {
                     match c {
-                        Some(Control::Drain { deadline }) => {
-                            tracing::info!(calls = self.core.active_calls(), "draining: refusing new calls");
-                            let now = Instant::now();
-                            self.draining = Some(now + deadline);
-                            self.core.handle(Input::Drain, now, &mut self.out);
-                            self.flush(now);
-                        }
+                        Some(Control::Drain { deadline }) => self.drain(deadline),
                         Some(Control::Reload(cfg)) => self.reload(&cfg),
+                        Some(Control::Ctl(c)) => self.ctl(c),
                         Some(Control::Stop) | None => break,
                     }
                 }
@@ -189,6 +205,144 @@ impl Driver {
             calls_left: self.core.active_calls(),
             ports_left: self.core.allocated_ports(),
         }
+    }
+
+    /// Stops taking calls; the run loop exits when the last call ends or at the deadline.
+    fn drain(&mut self, deadline: Duration) {
+        tracing::info!(
+            calls = self.core.active_calls(),
+            "draining: refusing new calls"
+        );
+        let now = Instant::now();
+        self.draining = Some(now + deadline);
+        self.core.handle(Input::Drain, now, &mut self.out);
+        self.flush(now);
+    }
+
+    /// Answers an operator (see [`crate::control`]). Media counters come from the media
+    /// thread: the answer is finished on a task of its own, so the driver never waits.
+    fn ctl(&mut self, c: crate::control::CtlCall) {
+        use crate::control::{CtlRequest, error};
+        let now = Instant::now();
+        let ok = |mut v: serde_json::Value| {
+            v["ok"] = true.into();
+            v
+        };
+        let answer = match c.request {
+            CtlRequest::Calls => {
+                let calls: Vec<serde_json::Value> = self
+                    .core
+                    .call_summaries(now)
+                    .iter()
+                    .map(crate::ops_json::summary)
+                    .collect();
+                return self.with_media(calls, "calls", c.reply);
+            }
+            CtlRequest::Call { id } => match self.core.call_detail(id, now) {
+                Some(d) => {
+                    return self.with_media(vec![crate::ops_json::detail(&d)], "call", c.reply);
+                }
+                None => error(format!("no call {id}")),
+            },
+            CtlRequest::Hangup { id, reason } => {
+                if self.core.call_detail(id, now).is_none() {
+                    error(format!("no call {id}"))
+                } else {
+                    let reason = reason.unwrap_or_else(|| "ended by operator".to_owned());
+                    tracing::warn!(call = id, reason, "operator hangup");
+                    self.core
+                        .handle(Input::Hangup { call: id, reason }, now, &mut self.out);
+                    self.flush(now);
+                    ok(serde_json::json!({ "call": id }))
+                }
+            }
+            CtlRequest::Trunks => ok(serde_json::json!({
+                "trunks": self
+                    .core
+                    .trunk_views(now)
+                    .iter()
+                    .map(crate::ops_json::trunk)
+                    .collect::<Vec<_>>()
+            })),
+            CtlRequest::Trunk { name, enable } => {
+                if self.core.set_trunk_enabled(&name, enable) {
+                    tracing::warn!(
+                        trunk = name,
+                        enable,
+                        "operator: trunk {}",
+                        if enable { "enabled" } else { "disabled" }
+                    );
+                    ok(serde_json::json!({ "trunk": name, "enabled": enable }))
+                } else {
+                    error(format!("no trunk named {name:?}"))
+                }
+            }
+            CtlRequest::Drain => {
+                let d = self.ops.drain_timeout;
+                self.drain(d);
+                ok(serde_json::json!({ "draining": true, "deadline_s": d.as_secs() }))
+            }
+            CtlRequest::Reload => match self.ops.config_path.clone() {
+                None => error("started without a configuration file: nothing to reload"),
+                Some(p) => match crate::config::Config::load(&p) {
+                    Ok(cfg) => {
+                        self.reload(&cfg);
+                        ok(serde_json::json!({ "reloaded": p.display().to_string() }))
+                    }
+                    Err(e) => error(format!(
+                        "configuration refused, keeping the running one: {e}"
+                    )),
+                },
+            },
+            CtlRequest::Status => {
+                let (ext, int) = self.core.allocated_ports();
+                let trunks = self.core.trunk_views(now);
+                ok(serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "uptime_s": now.saturating_duration_since(self.epoch.0).as_secs(),
+                    "draining": self.draining.is_some(),
+                    "calls": self.core.active_calls(),
+                    "transactions": self.core.transactions(),
+                    "ports": { "ext": ext, "int": int },
+                    "datapath": self.ops.datapath,
+                    "trunks_up": trunks.iter().filter(|t| t.options_up && !t.disabled).count(),
+                    "trunks": trunks.len(),
+                }))
+            }
+        };
+        let _ = c.reply.send(answer);
+    }
+
+    /// Adds each call's media counters (from the media thread) to `calls` and answers
+    /// `{"ok":true, key: calls}` (`call` answers the single object).
+    fn with_media(
+        &self,
+        mut calls: Vec<serde_json::Value>,
+        key: &'static str,
+        reply: tokio::sync::oneshot::Sender<serde_json::Value>,
+    ) {
+        let ids: Vec<u64> = calls.iter().filter_map(|c| c["id"].as_u64()).collect();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.media.send(MediaCmd::PeekStats {
+            calls: ids,
+            reply: tx,
+        });
+        tokio::spawn(async move {
+            if let Ok(Ok(stats)) = tokio::time::timeout(Duration::from_secs(2), rx).await {
+                for c in &mut calls {
+                    if let Some((_, m)) = stats.iter().find(|(id, _)| Some(*id) == c["id"].as_u64())
+                    {
+                        c["media"] = m.to_json();
+                    }
+                }
+            }
+            let v = if key == "call" {
+                serde_json::json!({ "ok": true, "call": calls.pop() })
+            } else {
+                serde_json::json!({ "ok": true, "calls": calls })
+            };
+            let _ = reply.send(v);
+        });
     }
 
     fn reload(&mut self, cfg: &crate::config::Config) {
@@ -573,6 +727,7 @@ pub fn cdr_json(cdr: &Cdr, media: &CallMedia, epoch: (Instant, SystemTime)) -> s
         "setup_s": cdr.answer.map(|a| secs(cdr.start, a)),
         "duration_s": cdr.answer.map(|a| secs(a, cdr.end)).unwrap_or(0.0),
         "cause": cdr.cause.as_str(),
+        "note": cdr.note,
         "status": cdr.status,
         "media": media.to_json(),
     })

@@ -8,16 +8,20 @@
 //! * [`cdr`]: one JSON line per call.
 //! * [`convert`]: file configuration to the B2BUA core's configuration.
 //! * [`driver`]: the task that owns the B2BUA core and carries out its outputs.
+//! * [`control`]: the operator's control socket (`tollgate ctl`).
+//! * [`ops_json`]: the core's operator views as JSON (calls, legs, flows, trunks).
 //! * [`run`]: assembling the server, signals.
 
 pub mod cdr;
 pub mod config;
+pub mod control;
 pub mod convert;
 pub mod driver;
 pub mod media;
 pub mod metrics;
+pub mod ops_json;
 pub mod run;
 pub mod tls;
 pub mod transport;
 
-pub use run::{Running, ServerError, run, start};
+pub use run::{Running, ServerError, run, start, start_from};

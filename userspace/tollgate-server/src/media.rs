@@ -38,6 +38,13 @@ pub enum MediaCmd {
         /// Where to send them.
         reply: tokio::sync::oneshot::Sender<CallMedia>,
     },
+    /// The current media totals of calls in progress (removed flows plus live counters).
+    PeekStats {
+        /// Calls.
+        calls: Vec<u64>,
+        /// Where to send them.
+        reply: tokio::sync::oneshot::Sender<Vec<(u64, CallMedia)>>,
+    },
     /// Stop.
     Shutdown,
 }
@@ -172,6 +179,24 @@ fn run(
                     .remove(&call)
                     .or_else(|| calls.remove(&call).map(|c| c.totals));
                 let _ = reply.send(m.unwrap_or_default());
+            }
+            Ok(MediaCmd::PeekStats { calls: ids, reply }) => {
+                let stats = ids
+                    .into_iter()
+                    .filter_map(|id| {
+                        let c = calls.get(&id)?;
+                        let mut m = c.totals;
+                        for f in &c.flows {
+                            if let Some(s) = dp.counters(*f) {
+                                for (t, x) in m.sides.iter_mut().zip(s.iter()) {
+                                    t.merge(x);
+                                }
+                            }
+                        }
+                        Some((id, m))
+                    })
+                    .collect();
+                let _ = reply.send(stats);
             }
             Ok(MediaCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}

@@ -12,7 +12,7 @@ use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
 
 use crate::cdr::CdrWriter;
 use crate::config::{Config, ConfigError, DatapathKind};
-use crate::driver::{Control, Driver, Summary, cdr_json};
+use crate::driver::{Control, Driver, OpsInfo, Summary, cdr_json};
 use crate::metrics::Metrics;
 use crate::tls::{TlsError, TlsMaterial};
 use crate::transport::{self, NetSide, NetTransport, StreamLimits, TransportCtx};
@@ -39,6 +39,9 @@ pub enum ServerError {
         /// OS error.
         source: std::io::Error,
     },
+    /// The control socket.
+    #[error("ops.control_socket: {0}")]
+    Control(#[from] crate::control::ControlError),
     /// Other I/O.
     #[error("{what}: {source}")]
     Io {
@@ -111,6 +114,11 @@ pub fn dataplane_config(cfg: &Config) -> DataplaneConfig {
 
 /// Starts every part of the server on the current tokio runtime.
 pub async fn start(cfg: Config) -> Result<Running, ServerError> {
+    start_from(cfg, None).await
+}
+
+/// [`start`], for a configuration read from `path` (the control socket's `reload` re-reads it).
+pub async fn start_from(cfg: Config, path: Option<PathBuf>) -> Result<Running, ServerError> {
     let metrics = Arc::new(Metrics::new());
     let tls = TlsMaterial::load(&cfg.tls)?;
     let core_cfg = crate::convert::b2bua_config(&cfg)?;
@@ -219,6 +227,19 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         }
     });
     let (control_tx, control_rx) = mpsc::unbounded_channel();
+    if !cfg.ops.control_socket.as_os_str().is_empty() {
+        let l = crate::control::bind(&cfg.ops.control_socket)?;
+        tracing::info!(path = %cfg.ops.control_socket.display(), "control socket");
+        tasks.push(tokio::spawn(crate::control::serve(l, control_tx.clone())));
+    }
+    let driver = driver.with_ops(OpsInfo {
+        config_path: path,
+        drain_timeout: Duration::from_secs(cfg.sip.drain_timeout_s),
+        datapath: match cfg.media.datapath {
+            DatapathKind::Xdp => "xdp",
+            DatapathKind::Socket => "socket",
+        },
+    });
     let driver = tokio::spawn(driver.run(net_rx, inactive_rx, control_rx));
     Ok(Running {
         control: control_tx,
@@ -248,7 +269,7 @@ pub fn run(path: &Path, threads: usize) -> Result<Summary, ServerError> {
     let path: PathBuf = path.to_owned();
     rt.block_on(async move {
         let drain = Duration::from_secs(cfg.sip.drain_timeout_s);
-        let running = start(cfg).await?;
+        let running = start_from(cfg, Some(path.clone())).await?;
         let ctl = running.control.clone();
         tokio::spawn(signals(path, ctl, drain));
         let summary = running.wait().await;

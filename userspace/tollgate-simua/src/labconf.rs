@@ -197,6 +197,7 @@ max_cps = {lab_cps}
 
 [ops]
 cdr_path = "{cdr}"
+control_socket = "{ctl}"
 {metrics}"#,
             ext_if = self.ext_if,
             int_if = self.int_if,
@@ -213,6 +214,7 @@ cdr_path = "{cdr}"
             key = pki.tollgate.key.display(),
             ca = pki.ca.display(),
             cdr = cdr.display(),
+            ctl = cdr.with_file_name("control.sock").display(),
         )
     }
 }

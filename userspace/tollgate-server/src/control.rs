@@ -1,0 +1,268 @@
+//! The operator's control socket (`tollgate ctl`): a Unix stream socket, owner and group only
+//! (mode 0660, in a directory of mode 0750), never a network address.
+//!
+//! The protocol is one JSON object per line each way. A request names a command:
+//! `{"cmd":"calls"}`, `{"cmd":"call","id":7}`, `{"cmd":"hangup","id":7,"reason":"stuck"}`,
+//! `{"cmd":"trunks"}`, `{"cmd":"trunk","name":"gw1","enable":false}`, `{"cmd":"drain"}`,
+//! `{"cmd":"reload"}`, `{"cmd":"status"}`. The answer is `{"ok":true,...}` with the command's
+//! data, or `{"ok":false,"error":"..."}`. A connection may send several requests.
+//!
+//! Requests go to the driver as [`Control::Ctl`]; the driver answers from the core's views
+//! (keys never leave the core) and the media thread's counters.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::Control;
+
+/// Where a daemon started the usual way listens, and where `tollgate ctl` looks by default.
+pub const DEFAULT_SOCKET: &str = "/run/tollgate/control.sock";
+
+/// The longest request line accepted.
+const MAX_REQUEST: usize = 4096;
+
+/// One operator request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase", deny_unknown_fields)]
+pub enum CtlRequest {
+    /// Every call in progress.
+    Calls,
+    /// One call in full.
+    Call {
+        /// Call number.
+        id: u64,
+    },
+    /// End a call: BYE on both legs; `reason` goes into the Reason header and the CDR.
+    Hangup {
+        /// Call number.
+        id: u64,
+        /// Why.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Every trunk with its state.
+    Trunks,
+    /// Take a trunk out of service or put it back.
+    Trunk {
+        /// Trunk name.
+        name: String,
+        /// Whether it takes new calls.
+        enable: bool,
+    },
+    /// Stop taking new calls; exit when the last call ends (as SIGTERM).
+    Drain,
+    /// Re-read the configuration file (as SIGHUP).
+    Reload,
+    /// Version, uptime, calls, ports, data path.
+    Status,
+}
+
+/// A request and where its answer goes.
+#[derive(Debug)]
+pub struct CtlCall {
+    /// The request.
+    pub request: CtlRequest,
+    /// The answer (`{"ok":...}`).
+    pub reply: oneshot::Sender<serde_json::Value>,
+}
+
+/// Why the control socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The socket's directory could not be created or secured.
+    #[error("control socket directory {dir}: {source}")]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// Another running daemon answers on this socket.
+    #[error("{0} is in use by a running daemon")]
+    InUse(PathBuf),
+    /// Something that is not a socket is in the way.
+    #[error("{0} exists and is not a socket")]
+    NotASocket(PathBuf),
+    /// Binding or securing the socket failed.
+    #[error("control socket {path}: {source}")]
+    Bind {
+        /// The path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Binds the control socket at `path`: creates its directory (0750) if missing, replaces a
+/// stale socket left by an earlier process, and restricts the socket to owner and group.
+pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|source| ControlError::Dir {
+                dir: dir.to_owned(),
+                source,
+            })?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(
+                |source| ControlError::Dir {
+                    dir: dir.to_owned(),
+                    source,
+                },
+            )?;
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+            // A socket someone still answers on belongs to a running daemon: never steal it.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ControlError::InUse(path.to_owned()));
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(_) => return Err(ControlError::NotASocket(path.to_owned())),
+        Err(_) => {}
+    }
+    let l = UnixListener::bind(path).map_err(|source| ControlError::Bind {
+        path: path.to_owned(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|source| {
+        ControlError::Bind {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    Ok(l)
+}
+
+/// An error answer.
+pub fn error(msg: impl std::fmt::Display) -> serde_json::Value {
+    serde_json::json!({ "ok": false, "error": msg.to_string() })
+}
+
+/// Serves `listener` until the task is dropped, passing each request to the driver.
+pub async fn serve(listener: UnixListener, driver: mpsc::UnboundedSender<Control>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let driver = driver.clone();
+        tokio::spawn(connection(stream, driver));
+    }
+}
+
+async fn connection(stream: UnixStream, driver: mpsc::UnboundedSender<Control>) {
+    let (rd, mut wr) = stream.into_split();
+    let mut lines = BufReader::new(rd);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = match (&mut lines)
+            .take(MAX_REQUEST as u64 + 1)
+            .read_line(&mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let answer = if n > MAX_REQUEST {
+            error(format!("request longer than {MAX_REQUEST} bytes"))
+        } else {
+            match serde_json::from_str::<CtlRequest>(line.trim()) {
+                Err(e) => error(format!("bad request: {e}")),
+                Ok(request) => {
+                    let (reply, rx) = oneshot::channel();
+                    if driver
+                        .send(Control::Ctl(CtlCall { request, reply }))
+                        .is_err()
+                    {
+                        error("the daemon is stopping")
+                    } else {
+                        rx.await.unwrap_or_else(|_| error("the daemon is stopping"))
+                    }
+                }
+            }
+        };
+        let mut out = answer.to_string();
+        out.push('\n');
+        if wr.write_all(out.as_bytes()).await.is_err() {
+            return;
+        }
+        if n > MAX_REQUEST {
+            return;
+        }
+    }
+}
+
+/// Sends one request to the socket at `path` and returns the answer (for `tollgate ctl` and
+/// tests).
+pub async fn request(path: &Path, req: &serde_json::Value) -> std::io::Result<serde_json::Value> {
+    let s = UnixStream::connect(path).await?;
+    let (rd, mut wr) = s.into_split();
+    let mut line = req.to_string();
+    line.push('\n');
+    wr.write_all(line.as_bytes()).await?;
+    let mut answer = String::new();
+    BufReader::new(rd).read_line(&mut answer).await?;
+    serde_json::from_str(&answer)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_and_unknown_fields_are_refused() {
+        let p = |s: &str| serde_json::from_str::<CtlRequest>(s);
+        assert_eq!(p(r#"{"cmd":"calls"}"#).unwrap(), CtlRequest::Calls);
+        assert_eq!(
+            p(r#"{"cmd":"hangup","id":3}"#).unwrap(),
+            CtlRequest::Hangup {
+                id: 3,
+                reason: None
+            }
+        );
+        assert_eq!(
+            p(r#"{"cmd":"trunk","name":"gw1","enable":false}"#).unwrap(),
+            CtlRequest::Trunk {
+                name: "gw1".into(),
+                enable: false
+            }
+        );
+        assert!(p(r#"{"cmd":"calls","x":1}"#).is_err());
+        assert!(p(r#"{"cmd":"rm -rf"}"#).is_err());
+        assert!(p("not json").is_err());
+    }
+
+    #[tokio::test]
+    async fn socket_is_owner_and_group_only_and_replaces_a_stale_one() {
+        let dir = std::env::temp_dir().join(format!("tg-ctl-{}", std::process::id()));
+        let path = dir.join("sub").join("control.sock");
+        let l = bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        let dmode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dmode, 0o750);
+        // A live socket is never taken over; one left behind is replaced.
+        assert!(matches!(bind(&path), Err(ControlError::InUse(_))));
+        drop(l);
+        let _l2 = bind(&path).unwrap();
+        std::fs::write(dir.join("file"), "x").unwrap();
+        assert!(matches!(
+            bind(&dir.join("file")),
+            Err(ControlError::NotASocket(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
