@@ -167,12 +167,12 @@ pub struct Boundary {
 }
 
 /// Boundary drop reasons with their counter slots, for metrics (`reason` label values).
-pub const DROP_REASONS: [(&str, u32); 5] = [
+/// Truncated headers are counted under the program's `drop_malformed`, as before.
+pub const DROP_REASONS: [(&str, u32); 4] = [
     ("other_side", counter::BOUNDARY_OTHER_SIDE),
     ("port", counter::BOUNDARY_PORT),
     ("proto", counter::BOUNDARY_PROTO),
     ("not_ours", counter::BOUNDARY_NOT_OURS),
-    ("malformed", counter::DROP_MALFORMED),
 ];
 
 /// `(reason, count)` of the boundary drops in one NIC's counters.

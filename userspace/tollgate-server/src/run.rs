@@ -1,5 +1,9 @@
 //! Assembling and running the daemon: TLS, data plane, media thread, listeners, metrics, CDRs,
 //! the driver, and signal handling.
+//!
+//! The boundary between the NICs is set up here: the data plane gets each NIC's XDP policy
+//! (`ext.boundary`), every listener and outbound connection is bound to its side's NIC, and
+//! the metrics listener to the NIC that holds its address, which must not be the gateway NIC.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -8,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tollgate_dataplane::boundary::{self, Boundary, BoundaryMode, SidePolicy};
 use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
 
 use crate::cdr::CdrWriter;
-use crate::config::{Config, ConfigError, DatapathKind};
+use crate::config::{BoundaryKind, Config, ConfigError, DatapathKind};
 use crate::driver::{Control, Driver, Summary, cdr_json};
 use crate::metrics::Metrics;
 use crate::tls::{TlsError, TlsMaterial};
@@ -29,6 +34,19 @@ pub enum ServerError {
     /// Data plane.
     #[error("data plane: {0}")]
     Dataplane(#[from] tollgate_dataplane::DataplaneError),
+    /// The boundary filter could not be set up.
+    #[error(
+        "ext.boundary = \"xdp\": {0} (the XDP program needs root or CAP_NET_ADMIN+CAP_BPF; ext.boundary = \"off\" runs without the packet filter)"
+    )]
+    Boundary(String),
+    /// A configured address cannot be used on this host (the key names it).
+    #[error("configuration: {key}: {problem}")]
+    Host {
+        /// Dotted key path.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Listen {
@@ -89,8 +107,39 @@ fn os_random(buf: &mut [u8]) {
     }
 }
 
-/// The data plane settings from the configuration.
-pub fn dataplane_config(cfg: &Config) -> DataplaneConfig {
+/// Each NIC's boundary policy `[ext, int]` from the configuration; `tcp_reply` is the
+/// ephemeral port range outbound connections leave from ([`boundary::ephemeral_ports`]).
+pub fn boundary_policies(cfg: &Config, tcp_reply: [u16; 2]) -> [SidePolicy; 2] {
+    let ext = cfg.ext_addresses();
+    let int = cfg.int_addresses();
+    let mut ext_other = int.clone();
+    // The metrics address is never reachable through the gateway NIC, wherever it lives.
+    ext_other.extend(cfg.ops.metrics_listen.map(|a| a.ip()));
+    let mut ext_ports = vec![cfg.ext.sip_listen.port()];
+    ext_ports.extend(cfg.ext.tls_listen.map(|a| a.port()));
+    [
+        SidePolicy {
+            mode: BoundaryMode::Gateway,
+            own: ext.clone(),
+            other: ext_other,
+            tcp_ports: ext_ports,
+            udp_ports: cfg.media.ext_ports,
+            tcp_reply_ports: tcp_reply,
+        },
+        SidePolicy {
+            mode: BoundaryMode::Internal,
+            own: int,
+            other: ext,
+            tcp_ports: vec![cfg.int.sip_listen.port()],
+            udp_ports: cfg.media.int_ports,
+            tcp_reply_ports: tcp_reply,
+        },
+    ]
+}
+
+/// The data plane settings from the configuration. With `ext.boundary = "xdp"` this reads the
+/// ephemeral port range of the calling thread's network namespace.
+pub fn dataplane_config(cfg: &Config) -> Result<DataplaneConfig, ServerError> {
     let path = match cfg.media.datapath {
         DatapathKind::Socket => DataPath::Socket,
         DatapathKind::Xdp => {
@@ -106,7 +155,47 @@ pub fn dataplane_config(cfg: &Config) -> DataplaneConfig {
     d.srtp.replay_window = cfg.media.replay_window;
     d.busy_poll = cfg.media.busy_poll;
     d.coalesce_us = cfg.media.coalesce_us;
-    d
+    d.devices = Some([cfg.ext.interface.clone(), cfg.int.interface.clone()]);
+    if cfg.ext.boundary == BoundaryKind::Xdp {
+        let eph = boundary::ephemeral_ports().map_err(|e| ServerError::Boundary(e.to_string()))?;
+        d.boundary = Some(Boundary {
+            sides: boundary_policies(cfg, eph),
+            attach: tollgate_dataplane::xdp::ModeRequest::NativeThenSkb,
+        });
+    }
+    Ok(d)
+}
+
+/// Binds the metrics listener to `addr` and to the interface that holds it. Refused: an
+/// address no interface holds, and one on the gateway NIC (unless it is a loopback address,
+/// which the kernel never accepts from a NIC).
+pub async fn bind_metrics(
+    addr: SocketAddr,
+    ext_interface: &str,
+) -> Result<tokio::net::TcpListener, ServerError> {
+    let key = "ops.metrics_listen";
+    let host = |problem: String| ServerError::Host { key, problem };
+    let (device, _loopback) = tollgate_dataplane::sys::device_of(addr.ip())
+        .map_err(|e| host(format!("listing the interfaces' addresses: {e}")))?
+        .ok_or_else(|| {
+            host(format!(
+                "no interface of this host has the address {}",
+                addr.ip()
+            ))
+        })?;
+    if device == ext_interface && !addr.ip().is_loopback() {
+        return Err(host(format!(
+            "{} is on {device}, the gateway-side NIC (ext.interface); metrics are never served there",
+            addr.ip()
+        )));
+    }
+    crate::metrics::bind(addr, &device)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr,
+            what: "metrics",
+            source,
+        })
 }
 
 /// Starts every part of the server on the current tokio runtime.
@@ -115,11 +204,30 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let tls = TlsMaterial::load(&cfg.tls)?;
     let core_cfg = crate::convert::b2bua_config(&cfg)?;
 
-    let dp = Dataplane::start(dataplane_config(&cfg))?;
-    if let Some([e, i]) = dp.stats().attach {
-        tracing::info!(ext = %e, int = %i, "media data path: XDP");
-    } else {
-        tracing::info!("media data path: sockets");
+    // The metrics listener is checked before anything is attached or spawned.
+    let metrics_listener = match cfg.ops.metrics_listen {
+        Some(addr) => Some(bind_metrics(addr, &cfg.ext.interface).await?),
+        None => None,
+    };
+    let dp_cfg = dataplane_config(&cfg)?;
+    let socket_path = matches!(dp_cfg.path, DataPath::Socket);
+    let dp = match Dataplane::start(dp_cfg) {
+        Ok(dp) => dp,
+        // On the socket path the only XDP program is the boundary filter.
+        Err(tollgate_dataplane::DataplaneError::Xdp(e)) if socket_path => {
+            return Err(ServerError::Boundary(e.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let path = if socket_path { "sockets" } else { "XDP" };
+    match dp.stats().attach {
+        Some([e, i]) => {
+            tracing::info!(ext = %e, int = %i, path, "media data path; XDP boundary filter on")
+        }
+        None => tracing::warn!(
+            path,
+            "media data path; no boundary filter (ext.boundary = \"off\")"
+        ),
     }
     let (inactive_tx, inactive_rx) = mpsc::unbounded_channel();
     let timeout = (cfg.media.inactivity_timeout_s > 0)
@@ -131,24 +239,35 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         })?;
 
     let (net_tx, net_rx) = mpsc::channel(8192);
-    let ctx = Arc::new(TransportCtx::new(
-        net_tx,
-        cfg.trunks.iter().map(|t| t.address).collect::<HashSet<_>>(),
-        tls,
-        Arc::clone(&metrics),
-        cfg.sip.max_message_bytes,
-        cfg.sip.max_connections_per_source,
-        Duration::from_secs(cfg.sip.connection_idle_timeout_s),
-        Duration::from_secs(cfg.sip.connect_timeout_s),
-        [cfg.ext.sip_listen.ip(), cfg.int.sip_listen.ip()],
-    ));
+    let ctx = Arc::new(
+        TransportCtx::new(
+            net_tx,
+            cfg.trunks.iter().map(|t| t.address).collect::<HashSet<_>>(),
+            tls,
+            Arc::clone(&metrics),
+            cfg.sip.max_message_bytes,
+            cfg.sip.max_connections_per_source,
+            Duration::from_secs(cfg.sip.connection_idle_timeout_s),
+            Duration::from_secs(cfg.sip.connect_timeout_s),
+            [cfg.ext.sip_listen.ip(), cfg.int.sip_listen.ip()],
+        )
+        .with_devices([cfg.ext.interface.clone(), cfg.int.interface.clone()]),
+    );
 
     let mut tasks = Vec::new();
-    let listen = |addr: SocketAddr, side: NetSide, t: NetTransport, what: &'static str| async move {
-        transport::bind(addr)
-            .await
-            .map_err(|source| ServerError::Listen { addr, what, source })
-            .map(|l| (l, side, t))
+    let devices = [cfg.ext.interface.clone(), cfg.int.interface.clone()];
+    let listen = |addr: SocketAddr, side: NetSide, t: NetTransport, what: &'static str| {
+        let device = devices[match side {
+            NetSide::Ext => 0,
+            NetSide::Int => 1,
+        }]
+        .clone();
+        async move {
+            transport::bind(addr, Some(&device))
+                .await
+                .map_err(|source| ServerError::Listen { addr, what, source })
+                .map(|l| (l, side, t))
+        }
     };
     let mut listeners = vec![
         listen(
@@ -180,11 +299,11 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
             Arc::clone(&ctx),
         )));
     }
-    if let Some(addr) = cfg.ops.metrics_listen {
+    if let Some(listener) = metrics_listener {
         let m = Arc::clone(&metrics);
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, m).await {
-                tracing::error!(%addr, error = %e, "metrics endpoint failed");
+            if let Err(e) = crate::metrics::serve(listener, m).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
             }
         }));
     }
