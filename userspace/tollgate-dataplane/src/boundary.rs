@@ -162,6 +162,9 @@ impl SidePolicy {
 pub struct Boundary {
     /// Policies `[ext, int]`.
     pub sides: [SidePolicy; 2],
+    /// The NICs `[ext, int]` the program is attached to on the socket data path (the XDP path
+    /// uses the interfaces of its settings).
+    pub interfaces: [String; 2],
     /// Attach mode on the socket data path (the XDP path uses its own setting).
     pub attach: crate::xdp::ModeRequest,
 }

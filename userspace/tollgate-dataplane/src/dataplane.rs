@@ -104,9 +104,9 @@ pub struct DataplaneConfig {
     pub coalesce_us: u32,
     /// Capacity of the event queue.
     pub event_capacity: usize,
-    /// The NICs `[ext, int]`. Socket path: relay sockets are bound to them (SO_BINDTODEVICE)
-    /// and the boundary program is attached to them. `None`: no device binding (loopback
-    /// tests, benchmarks). The XDP path uses the interfaces of its [`XdpSettings`].
+    /// Socket path: the interfaces `[ext, int]` that hold each side's media address; relay
+    /// sockets are bound to them (SO_BINDTODEVICE). `None`: no device binding (tests,
+    /// benchmarks).
     pub devices: Option<[String; 2]>,
     /// The boundary policy of each NIC (`None`: off, every non-flow frame goes to the kernel).
     pub boundary: Option<Boundary>,
@@ -148,9 +148,6 @@ pub enum DataplaneError {
     /// The boundary policy does not fit the program.
     #[error(transparent)]
     Boundary(#[from] PolicyError),
-    /// The boundary is on for the socket path but no devices were given.
-    #[error("the boundary filter needs the two NICs' names (DataplaneConfig::devices)")]
-    BoundaryWithoutDevices,
     /// The NIC's queue count does not match the workers and could not be changed.
     #[error(
         "{iface} has {queues} receive queue(s) but {workers} worker(s) were configured; set the NIC's channels to {workers} (ethtool -L {iface} combined {workers}) or change media.workers: {detail}"
@@ -312,10 +309,7 @@ impl Dataplane {
         match &cfg.path {
             DataPath::Socket => {
                 if let Some(b) = &cfg.boundary {
-                    let [ext, int] = cfg
-                        .devices
-                        .as_ref()
-                        .ok_or(DataplaneError::BoundaryWithoutDevices)?;
+                    let [ext, int] = &b.interfaces;
                     let e = attach_nic(ext, b.attach, Some(&b.sides[0]))?;
                     let i = attach_nic(int, b.attach, Some(&b.sides[1]))?;
                     tracing::info!(

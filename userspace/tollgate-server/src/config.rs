@@ -83,8 +83,9 @@ pub enum BoundaryKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtSide {
-    /// NIC name: listeners, outbound connections and relay sockets of this side are bound to
-    /// it (SO_BINDTODEVICE); the XDP program is attached to it.
+    /// NIC name: the XDP program is attached to it. Listeners, outbound connections and relay
+    /// sockets of this side are bound (SO_BINDTODEVICE) to the interface that holds their
+    /// address: this NIC, or a VLAN interface on it.
     pub interface: String,
     /// SIP over TCP listening address of this NIC.
     pub sip_listen: SocketAddr,
@@ -105,8 +106,9 @@ pub struct ExtSide {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntSide {
-    /// NIC name: listeners, outbound connections and relay sockets of this side are bound to
-    /// it (SO_BINDTODEVICE); the XDP program is attached to it.
+    /// NIC name: the XDP program is attached to it. Listeners, outbound connections and relay
+    /// sockets of this side are bound (SO_BINDTODEVICE) to the interface that holds their
+    /// address: this NIC, or a VLAN interface on it.
     pub interface: String,
     /// SIP over mutual TLS listening address of this NIC.
     pub sip_listen: SocketAddr,

@@ -155,39 +155,61 @@ pub fn dataplane_config(cfg: &Config) -> Result<DataplaneConfig, ServerError> {
     d.srtp.replay_window = cfg.media.replay_window;
     d.busy_poll = cfg.media.busy_poll;
     d.coalesce_us = cfg.media.coalesce_us;
-    d.devices = Some([cfg.ext.interface.clone(), cfg.int.interface.clone()]);
+    d.devices = Some([
+        device_for("ext.media_address", cfg.ext.media_address)?,
+        device_for("int.media_address", cfg.int.media_address)?,
+    ]);
     if cfg.ext.boundary == BoundaryKind::Xdp {
         let eph = boundary::ephemeral_ports().map_err(|e| ServerError::Boundary(e.to_string()))?;
         d.boundary = Some(Boundary {
             sides: boundary_policies(cfg, eph),
+            interfaces: [cfg.ext.interface.clone(), cfg.int.interface.clone()],
             attach: tollgate_dataplane::xdp::ModeRequest::NativeThenSkb,
         });
     }
     Ok(d)
 }
 
+/// The interface that holds local address `ip` (configured under `key`): sockets on that
+/// address are bound to it, so they take packets only from it (the side's NIC, or the VLAN
+/// interface on it).
+pub fn device_for(key: &'static str, ip: std::net::IpAddr) -> Result<String, ServerError> {
+    let host = |problem: String| ServerError::Host { key, problem };
+    tollgate_dataplane::sys::device_of(ip)
+        .map_err(|e| host(format!("listing the interfaces' addresses: {e}")))?
+        .map(|(device, _)| device)
+        .ok_or_else(|| host(format!("no interface of this host has the address {ip}")))
+}
+
+/// The interfaces of the gateway side: `ext.interface` and those holding its addresses.
+pub fn ext_devices(cfg: &Config) -> Result<Vec<String>, ServerError> {
+    let mut v = vec![cfg.ext.interface.clone()];
+    for ip in cfg.ext_addresses() {
+        let d = device_for("ext.media_address", ip)?;
+        if !v.contains(&d) {
+            v.push(d);
+        }
+    }
+    Ok(v)
+}
+
 /// Binds the metrics listener to `addr` and to the interface that holds it. Refused: an
-/// address no interface holds, and one on the gateway NIC (unless it is a loopback address,
-/// which the kernel never accepts from a NIC).
+/// address no interface holds, and one on a gateway-side interface (`ext_devices`) unless it
+/// is a loopback address, which the kernel never accepts from a NIC.
 pub async fn bind_metrics(
     addr: SocketAddr,
-    ext_interface: &str,
+    ext_devices: &[String],
 ) -> Result<tokio::net::TcpListener, ServerError> {
     let key = "ops.metrics_listen";
-    let host = |problem: String| ServerError::Host { key, problem };
-    let (device, _loopback) = tollgate_dataplane::sys::device_of(addr.ip())
-        .map_err(|e| host(format!("listing the interfaces' addresses: {e}")))?
-        .ok_or_else(|| {
-            host(format!(
-                "no interface of this host has the address {}",
+    let device = device_for(key, addr.ip())?;
+    if ext_devices.contains(&device) && !addr.ip().is_loopback() {
+        return Err(ServerError::Host {
+            key,
+            problem: format!(
+                "{} is on {device}, a gateway-side interface; metrics are never served there",
                 addr.ip()
-            ))
-        })?;
-    if device == ext_interface && !addr.ip().is_loopback() {
-        return Err(host(format!(
-            "{} is on {device}, the gateway-side NIC (ext.interface); metrics are never served there",
-            addr.ip()
-        )));
+            ),
+        });
     }
     crate::metrics::bind(addr, &device)
         .await
@@ -206,7 +228,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
 
     // The metrics listener is checked before anything is attached or spawned.
     let metrics_listener = match cfg.ops.metrics_listen {
-        Some(addr) => Some(bind_metrics(addr, &cfg.ext.interface).await?),
+        Some(addr) => Some(bind_metrics(addr, &ext_devices(&cfg)?).await?),
         None => None,
     };
     let dp_cfg = dataplane_config(&cfg)?;
@@ -251,23 +273,24 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
             Duration::from_secs(cfg.sip.connect_timeout_s),
             [cfg.ext.sip_listen.ip(), cfg.int.sip_listen.ip()],
         )
-        .with_devices([cfg.ext.interface.clone(), cfg.int.interface.clone()]),
+        .with_devices([
+            device_for("ext.sip_listen", cfg.ext.sip_listen.ip())?,
+            device_for("int.sip_listen", cfg.int.sip_listen.ip())?,
+        ]),
     );
 
     let mut tasks = Vec::new();
-    let devices = [cfg.ext.interface.clone(), cfg.int.interface.clone()];
-    let listen = |addr: SocketAddr, side: NetSide, t: NetTransport, what: &'static str| {
-        let device = devices[match side {
-            NetSide::Ext => 0,
-            NetSide::Int => 1,
-        }]
-        .clone();
-        async move {
-            transport::bind(addr, Some(&device))
-                .await
-                .map_err(|source| ServerError::Listen { addr, what, source })
-                .map(|l| (l, side, t))
-        }
+    let listen = |addr: SocketAddr, side: NetSide, t: NetTransport, what: &'static str| async move {
+        let key = match (side, t) {
+            (NetSide::Ext, NetTransport::Tcp) => "ext.sip_listen",
+            (NetSide::Ext, NetTransport::Tls) => "ext.tls_listen",
+            (NetSide::Int, _) => "int.sip_listen",
+        };
+        let device = device_for(key, addr.ip())?;
+        transport::bind(addr, Some(&device))
+            .await
+            .map_err(|source| ServerError::Listen { addr, what, source })
+            .map(|l| (l, side, t))
     };
     let mut listeners = vec![
         listen(
