@@ -232,7 +232,9 @@ pub fn bind_to_device(fd: RawFd, name: &str) -> io::Result<()> {
 }
 
 /// The interface that holds local address `ip` in the calling thread's network namespace, and
-/// whether it is a loopback interface; `None` if no interface has it.
+/// whether it is a loopback interface; `None` if no interface has it. A loopback address that
+/// no interface lists (127.0.1.1: the kernel's `127.0.0.0/8` local route) is the loopback
+/// interface's.
 pub fn device_of(ip: std::net::IpAddr) -> io::Result<Option<(String, bool)>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we free below.
@@ -240,6 +242,7 @@ pub fn device_of(ip: std::net::IpAddr) -> io::Result<Option<(String, bool)>> {
         return Err(io::Error::last_os_error());
     }
     let mut found = None;
+    let mut loopback = None;
     let mut cur = head;
     while !cur.is_null() {
         // SAFETY: a node of the list getifaddrs returned, alive until freeifaddrs.
@@ -263,15 +266,19 @@ pub fn device_of(ip: std::net::IpAddr) -> io::Result<Option<(String, bool)>> {
             }
             _ => None,
         };
-        if addr == Some(ip) {
+        let lo = ifa.ifa_flags & libc::IFF_LOOPBACK as libc::c_uint != 0;
+        if addr == Some(ip) || (lo && loopback.is_none()) {
             // SAFETY: NUL-terminated name from the kernel.
             let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
-            let lo = ifa.ifa_flags & libc::IFF_LOOPBACK as libc::c_uint != 0;
-            found = Some((name.to_string_lossy().into_owned(), lo));
-            break;
+            let name = name.to_string_lossy().into_owned();
+            if addr == Some(ip) {
+                found = Some((name, lo));
+                break;
+            }
+            loopback = Some((name, lo));
         }
     }
     // SAFETY: the list from getifaddrs above, freed once.
     unsafe { libc::freeifaddrs(head) };
-    Ok(found)
+    Ok(found.or(if ip.is_loopback() { loopback } else { None }))
 }

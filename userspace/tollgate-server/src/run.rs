@@ -156,8 +156,16 @@ pub fn dataplane_config(cfg: &Config) -> Result<DataplaneConfig, ServerError> {
     d.busy_poll = cfg.media.busy_poll;
     d.coalesce_us = cfg.media.coalesce_us;
     d.devices = Some([
-        device_for("ext.media_address", cfg.ext.media_address)?,
-        device_for("int.media_address", cfg.int.media_address)?,
+        side_device(
+            "ext.media_address",
+            cfg.ext.media_address,
+            &cfg.ext.interface,
+        )?,
+        side_device(
+            "int.media_address",
+            cfg.int.media_address,
+            &cfg.int.interface,
+        )?,
     ]);
     if cfg.ext.boundary == BoundaryKind::Xdp {
         let eph = boundary::ephemeral_ports().map_err(|e| ServerError::Boundary(e.to_string()))?;
@@ -170,22 +178,33 @@ pub fn dataplane_config(cfg: &Config) -> Result<DataplaneConfig, ServerError> {
     Ok(d)
 }
 
-/// The interface that holds local address `ip` (configured under `key`): sockets on that
-/// address are bound to it, so they take packets only from it (the side's NIC, or the VLAN
-/// interface on it).
-pub fn device_for(key: &'static str, ip: std::net::IpAddr) -> Result<String, ServerError> {
-    let host = |problem: String| ServerError::Host { key, problem };
+/// The interface that holds local address `ip` (configured under `key`); `None` if no
+/// interface lists it (an address under a `local` route).
+fn device_of(key: &'static str, ip: std::net::IpAddr) -> Result<Option<String>, ServerError> {
     tollgate_dataplane::sys::device_of(ip)
-        .map_err(|e| host(format!("listing the interfaces' addresses: {e}")))?
-        .map(|(device, _)| device)
-        .ok_or_else(|| host(format!("no interface of this host has the address {ip}")))
+        .map(|d| d.map(|(device, _)| device))
+        .map_err(|e| ServerError::Host {
+            key,
+            problem: format!("listing the interfaces' addresses: {e}"),
+        })
+}
+
+/// The interface a socket on one side's address `ip` (configured under `key`) is bound to, so
+/// that it takes packets only from it: the interface that holds the address (the side's NIC,
+/// or a VLAN interface on it), else the side's configured `interface`.
+pub fn side_device(
+    key: &'static str,
+    ip: std::net::IpAddr,
+    interface: &str,
+) -> Result<String, ServerError> {
+    Ok(device_of(key, ip)?.unwrap_or_else(|| interface.to_owned()))
 }
 
 /// The interfaces of the gateway side: `ext.interface` and those holding its addresses.
 pub fn ext_devices(cfg: &Config) -> Result<Vec<String>, ServerError> {
     let mut v = vec![cfg.ext.interface.clone()];
     for ip in cfg.ext_addresses() {
-        let d = device_for("ext.media_address", ip)?;
+        let d = side_device("ext.media_address", ip, &cfg.ext.interface)?;
         if !v.contains(&d) {
             v.push(d);
         }
@@ -201,7 +220,10 @@ pub async fn bind_metrics(
     ext_devices: &[String],
 ) -> Result<tokio::net::TcpListener, ServerError> {
     let key = "ops.metrics_listen";
-    let device = device_for(key, addr.ip())?;
+    let device = device_of(key, addr.ip())?.ok_or_else(|| ServerError::Host {
+        key,
+        problem: format!("no interface of this host has the address {}", addr.ip()),
+    })?;
     if ext_devices.contains(&device) && !addr.ip().is_loopback() {
         return Err(ServerError::Host {
             key,
@@ -274,23 +296,34 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
             [cfg.ext.sip_listen.ip(), cfg.int.sip_listen.ip()],
         )
         .with_devices([
-            device_for("ext.sip_listen", cfg.ext.sip_listen.ip())?,
-            device_for("int.sip_listen", cfg.int.sip_listen.ip())?,
+            side_device(
+                "ext.sip_listen",
+                cfg.ext.sip_listen.ip(),
+                &cfg.ext.interface,
+            )?,
+            side_device(
+                "int.sip_listen",
+                cfg.int.sip_listen.ip(),
+                &cfg.int.interface,
+            )?,
         ]),
     );
 
     let mut tasks = Vec::new();
-    let listen = |addr: SocketAddr, side: NetSide, t: NetTransport, what: &'static str| async move {
-        let key = match (side, t) {
-            (NetSide::Ext, NetTransport::Tcp) => "ext.sip_listen",
-            (NetSide::Ext, NetTransport::Tls) => "ext.tls_listen",
-            (NetSide::Int, _) => "int.sip_listen",
+    let (ext_if, int_if) = (cfg.ext.interface.clone(), cfg.int.interface.clone());
+    let listen = |addr: SocketAddr, side: NetSide, t: NetTransport, what: &'static str| {
+        let (key, interface) = match (side, t) {
+            (NetSide::Ext, NetTransport::Tcp) => ("ext.sip_listen", ext_if.clone()),
+            (NetSide::Ext, NetTransport::Tls) => ("ext.tls_listen", ext_if.clone()),
+            (NetSide::Int, _) => ("int.sip_listen", int_if.clone()),
         };
-        let device = device_for(key, addr.ip())?;
-        transport::bind(addr, Some(&device))
-            .await
-            .map_err(|source| ServerError::Listen { addr, what, source })
-            .map(|l| (l, side, t))
+        async move {
+            let device = side_device(key, addr.ip(), &interface)?;
+            transport::bind(addr, Some(&device))
+                .await
+                .map_err(|source| ServerError::Listen { addr, what, source })
+                .map(|l| (l, side, t))
+        }
     };
     let mut listeners = vec![
         listen(
