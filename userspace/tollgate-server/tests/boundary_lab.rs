@@ -9,7 +9,7 @@
 //!
 //! With `ext.boundary = "off"` (sockets bound to their NIC, no packet filter) the same probes
 //! get RSTs from the kernel but never a service: that test shows the probes see answers when
-//! there are any.
+//! there are any. A metrics address on the gateway NIC is refused at start.
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -506,4 +506,51 @@ fn boundary_off_sockets_stay_on_their_nic() {
         assert!(!p.answers.is_empty(), "the sniffer sees the answers");
         assert!(p.relayed.is_empty(), "no probe relayed inside");
     });
+}
+
+/// Whatever the config says, metrics are never served on the gateway NIC: an address that
+/// validation cannot know is on it (a second address of the gateway NIC) is refused at start,
+/// naming the key.
+#[test]
+fn metrics_on_the_gateway_nic_refused_at_start() {
+    if skip_unless_root("metrics_on_the_gateway_nic_refused_at_start") {
+        return;
+    }
+    let lab = LabSpec::unique("bm").up_guarded().expect("lab up");
+    let dir = Scratch::new("bm");
+    let a = addrs(lab.spec());
+    let pki = a.pki(&dir.0.join("certs")).unwrap();
+    run(
+        "ip",
+        &[
+            "-n",
+            &lab.relay_ns,
+            "addr",
+            "add",
+            "10.201.1.5/24",
+            "dev",
+            &lab.ext_if,
+        ],
+    )
+    .unwrap();
+    let metrics: SocketAddr = "10.201.1.5:9100".parse().unwrap();
+    let text = a.tollgate_config(&pki, "socket", 1, &dir.0.join("cdr.jsonl"), Some(metrics));
+    let cfg = Config::parse(&text, &dir.0).expect("valid as far as the file can tell");
+    let err = in_netns(&lab.relay_ns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            match tollgate_server::start(cfg).await {
+                Ok(_) => String::new(),
+                Err(e) => e.to_string(),
+            }
+        })
+    })
+    .unwrap();
+    assert!(
+        err.contains("ops.metrics_listen") && err.contains("gateway-side interface"),
+        "refused at start, naming the key: {err:?}"
+    );
 }
