@@ -2,8 +2,10 @@
 //! the driver, and signal handling.
 //!
 //! The boundary between the NICs is set up here: the data plane gets each NIC's XDP policy
-//! (`ext.boundary`), every listener and outbound connection is bound to its side's NIC, and
-//! the metrics listener to the NIC that holds its address, which must not be the gateway NIC.
+//! (`ext.boundary`), and every listener, outbound connection and relay socket is bound to the
+//! interface that holds its address (the side's NIC, or a VLAN interface on it); the metrics
+//! listener too, and that interface must not be a gateway-side one. All of it is read at
+//! start: a SIGHUP reload does not change it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
