@@ -305,6 +305,33 @@ fn gateway_nic_passes_only_what_is_open() {
     let mut lldp = eth(0x88cc);
     lldp.extend_from_slice(&[0; 28]);
     assert_eq!(p.test_run(&lldp).unwrap(), XDP_DROP, "LLDP");
+    // One 802.1Q tag is looked through: the same rules apply to the inner packet.
+    let tagged = |f: Vec<u8>| {
+        let mut t = f[..12].to_vec();
+        t.extend_from_slice(&[0x81, 0x00, 0x00, 100]);
+        t.extend_from_slice(&f[12..]);
+        t
+    };
+    assert_eq!(
+        p.test_run(&tagged(ipv4(GW, INT, 6, 0, &tcp(40000, 5061, SYN))))
+            .unwrap(),
+        XDP_DROP,
+        "tagged SYN to the internal address"
+    );
+    assert_eq!(
+        p.test_run(&tagged(ipv4(GW, EXT, 6, 0, &tcp(40000, 5060, SYN))))
+            .unwrap(),
+        XDP_PASS,
+        "tagged SYN to SIP"
+    );
+    // A first UDP fragment is judged by its ports like a whole datagram.
+    let mut first = udp("10.201.1.2:40000", "10.201.1.1:22");
+    first[20] |= 0x20; // more fragments
+    assert_eq!(
+        p.test_run(&first).unwrap(),
+        XDP_DROP,
+        "first fragment, closed port"
+    );
     // A truncated TCP header on the own address is malformed, not passed.
     let short = ipv4(GW, EXT, 6, 0, &tcp(40000, 5060, SYN)[..8]);
     assert_eq!(p.test_run(&short).unwrap(), XDP_DROP, "truncated TCP");
