@@ -69,12 +69,13 @@ pub const BOUNDARY_OFF: u32 = 0;
 /// [`BoundaryPolicy::mode`] of the gateway (untrusted) NIC: the kernel gets only what is
 /// addressed to one of [`BoundaryPolicy::own`] on a configured port (TCP SYNs only to
 /// [`BoundaryPolicy::tcp_ports_be`], other TCP segments also to the ephemeral range, UDP to the
-/// relay range), ICMP/ICMPv6 errors to an own address, ARP, and IPv6 neighbour discovery and
-/// MLD to any address. Everything else is dropped and counted by reason.
+/// relay range), ICMP/ICMPv6 errors to an own address, ARP (except for an address in
+/// [`BoundaryPolicy::other`]), and IPv6 neighbour discovery and MLD to any address. Everything
+/// else is dropped and counted by reason.
 pub const BOUNDARY_GATEWAY: u32 = 1;
 /// [`BoundaryPolicy::mode`] of the internal (trusted) NIC: only what is addressed to one of
-/// [`BoundaryPolicy::other`] (the gateway side's addresses) is dropped; the rest passes (the
-/// trusted side may carry management traffic).
+/// [`BoundaryPolicy::other`] (the gateway side's addresses), ARP included, is dropped; the rest
+/// passes (the trusted side may carry management traffic).
 pub const BOUNDARY_INTERNAL: u32 = 2;
 /// Addresses per list in [`BoundaryPolicy`].
 pub const BOUNDARY_ADDRS: usize = 4;

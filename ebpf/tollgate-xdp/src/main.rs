@@ -7,9 +7,10 @@
 //! * hit, wrong source: drop and count (RTP Bleed / injection defence);
 //! * miss (and every frame that is not UDP): the NIC's boundary policy (`BOUNDARY`, one entry
 //!   per loaded object, i.e. per NIC) decides whether the kernel gets it. Off: pass. Internal
-//!   NIC: drop what is addressed to the gateway side's addresses. Gateway NIC: pass only ARP,
-//!   IPv6 ND/MLD, and what is addressed to an own address on an open port (SIP SYNs, other TCP
-//!   segments to the SIP or ephemeral ports, UDP to the relay range, ICMP errors); drop the rest.
+//!   NIC: drop what is addressed to the gateway side's addresses (ARP for them too). Gateway
+//!   NIC: pass only ARP (not for the other side's addresses), IPv6 ND/MLD, and what is
+//!   addressed to an own address on an open port (SIP SYNs, other TCP segments to the SIP or
+//!   ephemeral ports, UDP to the relay range, ICMP errors); drop the rest.
 //!   The weak host model would otherwise deliver a packet for any local address on any NIC.
 //!
 //! A flow hit never reads the policy, so the relay path costs what it did without it.
@@ -138,8 +139,8 @@ mod prog {
     }
 
     enum Class {
-        /// Not IPv4/IPv6: the ethertype.
-        NotIp(u16),
+        /// Not IPv4/IPv6: the ethertype and the offset of what follows it.
+        NotIp(u16, usize),
         Malformed,
         Other(Other),
         /// A first IPv4 fragment (we look at its ports, then drop it if it is ours).
@@ -152,7 +153,7 @@ mod prog {
         bump(counter::RX);
         let parsed = match classify(&ctx) {
             Class::Udp(p) => p,
-            Class::NotIp(ethertype) => return boundary_not_ip(ethertype),
+            Class::NotIp(ethertype, l3) => return boundary_not_ip(&ctx, ethertype, l3),
             Class::Other(o) => return boundary_other(&ctx, &o),
             Class::Malformed => return deny(counter::DROP_MALFORMED),
             Class::Fragment(p) => {
@@ -271,13 +272,39 @@ mod prog {
 
     /// Frames that are not IP: ARP always passes; the gateway NIC drops other ethertypes.
     #[inline(always)]
-    fn boundary_not_ip(ethertype: u16) -> u32 {
-        match policy() {
-            Some(p) if p.mode == BOUNDARY_GATEWAY && ethertype != ETH_P_ARP => {
+    fn boundary_not_ip(ctx: &XdpContext, ethertype: u16, l3: usize) -> u32 {
+        let Some(p) = policy() else {
+            return pass();
+        };
+        if ethertype != ETH_P_ARP {
+            return if p.mode == BOUNDARY_GATEWAY {
                 deny(counter::BOUNDARY_PROTO)
-            }
-            _ => pass(),
+            } else {
+                pass()
+            };
         }
+        // ARP for the other side's address gets no answer either (the kernel would give this
+        // NIC's MAC for any local address). Ethernet/IPv4 ARP: the target address is at 24.
+        let Some(arp) = at(ctx, l3, 28) else {
+            return deny(counter::DROP_MALFORMED);
+        };
+        let mut target = [0u8; 16];
+        target[10] = 0xff;
+        target[11] = 0xff;
+        // SAFETY: 28 bytes checked.
+        let plen = unsafe { *arp.add(5) };
+        if plen == 4 {
+            // SAFETY: bytes 24..28 of the 28 checked.
+            unsafe {
+                for i in 0..4 {
+                    target[12 + i] = *arp.add(24 + i);
+                }
+            }
+            if listed(&p.other, p.other_count, &target) {
+                return deny(counter::BOUNDARY_OTHER_SIDE);
+            }
+        }
+        pass()
     }
 
     /// IP that is not UDP (or a later IPv4 fragment).
@@ -461,7 +488,7 @@ mod prog {
                 bump(counter::UDP6);
                 l4 = l3 + 40;
             }
-            _ => return Class::NotIp(proto),
+            _ => return Class::NotIp(proto, l3),
         }
         let Some(udp) = at(ctx, l4, 8) else {
             return Class::Malformed;

@@ -5,13 +5,13 @@
 //! (the one that steers media) also judges every frame that is not a flow hit against the
 //! NIC's [`SidePolicy`], written into its `BOUNDARY` map before it is attached:
 //!
-//! * gateway NIC ([`BoundaryMode::Gateway`]): the kernel gets ARP, IPv6 neighbour discovery and
-//!   MLD, and what is addressed to an own address: TCP to the SIP listening ports, TCP
+//! * gateway NIC ([`BoundaryMode::Gateway`]): the kernel gets ARP (not for the other side's
+//!   addresses), IPv6 neighbour discovery and MLD, and what is addressed to an own address: TCP to the SIP listening ports, TCP
 //!   segments that are not a connection request to the ephemeral port range (replies on the
 //!   connections Tollgate dials), UDP to the relay port range, ICMP/ICMPv6 errors. The rest is
 //!   dropped, counted by reason ([`DROP_REASONS`]).
 //! * internal NIC ([`BoundaryMode::Internal`]): what is addressed to the gateway side's
-//!   addresses is dropped; the rest passes (the trusted side carries management traffic).
+//!   addresses (ARP included) is dropped; the rest passes (the trusted side carries management traffic).
 //!
 //! On the socket data path the same program is attached with an empty flow map, so every
 //! relay packet is a miss that the policy passes to the kernel's sockets.

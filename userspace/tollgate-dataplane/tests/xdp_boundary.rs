@@ -88,6 +88,22 @@ fn udp(src: &str, dst: &str) -> Vec<u8> {
     build(&h, &[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9, 9, 9], 0)
 }
 
+/// An Ethernet/IPv4 ARP request from the gateway for `target`.
+fn arp_request(target: &str) -> Vec<u8> {
+    let IpAddr::V4(t) = ip(target) else {
+        unreachable!("IPv4 address")
+    };
+    let IpAddr::V4(s) = ip(GW) else {
+        unreachable!("IPv4 address")
+    };
+    let mut f = eth(0x0806);
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 2]);
+    f.extend_from_slice(&s.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&t.octets());
+    f
+}
+
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 
@@ -298,10 +314,22 @@ fn gateway_nic_passes_only_what_is_open() {
             assert_eq!(after.get(slot), before.get(slot) + 1, "{what}: counted");
         }
     }
-    // Non-IP: ARP passes, other ethertypes do not.
-    let mut arp = eth(0x0806);
-    arp.extend_from_slice(&[0; 28]);
-    assert_eq!(p.test_run(&arp).unwrap(), XDP_PASS, "ARP");
+    // Non-IP: ARP passes, except for the other side's address; other ethertypes do not.
+    assert_eq!(
+        p.test_run(&arp_request(EXT)).unwrap(),
+        XDP_PASS,
+        "ARP for us"
+    );
+    let before = p.counters().unwrap();
+    assert_eq!(
+        p.test_run(&arp_request(INT)).unwrap(),
+        XDP_DROP,
+        "ARP for the internal address"
+    );
+    assert_eq!(
+        p.counters().unwrap().get(counter::BOUNDARY_OTHER_SIDE),
+        before.get(counter::BOUNDARY_OTHER_SIDE) + 1
+    );
     let mut lldp = eth(0x88cc);
     lldp.extend_from_slice(&[0; 28]);
     assert_eq!(p.test_run(&lldp).unwrap(), XDP_DROP, "LLDP");
@@ -403,10 +431,20 @@ fn internal_nic_drops_only_the_gateway_side() {
             .unwrap(),
         XDP_DROP
     );
+    assert_eq!(
+        p.test_run(&arp_request(EXT)).unwrap(),
+        XDP_DROP,
+        "ARP for ext"
+    );
+    assert_eq!(
+        p.test_run(&arp_request(INT)).unwrap(),
+        XDP_PASS,
+        "ARP for int"
+    );
     let after = p.counters().unwrap();
     assert_eq!(
         after.get(counter::BOUNDARY_OTHER_SIDE),
-        before.get(counter::BOUNDARY_OTHER_SIDE) + 2
+        before.get(counter::BOUNDARY_OTHER_SIDE) + 3
     );
 }
 
