@@ -10,7 +10,7 @@
 #![no_std]
 
 /// Bumped whenever a type in this crate changes layout.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Name of the flow map (`HashMap<FlowKey, FlowEntry>`) in the XDP object.
 pub const FLOWS_MAP: &str = "FLOWS";
@@ -18,6 +18,9 @@ pub const FLOWS_MAP: &str = "FLOWS";
 pub const XSKS_MAP: &str = "XSKS";
 /// Name of the per-CPU counter array in the XDP object.
 pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Name of the boundary policy map (`Array<BoundaryPolicy>`, one entry: each NIC loads its own
+/// copy of the object, so the policy is per attachment) in the XDP object.
+pub const BOUNDARY_MAP: &str = "BOUNDARY";
 /// Capacity of the flow map (relay ports per NIC, RTP and RTCP counted separately).
 pub const MAX_FLOWS: u32 = 262_144;
 /// Capacity of the socket map: the highest rx queue index + 1 the program can redirect.
@@ -61,6 +64,54 @@ pub struct FlowEntry {
     pub src_mismatch: u64,
 }
 
+/// [`BoundaryPolicy::mode`]: no boundary; everything that is not a flow hit goes to the kernel.
+pub const BOUNDARY_OFF: u32 = 0;
+/// [`BoundaryPolicy::mode`] of the gateway (untrusted) NIC: the kernel gets only what is
+/// addressed to one of [`BoundaryPolicy::own`] on a configured port (TCP SYNs only to
+/// [`BoundaryPolicy::tcp_ports_be`], other TCP segments also to the ephemeral range, UDP to the
+/// relay range), ICMP/ICMPv6 errors to an own address, ARP (except for an address in
+/// [`BoundaryPolicy::other`]), and IPv6 neighbour discovery and MLD to any address. Everything
+/// else is dropped and counted by reason.
+pub const BOUNDARY_GATEWAY: u32 = 1;
+/// [`BoundaryPolicy::mode`] of the internal (trusted) NIC: only what is addressed to one of
+/// [`BoundaryPolicy::other`] (the gateway side's addresses), ARP included, is dropped; the rest
+/// passes (the trusted side may carry management traffic).
+pub const BOUNDARY_INTERNAL: u32 = 2;
+/// Addresses per list in [`BoundaryPolicy`].
+pub const BOUNDARY_ADDRS: usize = 4;
+/// TCP listening ports in [`BoundaryPolicy`].
+pub const BOUNDARY_TCP_PORTS: usize = 4;
+
+/// What a NIC passes to the kernel when a frame is not a flow hit (the single entry of
+/// [`BOUNDARY_MAP`]). Addresses as in [`FlowKey`]; unused slots are beyond the counts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct BoundaryPolicy {
+    /// `BOUNDARY_*`.
+    pub mode: u32,
+    /// Number of valid entries in [`BoundaryPolicy::own`].
+    pub own_count: u32,
+    /// Number of valid entries in [`BoundaryPolicy::other`].
+    pub other_count: u32,
+    /// Interface index the policy was written for (diagnostics; the program does not read it).
+    pub ifindex: u32,
+    /// This side's own addresses.
+    pub own: [[u8; 16]; BOUNDARY_ADDRS],
+    /// Addresses of the other side (and of other local services, e.g. metrics): always dropped.
+    pub other: [[u8; 16]; BOUNDARY_ADDRS],
+    /// TCP listening ports on the own addresses, network byte order; 0 = unused.
+    pub tcp_ports_be: [u16; BOUNDARY_TCP_PORTS],
+    /// Relay UDP port range, host byte order, inclusive.
+    pub udp_first: u16,
+    /// See `udp_first`.
+    pub udp_last: u16,
+    /// Range (host order, inclusive) where TCP segments other than a connection request
+    /// (SYN without ACK) pass: the kernel's ephemeral ports, which outbound connections use.
+    pub tcp_reply_first: u16,
+    /// See `tcp_reply_first`.
+    pub tcp_reply_last: u16,
+}
+
 /// Slots of the per-CPU counter array [`COUNTERS_MAP`].
 pub mod counter {
     /// Every frame the program saw.
@@ -83,8 +134,16 @@ pub mod counter {
     pub const LEARNED: u32 = 8;
     /// IP fragments to a relay port (dropped: RTP is never fragmented legitimately).
     pub const DROP_FRAGMENT: u32 = 9;
+    /// Boundary: addressed to the other side's address (or another local service's).
+    pub const BOUNDARY_OTHER_SIDE: u32 = 10;
+    /// Boundary (gateway NIC): to an own address on a port that is not open to this side.
+    pub const BOUNDARY_PORT: u32 = 11;
+    /// Boundary (gateway NIC): a protocol, ICMP type or ethertype this side does not take.
+    pub const BOUNDARY_PROTO: u32 = 12;
+    /// Boundary (gateway NIC): not addressed to us (other hosts, broadcast, multicast).
+    pub const BOUNDARY_NOT_OURS: u32 = 13;
     /// Number of slots.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 14;
 }
 
 #[cfg(feature = "user")]
@@ -93,10 +152,14 @@ mod user {
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowEntry {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BoundaryPolicy {}
 }
 
 /// Layout checks: these sizes are the ABI.
 const _: () = {
     assert!(core::mem::size_of::<FlowKey>() == 20);
     assert!(core::mem::size_of::<FlowEntry>() == 40);
+    assert!(core::mem::size_of::<BoundaryPolicy>() == 160);
+    assert!(core::mem::align_of::<BoundaryPolicy>() == 4);
 };

@@ -6,6 +6,11 @@
 //! crypto state, and a stable 5-tuple always lands on the same one). On the socket path each
 //! flow is owned by one worker, which holds its bound UDP sockets.
 //!
+//! On both paths the same XDP program can enforce the boundary between the NICs
+//! ([`crate::boundary`]): on the socket path it is attached with no flows, so it only filters.
+//! Socket-path relay sockets are bound to their side's NIC (SO_BINDTODEVICE) when
+//! [`DataplaneConfig::devices`] names them.
+//!
 //! Every `Dataplane` call acts in the network namespace of the thread that started it: start and
 //! drive it from the same thread (the daemon runs entirely in the relay's namespace).
 
@@ -21,6 +26,7 @@ use tollgate_relay::frame::Mac;
 use tollgate_relay::{FlowCounters, FlowEvent, MediaFlowSpec, Side, SideSnapshot, TransformSpec};
 
 use crate::afxdp::{BindMode, RingSizes, Umem, XskSocket};
+use crate::boundary::{Boundary, PolicyError, SidePolicy};
 use crate::neigh::{NextHop, Resolver, Watcher};
 use crate::sys::{self, Waker, monotonic_ns};
 use crate::worker::{Control, EventQueue, WorkerCtx, WorkerStats, pin};
@@ -98,6 +104,12 @@ pub struct DataplaneConfig {
     pub coalesce_us: u32,
     /// Capacity of the event queue.
     pub event_capacity: usize,
+    /// Socket path: the interfaces `[ext, int]` that hold each side's media address; relay
+    /// sockets are bound to them (SO_BINDTODEVICE). `None`: no device binding (tests,
+    /// benchmarks).
+    pub devices: Option<[String; 2]>,
+    /// The boundary policy of each NIC (`None`: off, every non-flow frame goes to the kernel).
+    pub boundary: Option<Boundary>,
 }
 
 /// Default [`DataplaneConfig::coalesce_us`]: at most 500 µs of added latency, 2.5% of a 20 ms
@@ -118,6 +130,8 @@ impl DataplaneConfig {
             busy_poll: false,
             coalesce_us: DEFAULT_COALESCE_US,
             event_capacity: 65536,
+            devices: None,
+            boundary: None,
         }
     }
 }
@@ -131,6 +145,9 @@ pub enum DataplaneError {
     /// AF_XDP socket problem.
     #[error(transparent)]
     Xsk(#[from] crate::afxdp::XskError),
+    /// The boundary policy does not fit the program.
+    #[error(transparent)]
+    Boundary(#[from] PolicyError),
     /// The NIC's queue count does not match the workers and could not be changed.
     #[error(
         "{iface} has {queues} receive queue(s) but {workers} worker(s) were configured; set the NIC's channels to {workers} (ethtool -L {iface} combined {workers}) or change media.workers: {detail}"
@@ -201,9 +218,9 @@ struct Installed {
 /// Summary of the data plane's own counters.
 #[derive(Debug, Clone, Default)]
 pub struct DataplaneStats {
-    /// XDP counters per NIC (`[ext, int]`), XDP path only.
+    /// XDP counters per NIC (`[ext, int]`): XDP path, or socket path with the boundary filter.
     pub xdp: Option<[XdpCounters; 2]>,
-    /// Attach mode per NIC.
+    /// Attach mode per NIC (wherever the program is attached).
     pub attach: Option<[AttachMode; 2]>,
     /// Per worker: (rx, tx, dropped, busy ns, cpu ns, loops).
     pub workers: Vec<WorkerSnapshot>,
@@ -243,6 +260,8 @@ pub struct Dataplane {
     cfg: DataplaneConfig,
     workers: Vec<Worker>,
     nics: Option<[Nic; 2]>,
+    /// Socket path: the boundary programs on `[ext, int]` (filter only, no flows).
+    guards: Option<[XdpProgram; 2]>,
     flows: HashMap<u64, Installed>,
     ports: HashMap<SocketAddr, u64>,
     events: Arc<EventQueue>,
@@ -278,6 +297,7 @@ impl Dataplane {
             cfg: cfg.clone(),
             workers: Vec::new(),
             nics: None,
+            guards: None,
             flows: HashMap::new(),
             ports: HashMap::new(),
             events,
@@ -288,6 +308,17 @@ impl Dataplane {
         };
         match &cfg.path {
             DataPath::Socket => {
+                if let Some(b) = &cfg.boundary {
+                    let [ext, int] = &b.interfaces;
+                    let e = attach_nic(ext, b.attach, Some(&b.sides[0]))?;
+                    let i = attach_nic(int, b.attach, Some(&b.sides[1]))?;
+                    tracing::info!(
+                        ext = %ext, ext_mode = %e.mode().map_or("?".into(), |m| m.to_string()),
+                        int = %int, int_mode = %i.mode().map_or("?".into(), |m| m.to_string()),
+                        "XDP boundary filter attached (socket data path)"
+                    );
+                    dp.guards = Some([e, i]);
+                }
                 for i in 0..cfg.workers {
                     let (ctx, w) = dp.worker_ctx(i)?;
                     let cpu = cfg.cpus.get(i).copied();
@@ -358,8 +389,9 @@ impl Dataplane {
                 tracing::info!(iface = %iface, queues = workers, "set NIC receive queues to the worker count");
             }
         }
-        let mut ext = XdpProgram::attach(&x.ext_iface, x.attach)?;
-        let mut int = XdpProgram::attach(&x.int_iface, x.attach)?;
+        let policy = |i: usize| self.cfg.boundary.as_ref().map(|b| &b.sides[i]);
+        let mut ext = attach_nic(&x.ext_iface, x.attach, policy(0))?;
+        let mut int = attach_nic(&x.int_iface, x.attach, policy(1))?;
         tracing::info!(
             ext = %x.ext_iface, ext_mode = %ext.mode().map_or("?".into(), |m| m.to_string()),
             int = %x.int_iface, int_mode = %int.mode().map_or("?".into(), |m| m.to_string()),
@@ -588,9 +620,11 @@ impl Dataplane {
             .unwrap_or((spec.id as usize) % self.workers.len());
         let mut bound = prev.map(|p| p.bound.clone()).unwrap_or_default();
         let mut sockets = Vec::new();
-        for (_, a) in spec.local_ports() {
+        for (side, a) in spec.local_ports() {
             if !bound.contains(&a) {
-                let fd = crate::socket_worker::bind_udp(a).map_err(io_err(format!("bind {a}")))?;
+                let device = self.cfg.devices.as_ref().map(|d| d[side.index()].as_str());
+                let fd = crate::socket_worker::bind_udp(a, device)
+                    .map_err(io_err(format!("bind {a}")))?;
                 sockets.push((a, fd));
                 bound.insert(a);
             }
@@ -752,13 +786,18 @@ impl Dataplane {
                 }
             })
             .collect();
-        let (xdp, attach) = match &self.nics {
+        let progs = match (&self.nics, &self.guards) {
+            (Some([e, i]), _) => Some([&e.prog, &i.prog]),
+            (None, Some([e, i])) => Some([e, i]),
+            (None, None) => None,
+        };
+        let (xdp, attach) = match progs {
             Some([e, i]) => (
-                match (e.prog.counters(), i.prog.counters()) {
+                match (e.counters(), i.counters()) {
                     (Ok(a), Ok(b)) => Some([a, b]),
                     _ => None,
                 },
-                match (e.prog.mode(), i.prog.mode()) {
+                match (e.mode(), i.mode()) {
                     (Some(a), Some(b)) => Some([a, b]),
                     _ => None,
                 },
@@ -808,6 +847,7 @@ impl Dataplane {
         }
         // Dropping the programs detaches them.
         self.nics = None;
+        self.guards = None;
     }
 }
 
@@ -815,6 +855,22 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         self.stop_workers();
     }
+}
+
+/// Loads the program, writes `policy` (if any) for `iface`, then attaches it.
+fn attach_nic(
+    iface: &str,
+    request: ModeRequest,
+    policy: Option<&SidePolicy>,
+) -> Result<XdpProgram, DataplaneError> {
+    let abi = match policy {
+        Some(p) => {
+            let index = sys::ifindex(iface).map_err(io_err(format!("interface {iface}")))?;
+            Some(p.to_abi(index)?)
+        }
+        None => None,
+    };
+    Ok(XdpProgram::attach_with(iface, request, abi.as_ref())?)
 }
 
 /// Resolves with a per-refresh cache (many flows share few next hops), retrying a pending

@@ -3,6 +3,7 @@
 //! * [`dataplane`]: the control plane's one API: start, install/update/remove flows, counters,
 //!   events, next-hop upkeep, shutdown.
 //! * [`xdp`]: loads the XDP steering program onto a NIC and programs its maps.
+//! * [`boundary`]: what each NIC passes to the kernel (the per-NIC policy of the XDP program).
 //! * [`afxdp`]: AF_XDP sockets and rings with a UMEM shared across both NICs.
 //! * [`xsk_worker`]: the per-core AF_XDP relay loop.
 //! * [`socket_worker`]: the same relay over UDP sockets (recvmmsg/sendmmsg).
@@ -14,6 +15,7 @@
 pub mod afxdp;
 #[cfg(feature = "huge-pages")]
 pub mod alloc;
+pub mod boundary;
 pub mod dataplane;
 pub mod neigh;
 pub mod socket_worker;
@@ -22,6 +24,7 @@ pub mod worker;
 pub mod xdp;
 pub mod xsk_worker;
 
+pub use boundary::{Boundary, BoundaryMode, SidePolicy};
 pub use dataplane::{
     DEFAULT_COALESCE_US, DataPath, Dataplane, DataplaneConfig, DataplaneError, DataplaneStats,
     XdpSettings,

@@ -4,7 +4,8 @@
 //! worker, which holds the flow's bound sockets in an epoll set; a ready socket is drained with
 //! `recvmmsg`, every datagram goes through [`FlowTable::relay`] exactly as on the AF_XDP path,
 //! and the results leave with one `sendmmsg` per egress socket. Buffers, iovecs and address
-//! storage are allocated once per worker.
+//! storage are allocated once per worker. Sockets are bound to their side's NIC when the data
+//! plane knows it (SO_BINDTODEVICE), so a relay port takes packets only from its own side.
 
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -358,8 +359,9 @@ fn flush(
     (done as u64, (n - done) as u64)
 }
 
-/// Binds a non-blocking UDP socket to `local` (the control plane does this at install time).
-pub fn bind_udp(local: SocketAddr) -> std::io::Result<OwnedFd> {
+/// Binds a non-blocking UDP socket to `local` (the control plane does this at install time),
+/// and to `device` (SO_BINDTODEVICE) if given, so it takes packets only from its side's NIC.
+pub fn bind_udp(local: SocketAddr, device: Option<&str>) -> std::io::Result<OwnedFd> {
     let fam = if local.is_ipv4() {
         libc::AF_INET
     } else {
@@ -403,6 +405,9 @@ pub fn bind_udp(local: SocketAddr) -> std::io::Result<OwnedFd> {
                 4,
             )
         };
+    }
+    if let Some(d) = device {
+        crate::sys::bind_to_device(fd, d)?;
     }
     // SAFETY: zeroed storage filled by to_storage.
     let mut ss: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };

@@ -1,5 +1,6 @@
 //! Small OS helpers: the monotonic clock, timed naps, eventfd wakers, thread CPU time, interface facts
-//! (index, MAC, channel count via the ethtool ioctl).
+//! (index, MAC, channel count via the ethtool ioctl, which interface holds an address), and
+//! binding a socket to its NIC (SO_BINDTODEVICE).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -197,4 +198,87 @@ pub fn set_rx_queues(name: &str, n: u32) -> io::Result<()> {
         ch.tx = n.min(ch.max_tx.max(1));
     }
     ethtool(name, &mut ch)
+}
+
+/// Binds socket `fd` to interface `name` (SO_BINDTODEVICE): it then takes packets only from
+/// that NIC, and its sends leave only through it. Unprivileged processes may do this on an
+/// unbound socket since Linux 5.7.
+pub fn bind_to_device(fd: RawFd, name: &str) -> io::Result<()> {
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() >= libc::IFNAMSIZ || b.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not an interface name"),
+        ));
+    }
+    // SAFETY: `b` is a readable buffer of b.len() bytes; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            b.as_ptr().cast(),
+            b.len() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("SO_BINDTODEVICE {name}: {e}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The interface that holds local address `ip` in the calling thread's network namespace, and
+/// whether it is a loopback interface; `None` if no interface has it. A loopback address that
+/// no interface lists (127.0.1.1: the kernel's `127.0.0.0/8` local route) is the loopback
+/// interface's.
+pub fn device_of(ip: std::net::IpAddr) -> io::Result<Option<(String, bool)>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut found = None;
+    let mut loopback = None;
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: a node of the list getifaddrs returned, alive until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: non-null sockaddr of the family it states.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        let addr: Option<std::net::IpAddr> = match family {
+            libc::AF_INET => {
+                // SAFETY: family says sockaddr_in.
+                let a = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+                Some(std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)).into())
+            }
+            libc::AF_INET6 => {
+                // SAFETY: family says sockaddr_in6.
+                let a = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
+                Some(std::net::Ipv6Addr::from(a.sin6_addr.s6_addr).into())
+            }
+            _ => None,
+        };
+        let lo = ifa.ifa_flags & libc::IFF_LOOPBACK as libc::c_uint != 0;
+        if addr == Some(ip) || (lo && loopback.is_none()) {
+            // SAFETY: NUL-terminated name from the kernel.
+            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+            let name = name.to_string_lossy().into_owned();
+            if addr == Some(ip) {
+                found = Some((name, lo));
+                break;
+            }
+            loopback = Some((name, lo));
+        }
+    }
+    // SAFETY: the list from getifaddrs above, freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(found.or(if ip.is_loopback() { loopback } else { None }))
 }

@@ -1,16 +1,21 @@
-//! Loading, attaching and programming the XDP steering program (`ebpf/tollgate-xdp`).
+//! Loading, attaching and programming the XDP steering and boundary program (`ebpf/tollgate-xdp`).
 //!
-//! One [`XdpProgram`] per NIC: each has its own maps, so the flow table and the socket map of
-//! the gateway side and of the internal side are independent. Dropping it detaches the program.
+//! One [`XdpProgram`] per NIC: each has its own maps, so the flow table, the socket map and the
+//! boundary policy of the gateway side and of the internal side are independent. The policy is
+//! written before the program is attached ([`XdpProgram::attach_with`]), so there is no moment
+//! when the NIC is attached but open. Dropping it detaches the program.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use aya::Ebpf;
+use aya::maps::Array;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
-use tollgate_common::{COUNTERS_MAP, FLOWS_MAP, FlowEntry, FlowKey, XSKS_MAP, counter};
+use tollgate_common::{
+    BOUNDARY_MAP, BoundaryPolicy, COUNTERS_MAP, FLOWS_MAP, FlowEntry, FlowKey, XSKS_MAP, counter,
+};
 
 /// The XDP object built by build.rs (empty when bpf-linker was missing at build time).
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tollgate-xdp"));
@@ -34,6 +39,10 @@ pub const COUNTER_NAMES: [&str; counter::COUNT as usize] = [
     "drop_no_socket",
     "learned",
     "drop_fragment",
+    "boundary_other_side",
+    "boundary_port",
+    "boundary_proto",
+    "boundary_not_ours",
 ];
 
 /// Why the XDP program could not be loaded, attached or programmed.
@@ -168,7 +177,19 @@ impl XdpProgram {
 
     /// Loads the program and attaches it to `iface` (in the calling thread's network namespace).
     pub fn attach(iface: &str, request: ModeRequest) -> Result<Self, XdpError> {
+        XdpProgram::attach_with(iface, request, None)
+    }
+
+    /// Loads the program, writes the boundary `policy` (if any) and then attaches it to `iface`.
+    pub fn attach_with(
+        iface: &str,
+        request: ModeRequest,
+        policy: Option<&BoundaryPolicy>,
+    ) -> Result<Self, XdpError> {
         let mut p = XdpProgram::load()?;
+        if let Some(policy) = policy {
+            p.set_boundary(policy)?;
+        }
         let prog_err = |source| XdpError::Program {
             iface: iface.to_owned(),
             source,
@@ -226,6 +247,34 @@ impl XdpProgram {
             *v = arr.get(&(slot as u32), 0).map_err(err)?.iter().sum();
         }
         Ok(out)
+    }
+
+    /// Writes the boundary policy (the program reads it for every frame that is not a flow hit).
+    pub fn set_boundary(&mut self, policy: &BoundaryPolicy) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut(BOUNDARY_MAP)
+            .ok_or(XdpError::Missing("map BOUNDARY"))?;
+        let err = |source| XdpError::Map {
+            map: "BOUNDARY",
+            source,
+        };
+        let mut arr: Array<_, BoundaryPolicy> = Array::try_from(map).map_err(err)?;
+        arr.set(0, *policy, 0).map_err(err)
+    }
+
+    /// Reads the boundary policy back.
+    pub fn boundary(&self) -> Result<BoundaryPolicy, XdpError> {
+        let map = self
+            .ebpf
+            .map(BOUNDARY_MAP)
+            .ok_or(XdpError::Missing("map BOUNDARY"))?;
+        let err = |source| XdpError::Map {
+            map: "BOUNDARY",
+            source,
+        };
+        let arr: Array<_, BoundaryPolicy> = Array::try_from(map).map_err(err)?;
+        arr.get(&0, 0).map_err(err)
     }
 
     fn flows(&mut self) -> Result<BpfHashMap<&mut MapData, FlowKey, FlowEntry>, XdpError> {

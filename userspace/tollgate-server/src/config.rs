@@ -64,11 +64,28 @@ pub enum DatapathKind {
     Socket,
 }
 
+/// How the boundary between the NICs is enforced where packets arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BoundaryKind {
+    /// The XDP program on both NICs (on either data path): the gateway NIC passes to the
+    /// kernel only its own address on the SIP and relay ports (plus ARP, ND, ICMP errors); the
+    /// internal NIC drops what is addressed to the gateway side.
+    #[default]
+    Xdp,
+    /// No packet filter (sockets are still bound to their NIC). For loopback labs and hosts
+    /// without XDP; from the gateway NIC the internal address then answers with RSTs and ICMP
+    /// errors (never a service: every socket is bound to its own NIC).
+    Off,
+}
+
 /// The gateway (untrusted) side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtSide {
-    /// NIC name (XDP path).
+    /// NIC name: the XDP program is attached to it. Listeners, outbound connections and relay
+    /// sockets of this side are bound (SO_BINDTODEVICE) to the interface that holds their
+    /// address: this NIC, or a VLAN interface on it.
     pub interface: String,
     /// SIP over TCP listening address of this NIC.
     pub sip_listen: SocketAddr,
@@ -80,13 +97,18 @@ pub struct ExtSide {
     /// VLAN tag of this side, if tagged.
     #[serde(default)]
     pub vlan: Option<u16>,
+    /// The boundary filter ("xdp" or "off").
+    #[serde(default)]
+    pub boundary: BoundaryKind,
 }
 
 /// The internal (trusted) side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntSide {
-    /// NIC name (XDP path).
+    /// NIC name: the XDP program is attached to it. Listeners, outbound connections and relay
+    /// sockets of this side are bound (SO_BINDTODEVICE) to the interface that holds their
+    /// address: this NIC, or a VLAN interface on it.
     pub interface: String,
     /// SIP over mutual TLS listening address of this NIC.
     pub sip_listen: SocketAddr,
@@ -377,7 +399,8 @@ impl Default for Sip {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ops {
-    /// Prometheus endpoint address (never a wildcard address).
+    /// Prometheus endpoint address: never a wildcard nor a gateway-side address; at start it is
+    /// bound to the interface that holds the address, which must not be the gateway NIC.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
     /// CDR file (JSON lines), appended to.
@@ -717,6 +740,50 @@ impl Config {
         }
         if let Some(a) = self.ops.metrics_listen {
             check_specific("ops.metrics_listen", a)?;
+            if self.ext_addresses().contains(&a.ip()) {
+                return Err(invalid(
+                    "ops.metrics_listen",
+                    format!(
+                        "{} is a gateway-side address; metrics are never served to the gateway NIC",
+                        a.ip()
+                    ),
+                ));
+            }
+        }
+        if self.ext.interface.trim().is_empty() {
+            return Err(invalid("ext.interface", "must name the gateway-side NIC"));
+        }
+        if self.int.interface.trim().is_empty() {
+            return Err(invalid("int.interface", "must name the internal NIC"));
+        }
+        if self.ext.interface == self.int.interface {
+            if self.ext.boundary == BoundaryKind::Xdp {
+                return Err(invalid(
+                    "ext.boundary",
+                    format!(
+                        "\"xdp\" needs two NICs, but ext.interface and int.interface are both {:?}; set ext.boundary = \"off\" for a single-interface (loopback) lab",
+                        self.ext.interface
+                    ),
+                ));
+            }
+            if m.datapath == DatapathKind::Xdp {
+                return Err(invalid(
+                    "int.interface",
+                    "the XDP data path needs two NICs: must differ from ext.interface",
+                ));
+            }
+        }
+        let ext = self.ext_addresses();
+        for (key, a) in [
+            ("int.sip_listen", self.int.sip_listen.ip()),
+            ("int.media_address", self.int.media_address),
+        ] {
+            if ext.contains(&a) {
+                return Err(invalid(
+                    key,
+                    format!("{a} is also a gateway-side address: each side has its own"),
+                ));
+            }
         }
         if let Some(f) = &self.ops.log_format
             && f != "text"
@@ -739,6 +806,21 @@ impl Config {
     /// The effective configuration as TOML (what `check-config` prints).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
+    }
+
+    /// Tollgate's own addresses on the gateway side (listeners and media).
+    pub fn ext_addresses(&self) -> Vec<IpAddr> {
+        let mut v = vec![self.ext.sip_listen.ip(), self.ext.media_address];
+        v.extend(self.ext.tls_listen.map(|a| a.ip()));
+        v.dedup();
+        v
+    }
+
+    /// Tollgate's own addresses on the internal side (listener and media).
+    pub fn int_addresses(&self) -> Vec<IpAddr> {
+        let mut v = vec![self.int.sip_listen.ip(), self.int.media_address];
+        v.dedup();
+        v
     }
 
     /// The trunk whose gateway address is `ip`.
@@ -818,6 +900,19 @@ int_ports = [40000, 40999]
         let (d, t) = base();
         let c = Config::parse(&t, &d.0).unwrap();
         assert_eq!(c.media.datapath, DatapathKind::Socket);
+        assert_eq!(
+            c.ext.boundary,
+            BoundaryKind::Xdp,
+            "the boundary is on by default"
+        );
+        let lo = t.replace("\"int0\"", "\"ext0\"").replace(
+            "media_address = \"10.201.1.1\"",
+            "media_address = \"10.201.1.1\"\nboundary = \"off\"",
+        );
+        assert_eq!(
+            Config::parse(&lo, &d.0).unwrap().ext.boundary,
+            BoundaryKind::Off
+        );
         assert_eq!(
             c.suites(),
             vec![Profile::Aes128CmHmacSha1_80, Profile::Aes128CmHmacSha1_32]
@@ -953,6 +1048,45 @@ int_ports = [40000, 40999]
             (
                 format!("{t}\n[sip]\nwrite_queue_bytes = 1000\n"),
                 "sip.write_queue_bytes: must be sip.max_message_bytes..=64 MiB",
+            ),
+            (
+                format!("{t}\n[ops]\nmetrics_listen = \"10.201.1.1:9100\"\n"),
+                "ops.metrics_listen: 10.201.1.1 is a gateway-side address",
+            ),
+            (
+                format!("{t}\n[ops]\nmetrics_listen = \"0.0.0.0:9100\"\n"),
+                "ops.metrics_listen: 0.0.0.0:9100 is a wildcard",
+            ),
+            (
+                format!("{t}\n[ops]\nmetrics_listen = \"[::]:9100\"\n"),
+                "ops.metrics_listen: [::]:9100 is a wildcard",
+            ),
+            (
+                t.replace("\"int0\"", "\"ext0\""),
+                "ext.boundary: \"xdp\" needs two NICs",
+            ),
+            (
+                t.replace("\"int0\"", "\"ext0\"")
+                    .replace(
+                        "media_address = \"10.201.1.1\"",
+                        "media_address = \"10.201.1.1\"\nboundary = \"off\"",
+                    )
+                    .replace("[media]", "[media]\ndatapath = \"xdp\""),
+                "int.interface: the XDP data path needs two NICs",
+            ),
+            (
+                t.replace(
+                    "media_address = \"10.201.2.1\"",
+                    "media_address = \"10.201.1.1\"",
+                ),
+                "int.media_address: 10.201.1.1 is also a gateway-side address",
+            ),
+            (
+                t.replace(
+                    "media_address = \"10.201.1.1\"",
+                    "media_address = \"10.201.1.1\"\nboundary = \"nft\"",
+                ),
+                "unknown variant `nft`",
             ),
         ];
         for (text, want) in cases {

@@ -308,9 +308,18 @@ impl Totals {
             for (nic_i, nic) in ["ext", "int"].iter().enumerate() {
                 for (slot, (name, v)) in x[nic_i].named().enumerate() {
                     let prev = self.xdp_published[slot][nic_i];
+                    let delta = v.saturating_sub(prev);
                     m.xdp
                         .get_or_create(&labels(&[("nic", nic), ("counter", name)]))
-                        .inc_by(v.saturating_sub(prev));
+                        .inc_by(delta);
+                    if let Some((reason, _)) = tollgate_dataplane::boundary::DROP_REASONS
+                        .iter()
+                        .find(|(_, s)| *s as usize == slot)
+                    {
+                        m.boundary_drops
+                            .get_or_create(&labels(&[("side", nic), ("reason", reason)]))
+                            .inc_by(delta);
+                    }
                     self.xdp_published[slot][nic_i] = v;
                 }
             }

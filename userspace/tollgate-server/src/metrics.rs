@@ -60,6 +60,8 @@ pub struct Metrics {
     pub srtp_auth_failures: Counter,
     /// XDP program counters, by NIC and slot.
     pub xdp: Family<Labels, Counter>,
+    /// Frames the XDP boundary filter dropped, by the NIC (`side`) and reason.
+    pub boundary_drops: Family<Labels, Counter>,
     /// Fraction of wall time each data plane worker was busy over the last interval.
     pub worker_busy_ratio: Family<Labels, Gauge<f64, AtomicU64>>,
     /// Media flows installed.
@@ -106,6 +108,7 @@ impl Metrics {
             media_drops: Family::default(),
             srtp_auth_failures: Counter::default(),
             xdp: Family::default(),
+            boundary_drops: Family::default(),
             worker_busy_ratio: Family::default(),
             media_flows: Gauge::default(),
             media_unresolved: Gauge::default(),
@@ -169,6 +172,11 @@ impl Metrics {
         );
         r.register("xdp", "XDP program counters", m.xdp.clone());
         r.register(
+            "boundary_drops",
+            "Frames dropped by the XDP boundary filter, by NIC side and reason (other_side, port, proto, not_ours)",
+            m.boundary_drops.clone(),
+        );
+        r.register(
             "worker_busy_ratio",
             "Data plane worker busy fraction",
             m.worker_busy_ratio.clone(),
@@ -222,10 +230,33 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `addr` until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "metrics endpoint listening");
+/// The metrics listener on `addr`, bound to interface `device` (SO_BINDTODEVICE), so that it
+/// takes connections only from that NIC.
+pub async fn bind(addr: SocketAddr, device: &str) -> std::io::Result<tokio::net::TcpListener> {
+    if addr.ip().is_unspecified() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "wildcard listen address refused",
+        ));
+    }
+    let s = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    s.set_reuseaddr(true)?;
+    s.bind_device(Some(device.as_bytes()))?;
+    s.bind(addr)?;
+    let l = s.listen(64)?;
+    tracing::info!(%addr, device, "metrics endpoint listening");
+    Ok(l)
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
     loop {
         let (mut s, _) = listener.accept().await?;
         let m = Arc::clone(&metrics);

@@ -1,5 +1,11 @@
 //! Assembling and running the daemon: TLS, data plane, media thread, listeners, metrics, CDRs,
 //! the driver, and signal handling.
+//!
+//! The boundary between the NICs is set up here: the data plane gets each NIC's XDP policy
+//! (`ext.boundary`), and every listener, outbound connection and relay socket is bound to the
+//! interface that holds its address (the side's NIC, or a VLAN interface on it); the metrics
+//! listener too, and that interface must not be a gateway-side one. All of it is read at
+//! start: a SIGHUP reload does not change it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -8,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tollgate_dataplane::boundary::{self, Boundary, BoundaryMode, SidePolicy};
 use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
 
 use crate::cdr::CdrWriter;
-use crate::config::{Config, ConfigError, DatapathKind};
+use crate::config::{BoundaryKind, Config, ConfigError, DatapathKind};
 use crate::driver::{Control, Driver, OpsInfo, Summary, cdr_json};
 use crate::metrics::Metrics;
 use crate::tls::{TlsError, TlsMaterial};
@@ -29,6 +36,19 @@ pub enum ServerError {
     /// Data plane.
     #[error("data plane: {0}")]
     Dataplane(#[from] tollgate_dataplane::DataplaneError),
+    /// The boundary filter could not be set up.
+    #[error(
+        "ext.boundary = \"xdp\": {0} (the XDP program needs root or CAP_NET_ADMIN+CAP_BPF; ext.boundary = \"off\" runs without the packet filter)"
+    )]
+    Boundary(String),
+    /// A configured address cannot be used on this host (the key names it).
+    #[error("configuration: {key}: {problem}")]
+    Host {
+        /// Dotted key path.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Listen {
@@ -92,8 +112,39 @@ fn os_random(buf: &mut [u8]) {
     }
 }
 
-/// The data plane settings from the configuration.
-pub fn dataplane_config(cfg: &Config) -> DataplaneConfig {
+/// Each NIC's boundary policy `[ext, int]` from the configuration; `tcp_reply` is the
+/// ephemeral port range outbound connections leave from ([`boundary::ephemeral_ports`]).
+pub fn boundary_policies(cfg: &Config, tcp_reply: [u16; 2]) -> [SidePolicy; 2] {
+    let ext = cfg.ext_addresses();
+    let int = cfg.int_addresses();
+    let mut ext_other = int.clone();
+    // The metrics address is never reachable through the gateway NIC, wherever it lives.
+    ext_other.extend(cfg.ops.metrics_listen.map(|a| a.ip()));
+    let mut ext_ports = vec![cfg.ext.sip_listen.port()];
+    ext_ports.extend(cfg.ext.tls_listen.map(|a| a.port()));
+    [
+        SidePolicy {
+            mode: BoundaryMode::Gateway,
+            own: ext.clone(),
+            other: ext_other,
+            tcp_ports: ext_ports,
+            udp_ports: cfg.media.ext_ports,
+            tcp_reply_ports: tcp_reply,
+        },
+        SidePolicy {
+            mode: BoundaryMode::Internal,
+            own: int,
+            other: ext,
+            tcp_ports: vec![cfg.int.sip_listen.port()],
+            udp_ports: cfg.media.int_ports,
+            tcp_reply_ports: tcp_reply,
+        },
+    ]
+}
+
+/// The data plane settings from the configuration. With `ext.boundary = "xdp"` this reads the
+/// ephemeral port range of the calling thread's network namespace.
+pub fn dataplane_config(cfg: &Config) -> Result<DataplaneConfig, ServerError> {
     let path = match cfg.media.datapath {
         DatapathKind::Socket => DataPath::Socket,
         DatapathKind::Xdp => {
@@ -109,7 +160,91 @@ pub fn dataplane_config(cfg: &Config) -> DataplaneConfig {
     d.srtp.replay_window = cfg.media.replay_window;
     d.busy_poll = cfg.media.busy_poll;
     d.coalesce_us = cfg.media.coalesce_us;
-    d
+    d.devices = Some([
+        side_device(
+            "ext.media_address",
+            cfg.ext.media_address,
+            &cfg.ext.interface,
+        )?,
+        side_device(
+            "int.media_address",
+            cfg.int.media_address,
+            &cfg.int.interface,
+        )?,
+    ]);
+    if cfg.ext.boundary == BoundaryKind::Xdp {
+        let eph = boundary::ephemeral_ports().map_err(|e| ServerError::Boundary(e.to_string()))?;
+        d.boundary = Some(Boundary {
+            sides: boundary_policies(cfg, eph),
+            interfaces: [cfg.ext.interface.clone(), cfg.int.interface.clone()],
+            attach: tollgate_dataplane::xdp::ModeRequest::NativeThenSkb,
+        });
+    }
+    Ok(d)
+}
+
+/// The interface that holds local address `ip` (configured under `key`); `None` if no
+/// interface lists it (an address under a `local` route).
+fn device_of(key: &'static str, ip: std::net::IpAddr) -> Result<Option<String>, ServerError> {
+    tollgate_dataplane::sys::device_of(ip)
+        .map(|d| d.map(|(device, _)| device))
+        .map_err(|e| ServerError::Host {
+            key,
+            problem: format!("listing the interfaces' addresses: {e}"),
+        })
+}
+
+/// The interface a socket on one side's address `ip` (configured under `key`) is bound to, so
+/// that it takes packets only from it: the interface that holds the address (the side's NIC,
+/// or a VLAN interface on it), else the side's configured `interface`.
+pub fn side_device(
+    key: &'static str,
+    ip: std::net::IpAddr,
+    interface: &str,
+) -> Result<String, ServerError> {
+    Ok(device_of(key, ip)?.unwrap_or_else(|| interface.to_owned()))
+}
+
+/// The interfaces of the gateway side: `ext.interface` and those holding its addresses.
+pub fn ext_devices(cfg: &Config) -> Result<Vec<String>, ServerError> {
+    let mut v = vec![cfg.ext.interface.clone()];
+    for ip in cfg.ext_addresses() {
+        let d = side_device("ext.media_address", ip, &cfg.ext.interface)?;
+        if !v.contains(&d) {
+            v.push(d);
+        }
+    }
+    Ok(v)
+}
+
+/// Binds the metrics listener to `addr` and to the interface that holds it. Refused: an
+/// address no interface holds, and one on a gateway-side interface (`ext_devices`) unless it
+/// is a loopback address, which the kernel never accepts from a NIC.
+pub async fn bind_metrics(
+    addr: SocketAddr,
+    ext_devices: &[String],
+) -> Result<tokio::net::TcpListener, ServerError> {
+    let key = "ops.metrics_listen";
+    let device = device_of(key, addr.ip())?.ok_or_else(|| ServerError::Host {
+        key,
+        problem: format!("no interface of this host has the address {}", addr.ip()),
+    })?;
+    if ext_devices.contains(&device) && !addr.ip().is_loopback() {
+        return Err(ServerError::Host {
+            key,
+            problem: format!(
+                "{} is on {device}, a gateway-side interface; metrics are never served there",
+                addr.ip()
+            ),
+        });
+    }
+    crate::metrics::bind(addr, &device)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr,
+            what: "metrics",
+            source,
+        })
 }
 
 /// Starts every part of the server on the current tokio runtime.
@@ -118,16 +253,35 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
 }
 
 /// [`start`], for a configuration read from `path` (the control socket's `reload` re-reads it).
-pub async fn start_from(cfg: Config, path: Option<PathBuf>) -> Result<Running, ServerError> {
+pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Running, ServerError> {
     let metrics = Arc::new(Metrics::new());
     let tls = TlsMaterial::load(&cfg.tls)?;
     let core_cfg = crate::convert::b2bua_config(&cfg)?;
 
-    let dp = Dataplane::start(dataplane_config(&cfg))?;
-    if let Some([e, i]) = dp.stats().attach {
-        tracing::info!(ext = %e, int = %i, "media data path: XDP");
-    } else {
-        tracing::info!("media data path: sockets");
+    // The metrics listener is checked before anything is attached or spawned.
+    let metrics_listener = match cfg.ops.metrics_listen {
+        Some(addr) => Some(bind_metrics(addr, &ext_devices(&cfg)?).await?),
+        None => None,
+    };
+    let dp_cfg = dataplane_config(&cfg)?;
+    let socket_path = matches!(dp_cfg.path, DataPath::Socket);
+    let dp = match Dataplane::start(dp_cfg) {
+        Ok(dp) => dp,
+        // On the socket path the only XDP program is the boundary filter.
+        Err(tollgate_dataplane::DataplaneError::Xdp(e)) if socket_path => {
+            return Err(ServerError::Boundary(e.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let path = if socket_path { "sockets" } else { "XDP" };
+    match dp.stats().attach {
+        Some([e, i]) => {
+            tracing::info!(ext = %e, int = %i, path, "media data path; XDP boundary filter on")
+        }
+        None => tracing::warn!(
+            path,
+            "media data path; no boundary filter (ext.boundary = \"off\")"
+        ),
     }
     let (inactive_tx, inactive_rx) = mpsc::unbounded_channel();
     let timeout = (cfg.media.inactivity_timeout_s > 0)
@@ -139,29 +293,52 @@ pub async fn start_from(cfg: Config, path: Option<PathBuf>) -> Result<Running, S
         })?;
 
     let (net_tx, net_rx) = mpsc::channel(8192);
-    let ctx = TransportCtx::new(
-        net_tx,
-        cfg.trunks.iter().map(|t| t.address).collect::<HashSet<_>>(),
-        tls,
-        Arc::clone(&metrics),
-        cfg.sip.max_message_bytes,
-        cfg.sip.max_connections_per_source,
-        Duration::from_secs(cfg.sip.connection_idle_timeout_s),
-        Duration::from_secs(cfg.sip.connect_timeout_s),
-        [cfg.ext.sip_listen.ip(), cfg.int.sip_listen.ip()],
+    let ctx = Arc::new(
+        TransportCtx::new(
+            net_tx,
+            cfg.trunks.iter().map(|t| t.address).collect::<HashSet<_>>(),
+            tls,
+            Arc::clone(&metrics),
+            cfg.sip.max_message_bytes,
+            cfg.sip.max_connections_per_source,
+            Duration::from_secs(cfg.sip.connection_idle_timeout_s),
+            Duration::from_secs(cfg.sip.connect_timeout_s),
+            [cfg.ext.sip_listen.ip(), cfg.int.sip_listen.ip()],
+        )
+        .with_stream_limits(StreamLimits {
+            message_deadline: Duration::from_secs(cfg.sip.message_deadline_s),
+            max_faults: cfg.sip.max_stream_faults,
+            write_queue_bytes: cfg.sip.write_queue_bytes,
+        })
+        .with_devices([
+            side_device(
+                "ext.sip_listen",
+                cfg.ext.sip_listen.ip(),
+                &cfg.ext.interface,
+            )?,
+            side_device(
+                "int.sip_listen",
+                cfg.int.sip_listen.ip(),
+                &cfg.int.interface,
+            )?,
+        ]),
     );
-    let ctx = Arc::new(ctx.with_stream_limits(StreamLimits {
-        message_deadline: Duration::from_secs(cfg.sip.message_deadline_s),
-        max_faults: cfg.sip.max_stream_faults,
-        write_queue_bytes: cfg.sip.write_queue_bytes,
-    }));
 
     let mut tasks = Vec::new();
-    let listen = |addr: SocketAddr, side: NetSide, t: NetTransport, what: &'static str| async move {
-        transport::bind(addr)
-            .await
-            .map_err(|source| ServerError::Listen { addr, what, source })
-            .map(|l| (l, side, t))
+    let (ext_if, int_if) = (cfg.ext.interface.clone(), cfg.int.interface.clone());
+    let listen = |addr: SocketAddr, side: NetSide, t: NetTransport, what: &'static str| {
+        let (key, interface) = match (side, t) {
+            (NetSide::Ext, NetTransport::Tcp) => ("ext.sip_listen", ext_if.clone()),
+            (NetSide::Ext, NetTransport::Tls) => ("ext.tls_listen", ext_if.clone()),
+            (NetSide::Int, _) => ("int.sip_listen", int_if.clone()),
+        };
+        async move {
+            let device = side_device(key, addr.ip(), &interface)?;
+            transport::bind(addr, Some(&device))
+                .await
+                .map_err(|source| ServerError::Listen { addr, what, source })
+                .map(|l| (l, side, t))
+        }
     };
     let mut listeners = vec![
         listen(
@@ -193,11 +370,11 @@ pub async fn start_from(cfg: Config, path: Option<PathBuf>) -> Result<Running, S
             Arc::clone(&ctx),
         )));
     }
-    if let Some(addr) = cfg.ops.metrics_listen {
+    if let Some(listener) = metrics_listener {
         let m = Arc::clone(&metrics);
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, m).await {
-                tracing::error!(%addr, error = %e, "metrics endpoint failed");
+            if let Err(e) = crate::metrics::serve(listener, m).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
             }
         }));
     }
@@ -233,7 +410,7 @@ pub async fn start_from(cfg: Config, path: Option<PathBuf>) -> Result<Running, S
         tasks.push(tokio::spawn(crate::control::serve(l, control_tx.clone())));
     }
     let driver = driver.with_ops(OpsInfo {
-        config_path: path,
+        config_path,
         drain_timeout: Duration::from_secs(cfg.sip.drain_timeout_s),
         datapath: match cfg.media.datapath {
             DatapathKind::Xdp => "xdp",

@@ -11,6 +11,8 @@
 //!   closed at once and counted), and at most `max_connections_per_source` per address;
 //! * the internal listener only speaks TLS and requires a client certificate (mTLS); a failed
 //!   handshake is counted and the connection closed;
+//! * listeners and outbound connections are bound to their side's NIC (SO_BINDTODEVICE), so
+//!   each takes packets only from its own NIC whatever the weak host model would deliver;
 //! * outbound connections leave from the side's own address (the NIC of that side);
 //! * idle connections are closed (`sip.connection_idle_timeout_s`);
 //! * a message must be complete within `sip.message_deadline_s` of its first byte (the framer
@@ -155,6 +157,8 @@ pub struct TransportCtx {
     pub local_ip: [IpAddr; 2],
     /// Per-connection stream limits (deadline, faults, write queue).
     pub stream: StreamLimits,
+    /// The NIC of each side (outbound connections are bound to it); `None`: unbound.
+    pub devices: [Option<String>; 2],
 }
 
 /// Limits on what one connection may do to the stream.
@@ -382,7 +386,14 @@ impl TransportCtx {
             connect_timeout,
             local_ip,
             stream: StreamLimits::default(),
+            devices: [None, None],
         }
+    }
+
+    /// The same context with outbound connections bound to these NICs (`[ext, int]`).
+    pub fn with_devices(mut self, devices: [String; 2]) -> TransportCtx {
+        self.devices = devices.map(Some);
+        self
     }
 
     /// Sets the per-connection stream limits.
@@ -456,15 +467,27 @@ impl TransportCtx {
     }
 }
 
-/// Binds a listener on a specific address (refusing wildcards).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds a listener on a specific address (refusing wildcards) and, if given, to `device`
+/// (SO_BINDTODEVICE): it then accepts connections only from that NIC.
+pub async fn bind(addr: SocketAddr, device: Option<&str>) -> std::io::Result<TcpListener> {
     if addr.ip().is_unspecified() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "wildcard listen address refused",
         ));
     }
-    TcpListener::bind(addr).await
+    let s = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    s.set_reuseaddr(true)?;
+    if let Some(d) = device {
+        s.bind_device(Some(d.as_bytes()))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("SO_BINDTODEVICE {d}: {e}")))?;
+    }
+    s.bind(addr)?;
+    s.listen(1024)
 }
 
 /// Accepts connections on `listener` for `side` until the task is dropped.
@@ -569,10 +592,11 @@ pub fn connect(
             addr,
             reason,
         };
-        let local = ctx.local_ip[match side {
+        let index = match side {
             NetSide::Ext => 0,
             NetSide::Int => 1,
-        }];
+        };
+        let local = ctx.local_ip[index];
         let sock = match if addr.is_ipv4() {
             TcpSocket::new_v4()
         } else {
@@ -584,6 +608,15 @@ pub fn connect(
                 return;
             }
         };
+        if let Some(d) = &ctx.devices[index]
+            && let Err(e) = sock.bind_device(Some(d.as_bytes()))
+        {
+            let _ = ctx
+                .events
+                .send(fail(format!("SO_BINDTODEVICE {d}: {e}")))
+                .await;
+            return;
+        }
         if let Err(e) = sock.bind(SocketAddr::new(local, 0)) {
             let _ = ctx.events.send(fail(format!("bind {local}: {e}"))).await;
             return;

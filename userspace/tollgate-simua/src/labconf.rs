@@ -141,6 +141,13 @@ impl LabAddrs {
         let metrics = metrics
             .map(|m| format!("metrics_listen = \"{m}\"\n"))
             .unwrap_or_default();
+        // One interface for both sides (loopback): there is no gateway NIC to filter, and no
+        // XDP program can sit on both sides of it.
+        let boundary = if self.ext_if == self.int_if {
+            "boundary = \"off\"\n"
+        } else {
+            ""
+        };
         let (tls_listen, trunk_transport) = if self.gateway_tls {
             (
                 format!("tls_listen = \"{}:{TLS_PORT}\"\n", self.relay_ext),
@@ -155,7 +162,7 @@ impl LabAddrs {
 interface = "{ext_if}"
 sip_listen = "{ext}:5060"
 {tls_listen}media_address = "{ext}"
-
+{boundary}
 [int]
 interface = "{int_if}"
 sip_listen = "{int}:5061"
