@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 pub mod capacity;
+pub mod ctl;
 pub mod daemon;
 pub mod sip;
 pub mod srtp;
@@ -24,6 +25,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: sip::SipCommand,
     },
+    /// Talk to a running daemon over its control socket: calls, hangup, trunks, drain, ...
+    Ctl(ctl::Args),
     /// Cores and NIC queues for N concurrent G.711 calls (and calls per C cores), per data
     /// path, from measured per-packet costs (deploy/CAPACITY.md).
     Capacity(capacity::Args),
@@ -47,5 +50,6 @@ pub fn dispatch(cmd: Command) -> ExitCode {
         Command::Srtp(a) => srtp::run(a),
         Command::Sip { cmd } => sip::run(cmd),
         Command::Capacity(a) => capacity::run(a),
+        Command::Ctl(a) => ctl::run(a),
     }
 }
