@@ -102,19 +102,20 @@ pub enum ControlError {
 /// Binds the control socket at `path`: creates its directory (0750) if missing, replaces a
 /// stale socket left by an earlier process, and restricts the socket to owner and group.
 pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|source| ControlError::Dir {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::create_dir_all(dir).map_err(|source| ControlError::Dir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(
+            |source| ControlError::Dir {
                 dir: dir.to_owned(),
                 source,
-            })?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(
-                |source| ControlError::Dir {
-                    dir: dir.to_owned(),
-                    source,
-                },
-            )?;
-        }
+            },
+        )?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
