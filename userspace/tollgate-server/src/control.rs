@@ -220,7 +220,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_parse_and_unknown_fields_are_refused() {
+    fn requests_parse_and_bad_ones_are_refused() {
         let p = |s: &str| serde_json::from_str::<CtlRequest>(s);
         assert_eq!(p(r#"{"cmd":"calls"}"#).unwrap(), CtlRequest::Calls);
         assert_eq!(
@@ -237,7 +237,8 @@ mod tests {
                 enable: false
             }
         );
-        assert!(p(r#"{"cmd":"calls","x":1}"#).is_err());
+        assert!(p(r#"{"cmd":"call","id":1,"x":1}"#).is_err());
+        assert!(p(r#"{"cmd":"call"}"#).is_err(), "a missing id is refused");
         assert!(p(r#"{"cmd":"rm -rf"}"#).is_err());
         assert!(p("not json").is_err());
     }
