@@ -86,7 +86,7 @@ fn hostile_round(ns: &str, a: &LabAddrs, index: usize) -> anyhow::Result<Round> 
                 hostile::slowloris(from, to, 16, hold),
                 hostile::garbage(from, to, 8, hold),
                 hostile::oversize(from, to, 4, 256 * 1024, hold),
-                hostile::never_reads(from, to, 2, 4000, hold),
+                hostile::never_reads(from, to, 2, 20_000, hold),
                 hostile::bad_start_lines(from, to, Duration::from_secs(5)),
             );
             Ok::<_, std::io::Error>(Round {
