@@ -27,7 +27,7 @@ pub const SSRC_BASE: u32 = 0x5000_0000;
 /// The SRTP suite of the benchmark (the one every SDES peer supports).
 pub const SUITE: Profile = Profile::Aes128CmHmacSha1_80;
 
-/// Addresses of the lab (design §6) and the flow count.
+/// Addresses of the lab (`tollgate-netlab`) and the flow count.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// Flows.
