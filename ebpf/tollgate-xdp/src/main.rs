@@ -529,5 +529,7 @@ mod prog {
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {
-    eprintln!("tollgate-xdp is an eBPF program: it is built for bpfel-unknown-none by tollgate-dataplane's build.rs");
+    eprintln!(
+        "tollgate-xdp is an eBPF program: it is built for bpfel-unknown-none by tollgate-dataplane's build.rs"
+    );
 }

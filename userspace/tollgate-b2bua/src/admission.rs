@@ -443,6 +443,7 @@ mod tests {
                     per_second: 20,
                     burst: 20,
                 }),
+                alternates: Vec::new(),
             },
         );
         let mut t = Trunk::new("gw1", sa("10.0.1.2:5060"), Transport::Tcp);

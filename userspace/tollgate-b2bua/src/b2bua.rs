@@ -394,6 +394,11 @@ impl B2bua {
             .collect()
     }
 
+    /// The host name (TLS server name) of internal next hop `addr`, if it is one.
+    pub fn internal_host(&self, addr: SocketAddr) -> Option<&str> {
+        self.cfg.int.host_of(addr)
+    }
+
     /// Calls in progress counted against trunk `name` (both directions).
     pub fn trunk_calls(&self, name: &str) -> usize {
         self.admission.active(name)

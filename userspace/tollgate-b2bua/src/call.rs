@@ -1,6 +1,7 @@
 //! Per-call state: the two legs (one SIP dialog each), the SDP session, installed flows, the
 //! setup phase, in-dialog relays and session timers.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use tollgate_relay::MediaFlowSpec;
@@ -116,6 +117,8 @@ pub(crate) struct Setup {
     pub(crate) early_exchange: bool,
     /// Outbound: the trunks still to try, in order (names).
     pub(crate) failover: Vec<String>,
+    /// Inbound: the internal next hops still to try, in order.
+    pub(crate) next_hops: Vec<SocketAddr>,
     /// The offer sent on the callee leg (reused on failover); `None` for a delayed offer.
     pub(crate) offer: Option<Vec<u8>>,
     /// Session interval asked on the callee leg (0: none).

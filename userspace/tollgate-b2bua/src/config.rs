@@ -52,8 +52,25 @@ pub struct IntConfig {
     pub next_hop: SocketAddr,
     /// The next hop's host name, used in the Request-URI and To: `sip:<E.164>@<host>`.
     pub next_hop_host: String,
-    /// Most new calls a second we send the next hop (None: no cap).
+    /// Most new calls a second we send the next hop (None: no cap); each alternate has the
+    /// same cap.
     pub next_hop_max_cps: Option<RateLimit>,
+    /// Other internal next hops (address, host name), tried in order when the next hop is
+    /// marked down or capped, or fails a call (503, no answer, connect failure).
+    pub alternates: Vec<(SocketAddr, String)>,
+}
+
+impl IntConfig {
+    /// Every internal next hop in order of preference: the next hop, then the alternates.
+    pub fn next_hops(&self) -> impl Iterator<Item = (SocketAddr, &str)> {
+        std::iter::once((self.next_hop, self.next_hop_host.as_str()))
+            .chain(self.alternates.iter().map(|(a, h)| (*a, h.as_str())))
+    }
+
+    /// The host name of internal next hop `addr` (TLS name and Request-URI host).
+    pub fn host_of(&self, addr: SocketAddr) -> Option<&str> {
+        self.next_hops().find(|(a, _)| *a == addr).map(|(_, h)| h)
+    }
 }
 
 /// A rate limit on new calls: a token bucket of `per_second` tokens a second holding at most

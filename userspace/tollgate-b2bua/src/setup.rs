@@ -133,7 +133,7 @@ impl B2bua {
         // (cloning a trunk would clone its rewrite rules' regexes and their lazy DFA caches).
         // Admission is checked here, before anything is allocated for the call.
         let cfg = Arc::clone(&self.cfg);
-        let (trunk, caller_fallback, callee_fallback, failover) = match direction {
+        let (trunk, caller_fallback, callee_fallback, failover, next_hops) = match direction {
             Direction::Inbound => {
                 let Some(t) = self.trunk_by_ip(peer.ip()).and_then(|i| cfg.trunks.get(i)) else {
                     self.refuse(
@@ -154,7 +154,7 @@ impl B2bua {
                     next_hop: cfg.int.next_hop,
                 };
                 let disabled = self.trunk_state.get(&t.name).is_some_and(|s| s.disabled);
-                let admitted = if disabled {
+                let mut admitted = if disabled {
                     Err(Refusal {
                         reason: RefuseReason::TrunkDisabled,
                         retry_after: std::time::Duration::from_secs(u64::from(
@@ -164,10 +164,40 @@ impl B2bua {
                 } else {
                     self.admission.check(ask, now)
                 };
+                // The next hop is down or capped: the first alternate that takes the call.
+                let mut hop = cfg.int.next_hop;
+                if let Err(r) = admitted
+                    && matches!(
+                        r.reason,
+                        RefuseReason::NextHopDown | RefuseReason::NextHopRate
+                    )
+                    && let Some(alt) = cfg
+                        .int
+                        .alternates
+                        .iter()
+                        .map(|(a, _)| *a)
+                        .find(|a| self.admission.check_next_hop(*a, now).is_ok())
+                {
+                    hop = alt;
+                    admitted = self.admission.check(
+                        Ask {
+                            next_hop: alt,
+                            ..ask
+                        },
+                        now,
+                    );
+                }
                 if let Err(r) = admitted {
                     self.refuse_admission(tx, (side, peer), &t.name, r, now, out);
                     return;
                 }
+                let later_hops: Vec<SocketAddr> = cfg
+                    .int
+                    .next_hops()
+                    .map(|(a, _)| a)
+                    .skip_while(|a| *a != hop)
+                    .skip(1)
+                    .collect();
                 (
                     t,
                     Target::Addr {
@@ -175,10 +205,11 @@ impl B2bua {
                         transport: t.transport,
                     },
                     Target::Addr {
-                        addr: cfg.int.next_hop,
+                        addr: hop,
                         transport: Transport::Tls,
                     },
                     Vec::new(),
+                    later_hops,
                 )
             }
             Direction::Outbound => {
@@ -239,6 +270,7 @@ impl B2bua {
                         transport: t.transport,
                     },
                     up.map(|t| t.name.clone()).collect(),
+                    Vec::new(),
                 )
             }
         };
@@ -427,6 +459,7 @@ impl B2bua {
                 early_answers: Vec::new(),
                 early_exchange: false,
                 failover,
+                next_hops,
                 offer,
                 se,
                 min_se,
@@ -488,9 +521,12 @@ impl B2bua {
         // proxy that resolves it (RFC 3263) reaches the same listener. To carries the bare
         // address of record.
         let host = match call.direction {
-            Direction::Inbound => {
-                Host::parse(&self.cfg.int.next_hop_host).unwrap_or_else(|_| Host::ip(addr.ip()))
-            }
+            Direction::Inbound => self
+                .cfg
+                .int
+                .host_of(addr)
+                .and_then(|h| Host::parse(h).ok())
+                .unwrap_or_else(|| Host::ip(addr.ip())),
             Direction::Outbound => Host::ip(addr.ip()),
         };
         let to_uri = SipUri::new(Some(&n.called_sent), host.clone(), None);
@@ -1099,7 +1135,6 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let direction = call.direction;
         let caller = call.caller();
         let caller_tag = call.leg(caller).local_tag.clone();
         let Some(setup) = call.setup.as_mut() else {
@@ -1120,10 +1155,7 @@ impl B2bua {
                 return;
             }
         }
-        if direction == Direction::Outbound
-            && matches!(code, 503 | 408)
-            && self.try_failover(id, code, now, out)
-        {
+        if matches!(code, 503 | 408) && self.try_failover(id, code, now, out) {
             return;
         }
         let caller_tx = self
@@ -1167,10 +1199,59 @@ impl B2bua {
         {
             out.push(Output::Event(CallEvent::NextHop { addr, up: false }));
         }
-        if call.direction == Direction::Outbound && self.try_failover(id, as_code, now, out) {
+        if self.try_failover(id, as_code, now, out) {
             return;
         }
         self.end_call(id, cause, status, None, now, out);
+    }
+
+    /// Inbound failover: the same INVITE (same offer and relay ports, CSeq + 1) to the next
+    /// internal next hop that is not marked down or capped.
+    fn try_next_hop(
+        &mut self,
+        id: CallId,
+        status: u16,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        loop {
+            let Some(call) = self.calls.get_mut(&id) else {
+                return false;
+            };
+            let Some(setup) = call.setup.as_mut() else {
+                return false;
+            };
+            if setup.next_hops.is_empty() {
+                return false;
+            }
+            let hop = setup.next_hops.remove(0);
+            if self.admission.check_next_hop(hop, now).is_err() {
+                continue;
+            }
+            setup.cseq = setup.cseq.wrapping_add(1);
+            setup.early_answers.clear();
+            setup.pracks.clear();
+            setup.rseqs.clear();
+            let callee = call.caller().other();
+            let from = match call.leg(callee).fallback {
+                Target::Addr { addr, .. } => addr.to_string(),
+                Target::Conn(_) => String::new(),
+            };
+            call.leg_mut(callee).fallback = Target::Addr {
+                addr: hop,
+                transport: Transport::Tls,
+            };
+            self.admission.take_next_hop(hop);
+            out.push(Output::Event(CallEvent::Failover {
+                call: id,
+                from,
+                to: hop.to_string(),
+                status,
+            }));
+            if self.send_callee_invite(id, now) {
+                return true;
+            }
+        }
     }
 
     /// The callee-side INVITE's next hop answered `code`: admission marks it down on 503, or
@@ -1200,7 +1281,8 @@ impl B2bua {
         }
     }
 
-    /// Outbound failover: the next trunk of the route that exists and is up.
+    /// Failover after the callee side failed with `status`: outbound, the next trunk of the
+    /// route that is up and takes the call; inbound, the next internal next hop that does.
     fn try_failover(
         &mut self,
         id: CallId,
@@ -1208,6 +1290,9 @@ impl B2bua {
         now: Instant,
         out: &mut Vec<Output>,
     ) -> bool {
+        if self.calls.get(&id).map(|c| c.direction) == Some(Direction::Inbound) {
+            return self.try_next_hop(id, status, now, out);
+        }
         loop {
             let Some(call) = self.calls.get_mut(&id) else {
                 return false;

@@ -264,3 +264,79 @@ fn next_hop_rate_cap() {
     );
     assert_clean(&mut h);
 }
+
+const PROXY2: &str = "203.0.113.11:5061";
+
+fn with_alternate() -> tollgate_b2bua::Config {
+    let mut cfg = config();
+    cfg.int.alternates = vec![(addr(PROXY2), "proxy2.corp.example".into())];
+    cfg.validate().unwrap();
+    cfg
+}
+
+/// The internal next hop answers 503: the same call (same offer, CSeq + 1) goes to the
+/// alternate, named in its Request-URI; the next call goes straight to the alternate while the
+/// first is marked down, and to the first again afterwards.
+#[test]
+fn internal_alternate_takes_over_after_503() {
+    let mut h = H::new(with_alternate());
+    let out = h.gw(&gw_invite("alt1", "", Some(&gw_offer())));
+    let inv1 = find(&sent(&out, Side::Int), "INVITE").clone();
+    let out = h.int(&reply(
+        &inv1,
+        503,
+        "Service Unavailable",
+        Some("p1"),
+        None,
+        "Retry-After: 60\r\n",
+        None,
+    ));
+    let to_alt = sends(&out);
+    let inv2 = to_alt
+        .iter()
+        .find(|(_, t, m)| {
+            m.method().is_some_and(|m| m.as_str() == "INVITE")
+                && *t
+                    == tollgate_b2bua::Target::Addr {
+                        addr: addr(PROXY2),
+                        transport: tollgate_b2bua::Transport::Tls,
+                    }
+        })
+        .map(|(_, _, m)| m.clone())
+        .expect("the INVITE went to the alternate");
+    assert_eq!(
+        line(&inv2),
+        "INVITE sip:+442079460000@proxy2.corp.example:5061;transport=tls"
+    );
+    assert_eq!(body(&inv2), body(&inv1), "same offer, same relay ports");
+    assert_eq!(hdr(&inv2, "CSeq").as_deref(), Some("2 INVITE"));
+    assert!(
+        statuses(&out, Side::Ext).is_empty(),
+        "the caller sees no failure"
+    );
+    // The next call skips the marked-down proxy.
+    let out = h.gw(&gw_invite("alt2", "", Some(&gw_offer())));
+    let inv3 = find(&sent(&out, Side::Int), "INVITE").clone();
+    assert!(
+        line(&inv3).contains("@proxy2.corp.example:5061"),
+        "{}",
+        line(&inv3)
+    );
+    // Both proxies refuse: the caller gets the error.
+    let out = h.msg(
+        Side::Int,
+        101,
+        "203.0.113.11:45000",
+        &reply(&inv2, 486, "Busy Here", Some("q1"), None, "", None),
+    );
+    assert!(statuses(&out, Side::Ext).contains(&486));
+    h.advance(Duration::from_secs(61));
+    let out = h.gw(&gw_invite("alt3", "", Some(&gw_offer())));
+    let inv4 = find(&sent(&out, Side::Int), "INVITE").clone();
+    assert!(
+        line(&inv4).contains("@proxy.corp.example:5061"),
+        "back to the first"
+    );
+    h.advance(Duration::from_secs(200));
+    assert_clean(&mut h);
+}

@@ -124,9 +124,23 @@ pub struct IntSide {
     /// Calls the next hop may get at once after a quiet spell (default: `next_hop_max_cps`).
     #[serde(default)]
     pub next_hop_cps_burst: Option<u32>,
+    /// Other internal proxies, tried in order when the next hop is marked down (503, no
+    /// answer) or capped, or fails a call; each has the same cap.
+    #[serde(default)]
+    pub alternate_next_hops: Vec<NextHop>,
     /// VLAN tag of this side, if tagged.
     #[serde(default)]
     pub vlan: Option<u16>,
+}
+
+/// An internal next hop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextHop {
+    /// Its SIP/TLS address.
+    pub address: SocketAddr,
+    /// Its host name: TLS server name and Request-URI host.
+    pub host: String,
 }
 
 /// Certificates.
@@ -582,6 +596,26 @@ impl Config {
         if self.int.next_hop_host.trim().is_empty() {
             return Err(invalid("int.next_hop_host", "must name the internal proxy"));
         }
+        for (i, h) in self.int.alternate_next_hops.iter().enumerate() {
+            let k = format!("int.alternate_next_hops[{i}]");
+            check_specific(&format!("{k}.address"), h.address)?;
+            if h.host.trim().is_empty() {
+                return Err(invalid(format!("{k}.host"), "must name the proxy"));
+            }
+            let earlier = std::iter::once(self.int.next_hop).chain(
+                self.int
+                    .alternate_next_hops
+                    .iter()
+                    .take(i)
+                    .map(|x| x.address),
+            );
+            if earlier.clone().any(|a| a == h.address) {
+                return Err(invalid(
+                    format!("{k}.address"),
+                    format!("{} is already a next hop", h.address),
+                ));
+            }
+        }
         for (k, p) in [
             ("tls.cert", &self.tls.cert),
             ("tls.key", &self.tls.key),
@@ -979,6 +1013,31 @@ int_ports = [40000, 40999]
             let e = err(&with(extra), &d);
             assert!(e.starts_with(msg), "{extra:?}: {e}");
         }
+        let alt = |v: &str| {
+            t.replace(
+                "next_hop_host",
+                &format!("alternate_next_hops = {v}\nnext_hop_host"),
+            )
+        };
+        let c = Config::parse(
+            &alt(r#"[{ address = "10.201.2.3:5061", host = "proxy2" }]"#),
+            &d.0,
+        )
+        .unwrap();
+        let core = crate::convert::b2bua_config(&c).unwrap();
+        assert_eq!(
+            core.int.host_of("10.201.2.3:5061".parse().unwrap()),
+            Some("proxy2")
+        );
+        let e = err(&alt(r#"[{ address = "10.201.2.2:5061", host = "p" }]"#), &d);
+        assert!(
+            e.starts_with(
+                "int.alternate_next_hops[0].address: 10.201.2.2:5061 is already a next hop"
+            ),
+            "{e}"
+        );
+        let e = err(&alt(r#"[{ address = "10.201.2.3:5061", host = " " }]"#), &d);
+        assert!(e.starts_with("int.alternate_next_hops[0].host"), "{e}");
         let e = err(&format!("{t}\n[sip]\nnext_hop_backoff_s = 0\n"), &d);
         assert!(e.starts_with("sip.next_hop_backoff_s"), "{e}");
         let e = err(

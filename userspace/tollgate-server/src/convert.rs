@@ -36,6 +36,12 @@ pub fn b2bua_config(c: &Config) -> Result<core::Config, ConfigError> {
             next_hop: c.int.next_hop,
             next_hop_host: c.int.next_hop_host.clone(),
             next_hop_max_cps: rate_limit(c.int.next_hop_max_cps, c.int.next_hop_cps_burst),
+            alternates: c
+                .int
+                .alternate_next_hops
+                .iter()
+                .map(|h| (h.address, h.host.clone()))
+                .collect(),
         },
     );
     for (i, t) in c.trunks.iter().enumerate() {

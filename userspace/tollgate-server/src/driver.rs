@@ -593,7 +593,9 @@ impl Driver {
                     Transport::Tls => (
                         NetTransport::Tls,
                         Some(if side == Side::Int {
-                            self.next_hop_host.clone()
+                            self.core
+                                .internal_host(addr)
+                                .map_or_else(|| self.next_hop_host.clone(), str::to_owned)
                         } else {
                             addr.ip().to_string()
                         }),
@@ -680,7 +682,13 @@ impl Driver {
                 to,
                 status,
             } => {
-                tracing::warn!(call, from, to, status, "trunk failover");
+                tracing::warn!(
+                    call,
+                    from,
+                    to,
+                    status,
+                    "failover to the next trunk or next hop"
+                );
             }
             CallEvent::TrunkStatus { trunk, up } => {
                 m.trunk_up

@@ -51,6 +51,7 @@ pub fn config() -> Config {
             next_hop: addr(PROXY),
             next_hop_host: "proxy.corp.example".into(),
             next_hop_max_cps: None,
+            alternates: Vec::new(),
         },
     );
     let mut gw1 = Trunk::new("gw1", addr(GW1), Transport::Tcp);

@@ -50,6 +50,7 @@ pub fn config() -> Config {
             next_hop: addr("203.0.113.10:5061"),
             next_hop_host: "proxy.corp.example".into(),
             next_hop_max_cps: None,
+            alternates: Vec::new(),
         },
     );
     let mut gw1 = Trunk::new("gw1", addr("192.0.2.10:5060"), Transport::Tcp);
