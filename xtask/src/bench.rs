@@ -197,11 +197,12 @@ fn scale(a: &ScaleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn calls(a: &CallsArgs) -> anyhow::Result<()> {
-    need_root("calls")?;
+/// Builds `tollgate` and the bench binary `bin` (release), then runs `bin` with the tollgate
+/// binary, the report directory and `args`; `what` names the step.
+fn with_tollgate(prefix: &str, bin: &str, what: &str, args: &[&str]) -> anyhow::Result<()> {
     let root = workspace_root();
     let mut steps = Vec::new();
-    let s = Step::start("bench calls", "build tollgate and calls-bench (release)");
+    let s = Step::start(prefix, &format!("build tollgate and {bin} (release)"));
     run_visible(Command::new("cargo").current_dir(&root).args([
         "build",
         "--release",
@@ -212,66 +213,48 @@ fn calls(a: &CallsArgs) -> anyhow::Result<()> {
         "--bin",
         "tollgate",
         "--bin",
-        "calls-bench",
+        bin,
     ]))?;
     steps.push(s.done());
-    let s = Step::start("bench calls", "rising offered call rates through Tollgate");
+    let s = Step::start(prefix, what);
     run_visible(
-        Command::new(root.join("target/release/calls-bench"))
+        Command::new(root.join("target/release").join(bin))
             .current_dir(&root)
             .arg("--tollgate")
             .arg(root.join("target/release/tollgate"))
             .arg("--out")
             .arg(report_dir())
-            .args(["--rates", &a.rates, "--secs", &a.secs.to_string()]),
+            .args(args),
     )?;
     steps.push(s.done());
-    summary("bench calls", &steps, &["calls.md"]);
+    let report = format!("{}.md", prefix.trim_start_matches("bench "));
+    summary(prefix, &steps, &[report.as_str()]);
     Ok(())
+}
+
+fn calls(a: &CallsArgs) -> anyhow::Result<()> {
+    need_root("calls")?;
+    with_tollgate(
+        "bench calls",
+        "calls-bench",
+        "rising offered call rates through Tollgate",
+        &["--rates", &a.rates, "--secs", &a.secs.to_string()],
+    )
 }
 
 fn hostile(a: &HostileArgs) -> anyhow::Result<()> {
     need_root("hostile")?;
-    let root = workspace_root();
-    let mut steps = Vec::new();
-    let s = Step::start(
+    with_tollgate(
         "bench hostile",
-        "build tollgate and hostile-bench (release)",
-    );
-    run_visible(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "tollgate",
-        "-p",
-        "tollgate-bench",
-        "--bin",
-        "tollgate",
-        "--bin",
         "hostile-bench",
-    ]))?;
-    steps.push(s.done());
-    let s = Step::start(
-        "bench hostile",
         &format!("{} minutes of mixed hostile input", a.minutes),
-    );
-    run_visible(
-        Command::new(root.join("target/release/hostile-bench"))
-            .current_dir(&root)
-            .arg("--tollgate")
-            .arg(root.join("target/release/tollgate"))
-            .arg("--out")
-            .arg(report_dir())
-            .args([
-                "--minutes",
-                &a.minutes.to_string(),
-                "--datapath",
-                &a.datapath,
-            ]),
-    )?;
-    steps.push(s.done());
-    summary("bench hostile", &steps, &["hostile.md"]);
-    Ok(())
+        &[
+            "--minutes",
+            &a.minutes.to_string(),
+            "--datapath",
+            &a.datapath,
+        ],
+    )
 }
 
 /// One part of `bench all`.

@@ -96,6 +96,15 @@ pub(crate) struct PrackMap {
     pub(crate) callee_cseq: u32,
 }
 
+/// Another place to send the callee-side INVITE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// Outbound: the next trunk of the route (by name).
+    Trunk(String),
+    /// Inbound: the next internal next hop.
+    NextHop(SocketAddr),
+}
+
 /// The call before the caller got a final response.
 #[derive(Debug)]
 pub(crate) struct Setup {
@@ -115,10 +124,8 @@ pub(crate) struct Setup {
     /// Delayed offer: the callee's offer came in a reliable provisional and the caller's PRACK
     /// answered it (RFC 3262 §5), so the 2xx carries no SDP exchange.
     pub(crate) early_exchange: bool,
-    /// Outbound: the trunks still to try, in order (names).
-    pub(crate) failover: Vec<String>,
-    /// Inbound: the internal next hops still to try, in order.
-    pub(crate) next_hops: Vec<SocketAddr>,
+    /// Where the callee-side INVITE may go next if the current attempt fails, in order.
+    pub(crate) failover: Vec<Attempt>,
     /// The offer sent on the callee leg (reused on failover); `None` for a delayed offer.
     pub(crate) offer: Option<Vec<u8>>,
     /// Session interval asked on the callee leg (0: none).
@@ -133,6 +140,17 @@ pub(crate) struct Setup {
     pub(crate) rseqs: Vec<(String, u32)>,
     /// The no-answer timer.
     pub(crate) no_answer: Option<TimerId>,
+}
+
+impl Setup {
+    /// Starts a new attempt toward the callee side (failover, 422 retry): a new CSeq, and
+    /// nothing kept from the previous attempt's early dialogs.
+    pub(crate) fn next_attempt(&mut self) {
+        self.cseq = self.cseq.wrapping_add(1);
+        self.early_answers.clear();
+        self.pracks.clear();
+        self.rseqs.clear();
+    }
 }
 
 /// How the offer/answer of a relayed INVITE/UPDATE stands.

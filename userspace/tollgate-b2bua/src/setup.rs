@@ -17,7 +17,9 @@ use crate::admission::{Ask, Refusal};
 use crate::b2bua::{
     ALLOW, B2bua, Failure, TimerPurpose, add_header, dialog_key, later, map_status,
 };
-use crate::call::{AckPlan, AckWait, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole};
+use crate::call::{
+    AckPlan, AckWait, Attempt, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole,
+};
 use crate::config::{Trunk, normalize};
 use crate::headers::{copy_headers, crosses};
 use crate::media::sync_flows;
@@ -133,7 +135,7 @@ impl B2bua {
         // (cloning a trunk would clone its rewrite rules' regexes and their lazy DFA caches).
         // Admission is checked here, before anything is allocated for the call.
         let cfg = Arc::clone(&self.cfg);
-        let (trunk, caller_fallback, callee_fallback, failover, next_hops) = match direction {
+        let (trunk, caller_fallback, callee_fallback, failover) = match direction {
             Direction::Inbound => {
                 let Some(t) = self.trunk_by_ip(peer.ip()).and_then(|i| cfg.trunks.get(i)) else {
                     self.refuse(
@@ -191,12 +193,13 @@ impl B2bua {
                     self.refuse_admission(tx, (side, peer), &t.name, r, now, out);
                     return;
                 }
-                let later_hops: Vec<SocketAddr> = cfg
+                let later_hops: Vec<Attempt> = cfg
                     .int
                     .next_hops()
                     .map(|(a, _)| a)
                     .skip_while(|a| *a != hop)
                     .skip(1)
+                    .map(Attempt::NextHop)
                     .collect();
                 (
                     t,
@@ -208,7 +211,6 @@ impl B2bua {
                         addr: hop,
                         transport: Transport::Tls,
                     },
-                    Vec::new(),
                     later_hops,
                 )
             }
@@ -269,8 +271,7 @@ impl B2bua {
                         addr: t.addr,
                         transport: t.transport,
                     },
-                    up.map(|t| t.name.clone()).collect(),
-                    Vec::new(),
+                    up.map(|t| Attempt::Trunk(t.name.clone())).collect(),
                 )
             }
         };
@@ -459,7 +460,6 @@ impl B2bua {
                 early_answers: Vec::new(),
                 early_exchange: false,
                 failover,
-                next_hops,
                 offer,
                 se,
                 min_se,
@@ -1149,8 +1149,7 @@ impl B2bua {
             setup.retried_422 = true;
             setup.se = setup.se.max(m.delta);
             setup.min_se = setup.min_se.max(m.delta);
-            setup.cseq = setup.cseq.wrapping_add(1);
-            setup.early_answers.clear();
+            setup.next_attempt();
             if self.send_callee_invite(id, now) {
                 return;
             }
@@ -1205,55 +1204,6 @@ impl B2bua {
         self.end_call(id, cause, status, None, now, out);
     }
 
-    /// Inbound failover: the same INVITE (same offer and relay ports, CSeq + 1) to the next
-    /// internal next hop that is not marked down or capped.
-    fn try_next_hop(
-        &mut self,
-        id: CallId,
-        status: u16,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) -> bool {
-        loop {
-            let Some(call) = self.calls.get_mut(&id) else {
-                return false;
-            };
-            let Some(setup) = call.setup.as_mut() else {
-                return false;
-            };
-            if setup.next_hops.is_empty() {
-                return false;
-            }
-            let hop = setup.next_hops.remove(0);
-            if self.admission.check_next_hop(hop, now).is_err() {
-                continue;
-            }
-            setup.cseq = setup.cseq.wrapping_add(1);
-            setup.early_answers.clear();
-            setup.pracks.clear();
-            setup.rseqs.clear();
-            let callee = call.caller().other();
-            let from = match call.leg(callee).fallback {
-                Target::Addr { addr, .. } => addr.to_string(),
-                Target::Conn(_) => String::new(),
-            };
-            call.leg_mut(callee).fallback = Target::Addr {
-                addr: hop,
-                transport: Transport::Tls,
-            };
-            self.admission.take_next_hop(hop);
-            out.push(Output::Event(CallEvent::Failover {
-                call: id,
-                from,
-                to: hop.to_string(),
-                status,
-            }));
-            if self.send_callee_invite(id, now) {
-                return true;
-            }
-        }
-    }
-
     /// The callee-side INVITE's next hop answered `code`: admission marks it down on 503, or
     /// clears its failures.
     fn next_hop_answered(
@@ -1281,8 +1231,10 @@ impl B2bua {
         }
     }
 
-    /// Failover after the callee side failed with `status`: outbound, the next trunk of the
-    /// route that is up and takes the call; inbound, the next internal next hop that does.
+    /// Failover after the callee side failed with `status`: the same INVITE (same offer and
+    /// relay ports, CSeq + 1) to the next place in the call's list that takes it: outbound, the
+    /// route's next trunk that is up, in service and has room; inbound, the next internal next
+    /// hop. A next hop marked down or at its cap is skipped.
     fn try_failover(
         &mut self,
         id: CallId,
@@ -1290,9 +1242,7 @@ impl B2bua {
         now: Instant,
         out: &mut Vec<Output>,
     ) -> bool {
-        if self.calls.get(&id).map(|c| c.direction) == Some(Direction::Inbound) {
-            return self.try_next_hop(id, status, now, out);
-        }
+        let cfg = Arc::clone(&self.cfg);
         loop {
             let Some(call) = self.calls.get_mut(&id) else {
                 return false;
@@ -1303,38 +1253,53 @@ impl B2bua {
             if setup.failover.is_empty() {
                 return false;
             }
-            let name = setup.failover.remove(0);
-            let Some(trunk) = self.cfg.trunks.iter().find(|t| t.name == name) else {
-                continue;
+            let (addr, transport, trunk) = match setup.failover.remove(0) {
+                Attempt::NextHop(a) => (a, Transport::Tls, None),
+                Attempt::Trunk(name) => {
+                    let Some(t) = cfg.trunks.iter().find(|t| t.name == name) else {
+                        continue;
+                    };
+                    let usable = self
+                        .trunk_state
+                        .get(&name)
+                        .is_none_or(|s| s.up && !s.disabled)
+                        && self.admission.trunk_has_room(&name);
+                    if !usable {
+                        continue;
+                    }
+                    (t.addr, t.transport, Some(t))
+                }
             };
-            if !self
-                .trunk_state
-                .get(&name)
-                .is_none_or(|s| s.up && !s.disabled)
-                || !self.admission.trunk_has_room(&name)
-                || self.admission.check_next_hop(trunk.addr, now).is_err()
-            {
+            if self.admission.check_next_hop(addr, now).is_err() {
                 continue;
             }
-            setup.cseq = setup.cseq.wrapping_add(1);
-            setup.early_answers.clear();
-            setup.pracks.clear();
-            setup.rseqs.clear();
+            setup.next_attempt();
             let callee = call.caller().other();
-            call.leg_mut(callee).fallback = Target::Addr {
-                addr: trunk.addr,
-                transport: trunk.transport,
+            let previous = call.leg_mut(callee).fallback;
+            call.leg_mut(callee).fallback = Target::Addr { addr, transport };
+            let (from, to) = match trunk {
+                Some(t) => {
+                    let n = &mut call.numbers;
+                    n.called_sent = normalize(&t.outbound, &n.called_received);
+                    n.calling_sent = normalize(&t.outbound, &n.calling_received);
+                    call.learn_ns = u64::try_from(t.nat_learn.as_nanos()).unwrap_or(u64::MAX);
+                    let from = call.trunk.replace(t.name.clone()).unwrap_or_default();
+                    self.admission.move_call(&from, &t.name);
+                    (from, t.name.clone())
+                }
+                None => {
+                    let from = match previous {
+                        Target::Addr { addr, .. } => addr.to_string(),
+                        Target::Conn(_) => String::new(),
+                    };
+                    (from, addr.to_string())
+                }
             };
-            call.numbers.called_sent = normalize(&trunk.outbound, &call.numbers.called_received);
-            call.numbers.calling_sent = normalize(&trunk.outbound, &call.numbers.calling_received);
-            call.learn_ns = u64::try_from(trunk.nat_learn.as_nanos()).unwrap_or(u64::MAX);
-            let from = call.trunk.replace(name.clone()).unwrap_or_default();
-            self.admission.move_call(&from, &name);
-            self.admission.take_next_hop(trunk.addr);
+            self.admission.take_next_hop(addr);
             out.push(Output::Event(CallEvent::Failover {
                 call: id,
                 from,
-                to: name,
+                to,
                 status,
             }));
             if self.send_callee_invite(id, now) {
