@@ -317,6 +317,13 @@ fn main() -> anyhow::Result<()> {
         closed("oversize"),
         closed("write_queue_full")
     );
+    let answered: u64 = all.iter().map(|r| r.flood.s2xx).sum();
+    let refused: u64 = all.iter().map(|r| r.flood.s503).sum();
+    let sent: u64 = all.iter().map(|r| r.flood.sent).sum();
+    let _ = writeln!(
+        md,
+        "Flood: {sent} INVITEs at 10x the trunk's rate; {refused} refused with 503, {answered} admitted, answered and hung up at once.\n"
+    );
     let _ = writeln!(md, "## Rounds\n");
     let _ = writeln!(
         md,

@@ -1,5 +1,6 @@
 //! Hostile SIP clients for the admission tests and the hostile soak benchmark: an INVITE flood
-//! that behaves like a busy gateway (it ACKs every final response), half-sent messages
+//! that behaves like a busy gateway (it ACKs every final response and hangs up every call that
+//! is answered), half-sent messages
 //! (slowloris), garbage, oversize messages, a peer that never reads, and requests with bad
 //! start lines.
 //!
@@ -27,6 +28,8 @@ pub struct FloodReport {
     pub s503: u64,
     /// Of which 486 (a busy callee).
     pub s486: u64,
+    /// Of which 2xx (answered: the flood ACKs and hangs up at once).
+    pub s2xx: u64,
     /// Of which anything else.
     pub other: u64,
     /// Final responses carrying Retry-After.
@@ -65,6 +68,28 @@ pub fn options(i: usize, to: SocketAddr, from: IpAddr) -> Vec<u8> {
         "OPTIONS sip:{to} SIP/2.0\r\nVia: SIP/2.0/TCP {from}:5060;branch=z9hG4bKopt{i}\r\nMax-Forwards: 70\r\nFrom: <sip:gw@{from}>;tag=o{i}\r\nTo: <sip:{to}>\r\nCall-ID: opt-{i}@{from}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     )
     .into_bytes()
+}
+
+/// For a 2xx to our INVITE: its ACK and a BYE at once (new branches, sent to the Contact of
+/// the 2xx, in the dialog of its To tag), so an answered flood call does not linger.
+pub fn ack_and_bye(resp: &Message, from: IpAddr) -> Option<Vec<u8>> {
+    let h = |n: HeaderName| resp.headers.get_value(&n);
+    let target = resp.headers.contacts().next()?.uri.to_string();
+    let call_id = resp.call_id()?;
+    let seq = resp.cseq()?.seq;
+    let mut out = Vec::new();
+    for (method, cseq) in [("ACK", seq), ("BYE", seq + 1)] {
+        out.extend(
+            format!(
+                "{method} {target} SIP/2.0\r\nVia: SIP/2.0/TCP {from}:5060;branch=z9hG4bK{}{call_id}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+                method.to_ascii_lowercase(),
+                h(HeaderName::From)?,
+                h(HeaderName::To)?,
+            )
+            .into_bytes(),
+        );
+    }
+    Some(out)
 }
 
 /// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same branch, To with its tag.
@@ -106,6 +131,8 @@ pub async fn flood(
     let reader = tokio::spawn(async move {
         let mut framer = Framer::default();
         let mut buf = vec![0u8; 64 * 1024];
+        // A 2xx is retransmitted until our ACK arrives: count and answer each call once.
+        let mut done = std::collections::HashSet::new();
         loop {
             let n = match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
@@ -117,9 +144,16 @@ pub async fn flood(
                 let Some(code) = m.status().filter(|c| *c >= 200) else {
                     continue;
                 };
+                if m.cseq().is_none_or(|c| c.method.as_str() != "INVITE") {
+                    continue; // the answer to our BYE
+                }
+                if !done.insert(m.call_id().unwrap_or_default().to_owned()) {
+                    continue;
+                }
                 let mut r = r2.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 r.finals += 1;
                 match code {
+                    200..=299 => r.s2xx += 1,
                     503 => r.s503 += 1,
                     486 => r.s486 += 1,
                     _ => r.other += 1,
@@ -127,8 +161,13 @@ pub async fn flood(
                 if m.headers.get_value(&HeaderName::RetryAfter).is_some() {
                     r.retry_after += 1;
                 }
-                if let Some(ack) = ack_for(&m, to) {
-                    let _ = ack_tx.send(ack);
+                let reply = if code < 300 {
+                    ack_and_bye(&m, from)
+                } else {
+                    ack_for(&m, to)
+                };
+                if let Some(bytes) = reply {
+                    let _ = ack_tx.send(bytes);
                 }
             }
         }
