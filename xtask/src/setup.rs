@@ -127,11 +127,14 @@ fn debian_packages(pkgs: &[(&str, &str)], r: &mut Report) -> anyhow::Result<()> 
         );
     }
     println!("==> apt-get install {}", missing.join(" "));
-    if missing.iter().any(|p| p.starts_with("tshark") || p.starts_with("wireshark")) {
+    if missing
+        .iter()
+        .any(|p| p.starts_with("tshark") || p.starts_with("wireshark"))
+    {
         // wireshark-common asks whether non-root users may capture (a setuid dumpcap):
         // answer no before the install, so it never prompts.
         run_stdin(
-            Command::new("debconf-set-selections"),
+            &mut Command::new("debconf-set-selections"),
             "wireshark-common wireshark-common/install-setuid boolean false\n",
         )?;
     }

@@ -116,7 +116,16 @@ fn sngrep_decodes_our_hep_packets() {
         .arg("-r")
         .arg(&pcap)
         .args(["-d", "tcp.port==5061,sip", "-Y", "sip", "-T", "fields"])
-        .args(["-e", "sip.Method", "-e", "sip.Call-ID", "-e", "ip.src", "-e", "ip.dst"])
+        .args([
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Call-ID",
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dst",
+        ])
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);

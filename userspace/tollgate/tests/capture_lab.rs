@@ -60,7 +60,14 @@ fn tshark(pcap: &Path) -> Vec<(String, String, String, String)> {
         .arg("-r")
         .arg(pcap)
         .args(["-d", "tcp.port==5061,sip", "-Y", "sip", "-T", "fields"])
-        .args(["-e", "sip.Method", "-e", "sip.Status-Code", "-e", "sip.Call-ID"])
+        .args([
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Status-Code",
+            "-e",
+            "sip.Call-ID",
+        ])
         .args(["-e", "ip.src", "-e", "ip.dst"])
         .output()
         .expect("tshark runs (cargo xtask setup installs it)");
@@ -70,7 +77,12 @@ fn tshark(pcap: &Path) -> Vec<(String, String, String, String)> {
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
             let what = if f[0].is_empty() { f[1] } else { f[0] };
-            (what.to_owned(), f[2].to_owned(), f[3].to_owned(), f[4].to_owned())
+            (
+                what.to_owned(),
+                f[2].to_owned(),
+                f[3].to_owned(),
+                f[4].to_owned(),
+            )
         })
         .collect()
 }
@@ -214,12 +226,16 @@ fn hep_export_and_pcap_capture_with_real_calls() {
     // Both legs of both calls: gateway -> Tollgate -> internal endpoint and back.
     assert_eq!(count("INVITE", &gw, &rext), 2, "{rows:?}");
     assert_eq!(count("INVITE", &rint, &int), 2, "{rows:?}");
-    assert_eq!(count("200", &int, &rint) >= 2, true, "{rows:?}");
-    assert_eq!(count("200", &rext, &gw) >= 2, true, "{rows:?}");
+    assert!(count("200", &int, &rint) >= 2, "{rows:?}");
+    assert!(count("200", &rext, &gw) >= 2, "{rows:?}");
     assert_eq!(count("ACK", &rint, &int), 2, "{rows:?}");
     let byes = count("BYE", &gw, &rext) + count("BYE", &int, &rint);
     let byes_out = count("BYE", &rext, &gw) + count("BYE", &rint, &int);
-    assert_eq!((byes, byes_out), (2, 2), "each call's BYE on both legs: {rows:?}");
+    assert_eq!(
+        (byes, byes_out),
+        (2, 2),
+        "each call's BYE on both legs: {rows:?}"
+    );
     let call_ids: BTreeSet<&str> = rows.iter().map(|r| r.1.as_str()).collect();
     assert!(call_ids.len() >= 4, "two legs per call: {call_ids:?}");
 
@@ -236,14 +252,21 @@ fn hep_export_and_pcap_capture_with_real_calls() {
         .output()
         .expect("sngrep runs (cargo xtask setup installs it)");
     let sn_text = String::from_utf8_lossy(&sn.stdout);
-    println!("sngrep: {} {}", sn_text.trim(), String::from_utf8_lossy(&sn.stderr).trim());
+    println!(
+        "sngrep: {} {}",
+        sn_text.trim(),
+        String::from_utf8_lossy(&sn.stderr).trim()
+    );
     assert!(sn.status.success(), "{sn:?}");
     let dialogs: usize = sn_text
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(0);
-    assert!(dialogs >= 4, "sngrep sees both legs of both calls: {sn_text}");
+    assert!(
+        dialogs >= 4,
+        "sngrep sees both legs of both calls: {sn_text}"
+    );
     let resaved = tshark(&out_pcap);
     assert!(
         resaved.iter().filter(|r| r.0 == "INVITE").count() >= 4,
@@ -268,7 +291,10 @@ fn hep_export_and_pcap_capture_with_real_calls() {
             if list.len() == 2 && list.iter().all(|c| c["phase"] == "confirmed") {
                 break list[0]["id"].as_u64().unwrap();
             }
-            assert!(t.elapsed() < Duration::from_secs(10), "calls never came up: {v}");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "calls never came up: {v}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
         let cap = capture(&socket, &one, 5, Some(id));
@@ -335,9 +361,7 @@ fn hep_export_and_pcap_capture_with_real_calls() {
     let ext_sip = SocketAddr::new(a.relay_ext, 5060);
     let hep_count = |start: &str, src_ip: IpAddr, dst_ip: IpAddr| {
         got.iter()
-            .filter(|g| {
-                g.sip.starts_with(start) && g.src.ip() == src_ip && g.dst.ip() == dst_ip
-            })
+            .filter(|g| g.sip.starts_with(start) && g.src.ip() == src_ip && g.dst.ip() == dst_ip)
             .count()
     };
     // Four calls ran: clear-text internal INVITE/200/ACK/BYE, and the gateway side's.
@@ -355,7 +379,10 @@ fn hep_export_and_pcap_capture_with_real_calls() {
         .find(|g| g.sip.starts_with("INVITE ") && g.src.ip() == a.relay_int)
         .unwrap();
     assert_eq!((inv.src, inv.dst), (int_sip, SocketAddr::new(a.int, 5061)));
-    assert!(inv.sip.contains("RTP/SAVP"), "the internal SDP in clear text");
+    assert!(
+        inv.sip.contains("RTP/SAVP"),
+        "the internal SDP in clear text"
+    );
     let inv = got
         .iter()
         .find(|g| g.sip.starts_with("INVITE ") && g.src.ip() == a.gw)

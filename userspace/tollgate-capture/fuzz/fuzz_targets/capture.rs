@@ -18,11 +18,18 @@ fuzz_target!(|data: &[u8]| {
     // Any payload between two addresses read back from its frames.
     let mut synth = frame::TcpSynth::new();
     let mut frames = Vec::new();
-    let (a, b) = ("10.0.0.1:5061".parse().expect("addr"), "10.0.0.2:5061".parse().expect("addr"));
+    let (a, b) = (
+        "10.0.0.1:5061".parse().expect("addr"),
+        "10.0.0.2:5061".parse().expect("addr"),
+    );
     if synth.frames(a, b, data, &mut frames).is_ok() {
         let back: Vec<u8> = frames
             .iter()
-            .flat_map(|f| frame::parse(f).map(|s| s.payload.to_vec()).unwrap_or_default())
+            .flat_map(|f| {
+                frame::parse(f)
+                    .map(|s| s.payload.to_vec())
+                    .unwrap_or_default()
+            })
             .collect();
         assert_eq!(back, data);
     }
