@@ -145,6 +145,62 @@ fn hep_export_and_pcap_capture_with_real_calls() {
     ));
     std::fs::write(&cfg_path, cfg).unwrap();
 
+    // Refused at start: HEP sent from an address that lives on the gateway NIC (clear-text
+    // internal SIP would leave through it).
+    let IpAddr::V4(e) = a.relay_ext else {
+        panic!("the lab is IPv4")
+    };
+    let odd = IpAddr::from([e.octets()[0], e.octets()[1], e.octets()[2], 9]);
+    let st = Command::new("ip")
+        .args([
+            "-n",
+            &spec.relay_ns,
+            "addr",
+            "add",
+            &format!("{odd}/32"),
+            "dev",
+        ])
+        .arg(&spec.ext_if)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let bad_path = dir.0.join("bad.toml");
+    let mut bad = a.tollgate_config(&pki, "socket", 1, &cdr, None).replace(
+        &format!("sip_listen = \"{}:5061\"", a.relay_int),
+        &format!("sip_listen = \"{odd}:5061\""),
+    );
+    bad.push_str(&format!("hep_collector = \"{collector_addr}\"\n"));
+    std::fs::write(&bad_path, bad).unwrap();
+    let bad_log = dir.0.join("bad.log");
+    let mut refused = TollgateProcess::spawn(
+        &bin(),
+        &bad_path,
+        &bad_log,
+        &Launch {
+            netns: Some(&spec.relay_ns),
+            ..Launch::default()
+        },
+    )
+    .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = refused.exited() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "HEP over the gateway NIC was not refused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(&bad_log).unwrap();
+    println!("refused: {}", log.trim());
+    assert!(!status.success());
+    assert!(
+        log.contains("ops.hep_collector") && log.contains("a gateway-side interface"),
+        "{log}"
+    );
+
     // The collector: a UDP socket in the internal namespace.
     let collector = tollgate_netlab::in_netns(&spec.int_ns, move || {
         UdpSocket::bind(collector_addr).unwrap()
