@@ -379,6 +379,130 @@ mod tests {
         assert!(p("not json").is_err());
     }
 
+    /// A fake driver: answers capture requests, feeds each tap `n` messages, and reports
+    /// the tap's sender once the client has gone (its channel closed).
+    async fn fake_driver(
+        mut rx: mpsc::UnboundedReceiver<Control>,
+        n: usize,
+        closed: oneshot::Sender<()>,
+    ) {
+        let Some(Control::Capture(c)) = rx.recv().await else {
+            return;
+        };
+        if c.call == Some(99) {
+            let _ = c.reply.send(error("no call 99"));
+            return;
+        }
+        let _ = c
+            .reply
+            .send(serde_json::json!({ "ok": true, "call_ids": null }));
+        for i in 0..n {
+            let m = crate::capture::Captured {
+                time: std::time::SystemTime::now(),
+                side: crate::transport::NetSide::Int,
+                dir: crate::capture::Dir::In,
+                local: "10.0.0.1:5061".parse().unwrap(),
+                peer: "10.0.0.2:40000".parse().unwrap(),
+                transport: crate::transport::NetTransport::Tls,
+                call_id: Some(format!("c{i}")),
+                sip: std::sync::Arc::from(&b"OPTIONS sip:x SIP/2.0\r\n\r\n"[..]),
+            };
+            if c.tx.try_send(m).is_err() {
+                c.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        c.tx.closed().await;
+        let _ = closed.send(());
+    }
+
+    async fn capture_client(
+        path: &Path,
+        req: &str,
+    ) -> (Vec<serde_json::Value>, tokio::net::unix::OwnedWriteHalf) {
+        let s = UnixStream::connect(path).await.unwrap();
+        let (rd, mut wr) = s.into_split();
+        wr.write_all(format!("{req}\n").as_bytes()).await.unwrap();
+        let mut lines = BufReader::new(rd).lines();
+        let mut got = Vec::new();
+        while let Ok(Ok(Some(l))) =
+            tokio::time::timeout(Duration::from_millis(1500), lines.next_line()).await
+        {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            let last = v.get("ok").is_some();
+            got.push(v);
+            if last {
+                break;
+            }
+        }
+        (got, wr)
+    }
+
+    #[tokio::test]
+    async fn capture_streams_until_the_deadline_and_ends_when_the_client_goes() {
+        let dir = std::env::temp_dir().join(format!("tg-ctl-cap-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let l = bind(&path).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let server = tokio::spawn(serve(l, tx));
+
+        // Runs to its deadline: every message, then the summary.
+        let (closed_tx, closed) = oneshot::channel();
+        let drv = tokio::spawn(fake_driver(rx, 3, closed_tx));
+        let (got, _wr) = capture_client(&path, r#"{"cmd":"capture","seconds":1}"#).await;
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0]["side"], "int");
+        assert_eq!(got[0]["dir"], "in");
+        assert_eq!(got[0]["call_id"], "c0");
+        assert_eq!(got[0]["transport"], "tls");
+        assert_eq!(got[3]["done"], true);
+        assert_eq!(got[3]["messages"], 3);
+        assert_eq!(got[3]["dropped"], 0);
+        tokio::time::timeout(Duration::from_secs(2), closed)
+            .await
+            .unwrap()
+            .unwrap();
+        drv.await.unwrap();
+        server.abort();
+
+        // The client goes away mid-capture: the tap's channel closes long before 60 s.
+        let path = dir.join("control2.sock");
+        let l = bind(&path).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let server = tokio::spawn(serve(l, tx));
+        let (closed_tx, closed) = oneshot::channel();
+        let drv = tokio::spawn(fake_driver(rx, 0, closed_tx));
+        let s = UnixStream::connect(&path).await.unwrap();
+        let (_rd, mut wr) = s.into_split();
+        wr.write_all(b"{\"cmd\":\"capture\",\"seconds\":60}\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(wr);
+        drop(_rd);
+        tokio::time::timeout(Duration::from_secs(2), closed)
+            .await
+            .expect("the tap ends when its client disconnects")
+            .unwrap();
+        drv.await.unwrap();
+        server.abort();
+
+        // Refusals are one line.
+        let path = dir.join("control3.sock");
+        let l = bind(&path).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let server = tokio::spawn(serve(l, tx));
+        let (closed_tx, _closed) = oneshot::channel();
+        tokio::spawn(fake_driver(rx, 0, closed_tx));
+        let (got, _wr) = capture_client(&path, r#"{"cmd":"capture","seconds":1,"call":99}"#).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["ok"], false);
+        assert_eq!(got[0]["error"], "no call 99");
+        let (got, _wr) = capture_client(&path, r#"{"cmd":"capture","seconds":0}"#).await;
+        assert_eq!(got[0]["error"], "seconds must be 1..=3600");
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn socket_is_owner_and_group_only_and_replaces_a_stale_one() {
         let dir = std::env::temp_dir().join(format!("tg-ctl-{}", std::process::id()));
