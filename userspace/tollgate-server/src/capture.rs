@@ -17,10 +17,10 @@
 //! With neither configured, [`Capture::active`] is false and the driver skips the tap without
 //! encoding or allocating anything.
 //!
-//! The local end of a message is the side's SIP listen address: the driver does not know the
-//! local port of connections Tollgate dials (an ephemeral port). The transport of a connection
-//! the gateway opened is recorded as `tcp` even on `ext.tls_listen` (the driver is not told
-//! which listener accepted it); both are TCP in the capture's frames.
+//! The local end of a message on a connection a peer opened is that connection's own local
+//! address (so `ext.tls_listen` shows as such); on a connection Tollgate dialled it is the
+//! side's SIP listen address, not the connection's ephemeral port: the first message is queued
+//! before the connection exists, and one flow keeps one address pair.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -166,6 +166,8 @@ pub struct TapPoint<'a> {
     pub side: NetSide,
     /// Direction.
     pub dir: Dir,
+    /// Tollgate's end, when known (else the side's SIP listen address is used).
+    pub local: Option<SocketAddr>,
     /// The peer.
     pub peer: SocketAddr,
     /// The connection's transport.
@@ -219,7 +221,7 @@ impl Capture {
     /// One message: to the HEP collector and to every tap that wants it.
     pub fn tap(&mut self, p: TapPoint<'_>) {
         let time = SystemTime::now();
-        let local = self.local(p.side);
+        let local = p.local.unwrap_or_else(|| self.local(p.side));
         let (src, dst) = match p.dir {
             Dir::In => (p.peer, local),
             Dir::Out => (local, p.peer),
@@ -337,6 +339,7 @@ mod tests {
             c.tap(TapPoint {
                 side: NetSide::Int,
                 dir: Dir::Out,
+                local: None,
                 peer: sa("127.0.0.3:40000"),
                 transport: NetTransport::Tls,
                 bytes: msg,

@@ -66,9 +66,11 @@ fn net_side(s: Side) -> NetSide {
 
 struct Conn {
     writer: WriteQueue,
-    /// The peer's address and the connection's transport (for the capture tap).
+    /// The peer's address, the connection's transport and, for connections peers opened, our
+    /// end (for the capture tap).
     peer: SocketAddr,
     transport: NetTransport,
+    local: Option<SocketAddr>,
     /// Outbound connections are reused for later requests to the same address.
     key: Option<(NetSide, SocketAddr)>,
 }
@@ -377,9 +379,9 @@ impl Driver {
         let Some(cap) = self.capture.as_mut().filter(|c| c.active()) else {
             return;
         };
-        let Some((peer, transport)) = conn
+        let Some((peer, transport, local)) = conn
             .and_then(|c| self.conns.get(&c))
-            .map(|c| (c.peer, c.transport))
+            .map(|c| (c.peer, c.transport, c.local))
         else {
             return;
         };
@@ -394,6 +396,7 @@ impl Driver {
         cap.tap(TapPoint {
             side,
             dir,
+            local,
             peer,
             transport,
             bytes,
@@ -492,20 +495,19 @@ impl Driver {
                 conn,
                 side,
                 peer,
-                outbound,
+                link,
                 writer,
             } => {
-                tracing::debug!(conn, side = side.as_str(), %peer, outbound, "connection up");
+                tracing::debug!(conn, side = side.as_str(), %peer, outbound = link.outbound, "connection up");
                 // Outbound connections were registered when dialled; keep their writer.
                 self.conns.entry(conn).or_insert(Conn {
                     writer,
                     key: None,
                     peer,
-                    // Only the gateway side has plain TCP (`ext.tls_listen` is not told apart).
-                    transport: match side {
-                        NetSide::Ext => NetTransport::Tcp,
-                        NetSide::Int => NetTransport::Tls,
-                    },
+                    transport: link.transport,
+                    // Outbound: the listen address throughout (their first message is queued
+                    // before the connection, and its port, exist).
+                    local: link.local.filter(|_| !link.outbound),
                 });
             }
             NetEvent::Message {
@@ -694,6 +696,7 @@ impl Driver {
                         key: Some((ns, addr)),
                         peer: addr,
                         transport: t,
+                        local: None,
                     },
                 );
                 self.by_addr.insert((ns, addr), conn);
