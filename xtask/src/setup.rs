@@ -36,6 +36,15 @@ const PACKAGES: &[(&str, &str)] = &[
         "a real SIP user agent (SIP/TLS, SDES-SRTP; ausine, srtp, sndfile, ctrl_tcp modules \
          from baresip-core) for the interop test",
     ),
+    (
+        "tshark",
+        "reads the pcaps of `tollgate ctl capture` in the capture lab test (SIP on 5061 via \
+         -d tcp.port==5061,sip)",
+    ),
+    (
+        "sngrep",
+        "opens those pcaps (-I FILE -N) and decodes our HEP packets (-L) in the capture tests",
+    ),
 ];
 
 /// Extra packages for the benchmarks.
@@ -118,6 +127,17 @@ fn debian_packages(pkgs: &[(&str, &str)], r: &mut Report) -> anyhow::Result<()> 
         );
     }
     println!("==> apt-get install {}", missing.join(" "));
+    if missing
+        .iter()
+        .any(|p| p.starts_with("tshark") || p.starts_with("wireshark"))
+    {
+        // wireshark-common asks whether non-root users may capture (a setuid dumpcap):
+        // answer no before the install, so it never prompts.
+        run_stdin(
+            &mut Command::new("debconf-set-selections"),
+            "wireshark-common wireshark-common/install-setuid boolean false\n",
+        )?;
+    }
     run_visible(Command::new("apt-get").args(["update", "-q"]))?;
     run_visible(
         Command::new("apt-get")
@@ -127,6 +147,23 @@ fn debian_packages(pkgs: &[(&str, &str)], r: &mut Report) -> anyhow::Result<()> 
     )?;
     for p in missing {
         r.installed.push(format!("debian {p}"));
+    }
+    Ok(())
+}
+
+/// Runs `cmd` with `input` on its standard input; fails if it does.
+fn run_stdin(cmd: &mut Command, input: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not run {cmd:?}"))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(input.as_bytes())?;
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
     }
     Ok(())
 }

@@ -427,7 +427,21 @@ pub struct Ops {
     /// directory, never a network address. Empty: no control socket.
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,
+    /// HEP v3 collector (Homer) that gets a copy of every SIP message, both sides, the
+    /// internal side's in clear text. Sent from the internal SIP address over the internal
+    /// NIC only: never a gateway-side address, same IP family as `int.sip_listen`.
+    #[serde(default)]
+    pub hep_collector: Option<SocketAddr>,
+    /// HEP capture agent id (chunk 12); default 2001. Needs `hep_collector`.
+    #[serde(default)]
+    pub hep_agent_id: Option<u32>,
+    /// HEP authentication key (chunk 14, the collector's password). Needs `hep_collector`.
+    #[serde(default)]
+    pub hep_password: Option<String>,
 }
+
+/// The HEP agent id when `ops.hep_agent_id` is not set.
+pub const DEFAULT_HEP_AGENT_ID: u32 = 2001;
 
 fn default_control_socket() -> PathBuf {
     PathBuf::from(crate::control::DEFAULT_SOCKET)
@@ -440,6 +454,9 @@ impl Default for Ops {
             cdr_path: None,
             log_format: None,
             control_socket: default_control_socket(),
+            hep_collector: None,
+            hep_agent_id: None,
+            hep_password: None,
         }
     }
 }
@@ -784,6 +801,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_hep()?;
         if self.ext.interface.trim().is_empty() {
             return Err(invalid("ext.interface", "must name the gateway-side NIC"));
         }
@@ -824,6 +842,57 @@ impl Config {
             && f != "json"
         {
             return Err(invalid("ops.log_format", "must be \"text\" or \"json\""));
+        }
+        Ok(())
+    }
+
+    fn validate_hep(&self) -> Result<(), ConfigError> {
+        let o = &self.ops;
+        let Some(a) = o.hep_collector else {
+            if o.hep_agent_id.is_some() {
+                return Err(invalid("ops.hep_agent_id", "set without ops.hep_collector"));
+            }
+            if o.hep_password.is_some() {
+                return Err(invalid("ops.hep_password", "set without ops.hep_collector"));
+            }
+            return Ok(());
+        };
+        check_specific("ops.hep_collector", a)?;
+        if self.ext_addresses().contains(&a.ip()) {
+            return Err(invalid(
+                "ops.hep_collector",
+                format!(
+                    "{} is a gateway-side address; clear-text internal signalling never goes to the gateway side",
+                    a.ip()
+                ),
+            ));
+        }
+        if let Some(t) = self.trunks.iter().find(|t| t.address == a.ip()) {
+            return Err(invalid(
+                "ops.hep_collector",
+                format!(
+                    "{} is trunk {}'s gateway; clear-text internal signalling never goes to the gateway side",
+                    a.ip(),
+                    t.name
+                ),
+            ));
+        }
+        if a.is_ipv4() != self.int.sip_listen.is_ipv4() {
+            return Err(invalid(
+                "ops.hep_collector",
+                format!(
+                    "{a} is not of the IP family of int.sip_listen ({}), the address HEP is sent from",
+                    self.int.sip_listen.ip()
+                ),
+            ));
+        }
+        if let Some(p) = &o.hep_password
+            && (p.is_empty() || p.len() > 256 || p.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "ops.hep_password",
+                "must be 1..=256 bytes without control characters",
+            ));
         }
         Ok(())
     }
@@ -1119,6 +1188,34 @@ int_ports = [40000, 40999]
             (
                 format!("{t}\n[ops]\nmetrics_listen = \"[::]:9100\"\n"),
                 "ops.metrics_listen: [::]:9100 is a wildcard",
+            ),
+            (
+                format!("{t}\n[ops]\nhep_collector = \"10.201.1.1:9060\"\n"),
+                "ops.hep_collector: 10.201.1.1 is a gateway-side address",
+            ),
+            (
+                format!("{t}\n[ops]\nhep_collector = \"10.201.1.2:9060\"\n"),
+                "ops.hep_collector: 10.201.1.2 is trunk",
+            ),
+            (
+                format!("{t}\n[ops]\nhep_collector = \"0.0.0.0:9060\"\n"),
+                "ops.hep_collector: 0.0.0.0:9060 is a wildcard",
+            ),
+            (
+                format!("{t}\n[ops]\nhep_collector = \"[2001:db8::1]:9060\"\n"),
+                "ops.hep_collector: [2001:db8::1]:9060 is not of the IP family of int.sip_listen",
+            ),
+            (
+                format!("{t}\n[ops]\nhep_password = \"x\"\n"),
+                "ops.hep_password: set without ops.hep_collector",
+            ),
+            (
+                format!("{t}\n[ops]\nhep_agent_id = 1\n"),
+                "ops.hep_agent_id: set without ops.hep_collector",
+            ),
+            (
+                format!("{t}\n[ops]\nhep_collector = \"10.20.0.30:9060\"\nhep_password = \"\"\n"),
+                "ops.hep_password: must be 1..=256 bytes",
             ),
             (
                 t.replace("\"int0\"", "\"ext0\""),

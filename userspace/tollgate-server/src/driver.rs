@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 use tollgate_b2bua::{
     B2bua, CallEvent, Cdr, ConnId, Input, Output, Side, Target, TimerId, Transport,
 };
+use tollgate_sip::Message;
 
+use crate::capture::{Capture, Dir, TapPoint};
 use crate::media::{CallMedia, MediaCmd, MediaHandle};
 use crate::metrics::{Metrics, labels};
 use crate::transport::{self, NetEvent, NetSide, NetTransport, TransportCtx, WriteQueue};
@@ -33,6 +35,8 @@ pub enum Control {
     Stop,
     /// An operator's request from the control socket.
     Ctl(crate::control::CtlCall),
+    /// An operator's capture tap (`tollgate ctl capture`).
+    Capture(crate::control::CaptureCall),
 }
 
 /// What the driver needs to answer operators beyond the core (set with [`Driver::with_ops`]).
@@ -62,6 +66,11 @@ fn net_side(s: Side) -> NetSide {
 
 struct Conn {
     writer: WriteQueue,
+    /// The peer's address, the connection's transport and, for connections peers opened, our
+    /// end (for the capture tap).
+    peer: SocketAddr,
+    transport: NetTransport,
+    local: Option<SocketAddr>,
     /// Outbound connections are reused for later requests to the same address.
     key: Option<(NetSide, SocketAddr)>,
 }
@@ -91,6 +100,7 @@ pub struct Driver {
     epoch: (Instant, SystemTime),
     draining: Option<Instant>,
     ops: OpsInfo,
+    capture: Option<Capture>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -126,12 +136,19 @@ impl Driver {
             epoch: (Instant::now(), SystemTime::now()),
             draining: None,
             ops: OpsInfo::default(),
+            capture: None,
         }
     }
 
     /// What operators' requests need beyond the core.
     pub fn with_ops(mut self, ops: OpsInfo) -> Driver {
         self.ops = ops;
+        self
+    }
+
+    /// The SIP tap (HEP export, operator captures).
+    pub fn with_capture(mut self, capture: Capture) -> Driver {
+        self.capture = Some(capture);
         self
     }
 
@@ -170,6 +187,7 @@ impl Driver {
                         Some(Control::Drain { deadline }) => self.drain(deadline),
                         Some(Control::Reload(cfg)) => self.reload(&cfg),
                         Some(Control::Ctl(c)) => self.ctl(c),
+                        Some(Control::Capture(c)) => self.add_tap(c),
                         Some(Control::Stop) | None => break,
                     }
                 }
@@ -187,6 +205,9 @@ impl Driver {
                 }
                 _ = tick.tick() => {
                     self.gauges();
+                    if let Some(c) = self.capture.as_mut() {
+                        c.expire(Instant::now());
+                    }
                     if let Some(deadline) = self.draining {
                         if self.core.is_drained() {
                             tracing::info!("drained: no calls left");
@@ -294,6 +315,8 @@ impl Driver {
                     )),
                 },
             },
+            // Served by the control socket as a stream (`Control::Capture`).
+            CtlRequest::Capture { .. } => error("capture is a streaming request"),
             CtlRequest::Status => {
                 let (ext, int) = self.core.allocated_ports();
                 let trunks = self.core.trunk_views(now);
@@ -311,6 +334,74 @@ impl Driver {
             }
         };
         let _ = c.reply.send(answer);
+    }
+
+    /// Starts an operator's capture tap: every message, or those of call `call`'s two legs.
+    fn add_tap(&mut self, c: crate::control::CaptureCall) {
+        use crate::control::error;
+        let Some(cap) = self.capture.as_mut() else {
+            let _ = c
+                .reply
+                .send(error("capture is not available in this daemon"));
+            return;
+        };
+        let call_ids = match c.call {
+            None => None,
+            Some(id) => match self.core.call_detail(id, Instant::now()) {
+                Some(d) => Some(d.legs.iter().map(|l| l.call_id.clone()).collect::<Vec<_>>()),
+                None => {
+                    let _ = c.reply.send(error(format!("no call {id}")));
+                    return;
+                }
+            },
+        };
+        tracing::info!(call = ?c.call, seconds = c.until.saturating_duration_since(Instant::now()).as_secs(), "operator capture started");
+        let answer = serde_json::json!({ "ok": true, "capturing": true, "call_ids": call_ids });
+        cap.add(crate::capture::Tap {
+            call_ids,
+            until: c.until,
+            tx: c.tx,
+            dropped: c.dropped,
+        });
+        let _ = c.reply.send(answer);
+    }
+
+    /// The tap point: every SIP message received or sent, after TLS. Nothing is encoded or
+    /// allocated unless a HEP collector or an operator tap listens.
+    fn tap(
+        &mut self,
+        side: NetSide,
+        dir: Dir,
+        conn: Option<u64>,
+        msg: &Message,
+        bytes: Option<&[u8]>,
+    ) {
+        let Some(cap) = self.capture.as_mut().filter(|c| c.active()) else {
+            return;
+        };
+        let Some((peer, transport, local)) = conn
+            .and_then(|c| self.conns.get(&c))
+            .map(|c| (c.peer, c.transport, c.local))
+        else {
+            return;
+        };
+        let owned;
+        let bytes = match bytes {
+            Some(b) => b,
+            None => {
+                owned = msg.encode();
+                &owned
+            }
+        };
+        cap.tap(TapPoint {
+            side,
+            dir,
+            local,
+            peer,
+            transport,
+            bytes,
+            call_id: msg.call_id(),
+        });
     }
 
     /// Adds each call's media counters (from the media thread) to `calls` and answers
@@ -404,12 +495,20 @@ impl Driver {
                 conn,
                 side,
                 peer,
-                outbound,
+                link,
                 writer,
             } => {
-                tracing::debug!(conn, side = side.as_str(), %peer, outbound, "connection up");
+                tracing::debug!(conn, side = side.as_str(), %peer, outbound = link.outbound, "connection up");
                 // Outbound connections were registered when dialled; keep their writer.
-                self.conns.entry(conn).or_insert(Conn { writer, key: None });
+                self.conns.entry(conn).or_insert(Conn {
+                    writer,
+                    key: None,
+                    peer,
+                    transport: link.transport,
+                    // Outbound: the listen address throughout (their first message is queued
+                    // before the connection, and its port, exist).
+                    local: link.local.filter(|_| !link.outbound),
+                });
             }
             NetEvent::Message {
                 conn,
@@ -421,6 +520,7 @@ impl Driver {
                     .sip_messages
                     .get_or_create(&labels(&[("side", side.as_str()), ("dir", "in")]))
                     .inc();
+                self.tap(side, Dir::In, Some(conn), &msg, None);
                 self.core.handle(
                     Input::Message {
                         side: side_of(side),
@@ -555,6 +655,13 @@ impl Driver {
             .sip_messages
             .get_or_create(&labels(&[("side", ns.as_str()), ("dir", "out")]))
             .inc();
+        let conn = match target {
+            Target::Conn(ConnId(id)) => Some(id),
+            Target::Addr { addr, .. } => self.by_addr.get(&(ns, addr)).copied(),
+        };
+        if conn.is_some() {
+            self.tap(ns, Dir::Out, conn, msg, Some(&bytes));
+        }
         match target {
             Target::Conn(ConnId(id)) => {
                 if let Some(c) = self.conns.get(&id) {
@@ -578,16 +685,24 @@ impl Driver {
                 }
                 let conn = self.ctx.next_conn();
                 let (tx, rx) = transport::write_queue(self.ctx.stream.write_queue_bytes);
-                // A fresh queue holds at least one message of the largest size.
-                let _ = tx.send(bytes);
+                let t = match transport {
+                    Transport::Tcp => NetTransport::Tcp,
+                    Transport::Tls => NetTransport::Tls,
+                };
                 self.conns.insert(
                     conn,
                     Conn {
                         writer: tx.clone(),
                         key: Some((ns, addr)),
+                        peer: addr,
+                        transport: t,
+                        local: None,
                     },
                 );
                 self.by_addr.insert((ns, addr), conn);
+                self.tap(ns, Dir::Out, Some(conn), msg, Some(&bytes));
+                // A fresh queue holds at least one message of the largest size.
+                let _ = tx.send(bytes);
                 let (t, name) = match transport {
                     Transport::Tcp => (NetTransport::Tcp, None),
                     Transport::Tls => (

@@ -8,10 +8,12 @@
 //! * [`cdr`]: one JSON line per call.
 //! * [`convert`]: file configuration to the B2BUA core's configuration.
 //! * [`driver`]: the task that owns the B2BUA core and carries out its outputs.
+//! * [`capture`]: the SIP tap: HEP v3 export and `tollgate ctl capture` taps.
 //! * [`control`]: the operator's control socket (`tollgate ctl`).
 //! * [`ops_json`]: the core's operator views as JSON (calls, legs, flows, trunks).
 //! * [`run`]: assembling the server, signals.
 
+pub mod capture;
 pub mod cdr;
 pub mod config;
 pub mod control;

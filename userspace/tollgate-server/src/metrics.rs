@@ -81,6 +81,12 @@ pub struct Metrics {
     /// SIP connections closed, by side and reason (`peer`, `idle`, `message_deadline`,
     /// `stream_faults`, `oversize`, `unframeable`, `write_queue_full`, `io_error`, `local`).
     pub sip_connections_closed: Family<Labels, Counter>,
+    /// HEP packets sent to the collector (`ops.hep_collector`).
+    pub hep_sent: Counter,
+    /// HEP packets dropped (socket buffer full, send error, message too large for HEP).
+    pub hep_dropped: Counter,
+    /// Messages `tollgate ctl capture` taps lost because their reader was behind.
+    pub capture_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -118,6 +124,9 @@ impl Metrics {
             next_hop_up: Family::default(),
             ports_allocated: Family::default(),
             sip_connections_closed: Family::default(),
+            hep_sent: Counter::default(),
+            hep_dropped: Counter::default(),
+            capture_dropped: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -216,6 +225,21 @@ impl Metrics {
             "sip_connections_closed",
             "SIP connections closed, by side and reason",
             m.sip_connections_closed.clone(),
+        );
+        r.register(
+            "hep_sent",
+            "HEP packets sent to the capture collector",
+            m.hep_sent.clone(),
+        );
+        r.register(
+            "hep_dropped",
+            "HEP packets dropped (socket buffer full, send error, too large)",
+            m.hep_dropped.clone(),
+        );
+        r.register(
+            "capture_dropped",
+            "SIP messages lost by ctl capture taps whose reader was behind",
+            m.capture_dropped.clone(),
         );
         Metrics { registry, ..m }
     }

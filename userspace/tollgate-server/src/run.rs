@@ -247,6 +247,44 @@ pub async fn bind_metrics(
         })
 }
 
+/// The HEP exporter, if `ops.hep_collector` is set: a UDP socket on the internal SIP address,
+/// bound to the interface that holds it, which must not be a gateway-side one (unless it is a
+/// loopback address, which the kernel never sends out of a NIC).
+pub fn hep_sender(cfg: &Config) -> Result<Option<crate::capture::HepSender>, ServerError> {
+    let Some(collector) = cfg.ops.hep_collector else {
+        return Ok(None);
+    };
+    let key = "ops.hep_collector";
+    let local = cfg.int.sip_listen.ip();
+    let device = side_device("int.sip_listen", local, &cfg.int.interface)?;
+    if ext_devices(cfg)?.contains(&device) && !local.is_loopback() {
+        return Err(ServerError::Host {
+            key,
+            problem: format!(
+                "HEP is sent from {local} on {device}, a gateway-side interface; clear-text internal signalling never leaves through the gateway NIC"
+            ),
+        });
+    }
+    let hep = crate::capture::HepSender::open(
+        crate::capture::HepConfig {
+            collector,
+            agent_id: cfg
+                .ops
+                .hep_agent_id
+                .unwrap_or(crate::config::DEFAULT_HEP_AGENT_ID),
+            password: cfg.ops.hep_password.clone(),
+        },
+        local,
+        &device,
+    )
+    .map_err(|e| ServerError::Host {
+        key,
+        problem: format!("HEP socket on {local} (interface {device}): {e}"),
+    })?;
+    tracing::info!(%collector, from = %hep.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), device, "HEP capture export");
+    Ok(Some(hep))
+}
+
 /// Starts every part of the server on the current tokio runtime.
 pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     start_from(cfg, None).await
@@ -263,6 +301,7 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
         Some(addr) => Some(bind_metrics(addr, &ext_devices(&cfg)?).await?),
         None => None,
     };
+    let hep = hep_sender(&cfg)?;
     let dp_cfg = dataplane_config(&cfg)?;
     let socket_path = matches!(dp_cfg.path, DataPath::Socket);
     let dp = match Dataplane::start(dp_cfg) {
@@ -396,6 +435,14 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
         cdr_tx,
         cfg.int.next_hop_host.clone(),
     );
+    let mut capture = crate::capture::Capture::new(
+        [cfg.ext.sip_listen, cfg.int.sip_listen],
+        Arc::clone(&metrics),
+    );
+    if let Some(h) = hep {
+        capture = capture.with_hep(h);
+    }
+    let driver = driver.with_capture(capture);
     let epoch = driver.epoch();
     let cdr_task = tokio::spawn(async move {
         while let Some((cdr, stats)) = cdr_rx.recv().await {

@@ -74,6 +74,17 @@ pub enum NetTransport {
     Tls,
 }
 
+/// How a connection came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// Outbound connection (we dialled it).
+    pub outbound: bool,
+    /// TCP or TLS.
+    pub transport: NetTransport,
+    /// Our end of it, if the kernel told.
+    pub local: Option<SocketAddr>,
+}
+
 /// What connections report to the driver.
 #[derive(Debug)]
 pub enum NetEvent {
@@ -85,8 +96,8 @@ pub enum NetEvent {
         side: NetSide,
         /// Remote address.
         peer: SocketAddr,
-        /// Outbound connection (we dialled it).
-        outbound: bool,
+        /// Who dialled, over what, and the local end.
+        link: Link,
         /// Writer queue.
         writer: WriteQueue,
     },
@@ -531,7 +542,12 @@ pub async fn accept_loop(
                 NetTransport::Tcp => {
                     let conn = ctx2.next_conn();
                     ctx2.connected(side, transport, false);
-                    run_conn(stream, conn, side, peer, false, None, Arc::clone(&ctx2)).await;
+                    let link = Link {
+                        outbound: false,
+                        transport,
+                        local: stream.local_addr().ok(),
+                    };
+                    run_conn(stream, conn, side, peer, link, None, Arc::clone(&ctx2)).await;
                 }
                 NetTransport::Tls => {
                     let cfg = match ctx2.tls.read() {
@@ -541,6 +557,11 @@ pub async fn accept_loop(
                         },
                         Err(_) => return,
                     };
+                    let link = Link {
+                        outbound: false,
+                        transport,
+                        local: stream.local_addr().ok(),
+                    };
                     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
                         .await
@@ -548,7 +569,7 @@ pub async fn accept_loop(
                         Ok(Ok(tls)) => {
                             let conn = ctx2.next_conn();
                             ctx2.connected(side, transport, false);
-                            run_conn(tls, conn, side, peer, false, None, Arc::clone(&ctx2)).await;
+                            run_conn(tls, conn, side, peer, link, None, Arc::clone(&ctx2)).await;
                         }
                         Ok(Err(e)) => {
                             tracing::warn!(%peer, side = side.as_str(), error = %e, "TLS handshake failed");
@@ -633,10 +654,15 @@ pub fn connect(
             }
         };
         let _ = stream.set_nodelay(true);
+        let link = Link {
+            outbound: true,
+            transport,
+            local: stream.local_addr().ok(),
+        };
         match transport {
             NetTransport::Tcp => {
                 ctx.connected(side, transport, true);
-                run_conn(stream, conn, side, addr, true, Some(chan), ctx).await;
+                run_conn(stream, conn, side, addr, link, Some(chan), ctx).await;
             }
             NetTransport::Tls => {
                 let cfg = match ctx.tls.read() {
@@ -656,7 +682,7 @@ pub fn connect(
                 {
                     Ok(Ok(tls)) => {
                         ctx.connected(side, transport, true);
-                        run_conn(tls, conn, side, addr, true, Some(chan), ctx).await;
+                        run_conn(tls, conn, side, addr, link, Some(chan), ctx).await;
                     }
                     Ok(Err(e)) => {
                         ctx.metrics
@@ -684,7 +710,7 @@ async fn run_conn<S>(
     conn: u64,
     side: NetSide,
     peer: SocketAddr,
-    outbound: bool,
+    link: Link,
     chan: Option<Chan>,
     ctx: Arc<TransportCtx>,
 ) where
@@ -700,7 +726,7 @@ async fn run_conn<S>(
             conn,
             side,
             peer,
-            outbound,
+            link,
             writer: writer.clone(),
         })
         .await

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 pub mod capacity;
+pub mod capture;
 pub mod ctl;
 pub mod daemon;
 pub mod sip;

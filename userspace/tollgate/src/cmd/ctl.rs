@@ -58,6 +58,20 @@ pub enum CtlCommand {
     Reload,
     /// Version, uptime, calls, ports, data path.
     Status,
+    /// Write the decoded SIP of both sides (the internal side's after TLS) to a pcap file for
+    /// some seconds: every call, or one call's two legs. Open it in Wireshark (Decode As:
+    /// tcp.port 5061 as SIP) or sngrep.
+    Capture {
+        /// The pcap file to write (replaced when the capture ends).
+        #[arg(long)]
+        pcap: PathBuf,
+        /// Only this call's two legs (its gateway-side and internal Call-IDs).
+        #[arg(long)]
+        call: Option<u64>,
+        /// How long to capture.
+        #[arg(long, default_value_t = tollgate_server::control::DEFAULT_CAPTURE_S)]
+        seconds: u64,
+    },
 }
 
 /// `trunk NAME disable|enable`.
@@ -83,6 +97,9 @@ fn request(cmd: &CtlCommand) -> Value {
         CtlCommand::Drain => json!({ "cmd": "drain" }),
         CtlCommand::Reload => json!({ "cmd": "reload" }),
         CtlCommand::Status => json!({ "cmd": "status" }),
+        CtlCommand::Capture { call, seconds, .. } => {
+            json!({ "cmd": "capture", "call": call, "seconds": seconds })
+        }
     }
 }
 
@@ -101,6 +118,9 @@ fn ask(socket: &std::path::Path, req: &Value) -> std::io::Result<Value> {
 
 /// Runs `tollgate ctl`.
 pub fn run(a: Args) -> ExitCode {
+    if let CtlCommand::Capture { pcap, .. } = &a.cmd {
+        return super::capture::run(&a.socket, &request(&a.cmd), pcap, a.json);
+    }
     let answer = match ask(&a.socket, &request(&a.cmd)) {
         Ok(v) => v,
         Err(e) => {
@@ -284,6 +304,12 @@ pub fn render(cmd: &CtlCommand, v: &Value) -> String {
             s(&v["datapath"]),
             s(&v["trunks_up"]),
             s(&v["trunks"]),
+        )),
+        CtlCommand::Capture { pcap, .. } => o.push_str(&format!(
+            "{} SIP message(s) written to {} ({} lost: the reader fell behind)\n",
+            s(&v["messages"]),
+            pcap.display(),
+            s(&v["dropped"]),
         )),
     }
     o
