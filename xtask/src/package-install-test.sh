@@ -39,6 +39,8 @@ dpkg-deb -Zgzip -z1 --build "$work/repack" "$R$d2" >/dev/null
 
 in_root() { chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 "$@"; }
 
+[ -x "$R/usr/bin/apt-get" ] && [ -x "$R/usr/bin/dpkg" ] \
+    || fail "no apt-get/dpkg in the overlay of / (is /usr a separate filesystem?)"
 [ ! -e "$R/run/systemd/system" ] || fail "systemd appears to run inside the throwaway root"
 if in_root dpkg-query -W -f='${Status}' tollgate 2>/dev/null | grep -q 'ok installed'; then
     fail "tollgate is already installed on this host; the test needs a root without it"
