@@ -73,6 +73,13 @@ in_root dpkg-query -W -f='${Conffiles}\n' tollgate | grep -q '^ /etc/tollgate/to
     || fail "the unit was not enabled"
 grep -q '^ExecStart=/usr/bin/tollgate run' "$R/usr/lib/systemd/system/tollgate.service" \
     || fail "the unit does not run /usr/bin/tollgate"
+if [ -x "$R/usr/bin/systemd-analyze" ]; then
+    in_root systemd-analyze verify /usr/lib/systemd/system/tollgate.service \
+        || fail "systemd-analyze verify tollgate.service"
+    say "systemd-analyze verify tollgate.service: ok"
+else
+    say "systemd-analyze verify: not run (no systemd-analyze on this host)"
+fi
 [ -s "$R/var/lib/dpkg/info/tollgate.md5sums" ] || fail "dpkg wrote no md5sums"
 in_root dpkg --verify tollgate || fail "dpkg --verify"
 say "unit enabled (not started: no systemd), conffile and md5sums in place"
