@@ -55,8 +55,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         done.push(s.done());
     }
 
+    check_binary(&target_dir(&root).join("release/tollgate"))?;
+
     let s = Step::start("package", "cargo deb (with a -dbgsym.ddeb)");
-    let out = out_dir(&root);
+    let out = target_dir(&root).join("debian");
     std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
     let deb = cargo_deb(
         &root,
@@ -116,12 +118,30 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Where the packages go: `<target dir>/debian`.
-fn out_dir(root: &Path) -> PathBuf {
+/// The cargo target directory (`CARGO_TARGET_DIR` or `<workspace>/target`); the packages go
+/// to its `debian/`.
+fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
-        .join("debian")
+}
+
+/// The binary about to be packaged runs and carries the XDP program (`--no-build` could
+/// otherwise package a build made without bpf-linker).
+fn check_binary(bin: &Path) -> anyhow::Result<()> {
+    let out = Command::new(bin)
+        .arg("version")
+        .output()
+        .with_context(|| format!("running {} version", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    if !out.status.success() || !text.contains("XDP program built in") {
+        bail!(
+            "{} has no XDP program built in; rebuild with `cargo xtask setup` done (bpf-linker)",
+            bin.display()
+        );
+    }
+    Ok(())
 }
 
 /// The `tollgate` crate's version (`cargo pkgid`: `path+file:///...#0.1.0` or `...#name@0.1.0`).
