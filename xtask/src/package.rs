@@ -2,10 +2,10 @@
 //!
 //! 1. `cargo build --release -p tollgate` with the XDP program required (a package without it
 //!    would be a package without the XDP data path);
-//! 2. `cargo deb` (cargo-deb, installed by `cargo xtask setup`) packs it with the metadata in
-//!    `userspace/tollgate/Cargo.toml`: the binary, the systemd unit, the example configuration
-//!    as a conffile, the maintainer scripts in `deploy/debian/`; debug symbols go to a
-//!    separate `-dbgsym.ddeb`;
+//! 2. the man page (help2man), then `cargo deb` (cargo-deb, installed by `cargo xtask setup`)
+//!    packs it all with the metadata in `userspace/tollgate/Cargo.toml`: the binary, the
+//!    systemd unit, the example configuration as a conffile, the maintainer scripts in
+//!    `deploy/debian/`; debug symbols go to a separate `-dbgsym.ddeb`;
 //! 3. lintian, failing on any error or warning not overridden (with its reason) in
 //!    `deploy/debian/lintian-overrides`;
 //! 4. as root, the install test (`package-install-test.sh`): install, upgrade, remove and purge
@@ -55,7 +55,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         done.push(s.done());
     }
 
-    check_binary(&target_dir(&root).join("release/tollgate"))?;
+    let bin = target_dir(&root).join("release/tollgate");
+    check_binary(&bin)?;
+    man_page(&root, &bin)?;
 
     let s = Step::start("package", "cargo deb (with a -dbgsym.ddeb)");
     let out = target_dir(&root).join("debian");
@@ -176,6 +178,31 @@ fn check_changelog(root: &Path, version: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The man page, `tollgate.1.gz` next to the binary (where the package's assets take it
+/// from): help2man on `tollgate --help`, with `deploy/debian/tollgate.h2m` for the
+/// description, files and see-also sections.
+fn man_page(root: &Path, bin: &Path) -> anyhow::Result<()> {
+    let page = bin.with_file_name("tollgate.1");
+    run_visible(
+        Command::new("help2man")
+            .args(["--no-info", "--section", "1", "--name"])
+            .arg(SYNOPSIS)
+            .arg("--include")
+            .arg(root.join("deploy/debian/tollgate.h2m"))
+            .arg("--output")
+            .arg(&page)
+            .arg(bin),
+    )
+    .context("help2man (installed by `cargo xtask setup`)")?;
+    let gz = bin.with_file_name("tollgate.1.gz");
+    let _ = std::fs::remove_file(&gz);
+    // -n: no name or time stamp in the gzip header, so the same page compresses the same.
+    run_visible(Command::new("gzip").args(["-9", "-n"]).arg(&page))
+}
+
+/// The package's synopsis (the `tollgate` crate's description), also the man page's NAME line.
+const SYNOPSIS: &str = "SIP Mediation Server: B2BUA with an XDP/AF_XDP SRTP media relay";
 
 /// Runs `cargo deb -p tollgate --no-build` with `extra` arguments; the .deb's path (cargo-deb
 /// prints the paths it wrote on stdout, the .deb first).

@@ -35,6 +35,7 @@ const PACKAGES: &[(&str, &str)] = &[
         "lintian",
         "checks the Debian package that `cargo xtask package` builds",
     ),
+    ("help2man", "the package's man page, from `tollgate --help`"),
     (
         "binutils",
         "objcopy: cargo-deb moves the package's debug symbols into a -dbgsym.ddeb",
