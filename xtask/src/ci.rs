@@ -17,6 +17,10 @@ pub struct Args {
     /// the minimal failing input, which then goes into that test's list of known sequences).
     #[arg(long, default_value_t = PROPTEST_SEED)]
     pub proptest_seed: u64,
+    /// Skip the Debian package step (`cargo xtask package`: a release build, lintian and the
+    /// install test).
+    #[arg(long)]
+    pub no_package: bool,
 }
 
 /// The property-test seed CI uses unless told otherwise.
@@ -66,6 +70,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         cargo(&["test", "--all-targets"]).env("PROPTEST_RNG_SEED", args.proptest_seed.to_string()),
     )?;
     done.push(s.done());
+
+    if args.no_package {
+        println!("Debian package: not built (--no-package)");
+    } else {
+        let s = Step::start(
+            "ci",
+            "cargo xtask package (release build, lintian, install test)",
+        );
+        crate::package::run(&crate::package::Args::default())?;
+        done.push(s.done());
+    }
 
     let s = Step::start(
         "ci",

@@ -7,6 +7,7 @@ mod ci;
 mod demo;
 mod fuzz;
 mod lab;
+mod package;
 mod setup;
 mod util;
 
@@ -22,14 +23,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Install what builds and tests need (idempotent): Debian packages, rust-src for nightly,
-    /// bpf-linker built against the nightly's own LLVM, cargo-fuzz.
+    /// bpf-linker built against the nightly's own LLVM, cargo-fuzz, cargo-deb.
     Setup(setup::Args),
     /// The three-namespace lab: gw <-> relay <-> int.
     Lab(lab::Args),
-    /// Everything CI checks: setup, fmt, clippy, all tests (namespace tests need root).
+    /// Everything CI checks: setup, fmt, clippy, all tests (namespace tests need root), the
+    /// Debian package (release build, lintian, install test), fuzzing.
     Ci(ci::Args),
     /// The main job: N calls each way through Tollgate in the lab, audio verified.
     Demo(demo::Args),
+    /// The Debian package: release build, cargo-deb, lintian, and (as root) an install,
+    /// upgrade, remove and purge in a throwaway root.
+    Package(package::Args),
     /// A bounded run of every cargo-fuzz target (nightly).
     Fuzz(fuzz::Args),
     /// Benchmarks, reports under target/bench-report/ (`bench [all|srtp|dataplane|scale]`).
@@ -43,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Lab(a) => lab::run(&a),
         Cmd::Ci(a) => ci::run(&a),
         Cmd::Demo(a) => demo::run(&a),
+        Cmd::Package(a) => package::run(&a),
         Cmd::Fuzz(a) => fuzz::run(&a),
         Cmd::Bench(a) => bench::run(&a),
     }

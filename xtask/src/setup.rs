@@ -32,6 +32,15 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("clang", "libFuzzer runtime for cargo fuzz"),
     (
+        "lintian",
+        "checks the Debian package that `cargo xtask package` builds",
+    ),
+    ("help2man", "the package's man page, from `tollgate --help`"),
+    (
+        "binutils",
+        "objcopy: cargo-deb moves the package's debug symbols into a -dbgsym.ddeb",
+    ),
+    (
         "baresip",
         "a real SIP user agent (SIP/TLS, SDES-SRTP; ausine, srtp, sndfile, ctrl_tcp modules \
          from baresip-core) for the interop test",
@@ -84,6 +93,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     rust_src(&mut r)?;
     bpf_linker(&mut r)?;
     cargo_fuzz(&mut r)?;
+    cargo_deb(&mut r)?;
     println!("setup summary:");
     for p in &r.present {
         println!("  present    {p}");
@@ -277,5 +287,30 @@ fn cargo_fuzz(r: &mut Report) -> anyhow::Result<()> {
     println!("==> cargo install cargo-fuzz");
     run_visible(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
     r.installed.push("cargo-fuzz".into());
+    Ok(())
+}
+
+/// cargo-deb, pinned: its maintainer-script templates and flags are what `cargo xtask package`
+/// and its install test were written against.
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
+fn cargo_deb(r: &mut Report) -> anyhow::Result<()> {
+    let have = output_of(Command::new("cargo").args(["deb", "--version"]));
+    if have
+        .as_deref()
+        .is_some_and(|v| v.split_whitespace().any(|w| w == CARGO_DEB_VERSION))
+    {
+        r.present.push(format!("cargo-deb {CARGO_DEB_VERSION}"));
+        return Ok(());
+    }
+    println!("==> cargo install cargo-deb --version {CARGO_DEB_VERSION} --locked");
+    run_visible(Command::new("cargo").args([
+        "install",
+        "cargo-deb",
+        "--version",
+        CARGO_DEB_VERSION,
+        "--locked",
+    ]))?;
+    r.installed.push(format!("cargo-deb {CARGO_DEB_VERSION}"));
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod sip;
 pub mod srtp;
+pub mod version;
 
 /// What `tollgate` can do.
 #[derive(clap::Subcommand, Debug)]
@@ -16,7 +17,7 @@ pub enum Command {
     Run(daemon::RunArgs),
     /// Validate a configuration file and print the effective configuration.
     CheckConfig(daemon::CheckArgs),
-    /// Print the build's version and whether the XDP data path is compiled in.
+    /// Print the version, the git commit, the eBPF ABI version and the data paths built in.
     Version,
     /// Decrypt SDES-keyed SRTP/SRTCP in a capture into plain RTP/RTCP, or encrypt the reverse.
     Srtp(srtp::Args),
@@ -38,16 +39,7 @@ pub fn dispatch(cmd: Command) -> ExitCode {
     match cmd {
         Command::Run(a) => daemon::run(a),
         Command::CheckConfig(a) => daemon::check(a),
-        Command::Version => {
-            println!("tollgate {}", env!("CARGO_PKG_VERSION"));
-            let xdp = if tollgate_dataplane::xdp::object_built() {
-                "built in"
-            } else {
-                "NOT built (bpf-linker was missing; run `cargo xtask setup` and rebuild)"
-            };
-            println!("XDP data path: {xdp}");
-            ExitCode::SUCCESS
-        }
+        Command::Version => version::run(),
         Command::Srtp(a) => srtp::run(a),
         Command::Sip { cmd } => sip::run(cmd),
         Command::Capacity(a) => capacity::run(a),
