@@ -300,6 +300,10 @@ const NOT_DRIVEN: &[(&str, &str)] = &[
         "tollgate_xdp_total",
         "XDP data path only: needs root and a NIC with XDP",
     ),
+    (
+        "tollgate_boundary_drops_total",
+        "the XDP boundary filter: needs root and a NIC with XDP (this daemon runs on loopback with ext.boundary off)",
+    ),
 ];
 
 /// The sample names of the [`NOT_DRIVEN`] families, as `tollgate_server`'s own `Metrics`
@@ -312,6 +316,9 @@ fn registered_not_driven() -> BTreeSet<String> {
         .inc();
     m.xdp
         .get_or_create(&labels(&[("nic", "ext"), ("counter", "rx")]))
+        .inc();
+    m.boundary_drops
+        .get_or_create(&labels(&[("side", "ext"), ("reason", "port")]))
         .inc();
     exposed_names(&m.render())
 }
