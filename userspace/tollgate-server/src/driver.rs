@@ -413,6 +413,9 @@ impl Driver {
         reply: tokio::sync::oneshot::Sender<serde_json::Value>,
     ) {
         let ids: Vec<u64> = calls.iter().filter_map(|c| c["id"].as_u64()).collect();
+        for c in &mut calls {
+            c["datapath"] = self.ops.datapath.into();
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.media.send(MediaCmd::PeekStats {
             calls: ids,

@@ -141,6 +141,7 @@ fn ctl_against_a_live_daemon() {
         for c in &listed {
             assert_eq!(c["direction"], "inbound");
             assert_eq!(c["trunk"], "gw1");
+            assert_eq!(c["datapath"], "socket");
             assert!(
                 c["media"]["int_to_ext"]["packets"].as_u64().unwrap() > 0,
                 "{c}"

@@ -183,12 +183,12 @@ pub fn render(cmd: &CtlCommand, v: &Value) -> String {
         CtlCommand::Calls => {
             let calls = v["calls"].as_array().cloned().unwrap_or_default();
             o.push_str(&format!(
-                "{:>6}  {:<8}  {:<10}  {:<16}  {:<16}  {:>7}  {:<9}  {:<36}  {:<36}\n",
-                "id", "dir", "trunk", "calling", "called", "age", "phase", "gateway->internal", "internal->gateway"
+                "{:>6}  {:<8}  {:<10}  {:<16}  {:<16}  {:>7}  {:<9}  {:<6}  {:<36}  {:<36}\n",
+                "id", "dir", "trunk", "calling", "called", "age", "phase", "path", "gateway->internal", "internal->gateway"
             ));
             for c in &calls {
                 o.push_str(&format!(
-                    "{:>6}  {:<8}  {:<10}  {:<16}  {:<16}  {:>7}  {:<9}  {:<36}  {:<36}\n",
+                    "{:>6}  {:<8}  {:<10}  {:<16}  {:<16}  {:>7}  {:<9}  {:<6}  {:<36}  {:<36}\n",
                     s(&c["id"]),
                     s(&c["direction"]),
                     s(&c["trunk"]),
@@ -196,6 +196,7 @@ pub fn render(cmd: &CtlCommand, v: &Value) -> String {
                     s(&c["called"]),
                     secs(&c["age_s"]),
                     s(&c["phase"]),
+                    s(&c["datapath"]),
                     way(&c["media"], "ext_to_int"),
                     way(&c["media"], "int_to_ext"),
                 ));
