@@ -201,7 +201,10 @@ impl ParseError {
             Fault::NotAcceptable(_) => fixed(406, "Not Acceptable"),
             Fault::UnknownMethodMismatch { .. } => fixed(501, "Not Implemented"),
             Fault::ExtraVia(_) => None,
-            other => Some((400, Cow::Owned(format!("Bad Request ({other})")))),
+            other => Some((
+                400,
+                Cow::Owned(reason_phrase(&format!("Bad Request ({other})"))),
+            )),
         }
     }
 
@@ -238,6 +241,16 @@ impl ParseError {
     }
 }
 
+/// A reason phrase safe to put on the wire: the fault's text can quote the peer's bytes, so
+/// anything but printable ASCII becomes `?` (a control character would make the response
+/// itself unparseable, and CR/LF would end its start line), cut to 200 characters.
+fn reason_phrase(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect()
+}
+
 impl From<ParseError> for Fault {
     fn from(e: ParseError) -> Self {
         e.fault
@@ -265,5 +278,19 @@ impl From<&'static str> for ValueError {
 impl From<String> for ValueError {
     fn from(s: String) -> Self {
         ValueError(Cow::Owned(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_phrase;
+
+    #[test]
+    fn reason_phrases_quote_no_control_bytes() {
+        assert_eq!(
+            reason_phrase("Bad Request (bad URI [::1\u{7}]\r\nX: y é)"),
+            "Bad Request (bad URI [::1?]??X: y ?)"
+        );
+        assert_eq!(reason_phrase(&"x".repeat(500)).len(), 200);
     }
 }
