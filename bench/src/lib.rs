@@ -87,6 +87,23 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The report directory `out` (created, made absolute), a fresh `<name>-work` directory in it,
+/// and the `tollgate` binary made absolute: what every bench that runs Tollgate starts with.
+pub fn report_dirs(
+    out: &std::path::Path,
+    name: &str,
+    tollgate: &std::path::Path,
+) -> std::io::Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    std::fs::create_dir_all(out)?;
+    let out = std::fs::canonicalize(out)?;
+    let work = out.join(format!("{name}-work"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let tollgate = std::fs::canonicalize(tollgate)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", tollgate.display())))?;
+    Ok((out, work, tollgate))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,13 +81,7 @@ fn main() -> anyhow::Result<()> {
         .map(|r| r.trim().parse())
         .collect::<Result<_, _>>()
         .context("--rates")?;
-    std::fs::create_dir_all(&a.out)?;
-    let out = std::fs::canonicalize(&a.out)?;
-    let work = out.join("calls-work");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let tollgate =
-        std::fs::canonicalize(&a.tollgate).with_context(|| format!("{}", a.tollgate.display()))?;
+    let (out, work, tollgate) = tollgate_bench::report_dirs(&a.out, "calls", &a.tollgate)?;
 
     let lab = LabSpec::with_prefix("tgcalls")
         .up_guarded()

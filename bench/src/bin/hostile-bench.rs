@@ -109,13 +109,7 @@ fn main() -> anyhow::Result<()> {
     if !tollgate_netlab::is_root() {
         bail!("hostile-bench builds a network namespace lab: run it as root");
     }
-    std::fs::create_dir_all(&a.out)?;
-    let out = std::fs::canonicalize(&a.out)?;
-    let work = out.join("hostile-work");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let tollgate =
-        std::fs::canonicalize(&a.tollgate).with_context(|| format!("{}", a.tollgate.display()))?;
+    let (out, work, tollgate) = tollgate_bench::report_dirs(&a.out, "hostile", &a.tollgate)?;
 
     let lab = LabSpec::with_prefix("tghost").up_guarded().context("lab")?;
     let s = lab.spec();

@@ -410,10 +410,7 @@ impl Admission {
 
     /// Whether `addr` is marked down at `now`.
     pub(crate) fn is_down(&self, addr: SocketAddr, now: Instant) -> bool {
-        self.next_hops
-            .get(&addr)
-            .and_then(|h| h.down_until)
-            .is_some_and(|u| now < u)
+        self.down_for(addr, now).is_some()
     }
 }
 

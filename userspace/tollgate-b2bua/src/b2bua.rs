@@ -404,6 +404,11 @@ impl B2bua {
         self.admission.active(name)
     }
 
+    /// Whether call `id` is in progress.
+    pub fn has_call(&self, id: CallId) -> bool {
+        self.calls.contains_key(&id)
+    }
+
     /// Whether admission has the next hop at `addr` marked down at `now` (503 or no answer).
     pub fn next_hop_down(&self, addr: SocketAddr, now: Instant) -> bool {
         self.admission.is_down(addr, now)
@@ -505,15 +510,10 @@ impl B2bua {
             .take(120)
             .collect();
         let header = format!("Q.850;cause=16;text=\"operator: {text}\"");
-        let first = out.len();
-        self.end_call(id, EndCause::Operator, 480, Some(&header), now, out);
-        for o in &mut out[first..] {
-            if let Output::Cdr(c) = o
-                && c.call == id
-            {
-                c.note = Some(reason.to_owned());
-            }
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.note = Some(reason.to_owned());
         }
+        self.end_call(id, EndCause::Operator, 480, Some(&header), now, out);
     }
 
     // ----- timers --------------------------------------------------------------------------
@@ -1329,7 +1329,7 @@ impl B2bua {
             cause,
             status: final_status,
             flows: call.flow_ids,
-            note: None,
+            note: call.note.take(),
         }));
     }
 

@@ -239,6 +239,8 @@ pub(crate) struct Call {
     pub(crate) learn_ns: u64,
     /// Every transaction registered for this call (to unregister at teardown).
     pub(crate) txs: Vec<TxId>,
+    /// Why an operator ended the call (goes into the CDR).
+    pub(crate) note: Option<String>,
 }
 
 impl Call {

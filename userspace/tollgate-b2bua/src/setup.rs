@@ -476,6 +476,7 @@ impl B2bua {
             trunk: Some(trunk.name.clone()),
             learn_ns: u64::try_from(trunk.nat_learn.as_nanos()).unwrap_or(u64::MAX),
             txs: Vec::new(),
+            note: None,
         };
         let next_hop = match callee_fallback {
             Target::Addr { addr, .. } => addr,

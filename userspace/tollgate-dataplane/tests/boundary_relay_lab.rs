@@ -10,34 +10,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{recv_n, rtp, udp};
+use common::{forward_flow, recv_n, rtp, sa, udp};
 use tollgate_common::counter;
 use tollgate_dataplane::afxdp::BindMode;
 use tollgate_dataplane::boundary::{Boundary, BoundaryMode, SidePolicy};
 use tollgate_dataplane::xdp::{AttachMode, ModeRequest};
 use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
 use tollgate_netlab::{LabSpec, in_netns, run, skip_unless_root};
-use tollgate_relay::{LegSpec, MediaFlowSpec, TransformSpec};
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn leg(local: &str, remote: &str) -> LegSpec {
-    LegSpec {
-        local_rtp: sa(local),
-        local_rtcp: None,
-        remote_rtp: Some(sa(remote)),
-        remote_rtcp: None,
-        learn_window_ns: 0,
-        nic_mac: [0; 6],
-        vlan: None,
-        next_hop_mac: None,
-    }
-}
 
 fn policies() -> [SidePolicy; 2] {
     let ext = sa("10.201.1.1:0").ip();
@@ -99,14 +80,8 @@ fn relay_with_boundary(test: &str, path_of: impl Fn(&LabSpec) -> DataPath + Send
         }
         let mut dp = Dataplane::start(cfg).expect("start");
         eprintln!("attached: {:?}", dp.stats().attach);
-        dp.install(MediaFlowSpec {
-            id: 1,
-            ext: leg("10.201.1.1:30000", "10.201.1.2:40000"),
-            int: leg("10.201.2.1:32000", "10.201.2.2:50000"),
-            ext_to_int: TransformSpec::Forward,
-            int_to_ext: TransformSpec::Forward,
-        })
-        .expect("install");
+        dp.install(forward_flow(1, 30000, 32000, 40000, 50000))
+            .expect("install");
         std::thread::sleep(Duration::from_millis(50));
 
         let gw = in_netns(&spec.gw_ns, || udp(sa("10.201.1.2:40000"))).unwrap();

@@ -10,52 +10,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{recv_n, rtp, udp};
+use common::{forward_flow, recv_n, rtp, sa, udp};
 use tollgate_dataplane::{DEFAULT_COALESCE_US, DataPath, Dataplane, DataplaneConfig, XdpSettings};
 use tollgate_netlab::{LabSpec, in_netns, skip_unless_root, spawn_in_netns};
-use tollgate_relay::{LegSpec, MediaFlowSpec, TransformSpec};
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-fn leg(local: &str, remote: &str) -> LegSpec {
-    LegSpec {
-        local_rtp: sa(local),
-        local_rtcp: None,
-        remote_rtp: Some(sa(remote)),
-        remote_rtcp: None,
-        learn_window_ns: 0,
-        nic_mac: [0; 6],
-        vlan: None,
-        next_hop_mac: None,
-    }
-}
-
-fn forward_flow(
-    id: u64,
-    ext_port: u16,
-    int_port: u16,
-    gw_port: u16,
-    int_peer_port: u16,
-) -> MediaFlowSpec {
-    MediaFlowSpec {
-        id,
-        ext: leg(
-            &format!("10.201.1.1:{ext_port}"),
-            &format!("10.201.1.2:{gw_port}"),
-        ),
-        int: leg(
-            &format!("10.201.2.1:{int_port}"),
-            &format!("10.201.2.2:{int_peer_port}"),
-        ),
-        ext_to_int: TransformSpec::Forward,
-        int_to_ext: TransformSpec::Forward,
-    }
-}
 
 /// The XDP path on the lab's two relay interfaces.
 fn xdp(l: &LabSpec) -> DataPath {

@@ -20,7 +20,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{recv_n, rtcp_sr, rtp, udp};
+use common::{recv_n, rtcp_sr, rtp, sa, udp};
 use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
 use tollgate_libsrtp::{Direction, Lib, Options, Session};
 use tollgate_netlab::{LabSpec, in_netns, skip_unless_root, spawn_in_netns};
@@ -30,10 +30,6 @@ use tollgate_srtp::{KeyMaterial, Profile};
 const SUITE: Profile = Profile::Aes128CmHmacSha1_80;
 const RTP_PER_FLOW: u16 = 120;
 const RTCP_PER_FLOW: u32 = 3;
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
 
 fn key(flow: u64, dir: u8) -> KeyMaterial {
     KeyMaterial::generate(SUITE, |b| {

@@ -266,7 +266,7 @@ impl Driver {
                 None => error(format!("no call {id}")),
             },
             CtlRequest::Hangup { id, reason } => {
-                if self.core.call_detail(id, now).is_none() {
+                if !self.core.has_call(id) {
                     error(format!("no call {id}"))
                 } else {
                     let reason = reason.unwrap_or_else(|| "ended by operator".to_owned());

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use common::{Scratch, Server, addrs};
 use tollgate_netlab::{LabSpec, in_netns, run, skip_unless_root, spawn_in_netns};
 use tollgate_server::config::Config;
-use tollgate_simua::scenario::{Direction, Parties, Plan};
+use tollgate_simua::scenario::Parties;
 
 /// The attacker's own address on the gateway segment: every frame to it is an answer.
 const PROBER: Ipv4Addr = Ipv4Addr::new(10, 201, 1, 9);
@@ -338,19 +338,7 @@ fn with_call_up(
     )
     .unwrap();
 
-    let p2 = Arc::clone(&parties);
-    let call = std::thread::spawn(move || {
-        p2.run(&Plan {
-            direction: Direction::Inbound,
-            calls: 1,
-            concurrency: 1,
-            talk: Duration::from_secs(7),
-            ring: Duration::ZERO,
-            media: true,
-            first_index: 0,
-            rate: None,
-        })
-    });
+    let call = common::one_call_in_background(&parties, Duration::from_secs(7));
     // Wait for the call's media flow.
     let t0 = Instant::now();
     while server.metric("tollgate_media_flows") < 1.0 {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use common::{Scratch, Server, addrs};
 use tollgate_netlab::{LabSpec, in_netns, run, skip_unless_root};
 use tollgate_server::config::Config;
-use tollgate_simua::scenario::{Direction, Parties, Plan};
+use tollgate_simua::scenario::Parties;
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -106,19 +106,7 @@ fn hostile_inputs_are_refused_and_calls_survive() {
     let server = Server::start(&lab.relay_ns, cfg);
 
     // A call that must survive everything below.
-    let p2 = Arc::clone(&parties);
-    let call = std::thread::spawn(move || {
-        p2.run(&Plan {
-            direction: Direction::Inbound,
-            calls: 1,
-            concurrency: 1,
-            talk: Duration::from_secs(6),
-            ring: Duration::ZERO,
-            media: true,
-            first_index: 0,
-            rate: None,
-        })
-    });
+    let call = common::one_call_in_background(&parties, Duration::from_secs(6));
     std::thread::sleep(Duration::from_millis(800));
 
     // Unknown source: refused at once, counted.

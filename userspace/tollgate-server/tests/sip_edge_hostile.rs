@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::{Server, addrs};
 use edge_util::{closed_by, connect, options, read_until, rss_kib, start, wait_metric};
 use tollgate_netlab::skip_unless_root;
-use tollgate_simua::scenario::{Direction, Parties, Plan};
+use tollgate_simua::scenario::Parties;
 
 #[test]
 fn hostile_streams_are_closed_and_counted() {
@@ -39,19 +39,7 @@ fn hostile_streams_are_closed_and_counted() {
     let server = Server::start(&lab.relay_ns, cfg);
 
     // A call that must survive everything below.
-    let p2 = Arc::clone(&parties);
-    let call = std::thread::spawn(move || {
-        p2.run(&Plan {
-            direction: Direction::Inbound,
-            calls: 1,
-            concurrency: 1,
-            talk: Duration::from_secs(6),
-            ring: Duration::ZERO,
-            media: true,
-            first_index: 0,
-            rate: None,
-        })
-    });
+    let call = common::one_call_in_background(&parties, Duration::from_secs(6));
     let calls = wait_metric(
         &server,
         "tollgate_calls_active",

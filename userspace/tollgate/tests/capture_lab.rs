@@ -16,30 +16,21 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Scratch, bin, start_tollgate};
 use serde_json::Value;
 use tollgate_capture::hep;
 use tollgate_netlab::{LabSpec, skip_unless_root};
 use tollgate_simua::labconf::LabAddrs;
-use tollgate_simua::process::{Launch, TollgateProcess, metric, scrape, wait_listening};
+use tollgate_simua::process::{Launch, TollgateProcess, metric, scrape};
 use tollgate_simua::scenario::{Direction, Parties, Plan};
-
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tollgate"))
-}
 
 /// One decoded HEP packet, owned.
 #[derive(Debug, Clone)]
@@ -130,8 +121,7 @@ fn hep_export_and_pcap_capture_with_real_calls() {
     }
     let lab = LabSpec::unique("cap").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
-    let dir = Scratch(std::env::temp_dir().join(format!("tg-cap-lab-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Scratch::new("cap-lab");
     let a = LabAddrs::from_lab(&spec);
     let pki = a.pki(&dir.0.join("certs")).unwrap();
     let cdr = dir.0.join("cdr.jsonl");
@@ -237,22 +227,8 @@ fn hep_export_and_pcap_capture_with_real_calls() {
     });
 
     let parties = Parties::start(&a.topology(&pki), Duration::from_millis(100), true).unwrap();
-    let mut tg = TollgateProcess::spawn(
-        &bin(),
-        &cfg_path,
-        &dir.0.join("tollgate.log"),
-        &Launch {
-            netns: Some(&spec.relay_ns),
-            ..Launch::default()
-        },
-    )
-    .unwrap();
     let ext = SocketAddr::new(a.relay_ext, 5060);
-    assert!(wait_listening(
-        Some(&spec.gw_ns),
-        ext,
-        Duration::from_secs(20)
-    ));
+    let mut tg = start_tollgate(&spec, &cfg_path, &dir.0, ext);
 
     // (b) a capture of everything while two calls run from start to end.
     let all = dir.0.join("all.pcap");

@@ -7,28 +7,18 @@
 )]
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Scratch, bin, start_tollgate};
 use serde_json::Value;
 use tollgate_netlab::{LabSpec, skip_unless_root};
 use tollgate_simua::hostile;
 use tollgate_simua::labconf::LabAddrs;
-use tollgate_simua::process::{Launch, TollgateProcess, wait_listening};
 use tollgate_simua::scenario::{Direction, Parties, Plan};
-
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tollgate"))
-}
 
 /// `tollgate ctl --socket S [--json] ARGS`: (exit success, stdout).
 fn ctl(socket: &Path, json: bool, args: &[&str]) -> (bool, String) {
@@ -78,8 +68,7 @@ fn ctl_against_a_live_daemon() {
     }
     let lab = LabSpec::unique("ctl").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
-    let dir = Scratch(std::env::temp_dir().join(format!("tg-ctl-lab-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Scratch::new("ctl-lab");
     let a = LabAddrs::from_lab(&spec);
     let pki = a.pki(&dir.0.join("certs")).unwrap();
     let cdr = dir.0.join("cdr.jsonl");
@@ -87,22 +76,8 @@ fn ctl_against_a_live_daemon() {
     let cfg_path = dir.0.join("tollgate.toml");
     std::fs::write(&cfg_path, a.tollgate_config(&pki, "socket", 1, &cdr, None)).unwrap();
     let parties = Parties::start(&a.topology(&pki), Duration::from_millis(100), true).unwrap();
-    let mut tg = TollgateProcess::spawn(
-        &bin(),
-        &cfg_path,
-        &dir.0.join("tollgate.log"),
-        &Launch {
-            netns: Some(&spec.relay_ns),
-            ..Launch::default()
-        },
-    )
-    .unwrap();
     let ext = SocketAddr::new(a.relay_ext, 5060);
-    assert!(wait_listening(
-        Some(&spec.gw_ns),
-        ext,
-        Duration::from_secs(20)
-    ));
+    let mut tg = start_tollgate(&spec, &cfg_path, &dir.0, ext);
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o660, "owner and group only");

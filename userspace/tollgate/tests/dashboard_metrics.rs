@@ -12,6 +12,9 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
+use common::Scratch;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -33,22 +36,6 @@ fn dashboard() -> Value {
 }
 
 /// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let p = std::env::temp_dir().join(format!("tg-dashboard-{}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Every PromQL string in the dashboard: panel targets' `expr`, template variables' `query`
 /// and `definition`.
 fn promql(v: &Value, out: &mut Vec<String>) {
@@ -209,7 +196,7 @@ fn every_dashboard_metric_is_exposed_by_the_daemon() {
         ..LabAddrs::loopback()
     }
     .with_trunk_limits(2, 0);
-    let dir = Scratch::new();
+    let dir = Scratch::new("dashboard");
     let pki = lab.pki(&dir.0.join("certs")).unwrap();
     let metrics_addr = {
         // A free port on the internal address (the listener is closed again before tollgate

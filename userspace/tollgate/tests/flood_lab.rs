@@ -19,16 +19,18 @@
 )]
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Scratch, start_tollgate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_netlab::{LabSpec, skip_unless_root, spawn_in_netns};
 use tollgate_simua::hostile::{self, FloodReport};
 use tollgate_simua::labconf::LabAddrs;
-use tollgate_simua::process::{Launch, TollgateProcess, metric, scrape, wait_listening};
+use tollgate_simua::process::{metric, scrape};
 use tollgate_simua::scenario::{Direction, Parties, Plan};
 use tollgate_simua::ua::UaTls;
 use tollgate_sip::{Frame, Framer, Message};
@@ -39,22 +41,6 @@ const TRUNK_CPS: u32 = 30;
 const FLOOD: usize = 3000;
 /// Over this long (10x the trunk's rate).
 const FLOOD_SECS: u64 = 10;
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("tg-flood-{}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Reads SIP messages off a stream and hands each to `on`, which may answer.
 async fn sip_loop<S>(stream: S, mut on: impl FnMut(Message) -> Vec<Vec<u8>>)
@@ -163,7 +149,7 @@ fn flood_while_a_call_is_up(datapath: &str) {
         .up_guarded()
         .expect("lab up");
     let spec = lab.spec().clone();
-    let dir = Scratch::new(datapath);
+    let dir = Scratch::new(&format!("flood-{datapath}"));
     let a = LabAddrs::from_lab(&spec).with_trunk_limits(TRUNK_CPS, 0);
     let pki = a.pki(&dir.0.join("certs")).expect("certificates");
     let metrics_at = SocketAddr::new(a.relay_int, 9100);
@@ -197,23 +183,8 @@ fn flood_while_a_call_is_up(datapath: &str) {
     topo.int_sip = SocketAddr::new(a.int, 5062);
     let parties = Parties::start(&topo, Duration::from_millis(100), true).expect("endpoints");
 
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_tollgate"));
-    let mut tg = TollgateProcess::spawn(
-        &binary,
-        &cfg_path,
-        &dir.0.join("tollgate.log"),
-        &Launch {
-            netns: Some(&spec.relay_ns),
-            ..Launch::default()
-        },
-    )
-    .expect("tollgate starts");
     let ext_sip = SocketAddr::new(a.relay_ext, 5060);
-    assert!(
-        wait_listening(Some(&spec.gw_ns), ext_sip, Duration::from_secs(20)),
-        "tollgate listens; log:\n{}",
-        std::fs::read_to_string(dir.0.join("tollgate.log")).unwrap_or_default()
-    );
+    let mut tg = start_tollgate(&spec, &cfg_path, &dir.0, ext_sip);
 
     let talk = Duration::from_secs(FLOOD_SECS + 8);
     std::thread::scope(|s| {

@@ -6,7 +6,9 @@
 #![allow(dead_code)] // reason: each test binary uses a different subset.
 
 use std::net::{SocketAddr, UdpSocket};
+
 use std::time::Duration;
+use tollgate_relay::{LegSpec, MediaFlowSpec, TransformSpec};
 
 /// An RTP packet: version 2, PT 0 (PCMU), `seq`, `ts`, `ssrc`, 160 bytes of payload that
 /// encode `seq` so loss and reordering are visible.
@@ -69,4 +71,47 @@ pub fn recv_n(s: &UdpSocket, n: usize) -> Vec<(Vec<u8>, SocketAddr)> {
         }
     }
     out
+}
+
+/// A socket address from text.
+pub fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A leg relaying between `local` (the relay) and `remote` (the peer), no learning.
+pub fn leg(local: &str, remote: &str) -> LegSpec {
+    LegSpec {
+        local_rtp: sa(local),
+        local_rtcp: None,
+        remote_rtp: Some(sa(remote)),
+        remote_rtcp: None,
+        learn_window_ns: 0,
+        nic_mac: [0; 6],
+        vlan: None,
+        next_hop_mac: None,
+    }
+}
+
+/// A flow that relays unchanged between the lab's gateway (`gw_port`) and internal peer
+/// (`int_peer_port`) through relay ports `ext_port` and `int_port`.
+pub fn forward_flow(
+    id: u64,
+    ext_port: u16,
+    int_port: u16,
+    gw_port: u16,
+    int_peer_port: u16,
+) -> MediaFlowSpec {
+    MediaFlowSpec {
+        id,
+        ext: leg(
+            &format!("10.201.1.1:{ext_port}"),
+            &format!("10.201.1.2:{gw_port}"),
+        ),
+        int: leg(
+            &format!("10.201.2.1:{int_port}"),
+            &format!("10.201.2.2:{int_peer_port}"),
+        ),
+        ext_to_int: TransformSpec::Forward,
+        int_to_ext: TransformSpec::Forward,
+    }
 }

@@ -14,6 +14,7 @@ use tollgate_server::config::Config;
 use tollgate_server::driver::{Control, Summary};
 use tollgate_server::metrics::Metrics;
 use tollgate_simua::labconf::LabAddrs;
+use tollgate_simua::scenario::{Direction, Parties, Plan, Report};
 
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -108,4 +109,25 @@ impl Server {
     pub fn metric(&self, name: &str) -> f64 {
         self.metric_with(name, &[])
     }
+}
+
+/// One inbound call with audio, run on a thread of its own while a test does something else
+/// to Tollgate: join it for the call's outcome.
+pub fn one_call_in_background(
+    parties: &Arc<Parties>,
+    talk: Duration,
+) -> std::thread::JoinHandle<Result<Report, String>> {
+    let p = Arc::clone(parties);
+    std::thread::spawn(move || {
+        p.run(&Plan {
+            direction: Direction::Inbound,
+            calls: 1,
+            concurrency: 1,
+            talk,
+            ring: Duration::ZERO,
+            media: true,
+            first_index: 0,
+            rate: None,
+        })
+    })
 }

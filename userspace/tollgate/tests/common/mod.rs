@@ -1,0 +1,65 @@
+//! Helpers shared by the `tollgate` binary's lab tests: a scratch directory, the binary, and
+//! the daemon started in the lab's relay namespace.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tollgate_netlab::LabSpec;
+use tollgate_simua::process::{Launch, TollgateProcess, wait_listening};
+
+/// A directory under the system's temp dir, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// `tg-<tag>-<pid>`, created.
+    pub fn new(tag: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("tg-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `tollgate` binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tollgate"))
+}
+
+/// `tollgate run --config cfg` in the lab's relay namespace, logging to `dir/tollgate.log`,
+/// once it listens on `ext_sip` (seen from the gateway namespace); panics with the log if it
+/// never does.
+pub fn start_tollgate(
+    spec: &LabSpec,
+    cfg: &Path,
+    dir: &Path,
+    ext_sip: SocketAddr,
+) -> TollgateProcess {
+    let log = dir.join("tollgate.log");
+    let tg = TollgateProcess::spawn(
+        &bin(),
+        cfg,
+        &log,
+        &Launch {
+            netns: Some(&spec.relay_ns),
+            ..Launch::default()
+        },
+    )
+    .expect("tollgate starts");
+    assert!(
+        wait_listening(Some(&spec.gw_ns), ext_sip, Duration::from_secs(20)),
+        "tollgate listens on {ext_sip}; log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    tg
+}
