@@ -332,6 +332,13 @@ impl Admission {
         }
     }
 
+    /// A call restored after a restart counts against `trunk` again (no tokens taken).
+    pub(crate) fn adopt(&mut self, trunk: &str) {
+        if let Some(t) = self.trunks.get_mut(trunk) {
+            t.active += 1;
+        }
+    }
+
     /// A call counted against `trunk` ended.
     pub(crate) fn release(&mut self, trunk: &str) {
         if let Some(t) = self.trunks.get_mut(trunk) {

@@ -29,6 +29,7 @@ use crate::call::{Call, TxRole};
 use crate::config::Config;
 use crate::media::Pools;
 use crate::ports::PortPool;
+use crate::record::{self, WallClock};
 use crate::types::{
     CallEvent, CallId, Cdr, ConnId, EndCause, Input, Output, RefuseReason, Side, Target, TimerId,
     Transport,
@@ -185,6 +186,12 @@ pub struct B2bua {
     pub(crate) keepalive_tx: FxHashMap<TxId, String>,
     pub(crate) admission: Admission,
     pub(crate) draining: bool,
+    /// Whether stable calls are emitted for the call-state store ([`B2bua::enable_store`]).
+    pub(crate) store: bool,
+    /// Calls an input reached this time: checked for a new stable state at its end.
+    pub(crate) touched: Vec<CallId>,
+    /// Reference point between `Instant`s and wall-clock time (records keep wall time).
+    pub(crate) wall: Option<WallClock>,
 }
 
 impl std::fmt::Debug for B2bua {
@@ -309,7 +316,30 @@ impl B2bua {
             keepalive_tx: FxHashMap::default(),
             admission,
             draining: false,
+            store: false,
+            touched: Vec::new(),
+            wall: None,
         }
+    }
+
+    /// Emits [`Output::StoreCall`] / [`Output::ForgetCall`] for the call-state store from now
+    /// on (off by default: nothing is serialised when no store is configured).
+    pub fn enable_store(&mut self, on: bool) {
+        self.store = on;
+    }
+
+    /// Ties the core's `Instant`s to wall-clock time: `at` is `unix_ms` milliseconds after the
+    /// Unix epoch. Stored records keep wall-clock start and answer times, so that a restored
+    /// call's CDR has its real start. The core reads no clock itself.
+    pub fn set_wall_clock(&mut self, at: Instant, unix_ms: u64) {
+        self.wall = Some(WallClock { at, unix_ms });
+    }
+
+    pub(crate) fn wall_clock(&mut self, now: Instant) -> WallClock {
+        *self.wall.get_or_insert(WallClock {
+            at: now,
+            unix_ms: 0,
+        })
     }
 
     /// Arms the initial timers: an OPTIONS keepalive to each trunk that has one, due now.
@@ -362,8 +392,58 @@ impl B2bua {
             Input::Drain => self.draining = true,
             Input::Reload(cfg) => self.reload(*cfg, now, out),
             Input::Hangup { call, reason } => self.hangup(call, &reason, now, out),
+            Input::SrtpPosition {
+                call,
+                flow,
+                side,
+                pos,
+            } => {
+                if let Some(f) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|c| c.flows.iter_mut().find(|f| f.spec.id == flow))
+                {
+                    f.srtp[side.index()] = Some(pos);
+                    self.touched.push(call);
+                }
+            }
         }
         self.pump(now, out);
+        self.persist(now, out);
+    }
+
+    /// Emits the record of every touched call whose stable state changed.
+    pub(crate) fn persist(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if !self.store || self.touched.is_empty() {
+            self.touched.clear();
+            return;
+        }
+        let wall = self.wall_clock(now);
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched.drain(..) {
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            let Some(rec) = record::record_of(id, call, &wall) else {
+                continue;
+            };
+            let Ok(bytes) = serde_json::to_vec(&rec) else {
+                continue;
+            };
+            let mut h = rustc_hash::FxHasher::default();
+            std::hash::Hasher::write(&mut h, &bytes);
+            let h = std::hash::Hasher::finish(&h);
+            if call.stored != Some(h) {
+                call.stored = Some(h);
+                out.push(Output::StoreCall {
+                    call: id,
+                    record: bytes,
+                });
+            }
+        }
+        self.touched = touched;
     }
 
     /// Calls alive.
@@ -541,6 +621,9 @@ impl B2bua {
         let Some(purpose) = self.timers.remove(&id) else {
             return;
         };
+        if let TimerPurpose::Session(call, _) | TimerPurpose::InviteGuard(call, _) = purpose {
+            self.touched.push(call);
+        }
         match purpose {
             TimerPurpose::Tx => {
                 self.tx_timer = None;
@@ -782,8 +865,20 @@ impl B2bua {
 
     // ----- transaction layer actions -------------------------------------------------------
 
-    fn pump(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub(crate) fn pump(&mut self, now: Instant, out: &mut Vec<Output>) {
         while let Some(a) = self.layer.poll_action() {
+            let tx = match &a {
+                Action::Request { tx, .. }
+                | Action::Response { tx, .. }
+                | Action::Timeout { tx, .. }
+                | Action::TransportError { tx }
+                | Action::Terminated { tx } => Some(*tx),
+                Action::Ack { tx, .. } => *tx,
+                _ => None,
+            };
+            if let Some(&(call, _)) = tx.and_then(|t| self.by_tx.get(&t)) {
+                self.touched.push(call);
+            }
             match a {
                 Action::Send { flow, msg, .. } => {
                     if let Some(info) = self.flows.info(flow) {
@@ -1197,6 +1292,9 @@ impl B2bua {
         let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
+        if call.stored.is_some() {
+            out.push(Output::ForgetCall { call: id });
+        }
         if let Some(t) = &call.trunk {
             self.admission.release(t);
         }
@@ -1330,6 +1428,7 @@ impl B2bua {
             status: final_status,
             flows: call.flow_ids,
             note: call.note.take(),
+            restarts: call.restarts,
         }));
     }
 

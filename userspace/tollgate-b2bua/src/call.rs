@@ -8,6 +8,7 @@ use tollgate_relay::MediaFlowSpec;
 use tollgate_sdp::MediaSession;
 use tollgate_sip::{Dialog, Method, TxId};
 
+use crate::record::SrtpPosition;
 use crate::types::{ConnId, Direction, Side, Target, TimerId};
 
 /// What a transaction is to a call.
@@ -200,6 +201,9 @@ pub(crate) struct AckWait {
 pub(crate) struct FlowSlot {
     pub(crate) index: usize,
     pub(crate) spec: MediaFlowSpec,
+    /// Where its SRTP streams stand, by arrival side, as the data plane last reported
+    /// (stored with the call).
+    pub(crate) srtp: [Option<SrtpPosition>; 2],
 }
 
 /// Numbers before and after normalisation.
@@ -241,6 +245,10 @@ pub(crate) struct Call {
     pub(crate) txs: Vec<TxId>,
     /// Why an operator ended the call (goes into the CDR).
     pub(crate) note: Option<String>,
+    /// Restarts of Tollgate the call has crossed (from its stored record).
+    pub(crate) restarts: u32,
+    /// Hash of the record last emitted for the store (`None`: never stored).
+    pub(crate) stored: Option<u64>,
 }
 
 impl Call {

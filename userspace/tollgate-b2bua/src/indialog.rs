@@ -75,6 +75,7 @@ impl B2bua {
         if let Some(c) = conn {
             call.leg_mut(side).conn = Some(c);
         }
+        self.touched.push(id);
         let caller = call.caller();
         let from_tag = msg.from().and_then(|f| f.tag()).unwrap_or("").to_owned();
         // The dialog the request belongs to: the leg's dialog, or an early dialog of the
@@ -578,6 +579,7 @@ impl B2bua {
                 self.by_dialog.get(&key).copied()
             });
         let Some(id) = id else { return };
+        self.touched.push(id);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };

@@ -19,6 +19,7 @@
 //! * `headers` — which headers cross from one leg to the other (an allowlist: topology hiding
 //!   and the trust boundary).
 //! * [`error`] — [`ConfigError`].
+//! * [`record`] — a stable call's stored form (the call-state store) and its restoration.
 
 //! # Behaviour the driver can rely on
 //!
@@ -61,6 +62,7 @@ mod indialog;
 pub mod inspect;
 mod media;
 pub mod ports;
+pub mod record;
 mod setup;
 pub mod types;
 

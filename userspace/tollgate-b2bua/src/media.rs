@@ -98,6 +98,13 @@ pub(crate) fn sync_flows(
                     continue;
                 };
                 let spec = flow_spec(slot.spec.id, a, learn_window_ns);
+                // A new key starts its SRTP stream afresh.
+                if spec.ext_to_int != slot.spec.ext_to_int {
+                    slot.srtp[0] = None;
+                }
+                if spec.int_to_ext != slot.spec.int_to_ext {
+                    slot.srtp[1] = None;
+                }
                 if spec != slot.spec {
                     slot.spec = spec.clone();
                     out.push(Output::InstallMedia { call, spec });
@@ -111,6 +118,7 @@ pub(crate) fn sync_flows(
                 flows.push(FlowSlot {
                     index,
                     spec: spec.clone(),
+                    srtp: [None, None],
                 });
                 out.push(Output::InstallMedia { call, spec });
             }

@@ -41,9 +41,22 @@ impl PortPool {
 
     /// Takes a free RTP port.
     pub fn alloc(&mut self) -> Option<u16> {
-        let p = self.free.pop_front()?;
-        self.used.insert(p);
-        Some(p)
+        // A port claimed by a restored call is still queued: skip it.
+        loop {
+            let p = self.free.pop_front()?;
+            if self.used.insert(p) {
+                return Some(p);
+            }
+        }
+    }
+
+    /// Takes this RTP port (a call restored from the call-state store keeps its ports).
+    /// Refused (false) for a port that is odd, outside the range or in use.
+    pub fn claim(&mut self, port: u16) -> bool {
+        if port % 2 != 0 || !self.in_range(port) {
+            return false;
+        }
+        self.used.insert(port)
     }
 
     /// Returns a port. Ports outside the current range (after a reload) are dropped.
@@ -97,5 +110,21 @@ mod tests {
         assert_eq!(p.alloc(), Some(20012));
         assert_eq!(p.alloc(), None);
         assert_eq!(p.in_use(), 2);
+    }
+
+    #[test]
+    fn claimed_ports_are_skipped() {
+        let mut p = PortPool::new(20000..=20007);
+        assert!(p.claim(20002));
+        assert!(!p.claim(20002), "claimed twice");
+        assert!(!p.claim(20003), "odd");
+        assert!(!p.claim(30000), "outside");
+        assert_eq!(p.alloc(), Some(20000));
+        assert_eq!(p.alloc(), Some(20004));
+        assert_eq!(p.alloc(), Some(20006));
+        assert_eq!(p.alloc(), None);
+        p.release(20002);
+        assert_eq!(p.alloc(), Some(20002));
+        assert_eq!(p.in_use(), 4);
     }
 }

@@ -477,6 +477,8 @@ impl B2bua {
             learn_ns: u64::try_from(trunk.nat_learn.as_nanos()).unwrap_or(u64::MAX),
             txs: Vec::new(),
             note: None,
+            restarts: 0,
+            stored: None,
         };
         let next_hop = match callee_fallback {
             Target::Addr { addr, .. } => addr,

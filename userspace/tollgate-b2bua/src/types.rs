@@ -61,7 +61,7 @@ impl fmt::Display for Side {
 pub struct ConnId(pub u64);
 
 /// A SIP transport Tollgate speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Transport {
     /// SIP over TCP.
     Tcp,
@@ -169,6 +169,18 @@ pub enum Input {
         /// Why (free text).
         reason: String,
     },
+    /// The data plane reports where a flow's SRTP stream stands (its rollover counter
+    /// advanced, or a new SSRC): the call's stored record is brought up to date.
+    SrtpPosition {
+        /// The call.
+        call: CallId,
+        /// The flow id.
+        flow: u64,
+        /// The side the stream's packets arrive on.
+        side: Side,
+        /// Where it stands.
+        pos: crate::record::SrtpPosition,
+    },
 }
 
 /// An action for the driver.
@@ -218,10 +230,24 @@ pub enum Output {
     Cdr(Cdr),
     /// For metrics and logs.
     Event(CallEvent),
+    /// Write (or overwrite) the call's record in the call-state store: the call reached a
+    /// stable state that differs from the one last stored. `record` is opaque to the driver
+    /// (see [`crate::record`]).
+    StoreCall {
+        /// The call (its store key).
+        call: CallId,
+        /// The encoded [`crate::record::CallRecord`].
+        record: Vec<u8>,
+    },
+    /// Delete the call's record: the call ended.
+    ForgetCall {
+        /// The call.
+        call: CallId,
+    },
 }
 
 /// Which way a call goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     /// PSTN to enterprise: the caller is on the ext side.
     Inbound,
@@ -278,6 +304,8 @@ pub enum EndCause {
     NoRoute,
     /// An operator ended the call (`tollgate ctl hangup`).
     Operator,
+    /// The call's stored record could not be restored after a restart: both legs got a BYE.
+    RestoreFailed,
 }
 
 impl EndCause {
@@ -299,6 +327,7 @@ impl EndCause {
             EndCause::ProtocolError => "protocol_error",
             EndCause::NoRoute => "no_route",
             EndCause::Operator => "operator",
+            EndCause::RestoreFailed => "restore_failed",
         }
     }
 }
@@ -403,6 +432,12 @@ pub enum CallEvent {
         /// The trunk (inbound: the one it came from; outbound: the first tried).
         trunk: Option<String>,
     },
+    /// A call was taken over from the call-state store after a restart (an answered call:
+    /// no [`CallEvent::Started`] or [`CallEvent::Answered`] follows).
+    Restored {
+        /// The call.
+        call: CallId,
+    },
     /// The call was answered.
     Answered {
         /// The call.
@@ -503,4 +538,6 @@ pub struct Cdr {
     pub flows: Vec<u64>,
     /// Why an operator ended the call, if one did.
     pub note: Option<String>,
+    /// Restarts of Tollgate the call crossed (restored from the call-state store).
+    pub restarts: u32,
 }

@@ -93,7 +93,7 @@ fn trunk_flood_gets_503_before_anything_is_allocated() {
     // 2 calls/s: half a second later one more goes through, then none.
     h.advance(Duration::from_millis(500));
     let out = h.gw(&gw_invite("late1", "", Some(&gw_offer())));
-    assert_eq!(statuses(&out, Side::Ext), vec![]);
+    assert_eq!(statuses(&out, Side::Ext), Vec::<u16>::new());
     let out = h.gw(&gw_invite("late2", "", Some(&gw_offer())));
     assert_eq!(statuses(&out, Side::Ext), vec![503]);
     assert_eq!(h.b.allocated_ports().0, 4 * per_call);
@@ -109,7 +109,7 @@ fn trunk_concurrent_calls_limit() {
     cfg.trunks[0].max_calls = 2;
     let mut h = H::new(cfg);
     let out1 = h.gw(&gw_invite("cc1", "", Some(&gw_offer())));
-    assert_eq!(statuses(&out1, Side::Ext), vec![]);
+    assert_eq!(statuses(&out1, Side::Ext), Vec::<u16>::new());
     // An outbound call routed to gw1 counts too.
     let out2 = h.int(&int_invite(
         "cc2",
@@ -147,7 +147,7 @@ fn trunk_concurrent_calls_limit() {
     assert!(statuses(&out, Side::Ext).contains(&486));
     assert_eq!(h.b.trunk_calls("gw1"), 1);
     let out5 = h.gw(&gw_invite("cc5", "", Some(&gw_offer())));
-    assert_eq!(statuses(&out5, Side::Ext), vec![]);
+    assert_eq!(statuses(&out5, Side::Ext), Vec::<u16>::new());
     assert_clean(&mut h);
 }
 
@@ -254,7 +254,7 @@ fn next_hop_rate_cap() {
     let mut h = H::new(cfg);
     for i in 0..2 {
         let out = h.gw(&gw_invite(&format!("cap{i}"), "", Some(&gw_offer())));
-        assert_eq!(statuses(&out, Side::Ext), vec![]);
+        assert_eq!(statuses(&out, Side::Ext), Vec::<u16>::new());
     }
     let out = h.gw(&gw_invite("cap2", "", Some(&gw_offer())));
     assert_eq!(statuses(&out, Side::Ext), vec![503]);

@@ -70,7 +70,7 @@ impl Display for Attribute {
 }
 
 /// A malformed attribute value: which attribute and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("bad a={name}: {reason}")]
 pub struct AttrError {
     /// The attribute name.
@@ -89,7 +89,7 @@ impl AttrError {
 }
 
 /// The media direction (RFC 3264 §5.1), from the offerer's or answerer's own point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     /// `sendrecv` (the default).
     SendRecv,

@@ -212,7 +212,7 @@ impl Default for CryptoPolicy {
 }
 
 /// Why one `a=crypto` line is not acceptable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum CryptoRefusal {
     /// The suite is not one Tollgate knows.
     #[error("unknown crypto suite {0}")]

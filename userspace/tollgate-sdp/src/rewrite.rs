@@ -35,7 +35,7 @@ use crate::crypto::{Crypto, CryptoPolicy, CryptoRefusal};
 use crate::session::{Connection, Line, Media, MediaType, Origin, Proto, Sdp};
 
 /// One of the two legs of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Side {
     /// The media gateway: SIP/TCP, plain RTP (RTP/AVP).
     Gateway,
@@ -144,7 +144,7 @@ impl RewriteConfig {
 
 /// The relay's RTP transport addresses of one stream, one per NIC. RTCP uses the next port
 /// (`+1`) unless RTCP is multiplexed ([`ActiveStream::rtcp_mux`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RelayPorts {
     /// Address and RTP port on the gateway-side NIC.
     pub gateway: SocketAddr,
@@ -177,7 +177,7 @@ pub struct PortRequest {
 }
 
 /// One peer's media transport for one stream, as learned from its SDP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PeerMedia {
     /// Where the peer receives RTP; `None` when it is on hold with `c=0.0.0.0` / `c=::`.
     pub rtp: Option<SocketAddr>,
@@ -189,7 +189,7 @@ pub struct PeerMedia {
 }
 
 /// The SRTP parameters of one stream on the internal leg.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SrtpKeys {
     /// The negotiated suite.
     pub profile: Profile,
@@ -214,7 +214,7 @@ impl fmt::Debug for SrtpKeys {
 }
 
 /// A negotiated stream the relay carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ActiveStream {
     /// The media type.
     pub media_type: MediaType,
@@ -236,7 +236,7 @@ pub struct ActiveStream {
 }
 
 /// The relay programme for one m= line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[allow(
     clippy::large_enum_variant,
     reason = "a handful per call, built on signalling events only; boxing would only add noise"
@@ -274,7 +274,7 @@ impl MediaPlan {
 }
 
 /// Why a stream is not relayed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RejectReason {
     /// The offerer disabled it (port 0).
     DisabledByOfferer,
@@ -482,17 +482,41 @@ pub struct AnswerOutcome {
     pub released: Vec<RelayPorts>,
 }
 
+/// An SDP stored as its text (the form it was sent in), parsed back on load.
+mod sdp_text {
+    use super::Sdp;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        v: &Option<Sdp>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let text = v
+            .as_ref()
+            .map(|sdp| String::from_utf8_lossy(&sdp.to_bytes()).into_owned());
+        serde::Serialize::serialize(&text, s)
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Sdp>, D::Error> {
+        let text: Option<String> = serde::Deserialize::deserialize(d)?;
+        text.map(|t| Sdp::parse(t.as_bytes()).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// Tollgate's SDP identity on one leg.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Leg {
     session_id: u64,
     version: u64,
     address: Option<IpAddr>,
+    #[serde(with = "sdp_text")]
     last_sent: Option<Sdp>,
 }
 
 /// The committed state of one m= line.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Slot {
     plan: StreamPlan,
     /// Keys Tollgate has offered or answered with toward the internal side, one per profile,
@@ -547,10 +571,13 @@ struct Pending {
 
 /// The SDP state of one call: Tollgate's identity on each leg, the negotiated streams and the
 /// offer awaiting its answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MediaSession {
     legs: [Leg; 2],
     slots: Vec<Slot>,
+    /// Not stored: only sessions without an offer in flight are stored (the call-state
+    /// store writes calls at stable points).
+    #[serde(skip)]
     pending: Option<Pending>,
 }
 

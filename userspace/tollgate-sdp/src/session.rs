@@ -404,7 +404,7 @@ impl Display for Timing {
 }
 
 /// The media type of an `m=` line.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum MediaType {
     /// `audio`
     Audio,

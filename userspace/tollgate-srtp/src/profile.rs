@@ -1,7 +1,7 @@
 //! SRTP protection profiles, named as in SDP (RFC 4568, RFC 6188, RFC 7714).
 
 /// A protection profile: cipher, authentication and their sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Profile {
     /// AES-128 counter mode, HMAC-SHA1 with an 80-bit tag (RFC 3711 default).
     Aes128CmHmacSha1_80,

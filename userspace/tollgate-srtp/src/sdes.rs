@@ -12,7 +12,7 @@ use crate::Profile;
 pub const MAX_KEY_SALT: usize = 32 + 14;
 
 /// Why an `inline:` key parameter was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum SdesError {
     /// The key method is not `inline`.
     #[error("key method must be inline:, found {0:?}")]
@@ -42,7 +42,11 @@ pub enum SdesError {
 }
 
 /// A master key and salt for one profile, with the optional lifetime and MKI.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Serialises (for the call-state store) as its profile and SDES key parameter, the form it
+/// travels in on the wire; deserialising checks it as [`KeyMaterial::from_sdes`] does.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "StoredKey", try_from = "StoredKey")]
 pub struct KeyMaterial {
     profile: Profile,
     key_salt: [u8; MAX_KEY_SALT],
@@ -201,6 +205,30 @@ fn parse_mki(f: &str) -> Result<(u64, u8), SdesError> {
         return Err(bad());
     }
     Ok((v, l))
+}
+
+/// The stored form of [`KeyMaterial`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredKey {
+    profile: Profile,
+    sdes: String,
+}
+
+impl From<KeyMaterial> for StoredKey {
+    fn from(k: KeyMaterial) -> StoredKey {
+        StoredKey {
+            profile: k.profile,
+            sdes: k.to_sdes(),
+        }
+    }
+}
+
+impl TryFrom<StoredKey> for KeyMaterial {
+    type Error = SdesError;
+
+    fn try_from(s: StoredKey) -> Result<KeyMaterial, SdesError> {
+        KeyMaterial::from_sdes(s.profile, &s.sdes)
+    }
 }
 
 #[cfg(test)]

@@ -81,6 +81,10 @@ pub struct H {
     pub removes: usize,
     pub cdrs: Vec<Cdr>,
     pub events: Vec<CallEvent>,
+    /// The call-state store as the core's StoreCall/ForgetCall left it.
+    pub store: BTreeMap<CallId, Vec<u8>>,
+    /// StoreCall outputs seen.
+    pub stores: usize,
 }
 
 impl H {
@@ -96,6 +100,8 @@ impl H {
             removes: 0,
             cdrs: Vec::new(),
             events: Vec::new(),
+            store: BTreeMap::new(),
+            stores: 0,
         };
         let mut out = Vec::new();
         h.b.start(now, &mut out);
@@ -142,6 +148,16 @@ impl H {
                     self.cdrs.push(cdr.clone());
                 }
                 Output::Event(e) => self.events.push(e.clone()),
+                Output::StoreCall { call, record } => {
+                    self.store.insert(*call, record.clone());
+                    self.stores += 1;
+                }
+                Output::ForgetCall { call } => {
+                    assert!(
+                        self.store.remove(call).is_some(),
+                        "ForgetCall for call {call}, never stored"
+                    );
+                }
                 Output::Send { .. } => {}
             }
         }

@@ -257,7 +257,7 @@ impl Sim {
                 }
                 Output::Event(CallEvent::Started { call, .. }) => self.started.push(call),
                 Output::Event(CallEvent::Answered { .. }) => self.answered += 1,
-                Output::Event(_) => {}
+                Output::Event(_) | Output::StoreCall { .. } | Output::ForgetCall { .. } => {}
                 Output::Send { side, target, msg } => self.observe(side, target, msg),
             }
         }
