@@ -485,6 +485,9 @@ pub struct Config {
     /// Operations.
     #[serde(default)]
     pub ops: Ops,
+    /// The call-state store (calls survive a restart).
+    #[serde(default)]
+    pub state: crate::state::StateConfig,
 }
 
 fn check_specific(key: &str, a: SocketAddr) -> Result<(), ConfigError> {
@@ -581,6 +584,7 @@ impl Config {
 
     /// Checks everything that types alone do not.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.state.validate()?;
         check_specific("ext.sip_listen", self.ext.sip_listen)?;
         if let Some(t) = self.ext.tls_listen {
             check_specific("ext.tls_listen", t)?;

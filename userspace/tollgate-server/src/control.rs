@@ -3,7 +3,7 @@
 //!
 //! The protocol is one JSON object per line each way. A request names a command:
 //! `{"cmd":"calls"}`, `{"cmd":"call","id":7}`, `{"cmd":"hangup","id":7,"reason":"stuck"}`,
-//! `{"cmd":"trunks"}`, `{"cmd":"trunk","name":"gw1","enable":false}`, `{"cmd":"drain"}`,
+//! `{"cmd":"trunks"}`, `{"cmd":"trunk","name":"gw1","enable":false}`, `{"cmd":"drain"}`, `{"cmd":"handover"}`,
 //! `{"cmd":"reload"}`, `{"cmd":"status"}`. The answer is `{"ok":true,...}` with the command's
 //! data, or `{"ok":false,"error":"..."}`. A connection may send several requests.
 //!
@@ -66,6 +66,8 @@ pub enum CtlRequest {
     },
     /// Stop taking new calls; exit when the last call ends (as SIGTERM).
     Drain,
+    /// Write every call to the call-state store and exit without BYE (as SIGUSR2).
+    Handover,
     /// Re-read the configuration file (as SIGHUP).
     Reload,
     /// Version, uptime, calls, ports, data path.

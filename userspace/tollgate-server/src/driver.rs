@@ -19,6 +19,7 @@ use tollgate_sip::Message;
 use crate::capture::{Capture, Dir, TapPoint};
 use crate::media::{CallMedia, MediaCmd, MediaHandle};
 use crate::metrics::{Metrics, labels};
+use crate::state::CallState;
 use crate::transport::{self, NetEvent, NetSide, NetTransport, TransportCtx, WriteQueue};
 
 /// Control requests from signal handlers or an embedding test.
@@ -33,6 +34,10 @@ pub enum Control {
     Reload(Box<crate::config::Config>),
     /// Exit now (calls are dropped).
     Stop,
+    /// Hand the calls over to the next process (an upgrade): stop accepting, write every
+    /// call's state to the store and exit without a BYE; the next `tollgate run` restores
+    /// them. Without a store this is [`Control::Stop`].
+    Handover,
     /// An operator's request from the control socket.
     Ctl(crate::control::CtlCall),
     /// An operator's capture tap (`tollgate ctl capture`).
@@ -82,6 +87,8 @@ pub struct Summary {
     pub calls_left: usize,
     /// Relay ports still allocated at exit (ext, int).
     pub ports_left: (usize, usize),
+    /// The calls left were handed over to the next process through the call-state store.
+    pub handed_over: bool,
 }
 
 /// The driver's state.
@@ -101,6 +108,12 @@ pub struct Driver {
     draining: Option<Instant>,
     ops: OpsInfo,
     capture: Option<Capture>,
+    state: Option<CallState>,
+    /// Stored calls to take over when the run loop starts.
+    restore: Vec<(String, Vec<u8>)>,
+    state_up: Option<bool>,
+    /// `tollgate ctl handover` asked to exit.
+    handover: bool,
 }
 
 impl std::fmt::Debug for Driver {
@@ -137,7 +150,70 @@ impl Driver {
             draining: None,
             ops: OpsInfo::default(),
             capture: None,
+            state: None,
+            restore: Vec::new(),
+            state_up: None,
+            handover: false,
         }
+    }
+
+    /// The call-state store: stable calls are written to it, and `records` (what it held at
+    /// start) are taken over before the first message is handled.
+    pub fn with_state(mut self, state: CallState, records: Vec<(String, Vec<u8>)>) -> Driver {
+        let (at, wall) = self.epoch;
+        let unix_ms = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.core.set_wall_clock(at, unix_ms);
+        self.core.enable_store(true);
+        self.state = Some(state);
+        self.restore = records;
+        self
+    }
+
+    /// Takes over the stored calls: the core restores them, the media thread installs their
+    /// flows (awaited, to time it).
+    async fn take_over(&mut self) {
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let records = std::mem::take(&mut self.restore);
+        if records.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        let report = self.core.restore(&records, t, &mut self.out);
+        self.flush(t);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.media.send(MediaCmd::Sync { reply: tx });
+        let _ = rx.await;
+        let install = t.elapsed();
+        let count = |what: &str, n: usize| {
+            self.metrics
+                .calls_restored
+                .get_or_create(&labels(&[("outcome", what)]))
+                .inc_by(n as u64);
+        };
+        count("restored", report.restored.len());
+        count("ended", report.ended.len());
+        count("unreadable", report.unreadable.len());
+        for (call, e) in &report.ended {
+            tracing::warn!(call, error = %e, "stored call could not be carried on: BYE on both legs");
+        }
+        for (key, e) in &report.unreadable {
+            tracing::warn!(key, error = %e, "stored call record unreadable: deleted");
+            state.delete_key(key);
+        }
+        self.metrics
+            .calls_active
+            .set(self.core.active_calls() as i64);
+        tracing::info!(
+            restored = report.restored.len(),
+            ended = report.ended.len(),
+            unreadable = report.unreadable.len(),
+            restore_and_install_ms = install.as_secs_f64() * 1000.0,
+            "calls taken over from the call-state store"
+        );
     }
 
     /// What operators' requests need beyond the core.
@@ -159,9 +235,11 @@ impl Driver {
         mut inactive: mpsc::UnboundedReceiver<u64>,
         mut control: mpsc::UnboundedReceiver<Control>,
     ) -> Summary {
+        self.take_over().await;
         let now = Instant::now();
         self.core.start(now, &mut self.out);
         self.flush(now);
+        let mut handed_over = false;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             let next = self.timers.first().map(|(at, _)| *at);
@@ -186,8 +264,20 @@ impl Driver {
                     match c {
                         Some(Control::Drain { deadline }) => self.drain(deadline),
                         Some(Control::Reload(cfg)) => self.reload(&cfg),
-                        Some(Control::Ctl(c)) => self.ctl(c),
+                        Some(Control::Ctl(c)) => {
+                            self.ctl(c);
+                            if self.handover {
+                                handed_over = true;
+                                tracing::info!(calls = self.core.active_calls(), "handover: exiting without BYE");
+                                break;
+                            }
+                        }
                         Some(Control::Capture(c)) => self.add_tap(c),
+                        Some(Control::Handover) => {
+                            handed_over = self.state.is_some();
+                            tracing::info!(calls = self.core.active_calls(), store = handed_over, "handover: exiting without BYE");
+                            break;
+                        }
                         Some(Control::Stop) | None => break,
                     }
                 }
@@ -222,9 +312,28 @@ impl Driver {
             }
         }
         self.gauges();
+        if let Some(state) = &self.state {
+            let state = state.clone();
+            let calls = self.core.active_calls();
+            // The writer thread blocks; the runtime goes on serving other tasks meanwhile.
+            let flushed = tokio::task::spawn_blocking(move || {
+                let r = state.flush(Duration::from_secs(5));
+                let _ = state.shutdown();
+                r
+            })
+            .await;
+            match flushed {
+                Ok(Ok(())) => tracing::info!(calls, "call-state store flushed"),
+                Ok(Err(e)) => {
+                    tracing::error!(calls, error = %e, "call-state store not flushed: the latest state of some calls is lost")
+                }
+                Err(e) => tracing::error!(error = %e, "call-state flush task failed"),
+            }
+        }
         Summary {
             calls_left: self.core.active_calls(),
             ports_left: self.core.allocated_ports(),
+            handed_over,
         }
     }
 
@@ -298,6 +407,13 @@ impl Driver {
                     error(format!("no trunk named {name:?}"))
                 }
             }
+            CtlRequest::Handover => match &self.state {
+                None => error("no call-state store (state.backend = \"none\"): a handover would drop every call; use drain"),
+                Some(s) => {
+                    self.handover = true;
+                    ok(serde_json::json!({ "calls": self.core.active_calls(), "store": s.backend() }))
+                }
+            },
             CtlRequest::Drain => {
                 let d = self.ops.drain_timeout;
                 self.drain(d);
@@ -469,7 +585,10 @@ impl Driver {
         }
     }
 
-    fn gauges(&self) {
+    fn gauges(&mut self) {
+        if let Some(s) = &self.state {
+            s.publish(&self.metrics, &mut self.state_up);
+        }
         let m = &self.metrics;
         m.calls_active.set(self.core.active_calls() as i64);
         let (e, i) = self.core.allocated_ports();
@@ -634,9 +753,23 @@ impl Driver {
                     });
                     let _ = self.cdrs.send((Box::new(cdr), rx));
                 }
+                Output::StoreCall { call, record } => {
+                    if let Some(s) = &self.state {
+                        s.put(call, record);
+                    }
+                }
+                Output::ForgetCall { call } => {
+                    if let Some(s) = &self.state {
+                        s.forget(call);
+                    }
+                }
                 Output::Event(e) => {
-                    let calls_changed =
-                        matches!(e, CallEvent::Started { .. } | CallEvent::Ended { .. });
+                    let calls_changed = matches!(
+                        e,
+                        CallEvent::Started { .. }
+                            | CallEvent::Ended { .. }
+                            | CallEvent::Restored { .. }
+                    );
                     self.event(e);
                     if calls_changed {
                         self.metrics
@@ -741,6 +874,9 @@ impl Driver {
                     trunk = trunk.as_deref().unwrap_or("-"),
                     "call started"
                 );
+            }
+            CallEvent::Restored { call } => {
+                tracing::debug!(call, "call restored from the call-state store");
             }
             CallEvent::Answered { call, setup } => {
                 m.setup_seconds.observe(setup.as_secs_f64());
@@ -854,6 +990,7 @@ pub fn cdr_json(cdr: &Cdr, media: &CallMedia, epoch: (Instant, SystemTime)) -> s
         "duration_s": cdr.answer.map(|a| secs(a, cdr.end)).unwrap_or(0.0),
         "cause": cdr.cause.as_str(),
         "note": cdr.note,
+        "restarts": cdr.restarts,
         "status": cdr.status,
         "media": media.to_json(),
     })

@@ -11,6 +11,7 @@
 //! * [`capture`]: the SIP tap: HEP v3 export and `tollgate ctl capture` taps.
 //! * [`control`]: the operator's control socket (`tollgate ctl`).
 //! * [`ops_json`]: the core's operator views as JSON (calls, legs, flows, trunks).
+//! * [`state`]: the call-state store: `[state]`, loading stored calls, the store writer.
 //! * [`run`]: assembling the server, signals.
 
 pub mod capture;
@@ -23,6 +24,7 @@ pub mod media;
 pub mod metrics;
 pub mod ops_json;
 pub mod run;
+pub mod state;
 pub mod tls;
 pub mod transport;
 

@@ -45,6 +45,11 @@ pub enum MediaCmd {
         /// Where to send them.
         reply: tokio::sync::oneshot::Sender<Vec<(u64, CallMedia)>>,
     },
+    /// Answers once every command sent before it is carried out (flows installed).
+    Sync {
+        /// Where to answer.
+        reply: tokio::sync::oneshot::Sender<()>,
+    },
     /// Stop.
     Shutdown,
 }
@@ -197,6 +202,9 @@ fn run(
                     })
                     .collect();
                 let _ = reply.send(stats);
+            }
+            Ok(MediaCmd::Sync { reply }) => {
+                let _ = reply.send(());
             }
             Ok(MediaCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}

@@ -87,6 +87,17 @@ pub struct Metrics {
     pub hep_dropped: Counter,
     /// Messages `tollgate ctl capture` taps lost because their reader was behind.
     pub capture_dropped: Counter,
+    /// 1 while the call-state store takes writes, 0 during an outage (absent: no store).
+    pub state_up: Gauge,
+    /// Calls whose latest state is not in the store yet (an outage leaves them unprotected).
+    pub state_unprotected: Gauge,
+    /// Store writes (batches), by result (`ok`, `error`).
+    pub state_writes: Family<Labels, Counter>,
+    /// Full re-writes of every call after a store outage.
+    pub state_resyncs: Counter,
+    /// Calls taken over from the store at start, by outcome (`restored`, `ended`,
+    /// `unreadable`).
+    pub calls_restored: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -127,6 +138,11 @@ impl Metrics {
             hep_sent: Counter::default(),
             hep_dropped: Counter::default(),
             capture_dropped: Counter::default(),
+            state_up: Gauge::default(),
+            state_unprotected: Gauge::default(),
+            state_writes: Family::default(),
+            state_resyncs: Counter::default(),
+            calls_restored: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -240,6 +256,31 @@ impl Metrics {
             "capture_dropped",
             "SIP messages lost by ctl capture taps whose reader was behind",
             m.capture_dropped.clone(),
+        );
+        r.register(
+            "state_up",
+            "1 while the call-state store takes writes, 0 during an outage",
+            m.state_up.clone(),
+        );
+        r.register(
+            "state_unprotected_calls",
+            "Calls whose latest state is not yet in the call-state store",
+            m.state_unprotected.clone(),
+        );
+        r.register(
+            "state_writes",
+            "Call-state store write batches, by result",
+            m.state_writes.clone(),
+        );
+        r.register(
+            "state_resyncs",
+            "Full re-writes of every call to the call-state store after an outage",
+            m.state_resyncs.clone(),
+        );
+        r.register(
+            "calls_restored",
+            "Calls taken over from the call-state store at start, by outcome",
+            m.calls_restored.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -62,6 +62,14 @@ pub enum ServerError {
     /// The control socket.
     #[error("ops.control_socket: {0}")]
     Control(#[from] crate::control::ControlError),
+    /// The call-state store could not be opened or read.
+    #[error("state ({backend}): {source}")]
+    State {
+        /// The configured backend.
+        backend: &'static str,
+        /// Why.
+        source: tollgate_state::StoreError,
+    },
     /// Other I/O.
     #[error("{what}: {source}")]
     Io {
@@ -292,7 +300,32 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
 
 /// [`start`], for a configuration read from `path` (the control socket's `reload` re-reads it).
 pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Running, ServerError> {
+    let started = std::time::Instant::now();
     let metrics = Arc::new(Metrics::new());
+    // The stored calls are read before anything binds: a store that cannot be read stops the
+    // start (calls would be lost silently otherwise).
+    let state_cfg = cfg.state.clone();
+    let loaded = tokio::task::spawn_blocking(move || crate::state::open(&state_cfg))
+        .await
+        .map_err(|e| ServerError::Io {
+            what: "reading the call-state store",
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(|source| ServerError::State {
+            backend: match cfg.state.backend {
+                crate::state::StateBackend::File => "file",
+                _ => "valkey",
+            },
+            source,
+        })?;
+    if let Some(l) = &loaded {
+        tracing::info!(
+            backend = l.store.backend(),
+            calls = l.records.len(),
+            load_ms = l.load_time.as_secs_f64() * 1000.0,
+            "call-state store read"
+        );
+    }
     let tls = TlsMaterial::load(&cfg.tls)?;
     let core_cfg = crate::convert::b2bua_config(&cfg)?;
 
@@ -442,7 +475,10 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
     if let Some(h) = hep {
         capture = capture.with_hep(h);
     }
-    let driver = driver.with_capture(capture);
+    let mut driver = driver.with_capture(capture);
+    if let Some(l) = loaded {
+        driver = driver.with_state(l.store, l.records);
+    }
     let epoch = driver.epoch();
     let cdr_task = tokio::spawn(async move {
         while let Some((cdr, stats)) = cdr_rx.recv().await {
@@ -464,6 +500,10 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
             DatapathKind::Socket => "socket",
         },
     });
+    tracing::info!(
+        startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "started: data plane attached, listeners bound"
+    );
     let driver = tokio::spawn(driver.run(net_rx, inactive_rx, control_rx));
     Ok(Running {
         control: control_tx,
@@ -478,7 +518,8 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
 
 /// Runs the daemon from a configuration file until SIGTERM/SIGINT (drain) completes.
 /// SIGHUP reloads the file (trunks, routes, limits, certificates) without dropping calls; a
-/// second SIGTERM/SIGINT stops at once.
+/// second SIGTERM/SIGINT stops at once. SIGUSR2 hands the calls over to the next process
+/// (upgrade): the state is flushed to the call-state store and the process exits without BYE.
 pub fn run(path: &Path, threads: usize) -> Result<Summary, ServerError> {
     let cfg = Config::load(path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -504,10 +545,11 @@ pub fn run(path: &Path, threads: usize) -> Result<Summary, ServerError> {
 
 async fn signals(path: PathBuf, ctl: mpsc::UnboundedSender<Control>, drain: Duration) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr2)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined2()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return;
@@ -517,6 +559,11 @@ async fn signals(path: PathBuf, ctl: mpsc::UnboundedSender<Control>, drain: Dura
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = usr2.recv() => {
+                tracing::info!("SIGUSR2: handing the calls over to the next process");
+                let _ = ctl.send(Control::Handover);
+                return;
+            }
             _ = hup.recv() => {
                 match Config::load(&path) {
                     Ok(c) => { let _ = ctl.send(Control::Reload(Box::new(c))); }

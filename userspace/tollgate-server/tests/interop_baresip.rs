@@ -520,6 +520,7 @@ fn call_through_tollgate_to_baresip(datapath: &str) {
             srtp: false,
             ring: Duration::ZERO,
             media: true,
+            peer_tls_name: String::new(),
         },
         SocketAddr::new(a.relay_ext, 5060),
     );

@@ -41,6 +41,10 @@ pub struct MediaReport {
     pub lost: u64,
     /// Time from start to the first packet received.
     pub first_packet_ms: Option<u64>,
+    /// Time from start to the last packet received.
+    pub last_packet_ms: Option<u64>,
+    /// The longest silence between two received packets, ms (a relay restart shows here).
+    pub max_gap_ms: u64,
 }
 
 impl MediaReport {
@@ -132,9 +136,14 @@ impl MediaStream {
                     None => n,
                 };
                 r.received += 1;
+                let at = started.elapsed().as_millis() as u64;
                 if r.first_packet_ms.is_none() {
-                    r.first_packet_ms = Some(started.elapsed().as_millis() as u64);
+                    r.first_packet_ms = Some(at);
                 }
+                if let Some(last) = r.last_packet_ms {
+                    r.max_gap_ms = r.max_gap_ms.max(at.saturating_sub(last));
+                }
+                r.last_packet_ms = Some(at);
                 if len < 12 + tone::FRAME || buf[0] >> 6 != 2 {
                     r.corrupted += 1;
                     continue;

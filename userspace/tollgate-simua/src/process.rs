@@ -98,6 +98,33 @@ impl TollgateProcess {
         Some(kb / 1024.0)
     }
 
+    /// SIGKILL (a crash: nothing is flushed, no BYE is sent) and reap it.
+    pub fn kill(&mut self) -> Option<std::process::ExitStatus> {
+        if let Some(s) = self.exited() {
+            return Some(s);
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+
+    /// Sends `sig` to it (e.g. `libc::SIGUSR2`: hand the calls over).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits up to `wait` for it to exit.
+    pub fn wait_exit(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let t = Instant::now();
+        while t.elapsed() < wait {
+            if let Some(s) = self.exited() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGTERM (drain) and wait up to `wait` for it to exit.
     pub fn stop(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
         if let Some(s) = self.exited() {

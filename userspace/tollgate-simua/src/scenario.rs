@@ -382,6 +382,7 @@ impl Parties {
             srtp,
             ring,
             media,
+            peer_tls_name: topo.tollgate_name.clone(),
         };
         let gw = spawn_party(topo.gw_ns.clone(), cfg("gw", topo.gw_sip, gw_tls, false))
             .map_err(|e| format!("gateway: {e}"))?;

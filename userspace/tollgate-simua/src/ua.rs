@@ -116,6 +116,9 @@ pub struct EndpointConfig {
     pub ring: Duration,
     /// Send media (set false for signalling-only load).
     pub media: bool,
+    /// The TLS name to verify when this endpoint opens a connection to the relay for an
+    /// in-dialog request because the dialog's connection is gone (the relay restarted).
+    pub peer_tls_name: String,
 }
 
 type TxKey = (String, u32, String);
@@ -282,6 +285,22 @@ impl Endpoint {
         }
         lock(&self.inner.conns).insert(to, tx.clone());
         Ok(tx)
+    }
+
+    /// A connection to the host and port of `target` (a SIP URI: the relay's Contact).
+    async fn reconnect(&self, target: &str) -> Result<mpsc::UnboundedSender<Vec<u8>>, UaError> {
+        let uri = tollgate_sip::Uri::parse(target)
+            .map_err(|e| UaError::Protocol(format!("target {target}: {e}")))?;
+        let addr = match &uri {
+            tollgate_sip::Uri::Sip(u) => u
+                .host
+                .ip_addr()
+                .map(|ip| SocketAddr::new(ip, u.port.unwrap_or(5060))),
+            _ => None,
+        }
+        .ok_or_else(|| UaError::Protocol(format!("target {target}: no IP address and port")))?;
+        let name = self.inner.cfg.peer_tls_name.clone();
+        self.connection(addr, &name).await
     }
 
     fn via(&self, branch: &str) -> String {
@@ -547,6 +566,16 @@ impl Endpoint {
                         );
                         let (rtx, mut rrx) = mpsc::unbounded_channel();
                         lock(&ep.inner.transactions).insert((d.call_id.clone(), cseq, "BYE".into()), rtx);
+                        // The dialog's connection died with the relay (a restart): a new one
+                        // to the relay's Contact, as a real UA re-establishes it.
+                        let conn = if conn.is_closed() {
+                            match ep.reconnect(&d.target).await {
+                                Ok(c) => c,
+                                Err(_) => conn.clone(),
+                            }
+                        } else {
+                            conn.clone()
+                        };
                         let r = if conn.send(bye.into_bytes()).is_err() {
                             Err(UaError::Closed)
                         } else {

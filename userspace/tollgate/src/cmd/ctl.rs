@@ -54,6 +54,9 @@ pub enum CtlCommand {
     },
     /// Stop taking calls; exit when the last call ends (as SIGTERM).
     Drain,
+    /// Hand the calls over to the next process (upgrade, as SIGUSR2): write every call to the
+    /// call-state store and exit at once without BYE; the next `tollgate run` carries them on.
+    Handover,
     /// Re-read the configuration file (as SIGHUP).
     Reload,
     /// Version, uptime, calls, ports, data path.
@@ -95,6 +98,7 @@ fn request(cmd: &CtlCommand) -> Value {
             "enable": *action == TrunkAction::Enable,
         }),
         CtlCommand::Drain => json!({ "cmd": "drain" }),
+        CtlCommand::Handover => json!({ "cmd": "handover" }),
         CtlCommand::Reload => json!({ "cmd": "reload" }),
         CtlCommand::Status => json!({ "cmd": "status" }),
         CtlCommand::Capture { call, seconds, .. } => {
@@ -291,6 +295,11 @@ pub fn render(cmd: &CtlCommand, v: &Value) -> String {
         CtlCommand::Drain => o.push_str(&format!(
             "draining: new calls get 503; exit when the last call ends (at most {}s)\n",
             s(&v["deadline_s"])
+        )),
+        CtlCommand::Handover => o.push_str(&format!(
+            "handing over {} calls to the next process through the {} store; exiting\n",
+            s(&v["calls"]),
+            s(&v["store"])
         )),
         CtlCommand::Reload => o.push_str(&format!("reloaded {}\n", s(&v["reloaded"]))),
         CtlCommand::Status => o.push_str(&format!(
