@@ -188,7 +188,11 @@ fn members(
     }
     if !bad.is_empty() {
         *skipped += bad.len() as u64;
-        tracing::warn!(index = %ns.index_key(), count = bad.len(), "call-state valkey: removing invalid index members");
+        tracing::warn!(
+            index = %ns.index_key(),
+            count = bad.len(),
+            "call-state valkey: removing invalid index members"
+        );
         redis::cmd("SREM")
             .arg(ns.index_key())
             .arg(&bad)
