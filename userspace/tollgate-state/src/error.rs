@@ -32,7 +32,10 @@ pub enum StoreError {
         source: redis::RedisError,
     },
     /// A call key or node id that cannot be stored (empty, too long, not printable ASCII).
-    #[error("invalid {what} {value:?}: must be 1..={max} printable ASCII characters", max = crate::MAX_KEY_LEN)]
+    #[error(
+        "invalid {what} {value:?}: must be 1..={max} printable ASCII characters",
+        max = crate::MAX_KEY_LEN
+    )]
     InvalidKey {
         /// "call key" or "node id".
         what: &'static str,

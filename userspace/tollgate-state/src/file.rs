@@ -5,6 +5,11 @@
 //! SIGKILL the database holds exactly the batches whose `apply` returned, plus possibly the
 //! one in flight as a whole, never part of a batch. redb repairs its allocator state on the next
 //! open after an unclean shutdown.
+//!
+//! redb panics on some damaged files (found by this crate's tests) instead of returning an
+//! error: opening, loading and applying run under `catch_unwind` and report
+//! [`StoreError::Corrupt`] instead (with the default `panic = "unwind"`; the panic message is
+//! still printed by the panic hook). A store that reported `Corrupt` should be dropped.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -61,13 +66,13 @@ impl FileStore {
                 });
             }
         };
-        let store = FileStore {
+        let mut store = FileStore {
             path: path.to_path_buf(),
             db,
             skipped: 0,
         };
         // Create the table up front, so that a fresh file is a complete, valid store.
-        store.apply_inner(&[], &[])?;
+        store.apply(&[], &[])?;
         Ok(store)
     }
 
@@ -141,7 +146,13 @@ impl CallStore for FileStore {
                 });
             }
         }
-        self.apply_inner(puts, deletes)
+        match catch_unwind(AssertUnwindSafe(|| self.apply_inner(puts, deletes))) {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: "the database library failed while writing it".into(),
+            }),
+        }
     }
 
     fn load(&mut self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {

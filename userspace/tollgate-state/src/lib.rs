@@ -46,9 +46,10 @@
 //!   before `commit` returns). redb's commit is a copy-on-write tree plus a checksummed,
 //!   double-buffered header flip, so after SIGKILL or power loss the file holds every batch
 //!   whose `apply` returned and no partial batch; redb repairs its free-space state on the next
-//!   open. The test `file_crash` kills a writing child with SIGKILL and checks exactly this. A
-//!   file that is not a redb database is refused with [`StoreError::Corrupt`] and left alone;
-//!   a record whose key is not a valid call key is skipped and counted, never a panic.
+//!   open. The test `file_survives_sigkill` (tests/file.rs) kills a writing child with SIGKILL
+//!   and checks exactly this. A file that is not a redb database is refused with
+//!   [`StoreError::Corrupt`] and left alone; redb panics on damaged files are caught and
+//!   reported as `Corrupt`; a record whose key is not a valid call key is skipped and counted.
 //! * valkey: each `apply` is one `MULTI … EXEC`, so a batch lands whole or not at all.
 //!   Durability is the server's (its persistence settings); the writer's resync covers a
 //!   server that restarted empty. Records a crashed daemon did not write in time are the

@@ -84,6 +84,15 @@ impl ValkeyStore {
     /// server with a PING. Records of `node_id` are written with time-to-live `ttl`
     /// (millisecond precision, at least 1 ms).
     pub fn connect(url: &str, node_id: &str, ttl: Duration) -> Result<ValkeyStore, StoreError> {
+        let mut store = ValkeyStore::new(url, node_id, ttl)?;
+        store.ping()?;
+        Ok(store)
+    }
+
+    /// Like [`ValkeyStore::connect`] but without connecting: only the URL, node id and TTL
+    /// are checked. For a daemon that must start while the server is down (a
+    /// [`crate::StoreWriter`] over it starts in outage mode and resyncs when it is reachable).
+    pub fn new(url: &str, node_id: &str, ttl: Duration) -> Result<ValkeyStore, StoreError> {
         let ns = Namespace::new(node_id)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         if ttl_ms == 0 {
@@ -92,16 +101,14 @@ impl ValkeyStore {
             ));
         }
         let client = Client::open(url).map_err(|source| valkey_error(url, source))?;
-        let mut store = ValkeyStore {
+        Ok(ValkeyStore {
             url: url.to_owned(),
             client,
             conn: None,
             ns,
             ttl_ms,
             skipped: 0,
-        };
-        store.ping()?;
-        Ok(store)
+        })
     }
 
     /// The key layout of this node.
@@ -181,7 +188,11 @@ fn members(
     }
     if !bad.is_empty() {
         *skipped += bad.len() as u64;
-        tracing::warn!(index = %ns.index_key(), count = bad.len(), "call-state valkey: removing invalid index members");
+        tracing::warn!(
+            index = %ns.index_key(),
+            count = bad.len(),
+            "call-state valkey: removing invalid index members"
+        );
         redis::cmd("SREM")
             .arg(ns.index_key())
             .arg(&bad)

@@ -259,6 +259,10 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
+        // Start in outage mode if the store is not reachable (a lazily connected Valkey).
+        if let Err(e) = self.store.ping() {
+            self.fail("start-up ping", &e);
+        }
         loop {
             let first = self.rx.recv_deadline(self.next_deadline());
             let mut disconnected = false;

@@ -342,3 +342,26 @@ fn writer_refreshes_valkey_ttls() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn writer_started_while_valkey_is_down_catches_up() {
+    let mut srv = ValkeyServer::start()
+        .unwrap_or_else(|e| panic!("cannot start a private valkey server: {e}"));
+    srv.kill();
+    let ttl = Duration::from_secs(30);
+    assert!(ValkeyStore::connect(&srv.url(), "n", ttl).is_err());
+    let store = ValkeyStore::new(&srv.url(), "n", ttl).unwrap();
+    let w = StoreWriter::spawn(Box::new(store), WriterOptions::for_ttl(ttl)).unwrap();
+    w.put("1".into(), b"one".to_vec());
+    w.put("2".into(), b"two".to_vec());
+    w.delete("2".into());
+    eventually("outage at start", &w, |s| !s.up && s.unprotected == 2);
+    srv.restart().unwrap();
+    eventually("catch-up", &w, |s| {
+        s.up && s.unprotected == 0 && s.resyncs == 1
+    });
+    let (records, index) = server_state(&srv, "n");
+    assert_eq!(records, BTreeMap::from([("1".to_owned(), b"one".to_vec())]));
+    assert_eq!(index, BTreeSet::from(["1".to_owned()]));
+    w.shutdown().unwrap();
+}
