@@ -86,10 +86,20 @@ struct Report {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut r = Report::default();
     let mut pkgs: Vec<(&str, &str)> = PACKAGES.to_vec();
+    let store = store_server_package();
+    pkgs.push((
+        store,
+        "the call-state store's Valkey backend: tests and the demo start private instances on \
+         Unix sockets (valkey-server where the archive has it, else redis-server)",
+    ));
     if args.bench {
         pkgs.extend_from_slice(BENCH_PACKAGES);
     }
+    let had_store = dpkg_installed(store);
     debian_packages(&pkgs, &mut r)?;
+    if !had_store {
+        quiet_packaged_service(store);
+    }
     rust_src(&mut r)?;
     bpf_linker(&mut r)?;
     cargo_fuzz(&mut r)?;
@@ -105,6 +115,29 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         println!("  nothing to do: everything was already there");
     }
     Ok(())
+}
+
+/// `valkey-server` if the Debian archive has it (trixie and later), else `redis-server`
+/// (bookworm): the same protocol, and the tests take either binary.
+fn store_server_package() -> &'static str {
+    let has_valkey = output_of(Command::new("apt-cache").args(["policy", "valkey-server"]))
+        .is_some_and(|s| s.contains("Candidate:") && !s.contains("Candidate: (none)"));
+    if has_valkey || dpkg_installed("valkey-server") {
+        "valkey-server"
+    } else {
+        "redis-server"
+    }
+}
+
+/// The package starts a system-wide server on 127.0.0.1:6379; Tollgate's tests and demo run
+/// their own on private sockets, so the packaged service is stopped and disabled.
+fn quiet_packaged_service(pkg: &str) {
+    if Command::new("systemctl").arg("--version").output().is_err() {
+        return;
+    }
+    let _ = Command::new("systemctl")
+        .args(["disable", "--now", pkg])
+        .status();
 }
 
 fn is_root() -> bool {

@@ -436,7 +436,19 @@ impl Driver {
             CtlRequest::Status => {
                 let (ext, int) = self.core.allocated_ports();
                 let trunks = self.core.trunk_views(now);
+                let state = self.state.as_ref().map(|s| {
+                    let st = s.status();
+                    serde_json::json!({
+                        "backend": s.backend(),
+                        "up": st.up,
+                        "stored_calls": st.records,
+                        "unprotected_calls": st.unprotected,
+                        "write_errors": st.write_errors,
+                        "resyncs": st.resyncs,
+                    })
+                });
                 ok(serde_json::json!({
+                    "state": state,
                     "version": env!("CARGO_PKG_VERSION"),
                     "uptime_s": now.saturating_duration_since(self.epoch.0).as_secs(),
                     "draining": self.draining.is_some(),

@@ -302,7 +302,7 @@ pub fn render(cmd: &CtlCommand, v: &Value) -> String {
             s(&v["store"])
         )),
         CtlCommand::Reload => o.push_str(&format!("reloaded {}\n", s(&v["reloaded"]))),
-        CtlCommand::Status => o.push_str(&format!(
+        CtlCommand::Status => o.push_str(&(format!(
             "tollgate {}  up {}  {}\ncalls {}  transactions {}  relay ports ext {} int {}  data path {}  trunks up {}/{}\n",
             s(&v["version"]),
             secs(&v["uptime_s"]),
@@ -314,7 +314,18 @@ pub fn render(cmd: &CtlCommand, v: &Value) -> String {
             s(&v["datapath"]),
             s(&v["trunks_up"]),
             s(&v["trunks"]),
-        )),
+        ) + &match v["state"].as_object() {
+            None => "call state: not stored (a restart ends every call)\n".to_owned(),
+            Some(st) => format!(
+                "call state: {} {}  stored {}  unprotected {}  write errors {}  resyncs {}\n",
+                s(&st["backend"]),
+                if st["up"] == true { "up" } else { "DOWN" },
+                s(&st["stored_calls"]),
+                s(&st["unprotected_calls"]),
+                s(&st["write_errors"]),
+                s(&st["resyncs"]),
+            ),
+        })),
         CtlCommand::Capture { pcap, .. } => o.push_str(&format!(
             "{} SIP message(s) written to {} ({} lost: the reader fell behind)\n",
             s(&v["messages"]),
