@@ -128,6 +128,7 @@ pub struct MediaFlowSpec {
     /// [`MediaFlowSpec::transform`]) continues after a restart. Applied by
     /// [`crate::FlowTable::install`] whenever it builds that side's SRTP context (a new flow,
     /// or a changed key); ignored for [`TransformSpec::Forward`] and for a context kept as is.
+    /// A position the context refuses (SRTCP index of 2^31 or more) fails the install.
     pub resume: [Option<SrtpResume>; 2],
 }
 
