@@ -261,8 +261,9 @@ pub struct SideCounters {
     /// `0` = none yet, else `((ssrc << 32) | roc) + 1` (see [`SideSnapshot::srtp_ssrc`]).
     /// Stored when the SSRC changes or the ROC advances, not per packet.
     pub srtp_pos: AtomicU64,
-    /// The last SRTCP index sent for that SSRC (protect side; 0 = none), stored per protected
-    /// RTCP packet.
+    /// The last SRTCP index sent (protect side; 0 = none), for the sender SSRC of the last
+    /// RTCP packet protected on this side (normally the SSRC of `srtp_pos`), stored per
+    /// protected RTCP packet.
     pub srtcp_tx: AtomicU64,
 }
 
