@@ -142,6 +142,7 @@ impl Plan {
             int: leg(f.int_local, f.sink),
             ext_to_int: TransformSpec::Protect(Plan::key(i, 0)),
             int_to_ext: TransformSpec::Unprotect(Plan::key(i, 1)),
+            resume: [None, None],
         }
     }
 }

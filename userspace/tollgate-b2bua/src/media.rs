@@ -76,6 +76,7 @@ pub(crate) fn flow_spec(id: u64, a: &ActiveStream, learn_window_ns: u64) -> Medi
         int: leg(a.relay.internal, a.rtcp_mux, &a.internal, 0),
         ext_to_int,
         int_to_ext,
+        resume: [None, None],
     }
 }
 

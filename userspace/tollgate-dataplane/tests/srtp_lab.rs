@@ -127,6 +127,7 @@ fn spec(p: &FlowPlan) -> MediaFlowSpec {
         int: leg(p.int_local, p.peer),
         ext_to_int: TransformSpec::Protect(key(p.id, 0)),
         int_to_ext: TransformSpec::Unprotect(key(p.id, 1)),
+        resume: [None, None],
     }
 }
 

@@ -1,5 +1,9 @@
 //! What the control plane asks the data plane to relay: one media stream (one SDP m-line)
 //! between a gateway-side leg and an internal-side leg, and the counters it can read back.
+//!
+//! Calls survive a restart: each side's counters publish where its SRTP stream stands
+//! ([`SideSnapshot::srtp_resume`]), the control plane stores that, and a restarted process
+//! installs the flow again with [`MediaFlowSpec::resume`] so the streams continue there.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,6 +99,18 @@ impl LegSpec {
     }
 }
 
+/// Where an SRTP stream continues after a restart (RFC 3711 §3.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SrtpResume {
+    /// The stream's SSRC.
+    pub ssrc: u32,
+    /// Its rollover counter: the first RTP packet after the restart gets index
+    /// `roc << 16 | seq`.
+    pub roc: u32,
+    /// The last SRTCP index sent for it (protecting); the next one sent is this + 1.
+    pub srtcp_index: u32,
+}
+
 /// One media stream: both legs and the transform in each direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaFlowSpec {
@@ -108,6 +124,12 @@ pub struct MediaFlowSpec {
     pub ext_to_int: TransformSpec,
     /// Applied to packets from the internal side, before they go to the gateway.
     pub int_to_ext: TransformSpec,
+    /// Where the SRTP stream of packets arriving on each side (`[ext, int]`, as
+    /// [`MediaFlowSpec::transform`]) continues after a restart. Applied by
+    /// [`crate::FlowTable::install`] whenever it builds that side's SRTP context (a new flow,
+    /// or a changed key); ignored for [`TransformSpec::Forward`] and for a context kept as is.
+    /// A position the context refuses (SRTCP index of 2^31 or more) fails the install.
+    pub resume: [Option<SrtpResume>; 2],
 }
 
 impl MediaFlowSpec {
@@ -235,6 +257,21 @@ pub struct SideCounters {
     pub lost: AtomicU64,
     /// Interarrival jitter in RTP timestamp units at 8 kHz (RFC 3550 A.8).
     pub jitter_ts: AtomicU64,
+    /// Where the SRTP stream last relayed (protected or unprotected) on this side stands:
+    /// `0` = none yet, else `((ssrc << 32) | roc) + 1` (see [`SideSnapshot::srtp_ssrc`]).
+    /// Stored when the SSRC changes or the ROC advances, not per packet.
+    pub srtp_pos: AtomicU64,
+    /// The last SRTCP index sent (protect side; 0 = none), for the sender SSRC of the last
+    /// RTCP packet protected on this side (normally the SSRC of `srtp_pos`), stored per
+    /// protected RTCP packet.
+    pub srtcp_tx: AtomicU64,
+}
+
+/// [`SideCounters::srtp_pos`] of a stream. The encoding cannot represent SSRC `0xffff_ffff` at
+/// ROC `0xffff_ffff` (2^48 packets into the stream), which would read as "none".
+#[inline]
+pub(crate) fn srtp_pos(ssrc: u32, roc: u32) -> u64 {
+    ((u64::from(ssrc) << 32) | u64::from(roc)).wrapping_add(1)
 }
 
 /// A plain snapshot of [`SideCounters`].
@@ -254,6 +291,12 @@ pub struct SideSnapshot {
     pub lost: u64,
     /// Interarrival jitter, RTP timestamp units at 8 kHz.
     pub jitter_ts: u64,
+    /// SSRC of the SRTP stream last relayed on this side, if any (SRTP transforms only).
+    pub srtp_ssrc: Option<u32>,
+    /// Its rollover counter (meaningful with `srtp_ssrc`).
+    pub srtp_roc: u32,
+    /// The last SRTCP index sent (protect side; 0 = none).
+    pub srtcp_tx: u32,
 }
 
 impl SideSnapshot {
@@ -267,8 +310,25 @@ impl SideSnapshot {
         self.drops[r as usize]
     }
 
-    /// Adds another worker's snapshot of the same flow side.
+    /// Where this side's SRTP stream continues after a restart: for
+    /// [`MediaFlowSpec::resume`] at this side's index.
+    pub fn srtp_resume(&self) -> Option<SrtpResume> {
+        Some(SrtpResume {
+            ssrc: self.srtp_ssrc?,
+            roc: self.srtp_roc,
+            srtcp_index: self.srtcp_tx,
+        })
+    }
+
+    /// Adds another worker's snapshot of the same flow side. The SRTP position is the one of
+    /// the worker that relayed last; the SRTCP index the highest (continuing above it is safe).
     pub fn merge(&mut self, o: &SideSnapshot) {
+        if o.srtp_ssrc.is_some() && (self.srtp_ssrc.is_none() || o.last_seen_ns > self.last_seen_ns)
+        {
+            self.srtp_ssrc = o.srtp_ssrc;
+            self.srtp_roc = o.srtp_roc;
+        }
+        self.srtcp_tx = self.srtcp_tx.max(o.srtcp_tx);
         self.packets += o.packets;
         self.bytes += o.bytes;
         self.rtcp += o.rtcp;
@@ -311,7 +371,15 @@ impl SideCounters {
         for (d, c) in drops.iter_mut().zip(self.drops.iter()) {
             *d = c.load(Ordering::Relaxed);
         }
+        let pos = self.srtp_pos.load(Ordering::Relaxed);
+        let (srtp_ssrc, srtp_roc) = match pos.checked_sub(1) {
+            Some(p) => (Some((p >> 32) as u32), p as u32),
+            None => (None, 0),
+        };
         SideSnapshot {
+            srtp_ssrc,
+            srtp_roc,
+            srtcp_tx: self.srtcp_tx.load(Ordering::Relaxed) as u32,
             packets: self.packets.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             rtcp: self.rtcp.load(Ordering::Relaxed),

@@ -14,6 +14,6 @@ pub mod frame;
 pub mod table;
 
 pub use flow::{
-    DropReason, FlowCounters, LegSpec, MediaFlowSpec, Side, SideSnapshot, TransformSpec,
+    DropReason, FlowCounters, LegSpec, MediaFlowSpec, Side, SideSnapshot, SrtpResume, TransformSpec,
 };
 pub use table::{FlowEvent, FlowTable, InstallError, Relayed, Route};

@@ -7,12 +7,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rustc_hash::FxHashMap;
 use tollgate_srtp::{Config as SrtpConfig, Context};
 
 use crate::flow::{
-    DropReason, FlowCounters, LegSpec, MediaFlowSpec, RtpStats, Side, TransformSpec,
+    DropReason, FlowCounters, LegSpec, MediaFlowSpec, RtpStats, Side, SideCounters, SrtpResume,
+    TransformSpec, srtp_pos,
 };
 use crate::frame::{EgressHeader, Mac};
 
@@ -59,12 +61,41 @@ enum Transform {
 }
 
 impl Transform {
-    fn new(spec: &TransformSpec, cfg: SrtpConfig) -> Result<Transform, InstallError> {
+    /// Builds the transform; an SRTP context starts its `resume` stream where it stood.
+    fn new(
+        spec: &TransformSpec,
+        resume: Option<SrtpResume>,
+        cfg: SrtpConfig,
+    ) -> Result<Transform, InstallError> {
+        let ctx = |k| -> Result<Box<Context>, InstallError> {
+            let mut c = Box::new(Context::new(k, cfg)?);
+            if let Some(r) = resume {
+                c.resume(r.ssrc, r.roc, r.srtcp_index)?;
+            }
+            Ok(c)
+        };
         Ok(match spec {
             TransformSpec::Forward => Transform::Forward,
-            TransformSpec::Protect(k) => Transform::Protect(Box::new(Context::new(k, cfg)?)),
-            TransformSpec::Unprotect(k) => Transform::Unprotect(Box::new(Context::new(k, cfg)?)),
+            TransformSpec::Protect(k) => Transform::Protect(ctx(k)?),
+            TransformSpec::Unprotect(k) => Transform::Unprotect(ctx(k)?),
         })
+    }
+
+    fn context(&self) -> Option<&Context> {
+        match self {
+            Transform::Forward => None,
+            Transform::Protect(c) | Transform::Unprotect(c) => Some(c),
+        }
+    }
+
+    /// Publishes a freshly built context's resumed position (before any packet flows, so a
+    /// second restart still finds it).
+    fn publish_resume(&self, resume: Option<SrtpResume>, c: &SideCounters) {
+        if let (Some(r), Some(_)) = (resume, self.context()) {
+            c.srtp_pos.store(srtp_pos(r.ssrc, r.roc), Ordering::Relaxed);
+            c.srtcp_tx
+                .store(u64::from(r.srtcp_index), Ordering::Relaxed);
+        }
     }
 
     #[inline]
@@ -96,7 +127,14 @@ struct LegState {
     next_hop_mac: Option<Mac>,
     /// Statistics of the RTP arriving on this leg.
     rtp: RtpStats,
+    /// `ssrc << 32 | seq >> 15` of the last RTP packet transformed from this leg
+    /// ([`NO_MARK`] before the first): when it changes (new SSRC, or SEQ crossing a half of
+    /// its space, so at least at every wrap) the SRTP position is looked up and published.
+    srtp_mark: u64,
 }
+
+/// [`LegState::srtp_mark`] before any packet (no real mark reaches it).
+const NO_MARK: u64 = u64::MAX;
 
 impl LegState {
     fn new(l: &LegSpec, now_ns: u64) -> LegState {
@@ -117,6 +155,7 @@ impl LegState {
             vlan: l.vlan,
             next_hop_mac: l.next_hop_mac,
             rtp: RtpStats::default(),
+            srtp_mark: NO_MARK,
         }
     }
 }
@@ -264,7 +303,9 @@ impl FlowTable {
                 for side in [Side::Ext, Side::Int] {
                     let i = side.index();
                     if spec.transform(side) != f.spec.transform(side) {
-                        f.xform[i] = Transform::new(spec.transform(side), self.srtp)?;
+                        f.xform[i] =
+                            Transform::new(spec.transform(side), spec.resume[i], self.srtp)?;
+                        f.xform[i].publish_resume(spec.resume[i], &counters.sides[i]);
                     }
                     let (ol, nl) = (f.spec.leg(side), spec.leg(side));
                     let keep_learned = ol.remote_rtp == nl.remote_rtp
@@ -298,11 +339,14 @@ impl FlowTable {
                         LegState::new(&spec.int, now_ns),
                     ],
                     xform: [
-                        Transform::new(&spec.ext_to_int, self.srtp)?,
-                        Transform::new(&spec.int_to_ext, self.srtp)?,
+                        Transform::new(&spec.ext_to_int, spec.resume[0], self.srtp)?,
+                        Transform::new(&spec.int_to_ext, spec.resume[1], self.srtp)?,
                     ],
                     counters,
                 };
+                for (i, x) in state.xform.iter().enumerate() {
+                    x.publish_resume(spec.resume[i], &state.counters.sides[i]);
+                }
                 let slot = match self.free.pop() {
                     Some(s) => s,
                     None => {
@@ -568,10 +612,35 @@ impl FlowTable {
             dst: to,
         };
         let l2_resolved = out.next_hop_mac.is_some();
-        let new_len = match f.xform[pr.side.index()].apply(buf, len, rtcp) {
+        let xform = &mut f.xform[pr.side.index()];
+        let new_len = match xform.apply(buf, len, rtcp) {
             Ok(n) => n,
             Err(r) => return fail(r),
         };
+        // Publish the SRTP position for a restart: a compare per RTP packet, a stream lookup
+        // only when the SSRC or the half of the SEQ space changes, and per protected RTCP.
+        if let (Transform::Protect(c) | Transform::Unprotect(c), Some(h)) = (&*xform, buf.get(..12))
+        {
+            if !rtcp {
+                let ssrc = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
+                let mark = u64::from(ssrc) << 32 | u64::from(h[2] >> 7);
+                let leg = &mut f.legs[pr.side.index()];
+                if mark != leg.srtp_mark {
+                    leg.srtp_mark = mark;
+                    if let Some((roc, _)) = c.rtp_index(ssrc) {
+                        let pos = srtp_pos(ssrc, roc);
+                        if ctr.srtp_pos.load(Ordering::Relaxed) != pos {
+                            ctr.srtp_pos.store(pos, Ordering::Relaxed);
+                        }
+                    }
+                }
+            } else if let Transform::Protect(c) = xform {
+                let ssrc = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+                if let Some(i) = c.srtcp_tx_index(ssrc) {
+                    ctr.srtcp_tx.store(u64::from(i), Ordering::Relaxed);
+                }
+            }
+        }
         Ok(Relayed {
             len: new_len,
             header,
@@ -606,7 +675,7 @@ mod tests {
     use crate::flow::LegSpec;
     use tollgate_srtp::{KeyMaterial, Profile};
 
-    fn sa(s: &str) -> SocketAddr {
+    pub(super) fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 
@@ -627,7 +696,7 @@ mod tests {
         KeyMaterial::generate(Profile::Aes128CmHmacSha1_80, |k| k.fill(b))
     }
 
-    fn spec(id: u64, xform: (TransformSpec, TransformSpec)) -> MediaFlowSpec {
+    pub(super) fn spec(id: u64, xform: (TransformSpec, TransformSpec)) -> MediaFlowSpec {
         MediaFlowSpec {
             id,
             ext: leg(
@@ -639,6 +708,7 @@ mod tests {
             int: leg("10.0.2.1:30000", None, Some("10.0.2.2:5000"), 0),
             ext_to_int: xform.0,
             int_to_ext: xform.1,
+            resume: [None, None],
         }
     }
 
@@ -952,6 +1022,213 @@ mod tests {
 }
 
 #[cfg(test)]
+mod resume_tests {
+    use super::tests::{sa, spec};
+    use super::*;
+    use crate::flow::{SideSnapshot, SrtpResume};
+    use tollgate_srtp::{ErrorKind, KeyMaterial, Profile};
+
+    fn key(b: u8) -> KeyMaterial {
+        KeyMaterial::generate(Profile::Aes128CmHmacSha1_80, |k| k.fill(b))
+    }
+
+    fn rtp_from(ssrc: u32, seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xd5; 160]);
+        p
+    }
+
+    fn rtcp_from(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 200, 0, 6];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0; 20]);
+        p
+    }
+
+    /// Relays one packet arriving at `local` and returns what leaves.
+    fn go(t: &mut FlowTable, local: &str, src: &str, pkt: &[u8]) -> Result<Vec<u8>, DropReason> {
+        let mut buf = pkt.to_vec();
+        buf.resize(pkt.len() + 32, 0);
+        let r = t.relay(sa(local), sa(src), None, &mut buf, pkt.len(), 1, false)?;
+        t.sent(&r, 1);
+        buf.truncate(r.len);
+        Ok(buf)
+    }
+
+    const EXT_RTP: (&str, &str) = ("10.0.1.1:30000", "10.0.1.2:4000");
+    const EXT_RTCP: (&str, &str) = ("10.0.1.1:30001", "10.0.1.2:4001");
+
+    #[test]
+    fn install_with_resume_protects_at_the_stored_roc() {
+        const S: u32 = 0x1111;
+        let k = key(3);
+        let at = SrtpResume {
+            ssrc: S,
+            roc: 3,
+            srtcp_index: 40,
+        };
+        let mut s = spec(
+            10,
+            (TransformSpec::Protect(k.clone()), TransformSpec::Forward),
+        );
+        // Side 1 is Forward: its resume is ignored.
+        s.resume = [Some(at), Some(at)];
+        let mut t = FlowTable::default();
+        let c = Arc::new(FlowCounters::default());
+        t.install(&s, Arc::clone(&c), 0).unwrap();
+        // Published at install, so a second restart before any packet still finds it.
+        assert_eq!(c.sides[0].snapshot().srtp_resume(), Some(at));
+        assert_eq!(c.sides[1].snapshot().srtp_resume(), None);
+        // The first packet (SEQ >= 2^15) is protected at ROC 3: a receiver resumed there takes
+        // it, a fresh one does not.
+        let out = go(&mut t, EXT_RTP.0, EXT_RTP.1, &rtp_from(S, 60_000)).unwrap();
+        let mut fresh = Context::new(&k, SrtpConfig::default()).unwrap();
+        let mut b = out.clone();
+        assert_eq!(
+            fresh.unprotect_rtp(&mut b, out.len()).map_err(|e| e.kind()),
+            Err(ErrorKind::AuthFailed)
+        );
+        let mut rx = Context::new(&k, SrtpConfig::default()).unwrap();
+        rx.resume(S, 3, 0).unwrap();
+        let mut b = out.clone();
+        let n = rx.unprotect_rtp(&mut b, out.len()).unwrap();
+        assert_eq!(&b[..n], &rtp_from(S, 60_000)[..]);
+        assert_eq!(rx.rtp_index(S), Some((3, 60_000)));
+        // SRTCP continues at 41, and the counters say so.
+        let out = go(&mut t, EXT_RTCP.0, EXT_RTCP.1, &rtcp_from(S)).unwrap();
+        let n = out.len();
+        assert_eq!(&out[n - 14..n - 10], &[0x80, 0, 0, 41]);
+        let mut b = out.clone();
+        rx.unprotect_rtcp(&mut b, n).unwrap();
+        let snap = c.sides[0].snapshot();
+        assert_eq!(
+            (snap.srtp_ssrc, snap.srtp_roc, snap.srtcp_tx),
+            (Some(S), 3, 41)
+        );
+        // A re-key builds a new context: the new resume applies to it.
+        let k2 = key(4);
+        let mut s2 = s.clone();
+        s2.ext_to_int = TransformSpec::Protect(k2.clone());
+        s2.resume[0] = Some(SrtpResume {
+            ssrc: S,
+            roc: 9,
+            srtcp_index: 0,
+        });
+        t.install(&s2, Arc::clone(&c), 2).unwrap();
+        let out = go(&mut t, EXT_RTP.0, EXT_RTP.1, &rtp_from(S, 7)).unwrap();
+        let mut rx2 = Context::new(&k2, SrtpConfig::default()).unwrap();
+        rx2.resume(S, 9, 0).unwrap();
+        let mut b = out.clone();
+        assert!(rx2.unprotect_rtp(&mut b, out.len()).is_ok());
+        let snap = c.sides[0].snapshot();
+        assert_eq!((snap.srtp_ssrc, snap.srtp_roc), (Some(S), 9));
+        // An update that keeps the key keeps the context: a resume there changes nothing.
+        let mut s3 = s2.clone();
+        s3.resume[0] = Some(SrtpResume::default());
+        t.install(&s3, Arc::clone(&c), 3).unwrap();
+        let out = go(&mut t, EXT_RTP.0, EXT_RTP.1, &rtp_from(S, 8)).unwrap();
+        let mut b = out.clone();
+        assert!(rx2.unprotect_rtp(&mut b, out.len()).is_ok());
+    }
+
+    #[test]
+    fn counters_publish_the_roc_after_a_wrap_and_the_ssrc() {
+        let k = key(5);
+        // `a` protects what arrives on ext; its mirror `b` unprotects it.
+        let mut a = FlowTable::default();
+        let ca = Arc::new(FlowCounters::default());
+        let fwd = TransformSpec::Forward;
+        a.install(
+            &spec(11, (TransformSpec::Protect(k.clone()), fwd.clone())),
+            Arc::clone(&ca),
+            0,
+        )
+        .unwrap();
+        let mut b = FlowTable::default();
+        let cb = Arc::new(FlowCounters::default());
+        b.install(
+            &spec(11, (TransformSpec::Unprotect(k), fwd)),
+            Arc::clone(&cb),
+            0,
+        )
+        .unwrap();
+        let pos = |c: &FlowCounters| {
+            let s = c.sides[0].snapshot();
+            (s.srtp_ssrc, s.srtp_roc)
+        };
+        assert_eq!(pos(&ca), (None, 0));
+        let mut seq = 65_000u16;
+        for i in 0..70_000u32 {
+            let srtp = go(&mut a, EXT_RTP.0, EXT_RTP.1, &rtp_from(0x1111, seq)).unwrap();
+            go(&mut b, EXT_RTP.0, EXT_RTP.1, &srtp).unwrap();
+            if i == 0 || i == 535 {
+                // Before the wrap (seq 65535 is packet 535).
+                assert_eq!(pos(&ca), (Some(0x1111), 0), "packet {i}");
+                assert_eq!(pos(&cb), (Some(0x1111), 0), "packet {i}");
+            }
+            if i == 536 {
+                assert_eq!(pos(&ca), (Some(0x1111), 1), "wrap at packet {i}");
+                assert_eq!(pos(&cb), (Some(0x1111), 1), "wrap at packet {i}");
+            }
+            seq = seq.wrapping_add(1);
+        }
+        // 70,000 packets from 65000: two wraps.
+        assert_eq!(pos(&ca), (Some(0x1111), 2));
+        assert_eq!(pos(&cb), (Some(0x1111), 2));
+        // What the control plane stores resumes exactly where the stream stands.
+        let snap = ca.sides[0].snapshot();
+        assert_eq!(
+            snap.srtp_resume(),
+            Some(SrtpResume {
+                ssrc: 0x1111,
+                roc: 2,
+                srtcp_index: 0
+            })
+        );
+        // A new SSRC is published with its own ROC.
+        let srtp = go(&mut a, EXT_RTP.0, EXT_RTP.1, &rtp_from(0x2222, 5)).unwrap();
+        go(&mut b, EXT_RTP.0, EXT_RTP.1, &srtp).unwrap();
+        assert_eq!(pos(&ca), (Some(0x2222), 0));
+        assert_eq!(pos(&cb), (Some(0x2222), 0));
+        // A forged packet is refused and publishes nothing.
+        let mut forged = go(&mut a, EXT_RTP.0, EXT_RTP.1, &rtp_from(0x3333, 1)).unwrap();
+        forged[40] ^= 1;
+        assert_eq!(
+            go(&mut b, EXT_RTP.0, EXT_RTP.1, &forged).unwrap_err(),
+            DropReason::AuthFailed
+        );
+        assert_eq!(pos(&cb), (Some(0x2222), 0));
+    }
+
+    #[test]
+    fn merge_keeps_the_latest_position() {
+        let mut x = SideSnapshot {
+            last_seen_ns: 10,
+            srtp_ssrc: Some(1),
+            srtp_roc: 4,
+            srtcp_tx: 9,
+            ..SideSnapshot::default()
+        };
+        let older = SideSnapshot {
+            last_seen_ns: 5,
+            srtp_ssrc: Some(2),
+            srtp_roc: 1,
+            srtcp_tx: 20,
+            ..SideSnapshot::default()
+        };
+        x.merge(&older);
+        assert_eq!((x.srtp_ssrc, x.srtp_roc, x.srtcp_tx), (Some(1), 4, 20));
+        x.merge(&SideSnapshot::default());
+        assert_eq!((x.srtp_ssrc, x.srtp_roc), (Some(1), 4));
+        let mut none = SideSnapshot::default();
+        none.merge(&older);
+        assert_eq!(none.srtp_resume().map(|r| r.ssrc), Some(2));
+    }
+}
+
+#[cfg(test)]
 mod stats_tests {
     use super::*;
     use crate::flow::LegSpec;
@@ -974,6 +1251,7 @@ mod stats_tests {
             int: leg("10.0.2.1:1000", "10.0.2.2:2000"),
             ext_to_int: TransformSpec::Forward,
             int_to_ext: TransformSpec::Forward,
+            resume: [None, None],
         };
         let mut t = FlowTable::default();
         let c = Arc::new(FlowCounters::default());

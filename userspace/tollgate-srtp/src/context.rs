@@ -6,6 +6,13 @@
 //! parse the header, find the stream (a new SSRC is only admitted once its packet
 //! authenticates), estimate the index, check the replay window, verify the tag, then commit
 //! the index and decrypt. A refused packet leaves the stream state and the buffer untouched.
+//!
+//! Resuming after a restart ([`Context::resume`]): a stream can be pre-created *pending* at a
+//! stored ROC. Pending streams live at the top of the stream table, outside the range the
+//! per-packet lookup scans, so established streams pay nothing for them; only the path that
+//! admits a new SSRC looks there. A pending stream's first RTP packet gets index
+//! `ROC << 16 | SEQ` (RFC 3711 §3.3.1: the replay window starts empty and the first
+//! authenticated packet sets the highest index) and the stream then joins the active range.
 
 use crate::crypto::{Aes, Gcm, HmacSha1, kdf, label, tags_equal};
 use crate::error::Error;
@@ -137,8 +144,11 @@ pub struct Context {
     rtp: Keys,
     rtcp: Keys,
     geo: Geometry,
+    /// `streams[..n_streams]` are active; `streams[len - n_pending..]` are pending (resumed,
+    /// no RTP packet yet: `rtp_index` holds `ROC << 16`, the base of their first index).
     streams: Box<[Stream]>,
     n_streams: usize,
+    n_pending: usize,
     /// Two windows (SRTP, SRTCP) of `geo.words` words per stream slot.
     windows: Box<[u64]>,
     lifetime: Option<u64>,
@@ -152,6 +162,7 @@ impl std::fmt::Debug for Context {
             .field("profile", &self.profile)
             .field("replay_window", &self.geo.size)
             .field("streams", &self.n_streams)
+            .field("pending", &self.n_pending)
             .field("max_streams", &self.streams.len())
             .finish_non_exhaustive()
     }
@@ -304,6 +315,7 @@ impl Context {
             geo,
             streams: vec![Stream::default(); cfg.max_streams].into_boxed_slice(),
             n_streams: 0,
+            n_pending: 0,
             windows: vec![0u64; cfg.max_streams * 2 * geo.words].into_boxed_slice(),
             lifetime: None,
             used: 0,
@@ -315,22 +327,80 @@ impl Context {
         self.profile
     }
 
-    /// Number of SSRCs the context currently tracks.
+    /// Number of SSRCs the context currently tracks (resumed ones included).
     pub fn stream_count(&self) -> usize {
-        self.n_streams
+        self.n_streams + self.n_pending
     }
 
-    /// The rollover counter and highest sequence number of an SSRC's SRTP stream, if known.
+    /// The rollover counter and highest sequence number of an SSRC's SRTP stream, if it has
+    /// seen an RTP packet (`None` for a resumed stream still waiting for its first one).
     pub fn rtp_index(&self, ssrc: u32) -> Option<(u32, u16)> {
         let s = self.streams.get(self.find(ssrc)?)?;
         Some(((s.rtp_index >> 16) as u32, s.rtp_index as u16))
     }
 
+    /// The last SRTCP index sent for an SSRC (0: none sent yet), if the SSRC has a stream
+    /// (active or resumed).
+    pub fn srtcp_tx_index(&self, ssrc: u32) -> Option<u32> {
+        let i = self.find(ssrc).or_else(|| self.find_pending(ssrc))?;
+        self.streams.get(i).map(|s| s.rtcp_tx)
+    }
+
+    /// Pre-creates the stream of `ssrc` where it stood before a restart (RFC 3711 §3.3.1):
+    /// its first RTP packet, protected or unprotected, gets index `roc << 16 | seq`, and the
+    /// first SRTCP packet protected for it gets index `srtcp_index + 1`.
+    ///
+    /// Unprotecting, the replay windows start empty and the first packet's index becomes the
+    /// highest only once it authenticates: a forged or stale first packet is refused and
+    /// commits nothing. SRTCP on the stream before its first RTP packet keeps it resumed.
+    /// Calling it again before the first RTP packet replaces the stored position.
+    ///
+    /// Refused with [`crate::ErrorKind::BadConfig`] if the SSRC already carried RTP or SRTCP
+    /// in this context (its state is newer than any stored one; re-keying builds a new
+    /// context), or `srtcp_index` is not a 31-bit SRTCP index; with
+    /// [`crate::ErrorKind::TooManyStreams`] if the table is full. Costs nothing per packet on
+    /// established streams: the work happens where a new SSRC is admitted.
+    pub fn resume(&mut self, ssrc: u32, roc: u32, srtcp_index: u32) -> Result<(), Error> {
+        if srtcp_index > 0x7fff_ffff {
+            return Err(Error::BadConfig("resume: SRTCP index must be below 2^31"));
+        }
+        if self.find(ssrc).is_some() {
+            return Err(Error::BadConfig("resume: the SSRC already has a stream"));
+        }
+        let i = match self.find_pending(ssrc) {
+            Some(i) => i,
+            None => {
+                self.room_for(ssrc)?;
+                self.n_pending += 1;
+                self.streams.len() - self.n_pending
+            }
+        };
+        if let Some(s) = self.streams.get_mut(i) {
+            *s = Stream {
+                ssrc,
+                rtp_index: u64::from(roc) << 16,
+                rtcp_rx: 0,
+                rtcp_tx: srtcp_index,
+            };
+        }
+        let w = 2 * self.geo.words;
+        if let Some(win) = self.windows.get_mut(i * w..i * w + w) {
+            win.fill(0);
+        }
+        Ok(())
+    }
+
     /// Forgets an SSRC (e.g. after the peer changed SSRC), freeing its slot. Returns whether
-    /// it was present. Its indices start afresh if it reappears.
+    /// it was present (active or resumed). Its indices start afresh if it reappears.
     pub fn remove_stream(&mut self, ssrc: u32) -> bool {
         let Some(i) = self.find(ssrc) else {
-            return false;
+            let Some(p) = self.find_pending(ssrc) else {
+                return false;
+            };
+            let lo = self.streams.len() - self.n_pending;
+            self.swap_slots(p, lo);
+            self.n_pending -= 1;
+            return true;
         };
         let last = self.n_streams - 1;
         if i != last {
@@ -353,10 +423,41 @@ impl Context {
             .position(|s| s.ssrc == ssrc)
     }
 
-    /// Refuses a new SSRC when the table is full (checked before any crypto).
+    /// The slot of a resumed stream that has not seen RTP yet (only looked at when
+    /// [`Context::find`] missed).
+    fn find_pending(&self, ssrc: u32) -> Option<usize> {
+        if self.n_pending == 0 {
+            return None;
+        }
+        let lo = self.streams.len() - self.n_pending;
+        self.streams
+            .get(lo..)?
+            .iter()
+            .position(|s| s.ssrc == ssrc)
+            .map(|i| lo + i)
+    }
+
+    /// Swaps two slots' streams and windows.
+    fn swap_slots(&mut self, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        let (a, b) = (a.min(b), a.max(b));
+        self.streams.swap(a, b);
+        let w = 2 * self.geo.words;
+        let (lo, hi) = self.windows.split_at_mut(b * w);
+        if let (Some(x), Some(y)) = (lo.get_mut(a * w..a * w + w), hi.get_mut(..w)) {
+            x.swap_with_slice(y);
+        }
+    }
+
+    /// Refuses a new SSRC when the table is full (checked before any crypto). A resumed SSRC
+    /// already has its slot.
     #[inline]
     fn room_for(&self, ssrc: u32) -> Result<(), Error> {
-        if self.n_streams >= self.streams.len() {
+        if self.n_streams + self.n_pending >= self.streams.len()
+            && self.find_pending(ssrc).is_none()
+        {
             return Err(Error::TooManyStreams {
                 ssrc,
                 max: self.streams.len(),
@@ -365,7 +466,18 @@ impl Context {
         Ok(())
     }
 
+    /// Admits a new SSRC to the active range: a resumed stream moves there with its state
+    /// (`rtp_index` = `ROC << 16`, the base of its first index), any other starts at zero.
     fn alloc(&mut self, ssrc: u32) -> Result<usize, Error> {
+        if let Some(p) = self.find_pending(ssrc) {
+            let lo = self.streams.len() - self.n_pending;
+            self.swap_slots(p, lo);
+            self.n_pending -= 1;
+            let i = self.n_streams;
+            self.swap_slots(lo, i);
+            self.n_streams += 1;
+            return Ok(i);
+        }
         self.room_for(ssrc)?;
         let i = self.n_streams;
         if let Some(s) = self.streams.get_mut(i) {
@@ -382,9 +494,11 @@ impl Context {
         Ok(i)
     }
 
+    /// The slot SRTCP uses: an active or resumed stream (a resumed one stays pending, its
+    /// first RTP packet still to come), else a new active one.
     #[inline]
-    fn slot_or_alloc(&mut self, ssrc: u32) -> Result<usize, Error> {
-        match self.find(ssrc) {
+    fn rtcp_slot_or_alloc(&mut self, ssrc: u32) -> Result<usize, Error> {
+        match self.find(ssrc).or_else(|| self.find_pending(ssrc)) {
             Some(i) => Ok(i),
             None => self.alloc(ssrc),
         }
@@ -555,9 +669,18 @@ impl Context {
                 have: buf.len(),
             });
         }
-        let slot = self.slot_or_alloc(h.ssrc)?;
-        let index = self.streams.get(slot).map_or(0, |s| s.rtp_index);
-        let delta = estimate(index, h.seq);
+        let (slot, index, delta) = match self.find(h.ssrc) {
+            Some(slot) => {
+                let index = self.streams.get(slot).map_or(0, |s| s.rtp_index);
+                (slot, index, estimate(index, h.seq))
+            }
+            // A new stream's first index is its base (0, or ROC << 16 if resumed) + SEQ.
+            None => {
+                let slot = self.alloc(h.ssrc)?;
+                let index = self.streams.get(slot).map_or(0, |s| s.rtp_index);
+                (slot, index, i64::from(h.seq))
+            }
+        };
         let est = self.replay_check(Some(slot), false, index, delta)?;
         if est > MAX_RTP_INDEX {
             return Err(Error::IndexExhausted);
@@ -605,13 +728,20 @@ impl Context {
         let body = len - tag_len;
         let h = parse_rtp(pkt, body)?;
         let slot = self.find(h.ssrc);
-        if slot.is_none() {
-            self.room_for(h.ssrc)?;
-        }
-        let index = slot
-            .and_then(|i| self.streams.get(i))
-            .map_or(0, |s| s.rtp_index);
-        let delta = estimate(index, h.seq);
+        let (index, delta) = match slot.and_then(|i| self.streams.get(i)) {
+            Some(s) => (s.rtp_index, estimate(s.rtp_index, h.seq)),
+            // Not active: the first index is the base (0, or ROC << 16 if resumed) + SEQ; the
+            // stream is admitted (`commit` -> `alloc`) only if the packet authenticates. Its
+            // RTP window is empty, so there is no replay to check.
+            None => {
+                self.room_for(h.ssrc)?;
+                let base = self
+                    .find_pending(h.ssrc)
+                    .and_then(|p| self.streams.get(p))
+                    .map_or(0, |s| s.rtp_index);
+                (base, i64::from(h.seq))
+            }
+        };
         let est = self.replay_check(slot, false, index, delta)?;
         Ok(Located {
             h,
@@ -714,7 +844,7 @@ impl Context {
                 have: buf.len(),
             });
         }
-        let slot = self.slot_or_alloc(ssrc)?;
+        let slot = self.rtcp_slot_or_alloc(ssrc)?;
         let stream = self.streams.get_mut(slot).ok_or(Error::IndexExhausted)?;
         let idx = stream.rtcp_tx + 1;
         if idx > 0x7fff_ffff {
@@ -779,7 +909,7 @@ impl Context {
         let word = be32(pkt, word_at);
         let encrypted = word & RTCP_E != 0;
         let idx = word & !RTCP_E;
-        let slot = self.find(ssrc);
+        let slot = self.find(ssrc).or_else(|| self.find_pending(ssrc));
         if slot.is_none() {
             self.room_for(ssrc)?;
         }
@@ -866,7 +996,7 @@ impl Context {
 
     #[cfg(test)]
     pub(crate) fn set_rtcp_tx(&mut self, ssrc: u32, last: u32) {
-        if let Ok(i) = self.slot_or_alloc(ssrc)
+        if let Ok(i) = self.rtcp_slot_or_alloc(ssrc)
             && let Some(s) = self.streams.get_mut(i)
         {
             s.rtcp_tx = last;

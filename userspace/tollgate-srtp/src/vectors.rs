@@ -428,3 +428,263 @@ fn batch_unprotect_across_the_wrap_matches_single() {
         assert!(want.iter().filter(|r| r.is_err()).count() >= 3, "{p}");
     }
 }
+
+/// Protects `pkt` (RTP or RTCP) with `tx` and returns the SRTP/SRTCP bytes.
+fn protect(tx: &mut Context, pkt: &[u8], rtcp: bool) -> Result<Vec<u8>, Error> {
+    let mut buf = vec![0u8; pkt.len() + 64];
+    buf[..pkt.len()].copy_from_slice(pkt);
+    let n = if rtcp {
+        tx.protect_rtcp(&mut buf, pkt.len())?
+    } else {
+        tx.protect_rtp(&mut buf, pkt.len())?
+    };
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Unprotects `pkt` with `rx`; returns the plain length.
+fn unprotect(rx: &mut Context, pkt: &[u8], rtcp: bool) -> Result<usize, Error> {
+    let mut buf = pkt.to_vec();
+    if rtcp {
+        rx.unprotect_rtcp(&mut buf, pkt.len())
+    } else {
+        rx.unprotect_rtp(&mut buf, pkt.len())
+    }
+}
+
+fn rtcp_sr(ssrc: u32) -> Vec<u8> {
+    let mut p = unhex(RFC7714_RTCP);
+    p[4..8].copy_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+#[test]
+fn resumed_protect_continues_the_index_and_srtcp() {
+    const S: u32 = 0x0bad_cafe;
+    for p in Profile::ALL {
+        let k = km(p, 7);
+        let mut tx = Context::new(&k, Config::default()).unwrap();
+        let mut rx = Context::new(&k, Config::default()).unwrap();
+        // Before the restart: through the wrap (ROC 1), three SRTCP packets.
+        for seq in [65533u16, 65534, 65535, 0, 1] {
+            let s = protect(&mut tx, &rtp(seq, S, 40), false).unwrap();
+            unprotect(&mut rx, &s, false).unwrap();
+        }
+        for _ in 0..3 {
+            let s = protect(&mut tx, &rtcp_sr(S), true).unwrap();
+            unprotect(&mut rx, &s, true).unwrap();
+        }
+        assert_eq!(tx.rtp_index(S), Some((1, 1)));
+        assert_eq!(tx.srtcp_tx_index(S), Some(3));
+        // After: a fresh context at the stored position produces exactly the bytes the old
+        // one would have, and the receiver takes them.
+        let mut tx2 = Context::new(&k, Config::default()).unwrap();
+        tx2.resume(S, 1, 3).unwrap();
+        assert_eq!(tx2.rtp_index(S), None, "{p}: no RTP yet");
+        assert_eq!(tx2.srtcp_tx_index(S), Some(3));
+        assert_eq!(tx2.stream_count(), 1);
+        // SRTCP before the first RTP packet keeps the stream resumed.
+        let old = protect(&mut tx, &rtcp_sr(S), true).unwrap();
+        let new = protect(&mut tx2, &rtcp_sr(S), true).unwrap();
+        assert_eq!(old, new, "{p}: SRTCP index 4");
+        unprotect(&mut rx, &new, true).unwrap();
+        assert_eq!(tx2.srtcp_tx_index(S), Some(4));
+        assert_eq!(tx2.rtp_index(S), None, "{p}: still waiting for RTP");
+        for seq in [2u16, 3, 4] {
+            let old = protect(&mut tx, &rtp(seq, S, 40), false).unwrap();
+            let new = protect(&mut tx2, &rtp(seq, S, 40), false).unwrap();
+            assert_eq!(old, new, "{p}: seq {seq}");
+            unprotect(&mut rx, &new, false).unwrap();
+        }
+        assert_eq!(tx2.rtp_index(S), Some((1, 4)));
+        assert_eq!(tx2.stream_count(), 1);
+        // Without resume the receiver refuses both (ROC 0 / SRTCP index 1).
+        let mut tx3 = Context::new(&k, Config::default()).unwrap();
+        let s = protect(&mut tx3, &rtp(5, S, 40), false).unwrap();
+        assert_eq!(
+            unprotect(&mut rx, &s, false).map_err(|e| e.kind()),
+            Err(ErrorKind::AuthFailed)
+        );
+        let s = protect(&mut tx3, &rtcp_sr(S), true).unwrap();
+        assert_eq!(
+            unprotect(&mut rx, &s, true).map_err(|e| e.kind()),
+            Err(ErrorKind::Replayed)
+        );
+    }
+}
+
+#[test]
+fn resumed_first_index_is_exact_whatever_the_seq() {
+    // A highest index of ROC << 16 alone would estimate SEQ >= 2^15 as ROC - 1.
+    const S: u32 = 77;
+    for p in [Profile::Aes128CmHmacSha1_80, Profile::AeadAes128Gcm] {
+        let k = km(p, 8);
+        for (roc, seq) in [(1u32, 40000u16), (1, 0), (7, 65535), (0, 0), (0, 50000)] {
+            let mut tx = Context::new(&k, Config::default()).unwrap();
+            let mut rx = Context::new(&k, Config::default()).unwrap();
+            tx.resume(S, roc, 0).unwrap();
+            rx.resume(S, roc, 0).unwrap();
+            let s = protect(&mut tx, &rtp(seq, S, 20), false).unwrap();
+            assert_eq!(tx.rtp_index(S), Some((roc, seq)), "{p} {roc} {seq}");
+            assert_eq!(unprotect(&mut rx, &s, false), Ok(32), "{p} {roc} {seq}");
+            assert_eq!(rx.rtp_index(S), Some((roc, seq)));
+            // The next packets continue from there, across a wrap too.
+            for d in 1..=3u16 {
+                let s = protect(&mut tx, &rtp(seq.wrapping_add(d), S, 20), false).unwrap();
+                assert_eq!(unprotect(&mut rx, &s, false), Ok(32), "{p} {roc} {seq}+{d}");
+            }
+            let want = (u64::from(roc) << 16 | u64::from(seq)) + 3;
+            assert_eq!(rx.rtp_index(S), Some(((want >> 16) as u32, want as u16)));
+        }
+    }
+}
+
+#[test]
+fn resumed_unprotect_commits_only_an_authenticated_first_packet() {
+    const S: u32 = 0x5555;
+    for p in Profile::ALL {
+        let k = km(p, 9);
+        let mut tx = Context::new(&k, Config::default()).unwrap();
+        let mut sent = Vec::new();
+        for seq in [65534u16, 65535, 0, 1, 2, 3] {
+            sent.push(protect(&mut tx, &rtp(seq, S, 40), false).unwrap());
+        }
+        let mut rx = Context::new(&k, Config::default()).unwrap();
+        rx.resume(S, 1, 0).unwrap();
+        // Forged (bit flip) and stale (ROC 0, taken as ROC 1) first packets: refused, and
+        // nothing is committed.
+        let mut forged = sent[3].clone();
+        forged[20] ^= 1;
+        for (what, bad) in [("forged", &forged), ("stale", &sent[1])] {
+            assert_eq!(
+                unprotect(&mut rx, bad, false).map_err(|e| e.kind()),
+                Err(ErrorKind::AuthFailed),
+                "{p}: {what}"
+            );
+            assert_eq!(rx.rtp_index(S), None, "{p}: {what} committed");
+            assert_eq!(rx.stream_count(), 1);
+        }
+        // The real one sets the highest index; a late one within the window still passes.
+        assert_eq!(unprotect(&mut rx, &sent[3], false), Ok(52), "{p}");
+        assert_eq!(rx.rtp_index(S), Some((1, 1)));
+        assert_eq!(
+            unprotect(&mut rx, &sent[2], false),
+            Ok(52),
+            "{p}: late seq 0"
+        );
+        assert_eq!(unprotect(&mut rx, &sent[4], false), Ok(52), "{p}");
+        assert_eq!(
+            unprotect(&mut rx, &sent[3], false).map_err(|e| e.kind()),
+            Err(ErrorKind::Replayed)
+        );
+        assert_eq!(rx.rtp_index(S), Some((1, 2)));
+        // SRTCP received before the first RTP leaves the stream resumed.
+        let mut rx2 = Context::new(&k, Config::default()).unwrap();
+        rx2.resume(S, 1, 0).unwrap();
+        let c = protect(&mut tx, &rtcp_sr(S), true).unwrap();
+        assert!(unprotect(&mut rx2, &c, true).is_ok(), "{p}");
+        assert_eq!(
+            unprotect(&mut rx2, &c, true).map_err(|e| e.kind()),
+            Err(ErrorKind::Replayed),
+            "{p}: SRTCP window kept while pending"
+        );
+        assert_eq!(rx2.rtp_index(S), None);
+        assert_eq!(unprotect(&mut rx2, &sent[5], false), Ok(52), "{p}");
+        assert_eq!(
+            unprotect(&mut rx2, &c, true).map_err(|e| e.kind()),
+            Err(ErrorKind::Replayed),
+            "{p}: SRTCP window carried into the active stream"
+        );
+        assert_eq!(rx2.rtp_index(S), Some((1, 3)));
+    }
+}
+
+#[test]
+fn resume_rules_and_table_bookkeeping() {
+    let k = km(Profile::Aes128CmHmacSha1_80, 10);
+    let cfg = Config {
+        max_streams: 3,
+        ..Config::default()
+    };
+    let mut tx = Context::new(&k, cfg).unwrap();
+    assert_eq!(
+        tx.resume(1, 0, 0x8000_0000).map_err(|e| e.kind()),
+        Err(ErrorKind::BadConfig)
+    );
+    protect(&mut tx, &rtp(9, 1, 8), false).unwrap();
+    assert_eq!(
+        tx.resume(1, 5, 0).map_err(|e| e.kind()),
+        Err(ErrorKind::BadConfig),
+        "an active stream is newer than any stored position"
+    );
+    tx.resume(2, 20, 200).unwrap();
+    tx.resume(3, 3, 300).unwrap();
+    tx.resume(3, 30, 300).unwrap(); // replaces, takes no new slot
+    assert_eq!(tx.stream_count(), 3);
+    assert_eq!(
+        tx.resume(4, 0, 0).map_err(|e| e.kind()),
+        Err(ErrorKind::TooManyStreams)
+    );
+    assert_eq!(
+        protect(&mut tx, &rtp(1, 4, 8), false).map_err(|e| e.kind()),
+        Err(ErrorKind::TooManyStreams)
+    );
+    // Promotion moves streams and windows without mixing them up, whatever the order.
+    protect(&mut tx, &rtcp_sr(3), true).unwrap();
+    protect(&mut tx, &rtp(60000, 2, 8), false).unwrap();
+    assert_eq!(tx.rtp_index(2), Some((20, 60000)));
+    assert_eq!(tx.rtp_index(3), None);
+    assert_eq!(tx.srtcp_tx_index(3), Some(301));
+    assert_eq!(tx.srtcp_tx_index(2), Some(200));
+    protect(&mut tx, &rtp(5, 3, 8), false).unwrap();
+    assert_eq!(tx.rtp_index(3), Some((30, 5)));
+    assert_eq!(tx.srtcp_tx_index(3), Some(301));
+    assert_eq!(tx.rtp_index(1), Some((0, 9)));
+    assert_eq!(tx.stream_count(), 3);
+    // Forgetting a resumed stream frees its slot.
+    assert!(tx.remove_stream(1));
+    tx.resume(4, 4, 0).unwrap();
+    assert!(tx.remove_stream(4));
+    assert!(!tx.remove_stream(4));
+    assert_eq!(tx.srtcp_tx_index(4), None);
+    assert_eq!(tx.stream_count(), 2);
+    protect(&mut tx, &rtp(1, 4, 8), false).unwrap();
+    assert_eq!(
+        tx.rtp_index(4),
+        Some((0, 1)),
+        "a forgotten position is not reused"
+    );
+}
+
+#[test]
+fn batch_unprotect_of_a_resumed_stream() {
+    const S: u32 = 0x7777;
+    for p in Profile::ALL {
+        let k = km(p, 11);
+        let mut tx = Context::new(&k, Config::default()).unwrap();
+        tx.resume(S, 2, 0).unwrap();
+        let mut bufs: Vec<Vec<u8>> = [40000u16, 40001, 40002]
+            .iter()
+            .map(|&s| {
+                let mut b = protect(&mut tx, &rtp(s, S, 30), false).unwrap();
+                b.resize(b.len() + 32, 0);
+                b
+            })
+            .collect();
+        let len = 12 + 30 + p.rtp_tag_len();
+        bufs[0][15] ^= 1; // forged first packet
+        let mut ctxs = vec![Context::new(&k, Config::default()).unwrap()];
+        ctxs[0].resume(S, 2, 0).unwrap();
+        let mut jobs: Vec<Job<'_>> = bufs
+            .iter_mut()
+            .map(|b| Job::new(0, Op::UnprotectRtp, b, len))
+            .collect();
+        process_batch(&mut ctxs, &mut jobs);
+        let got: Vec<_> = jobs
+            .iter()
+            .map(|j| j.result.map_err(|e| e.kind()))
+            .collect();
+        assert_eq!(got, vec![Err(ErrorKind::AuthFailed), Ok(42), Ok(42)], "{p}");
+        assert_eq!(ctxs[0].rtp_index(S), Some((2, 40002)));
+    }
+}

@@ -446,3 +446,140 @@ fn gcm_unencrypted_srtcp_from_libsrtp() {
         }
     }
 }
+
+/// Sequence numbers a sender used before a restart: across the wrap to ROC 1, then on (in
+/// steps below 2^15, so both ends keep the ROC) to 40000, past the half of the seq space.
+fn before_restart() -> Vec<u16> {
+    let mut v: Vec<u16> = (65_530..=65_535).collect();
+    v.extend(0..=10);
+    v.extend([16_000, 32_000]);
+    v.extend(39_990..=40_000);
+    v
+}
+
+/// Resume (a): libsrtp sent through a wrap to ROC 1 and 40000, its receiver took it all; a
+/// fresh Tollgate context resumed at (ROC 1, last SRTCP index) carries on, and the libsrtp
+/// receiver accepts its SRTP and SRTCP. Without resume it would refuse both.
+#[test]
+fn libsrtp_receiver_takes_a_resumed_tollgate_sender() {
+    const SSRC: u32 = 0x1234_5678;
+    for p in Profile::ALL {
+        let km = key_material(p, 0xa11 ^ p as u64);
+        let mut rng = Rng(0x5e5 ^ p as u64);
+        let mut ltx = theirs(p, &km, Direction::Outbound, 128);
+        let mut lrx = theirs(p, &km, Direction::Inbound, 128);
+        let mut b = vec![0u8; 512];
+        let mut srtcp_sent = 0u32;
+        for (i, seq) in before_restart().into_iter().enumerate() {
+            let pkt = rtp_packet(&mut rng, SSRC, seq);
+            b[..pkt.len()].copy_from_slice(&pkt);
+            let l = ltx.protect(&mut b, pkt.len()).unwrap();
+            let n = lrx.unprotect(&mut b, l).unwrap();
+            assert_eq!(&b[..n], &pkt[..]);
+            if i % 5 == 0 {
+                let c = rtcp_packet(&mut rng, SSRC);
+                b[..c.len()].copy_from_slice(&c);
+                let l = ltx.protect_rtcp(&mut b, c.len()).unwrap();
+                lrx.unprotect_rtcp(&mut b, l).unwrap();
+                srtcp_sent += 1;
+            }
+        }
+        let mut tx = ours(p, &km, 128);
+        tx.resume(SSRC, 1, srtcp_sent).unwrap();
+        for seq in 40_001..=40_040u16 {
+            let pkt = rtp_packet(&mut rng, SSRC, seq);
+            b[..pkt.len()].copy_from_slice(&pkt);
+            let l = tx.protect_rtp(&mut b, pkt.len()).unwrap();
+            let n = lrx
+                .unprotect(&mut b, l)
+                .unwrap_or_else(|e| panic!("{p} seq {seq}: libsrtp refused ours: {e}"));
+            assert_eq!(&b[..n], &pkt[..], "{p} seq {seq}");
+            if seq % 10 == 0 {
+                let c = rtcp_packet(&mut rng, SSRC);
+                b[..c.len()].copy_from_slice(&c);
+                let l = tx.protect_rtcp(&mut b, c.len()).unwrap();
+                let n = lrx
+                    .unprotect_rtcp(&mut b, l)
+                    .unwrap_or_else(|e| panic!("{p} seq {seq}: libsrtp refused our SRTCP: {e}"));
+                assert_eq!(&b[..n], &c[..]);
+            }
+        }
+        assert_eq!(tx.rtp_index(SSRC), Some((1, 40_040)));
+        assert_eq!(tx.srtcp_tx_index(SSRC), Some(srtcp_sent + 4));
+        // The same restart without resume: ROC 0 fails authentication, SRTCP index 1 is a
+        // replay.
+        let mut fresh = ours(p, &km, 128);
+        let pkt = rtp_packet(&mut rng, SSRC, 40_041);
+        b[..pkt.len()].copy_from_slice(&pkt);
+        let l = fresh.protect_rtp(&mut b, pkt.len()).unwrap();
+        assert_eq!(lrx.unprotect(&mut b, l), Err(status::AUTH_FAIL), "{p}");
+        let c = rtcp_packet(&mut rng, SSRC);
+        b[..c.len()].copy_from_slice(&c);
+        let l = fresh.protect_rtcp(&mut b, c.len()).unwrap();
+        assert!(
+            matches!(
+                lrx.unprotect_rtcp(&mut b, l),
+                Err(status::REPLAY_FAIL | status::REPLAY_OLD)
+            ),
+            "{p}"
+        );
+    }
+}
+
+/// Resume (b): a fresh Tollgate receiver resumed at ROC 1 takes libsrtp's continuing packets
+/// (the first at SEQ >= 2^15), refuses a forged first packet without committing it, then
+/// accepts the real one; libsrtp's continuing SRTCP passes too.
+#[test]
+fn resumed_tollgate_receiver_takes_libsrtp_continuing() {
+    const SSRC: u32 = 0x0abc_def0;
+    for p in Profile::ALL {
+        let km = key_material(p, 0xb22 ^ p as u64);
+        let mut rng = Rng(0x6e6 ^ p as u64);
+        let mut ltx = theirs(p, &km, Direction::Outbound, 128);
+        let mut b = vec![0u8; 512];
+        for seq in before_restart() {
+            let pkt = rtp_packet(&mut rng, SSRC, seq);
+            b[..pkt.len()].copy_from_slice(&pkt);
+            ltx.protect(&mut b, pkt.len()).unwrap();
+        }
+        for _ in 0..7 {
+            let c = rtcp_packet(&mut rng, SSRC);
+            b[..c.len()].copy_from_slice(&c);
+            ltx.protect_rtcp(&mut b, c.len()).unwrap();
+        }
+        let mut rx = ours(p, &km, 128);
+        rx.resume(SSRC, 1, 0).unwrap();
+        for seq in 40_001..=40_040u16 {
+            let pkt = rtp_packet(&mut rng, SSRC, seq);
+            b[..pkt.len()].copy_from_slice(&pkt);
+            let l = ltx.protect(&mut b, pkt.len()).unwrap();
+            if seq == 40_001 {
+                let mut forged = b[..l].to_vec();
+                let at = forged.len() / 2;
+                forged[at] ^= 0x40;
+                let before = forged.clone();
+                assert_eq!(
+                    rx.unprotect_rtp(&mut forged, l).map_err(|e| e.kind()),
+                    Err(ErrorKind::AuthFailed),
+                    "{p}: forged first packet"
+                );
+                assert_eq!(forged, before, "{p}: refused packet modified");
+                assert_eq!(rx.rtp_index(SSRC), None, "{p}: forged packet committed");
+            }
+            let n = rx
+                .unprotect_rtp(&mut b, l)
+                .unwrap_or_else(|e| panic!("{p} seq {seq}: ours refused libsrtp's: {e}"));
+            assert_eq!(&b[..n], &pkt[..], "{p} seq {seq}");
+            if seq % 10 == 0 {
+                let c = rtcp_packet(&mut rng, SSRC);
+                b[..c.len()].copy_from_slice(&c);
+                let l = ltx.protect_rtcp(&mut b, c.len()).unwrap();
+                let n = rx
+                    .unprotect_rtcp(&mut b, l)
+                    .unwrap_or_else(|e| panic!("{p} seq {seq}: ours refused SRTCP: {e}"));
+                assert_eq!(&b[..n], &c[..]);
+            }
+        }
+        assert_eq!(rx.rtp_index(SSRC), Some((1, 40_040)), "{p}");
+    }
+}

@@ -113,5 +113,6 @@ pub fn forward_flow(
         ),
         ext_to_int: TransformSpec::Forward,
         int_to_ext: TransformSpec::Forward,
+        resume: [None, None],
     }
 }

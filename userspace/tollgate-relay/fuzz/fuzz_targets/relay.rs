@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
         int: leg("10.0.2.1:30000", None, "10.0.2.2:5000", 0),
         ext_to_int: TransformSpec::Protect(key.clone()),
         int_to_ext: TransformSpec::Unprotect(key),
+        resume: [None, None],
     };
     if t.install(&spec, Arc::new(FlowCounters::default()), 0).is_err() {
         return;
