@@ -42,6 +42,11 @@ pub const RECORD_VERSION: u32 = 1;
 /// How far a restored dialog's local CSeq skips ahead of the stored one.
 pub const CSEQ_SKIP: u32 = 10;
 
+/// How far a restored stream's SRTCP index skips ahead of the stored one: the data plane
+/// reports the SRTCP index every 64 packets, so the receiver has seen at most that many more;
+/// a gap in SRTCP indices is harmless, a repeat is a replay.
+pub const SRTCP_SKIP: u32 = 128;
+
 /// Where one direction of a flow's SRTP stream stands (RFC 3711 §3.3.1), as the data plane
 /// last reported it. Indexed by the side packets arrive on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -534,8 +539,18 @@ impl B2bua {
             self.next_flow = self.next_flow.max(max.saturating_add(1));
         }
         for f in &call.flows {
-            let spec = f.spec.clone();
-            // MERGE: spec.resume from f.srtp
+            let mut spec = f.spec.clone();
+            spec.resume = f.srtp.map(|p| {
+                p.map(|p| tollgate_relay::SrtpResume {
+                    ssrc: p.ssrc,
+                    roc: p.roc,
+                    srtcp_index: if p.srtcp_index == 0 {
+                        0
+                    } else {
+                        p.srtcp_index.saturating_add(SRTCP_SKIP).min((1 << 31) - 1)
+                    },
+                })
+            });
             out.push(Output::InstallMedia { call: id, spec });
         }
         let sessions: Vec<Side> = [Side::Ext, Side::Int]

@@ -233,6 +233,7 @@ impl Driver {
         mut self,
         mut net: mpsc::Receiver<NetEvent>,
         mut inactive: mpsc::UnboundedReceiver<u64>,
+        mut positions: mpsc::UnboundedReceiver<crate::media::SrtpReport>,
         mut control: mpsc::UnboundedReceiver<Control>,
     ) -> Summary {
         self.take_over().await;
@@ -253,6 +254,20 @@ impl Driver {
                 ev = net.recv() => {
                     let Some(ev) = ev else { break };
                     self.net_event(ev);
+                }
+                Some((call, flow, side, pos)) = positions.recv() => {
+                    let now = Instant::now();
+                    let side = match side {
+                        tollgate_relay::Side::Ext => Side::Ext,
+                        tollgate_relay::Side::Int => Side::Int,
+                    };
+                    let pos = tollgate_b2bua::record::SrtpPosition {
+                        ssrc: pos.ssrc,
+                        roc: pos.roc,
+                        srtcp_index: pos.srtcp_index,
+                    };
+                    self.core.handle(Input::SrtpPosition { call, flow, side, pos }, now, &mut self.out);
+                    self.flush(now);
                 }
                 Some(call) = inactive.recv() => {
                     tracing::info!(call, "media inactive: ending call");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tollgate_dataplane::{Dataplane, DataplaneStats};
-use tollgate_relay::{DropReason, MediaFlowSpec, SideSnapshot};
+use tollgate_relay::{DropReason, MediaFlowSpec, Side, SideSnapshot, SrtpResume};
 
 use crate::metrics::{Metrics, labels};
 
@@ -90,8 +90,32 @@ impl CallMedia {
     }
 }
 
+/// Where a flow's SRTP streams were last reported to the control plane, by arrival side.
+type Reported = [Option<SrtpResume>; 2];
+
+/// An SRTP stream's new position, for the call's stored record: (call, flow, arrival side,
+/// position).
+pub type SrtpReport = (u64, u64, Side, SrtpResume);
+
+/// SRTCP indices advance with every RTCP packet: a new position is reported when the index
+/// moved this far (a restored stream continues this far above the stored index).
+pub const SRTCP_REPORT_STEP: u32 = 64;
+
+fn worth_reporting(old: Option<SrtpResume>, new: SrtpResume) -> bool {
+    match old {
+        None => true,
+        Some(o) => {
+            o.ssrc != new.ssrc
+                || o.roc != new.roc
+                || new.srtcp_index.wrapping_sub(o.srtcp_index) >= SRTCP_REPORT_STEP
+        }
+    }
+}
+
 struct CallState {
     flows: Vec<u64>,
+    /// Per flow, the SRTP positions last reported.
+    reported: Vec<(u64, Reported)>,
     totals: CallMedia,
     since: Instant,
     reported_inactive: bool,
@@ -117,11 +141,12 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     timeout: Option<Duration>,
     inactive: tokio::sync::mpsc::UnboundedSender<u64>,
+    positions: tokio::sync::mpsc::UnboundedSender<SrtpReport>,
 ) -> std::io::Result<(MediaHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let t = std::thread::Builder::new()
         .name("tg-media".into())
-        .spawn(move || run(dp, rx, metrics, timeout, inactive))?;
+        .spawn(move || run(dp, rx, metrics, timeout, inactive, positions))?;
     Ok((MediaHandle { tx }, t))
 }
 
@@ -131,6 +156,7 @@ fn run(
     metrics: Arc<Metrics>,
     timeout: Option<Duration>,
     inactive: tokio::sync::mpsc::UnboundedSender<u64>,
+    positions: tokio::sync::mpsc::UnboundedSender<SrtpReport>,
 ) {
     let mut calls: HashMap<u64, CallState> = HashMap::new();
     let mut finished: HashMap<u64, CallMedia> = HashMap::new();
@@ -147,6 +173,7 @@ fn run(
                     totals: CallMedia::default(),
                     since: Instant::now(),
                     reported_inactive: false,
+                    reported: Vec::new(),
                 });
                 match dp.install(*spec) {
                     Ok(()) => {
@@ -172,6 +199,7 @@ fn run(
                 let _ = dp.remove(flow);
                 if let Some(c) = calls.get_mut(&call) {
                     c.flows.retain(|f| *f != flow);
+                    c.reported.retain(|(f, _)| *f != flow);
                     if c.flows.is_empty()
                         && let Some(c) = calls.remove(&call)
                     {
@@ -237,6 +265,7 @@ fn run(
                             l.merge(x);
                         }
                         last_seen = last_seen.max(s[0].last_seen_ns).max(s[1].last_seen_ns);
+                        report_positions(*call, *f, &s, &mut c.reported, &positions);
                     }
                 }
                 if let Some(t) = timeout {
@@ -259,6 +288,37 @@ fn run(
         }
     }
     dp.shutdown();
+}
+
+/// Reports the SRTP positions of flow `flow` that moved (a new SSRC, a rollover, SRTCP
+/// [`SRTCP_REPORT_STEP`] further) since the last report.
+fn report_positions(
+    call: u64,
+    flow: u64,
+    s: &[SideSnapshot; 2],
+    reported: &mut Vec<(u64, Reported)>,
+    positions: &tokio::sync::mpsc::UnboundedSender<SrtpReport>,
+) {
+    let i = match reported.iter().position(|(f, _)| *f == flow) {
+        Some(i) => i,
+        None => {
+            reported.push((flow, [None, None]));
+            reported.len() - 1
+        }
+    };
+    let Some((_, last)) = reported.get_mut(i) else {
+        return;
+    };
+    for (side, snap) in [Side::Ext, Side::Int].into_iter().zip(s.iter()) {
+        let Some(pos) = snap.srtp_resume() else {
+            continue;
+        };
+        let slot = &mut last[side.index()];
+        if worth_reporting(*slot, pos) {
+            *slot = Some(pos);
+            let _ = positions.send((call, flow, side, pos));
+        }
+    }
 }
 
 /// Cumulative media totals for metrics: removed flows plus live ones.

@@ -358,7 +358,14 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
     let (inactive_tx, inactive_rx) = mpsc::unbounded_channel();
     let timeout = (cfg.media.inactivity_timeout_s > 0)
         .then(|| Duration::from_secs(cfg.media.inactivity_timeout_s));
-    let (media, media_thread) = crate::media::spawn(dp, Arc::clone(&metrics), timeout, inactive_tx)
+    let (positions_tx, positions_rx) = mpsc::unbounded_channel();
+    let (media, media_thread) = crate::media::spawn(
+        dp,
+        Arc::clone(&metrics),
+        timeout,
+        inactive_tx,
+        positions_tx,
+    )
         .map_err(|source| ServerError::Io {
             what: "media thread",
             source,
@@ -504,7 +511,7 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         "started: data plane attached, listeners bound"
     );
-    let driver = tokio::spawn(driver.run(net_rx, inactive_rx, control_rx));
+    let driver = tokio::spawn(driver.run(net_rx, inactive_rx, positions_rx, control_rx));
     Ok(Running {
         control: control_tx,
         metrics,

@@ -213,11 +213,13 @@ impl CallState {
         let s = self.status();
         metrics.state_up.set(i64::from(s.up));
         metrics.state_unprotected.set(s.unprotected as i64);
-        let labels = |r: &str| vec![("result".to_owned(), r.to_owned())];
-        let ok = metrics.state_writes.get_or_create(&labels("ok"));
-        ok.inc_by(s.writes_ok.saturating_sub(ok.get()));
-        let err = metrics.state_writes.get_or_create(&labels("error"));
-        err.inc_by(s.write_errors.saturating_sub(err.get()));
+        // One family guard at a time: a second get_or_create while one is held deadlocks.
+        for (result, total) in [("ok", s.writes_ok), ("error", s.write_errors)] {
+            let c = metrics
+                .state_writes
+                .get_or_create(&vec![("result".to_owned(), result.to_owned())]);
+            c.inc_by(total.saturating_sub(c.get()));
+        }
         metrics
             .state_resyncs
             .inc_by(s.resyncs.saturating_sub(metrics.state_resyncs.get()));

@@ -34,7 +34,17 @@ fn status(socket: &Path) -> Option<Value> {
         .args(["--json", "status"])
         .output()
         .ok()?;
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let v: Value = match serde_json::from_slice(&out.stdout) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!(
+                "ctl status: {e}: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+    };
     (v["ok"] == true).then_some(v)
 }
 
@@ -110,12 +120,23 @@ fn calls_survive(datapath: &str, store: Store, stop: Stop, direction: Direction)
     let (report, mut tg2, down_for) = std::thread::scope(|sc| {
         let run = sc.spawn(|| parties.run(&plan));
         // Every call answered and stored.
-        wait_for("50 calls stored", Duration::from_secs(30), || {
-            status(&socket).is_some_and(|v| {
+        let mut last = None;
+        let stored = |last: &mut Option<Value>| {
+            *last = status(&socket);
+            last.as_ref().is_some_and(|v| {
                 v["state"]["stored_calls"].as_u64() == Some(CALLS as u64)
                     && v["state"]["unprotected_calls"].as_u64() == Some(0)
             })
-        });
+        };
+        let t = Instant::now();
+        while !stored(&mut last) {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "50 calls stored: last status {last:?}; log:\n{}",
+                std::fs::read_to_string(first_dir.join("tollgate.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         // Let audio run a moment before the stop.
         std::thread::sleep(Duration::from_secs(2));
         let down = Instant::now();
