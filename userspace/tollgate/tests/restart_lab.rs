@@ -65,7 +65,7 @@ enum Store {
 enum Stop {
     /// SIGKILL: a crash.
     Kill,
-    /// SIGUSR2: a handover for an upgrade.
+    /// `tollgate ctl handover` (as SIGUSR2): a handover for an upgrade.
     Handover,
 }
 
@@ -145,7 +145,17 @@ fn calls_survive(datapath: &str, store: Store, stop: Stop, direction: Direction)
                 tg.kill();
             }
             Stop::Handover => {
-                tg.signal(libc::SIGUSR2);
+                let out = Command::new(bin())
+                    .args(["ctl", "--socket"])
+                    .arg(&socket)
+                    .arg("handover")
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "ctl handover: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 assert!(
                     tg.wait_exit(Duration::from_secs(10)).is_some(),
                     "handover exits"
@@ -266,4 +276,91 @@ fn calls_survive_a_handover_socket_path_valkey_store() {
         return;
     }
     calls_survive("socket", Store::Valkey, Stop::Handover, Direction::Inbound);
+}
+
+/// A 30-second Valkey outage during call churn: no call is dropped, the daemon does not
+/// crash, new calls still work, and once Valkey is back every live call is written again.
+#[test]
+fn a_store_outage_drops_no_call_and_state_resyncs() {
+    if skip_unless_root("a_store_outage_drops_no_call_and_state_resyncs") {
+        return;
+    }
+    let lab = LabSpec::unique("so").up_guarded().expect("lab up");
+    let spec = lab.spec().clone();
+    let dir = Scratch::new("store-outage");
+    let a = LabAddrs::from_lab(&spec);
+    let pki = a.pki(&dir.0.join("certs")).unwrap();
+    let cdr = dir.0.join("cdr.jsonl");
+    let socket = dir.0.join("control.sock");
+    let cfg_path = dir.0.join("tollgate.toml");
+    let mut valkey = ValkeyServer::start().expect("valkey-server or redis-server");
+    let text = a.tollgate_config(&pki, "socket", 1, &cdr, None)
+        + &format!(
+            "\n[state]\nbackend = \"valkey\"\nurl = \"{}\"\nnode_id = \"lab-o\"\n",
+            valkey.url()
+        );
+    std::fs::write(&cfg_path, text).unwrap();
+    let parties = Parties::start(&a.topology(&pki), Duration::from_millis(100), true).unwrap();
+    let ext = SocketAddr::new(a.relay_ext, 5060);
+    let mut tg = start_tollgate(&spec, &cfg_path, &dir.0, ext);
+    // About 40 s of churn: a new call every 0.8 s, each talking 4 s.
+    let plan = Plan {
+        direction: Direction::Inbound,
+        calls: 50,
+        concurrency: 10,
+        talk: Duration::from_secs(4),
+        ring: Duration::from_millis(100),
+        media: true,
+        first_index: 0,
+        rate: Some(1.25),
+    };
+    let outage = Duration::from_secs(30);
+    let (report, during) = std::thread::scope(|sc| {
+        let run = sc.spawn(|| parties.run(&plan));
+        wait_for("a stored call", Duration::from_secs(20), || {
+            status(&socket).is_some_and(|v| v["state"]["stored_calls"].as_u64() > Some(0))
+        });
+        valkey.kill();
+        let t = Instant::now();
+        wait_for("the outage seen", Duration::from_secs(10), || {
+            status(&socket).is_some_and(|v| v["state"]["up"] == false)
+        });
+        let mut during = Vec::new();
+        while t.elapsed() < outage {
+            if let Some(v) = status(&socket) {
+                during.push(v);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        valkey.restart().expect("valkey back");
+        let report = run.join().unwrap().expect("scenario");
+        (report, during)
+    });
+    let unprotected_max = during
+        .iter()
+        .filter_map(|v| v["state"]["unprotected_calls"].as_u64())
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "outage: {} calls ok of {}; unprotected calls at most {unprotected_max}",
+        report.ok(),
+        plan.calls
+    );
+    assert!(tg.exited().is_none(), "no crash");
+    assert_eq!(report.ok(), plan.calls, "no call dropped, new calls still work");
+    assert!(unprotected_max > 0, "the outage left calls unprotected, and said so");
+    wait_for("the state re-synced", Duration::from_secs(20), || {
+        status(&socket).is_some_and(|v| {
+            v["state"]["up"] == true
+                && v["state"]["resyncs"].as_u64() >= Some(1)
+                && v["state"]["unprotected_calls"] == 0
+                && v["state"]["stored_calls"] == v["calls"]
+        })
+    });
+    let log = std::fs::read_to_string(dir.0.join("tollgate.log")).unwrap_or_default();
+    assert!(log.contains("call-state store unreachable"), "{log}");
+    assert!(log.contains("call-state store back"), "{log}");
+    assert!(tg.stop(Duration::from_secs(10)).is_some());
+    let cdrs = std::fs::read_to_string(&cdr).unwrap();
+    assert_eq!(cdrs.lines().count(), plan.calls, "one CDR per call");
 }
