@@ -22,6 +22,50 @@ fn run(seed: u64, ops: &[[u8; 4]]) -> Result<Sim, String> {
     s.finish().map(|()| s)
 }
 
+/// With the call-state store on: the store is copied at the step where it held the most
+/// calls (a crash then). Every record of that copy must restore into a new core (a restart),
+/// and the restored calls must end without leaving anything behind; the first core, run on to
+/// the end, must not leak either, nor leave a record.
+fn run_with_restart(seed: u64, ops: &[[u8; 4]]) -> Result<usize, String> {
+    let mut s = Sim::new(seed).with_store();
+    let mut snapshot = std::collections::BTreeMap::new();
+    let mut cfg = s.cfg.clone();
+    for op in ops {
+        s.step(*op);
+        if s.store.len() > snapshot.len() {
+            snapshot = s.store.clone();
+            cfg = s.cfg.clone();
+        }
+    }
+    s.finish()?;
+    if !s.store.is_empty() {
+        return Err(format!("records left after every call ended: {:?}", s.store.keys()));
+    }
+    let records: Vec<(String, Vec<u8>)> = snapshot
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let mut restarted = Sim::with_config(seed ^ 0x5eed, cfg).with_store();
+    let report = restarted.restore_and_hang_up(&records);
+    if report.restored.len() != records.len() {
+        return Err(format!(
+            "{} stored calls, {} restored; ended {:?}, unreadable {:?}",
+            records.len(),
+            report.restored.len(),
+            report.ended,
+            report.unreadable
+        ));
+    }
+    restarted.finish().map_err(|e| format!("restarted core: {e}"))?;
+    if !restarted.store.is_empty() {
+        return Err(format!(
+            "records left after the restored calls ended: {:?}",
+            restarted.store.keys()
+        ));
+    }
+    Ok(records.len())
+}
+
 /// Uniformly random steps: 1000 sequences of 1..120 steps (proptest, shrinking on failure).
 #[test]
 fn random_sequences_never_leak() {
@@ -68,6 +112,7 @@ fn structured_sequences_never_leak() {
     let mut total_calls = 0;
     let mut answered = 0;
     let mut flows = 0;
+    let mut restored = 0;
     let mut causes = std::collections::BTreeMap::new();
     for seed in 0..300u64 {
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -100,6 +145,10 @@ fn structured_sequences_never_leak() {
             };
             ops.push([kind, a, b, r[3]]);
         }
+        match run_with_restart(seed, &ops) {
+            Ok(n) => restored += n,
+            Err(e) => panic!("seed {seed} with a restart: {e}"),
+        }
         match run(seed, &ops) {
             Ok(s) => {
                 total_inputs += s.inputs;
@@ -123,6 +172,11 @@ fn structured_sequences_never_leak() {
     assert!(
         answered > 100,
         "the generator must answer calls ({answered})"
+    );
+    println!("structured with a restart: {restored} stored calls restored");
+    assert!(
+        restored > 20,
+        "the cut must find stable calls to restore ({restored})"
     );
 }
 

@@ -171,6 +171,10 @@ pub struct Sim {
     pub answered: usize,
     /// CDR causes seen.
     pub causes: BTreeMap<&'static str, usize>,
+    /// The call-state store as StoreCall/ForgetCall left it (with [`Sim::with_store`]).
+    pub store: BTreeMap<CallId, Vec<u8>>,
+    /// The configuration in force (after reloads).
+    pub cfg: Config,
 }
 
 fn hdr(m: &Message, name: &str) -> String {
@@ -189,9 +193,16 @@ fn push_bounded<T>(v: &mut Vec<T>, x: T, cap: usize) {
 
 impl Sim {
     pub fn new(seed: u64) -> Sim {
+        Sim::with_config(seed, config())
+    }
+
+    /// A simulation whose core starts with `cfg` (a restarted process with the configuration
+    /// in force before the restart).
+    pub fn with_config(seed: u64, cfg: Config) -> Sim {
         let now = Instant::now();
         let mut s = Sim {
-            b: B2bua::new(config(), rng(seed)),
+            cfg: cfg.clone(),
+            b: B2bua::new(cfg, rng(seed)),
             now,
             timers: BTreeMap::new(),
             installed: HashMap::new(),
@@ -206,6 +217,7 @@ impl Sim {
             inputs: 0,
             answered: 0,
             causes: BTreeMap::new(),
+            store: BTreeMap::new(),
         };
         let mut out = Vec::new();
         s.b.start(now, &mut out);
@@ -257,7 +269,17 @@ impl Sim {
                 }
                 Output::Event(CallEvent::Started { call, .. }) => self.started.push(call),
                 Output::Event(CallEvent::Answered { .. }) => self.answered += 1,
-                Output::Event(_) | Output::StoreCall { .. } | Output::ForgetCall { .. } => {}
+                Output::Event(CallEvent::Restored { call }) => self.started.push(call),
+                Output::StoreCall { call, record } => {
+                    self.store.insert(call, record);
+                }
+                Output::ForgetCall { call } => {
+                    assert!(
+                        self.store.remove(&call).is_some(),
+                        "ForgetCall of a call never stored"
+                    );
+                }
+                Output::Event(_) => {}
                 Output::Send { side, target, msg } => self.observe(side, target, msg),
             }
         }
@@ -639,6 +661,7 @@ impl Sim {
                         cfg.trunks.truncate(1);
                         cfg.routes = vec![Route::new(r"^\+", &["gw1"]).expect("route")];
                     }
+                    self.cfg = cfg.clone();
                     self.input(Input::Reload(Box::new(cfg)));
                 }
             }
@@ -679,6 +702,44 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// The core emits its stable calls for the call-state store (kept in [`Sim::store`]).
+    pub fn with_store(mut self) -> Sim {
+        self.b.enable_store(true);
+        self
+    }
+
+    /// Takes over `records` as a restarted process would (store on), then ends every restored
+    /// call by hand (peers are simulated only for calls they set up), so that [`Sim::finish`]
+    /// checks the restored calls leave nothing behind.
+    pub fn restore_and_hang_up(
+        &mut self,
+        records: &[(String, Vec<u8>)],
+    ) -> tollgate_b2bua::record::RestoreReport {
+        self.b.enable_store(true);
+        for (k, v) in records {
+            if let Ok(id) = k.parse::<CallId>() {
+                self.store.insert(id, v.clone());
+            }
+        }
+        let mut out = Vec::new();
+        let report = self.b.restore(records, self.now, &mut out);
+        self.inputs += 1;
+        self.track(out);
+        for id in report.restored.clone() {
+            self.input(Input::Hangup {
+                call: id,
+                reason: "simulation over".into(),
+            });
+        }
+        // Records nobody could read stay in a real store until the driver deletes them.
+        for (k, _) in &report.unreadable {
+            if let Ok(id) = k.parse::<CallId>() {
+                self.store.remove(&id);
+            }
+        }
+        report
     }
 
     /// Fires every timer (peers now silent) and checks that nothing leaked.
