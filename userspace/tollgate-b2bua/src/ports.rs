@@ -53,7 +53,7 @@ impl PortPool {
     /// Takes this RTP port (a call restored from the call-state store keeps its ports).
     /// Refused (false) for a port that is odd, outside the range or in use.
     pub fn claim(&mut self, port: u16) -> bool {
-        if port % 2 != 0 || !self.in_range(port) {
+        if !port.is_multiple_of(2) || !self.in_range(port) {
             return false;
         }
         self.used.insert(port)

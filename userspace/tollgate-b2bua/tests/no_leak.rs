@@ -39,7 +39,10 @@ fn run_with_restart(seed: u64, ops: &[[u8; 4]]) -> Result<usize, String> {
     }
     s.finish()?;
     if !s.store.is_empty() {
-        return Err(format!("records left after every call ended: {:?}", s.store.keys()));
+        return Err(format!(
+            "records left after every call ended: {:?}",
+            s.store.keys()
+        ));
     }
     let records: Vec<(String, Vec<u8>)> = snapshot
         .iter()
@@ -56,7 +59,9 @@ fn run_with_restart(seed: u64, ops: &[[u8; 4]]) -> Result<usize, String> {
             report.unreadable
         ));
     }
-    restarted.finish().map_err(|e| format!("restarted core: {e}"))?;
+    restarted
+        .finish()
+        .map_err(|e| format!("restarted core: {e}"))?;
     if !restarted.store.is_empty() {
         return Err(format!(
             "records left after the restored calls ended: {:?}",

@@ -172,7 +172,9 @@ fn calls_survive(datapath: &str, store: Store, stop: Stop, direction: Direction)
         "restart ({datapath}): listening again after {} ms; the new process logged:\n{}",
         down_for.as_millis(),
         log2.lines()
-            .filter(|l| l.contains("call-state") || l.contains("taken over") || l.contains("started:"))
+            .filter(|l| l.contains("call-state")
+                || l.contains("taken over")
+                || l.contains("started:"))
             .collect::<Vec<_>>()
             .join("\n")
     );
@@ -225,7 +227,10 @@ fn calls_survive(datapath: &str, store: Store, stop: Stop, direction: Direction)
                 && v["state"]["unprotected_calls"] == 0
         })
     });
-    assert!(tg2.stop(Duration::from_secs(10)).is_some(), "drains and exits");
+    assert!(
+        tg2.stop(Duration::from_secs(10)).is_some(),
+        "drains and exits"
+    );
     let cdrs: Vec<Value> = std::fs::read_to_string(&cdr)
         .unwrap()
         .lines()
@@ -234,7 +239,10 @@ fn calls_survive(datapath: &str, store: Store, stop: Stop, direction: Direction)
     assert_eq!(cdrs.len(), CALLS, "one CDR per call, none lost");
     let mut by_side = [0, 0];
     for l in &cdrs {
-        assert_eq!(l["restarts"], 1, "the CDR says the call crossed a restart: {l}");
+        assert_eq!(
+            l["restarts"], 1,
+            "the CDR says the call crossed a restart: {l}"
+        );
         assert!(l["answer"].as_f64().is_some(), "{l}");
         assert!(
             l["duration_s"].as_f64().unwrap() >= 10.0,
@@ -250,7 +258,11 @@ fn calls_survive(datapath: &str, store: Store, stop: Stop, direction: Direction)
             other => panic!("cause {other:?}: {l}"),
         }
     }
-    assert_eq!(by_side, [CALLS / 2, CALLS / 2], "BYEs from alternating sides");
+    assert_eq!(
+        by_side,
+        [CALLS / 2, CALLS / 2],
+        "BYEs from alternating sides"
+    );
     drop(valkey);
 }
 
@@ -347,8 +359,15 @@ fn a_store_outage_drops_no_call_and_state_resyncs() {
         plan.calls
     );
     assert!(tg.exited().is_none(), "no crash");
-    assert_eq!(report.ok(), plan.calls, "no call dropped, new calls still work");
-    assert!(unprotected_max > 0, "the outage left calls unprotected, and said so");
+    assert_eq!(
+        report.ok(),
+        plan.calls,
+        "no call dropped, new calls still work"
+    );
+    assert!(
+        unprotected_max > 0,
+        "the outage left calls unprotected, and said so"
+    );
     wait_for("the state re-synced", Duration::from_secs(20), || {
         status(&socket).is_some_and(|v| {
             v["state"]["up"] == true
