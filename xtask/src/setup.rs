@@ -51,6 +51,16 @@ const PACKAGES: &[(&str, &str)] = &[
          -d tcp.port==5061,sip)",
     ),
     (
+        "keepalived",
+        "VRRP in the failover lab: moves the service addresses between relay nodes (its packaged \
+         service is stopped and disabled; the lab runs one per node namespace)",
+    ),
+    (
+        "nftables",
+        "nft: the failover lab's partition drops VRRP on the switch's bridge (the kernel has no \
+         tc drop action)",
+    ),
+    (
         "sngrep",
         "opens those pcaps (-I FILE -N) and decodes our HEP packets (-L) in the capture tests",
     ),
@@ -96,9 +106,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         pkgs.extend_from_slice(BENCH_PACKAGES);
     }
     let had_store = dpkg_installed(store);
+    let had_keepalived = dpkg_installed("keepalived");
     debian_packages(&pkgs, &mut r)?;
     if !had_store {
         quiet_packaged_service(store);
+    }
+    if !had_keepalived {
+        quiet_packaged_service("keepalived");
     }
     rust_src(&mut r)?;
     bpf_linker(&mut r)?;
@@ -129,8 +143,9 @@ fn store_server_package() -> &'static str {
     }
 }
 
-/// The package starts a system-wide server on 127.0.0.1:6379; Tollgate's tests and demo run
-/// their own on private sockets, so the packaged service is stopped and disabled.
+/// The store's package starts a system-wide server on 127.0.0.1:6379, keepalived's a VRRP
+/// daemon on /etc/keepalived/keepalived.conf; Tollgate's tests and demo run their own (private
+/// sockets, lab namespaces), so the packaged service is stopped and disabled.
 fn quiet_packaged_service(pkg: &str) {
     if Command::new("systemctl").arg("--version").output().is_err() {
         return;

@@ -13,11 +13,12 @@
 //! Everything is done with iproute2 (`ip`) and `ethtool`, so what a test builds can be inspected
 //! and reproduced by hand.
 
+pub mod ha;
 mod netns;
 mod spec;
 
 pub use netns::{in_netns, is_root, skip_unless_root, spawn_in_netns};
-pub use spec::{LabSpec, Side};
+pub use spec::{LabSpec, Side, Subnet};
 
 use std::process::Command;
 
