@@ -181,11 +181,9 @@ async fn finish(call: Call, hang_up: bool, talk: Duration) -> Result<(MediaRepor
 type PartyOutcome = (usize, Result<(Duration, MediaReport, String), String>);
 
 enum Cmd {
-    /// Place the plan's calls.
+    /// Place the calls of each plan (to its target, with its TLS name), all at once.
     Call(
-        Arc<Plan>,
-        SocketAddr,
-        String,
+        Vec<(Arc<Plan>, SocketAddr, String)>,
         Arc<std::sync::atomic::AtomicUsize>,
         tokio::sync::oneshot::Sender<Vec<PartyOutcome>>,
     ),
@@ -203,6 +201,76 @@ struct PartyHandle {
     thread: std::thread::JoinHandle<Result<(), String>>,
 }
 
+/// Places one plan's calls to `target`; one outcome per call placed.
+async fn place_calls(
+    ep: Endpoint,
+    plan: Arc<Plan>,
+    target: SocketAddr,
+    server_name: String,
+    progress: Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<PartyOutcome> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1)));
+    let mut tasks = Vec::new();
+    let t0 = tokio::time::Instant::now();
+    for n in 0..plan.calls {
+        let i = plan.first_index + n;
+        if let Some(rate) = plan.rate.filter(|r| *r > 0.0) {
+            tokio::time::sleep_until(t0 + Duration::from_secs_f64(n as f64 / rate)).await;
+        }
+        let Ok(permit) = Arc::clone(&sem).acquire_owned().await else {
+            break;
+        };
+        let ep = ep.clone();
+        let (to, from) = match plan.direction {
+            Direction::Inbound => (national(i), "01632960001".to_owned()),
+            Direction::Outbound => (e164(i), "+441632960002".to_owned()),
+        };
+        let talk = plan.talk;
+        let server_name = server_name.clone();
+        let progress = Arc::clone(&progress);
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let _count = Count(progress);
+            let r = match ep
+                .call(target, &server_name, &from, &to, Duration::from_secs(30))
+                .await
+            {
+                Ok(call) => {
+                    let setup = call.setup;
+                    finish(call, i.is_multiple_of(2), talk)
+                        .await
+                        .map(|(m, _)| (setup, m, to))
+                }
+                Err(e) => Err(e),
+            };
+            (i, r.map_err(|e| e.to_string()))
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        if let Ok(o) = t.await {
+            out.push(o);
+        }
+    }
+    out
+}
+
+/// Runs the futures concurrently (as tasks on this runtime) and returns their outputs in order.
+async fn futures_join_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        if let Ok(o) = h.await {
+            out.push(o);
+        }
+    }
+    out
+}
+
 async fn party_loop(
     cfg: EndpointConfig,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Cmd>,
@@ -218,52 +286,12 @@ async fn party_loop(
     let _ = ready.send(Ok(()));
     while let Some(cmd) = rx.recv().await {
         match cmd {
-            Cmd::Call(plan, target, server_name, progress, done) => {
-                let sem = Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1)));
-                let mut tasks = Vec::new();
-                let t0 = tokio::time::Instant::now();
-                for n in 0..plan.calls {
-                    let i = plan.first_index + n;
-                    if let Some(rate) = plan.rate.filter(|r| *r > 0.0) {
-                        tokio::time::sleep_until(t0 + Duration::from_secs_f64(n as f64 / rate))
-                            .await;
-                    }
-                    let Ok(permit) = Arc::clone(&sem).acquire_owned().await else {
-                        break;
-                    };
-                    let ep = ep.clone();
-                    let (to, from) = match plan.direction {
-                        Direction::Inbound => (national(i), "01632960001".to_owned()),
-                        Direction::Outbound => (e164(i), "+441632960002".to_owned()),
-                    };
-                    let talk = plan.talk;
-                    let server_name = server_name.clone();
-                    let progress = Arc::clone(&progress);
-                    tasks.push(tokio::spawn(async move {
-                        let _permit = permit;
-                        let _count = Count(progress);
-                        let r = match ep
-                            .call(target, &server_name, &from, &to, Duration::from_secs(30))
-                            .await
-                        {
-                            Ok(call) => {
-                                let setup = call.setup;
-                                finish(call, i % 2 == 0, talk)
-                                    .await
-                                    .map(|(m, _)| (setup, m, to))
-                            }
-                            Err(e) => Err(e),
-                        };
-                        (i, r.map_err(|e| e.to_string()))
-                    }));
-                }
-                let mut out = Vec::new();
-                for t in tasks {
-                    if let Ok(o) = t.await {
-                        out.push(o);
-                    }
-                }
-                let _ = done.send(out);
+            Cmd::Call(jobs, progress, done) => {
+                let runs = jobs.into_iter().map(|(plan, target, server_name)| {
+                    place_calls(ep.clone(), plan, target, server_name, Arc::clone(&progress))
+                });
+                let out = futures_join_all(runs).await;
+                let _ = done.send(out.into_iter().flatten().collect());
             }
             Cmd::Answer(plan, mut caller_done, done) => {
                 let mut tasks = Vec::new();
@@ -406,35 +434,79 @@ impl Parties {
 
     /// Runs a plan; returns one outcome per call.
     pub fn run(&self, plan: &Plan) -> Result<Report, String> {
+        self.run_via(plan, self.topo.tollgate_ext, self.topo.tollgate_int)
+    }
+
+    /// Runs a plan through another relay (another service's addresses: its gateway-side and
+    /// internal SIP listeners) than the topology's.
+    pub fn run_via(
+        &self,
+        plan: &Plan,
+        tollgate_ext: SocketAddr,
+        tollgate_int: SocketAddr,
+    ) -> Result<Report, String> {
+        self.run_many(&[(plan.clone(), tollgate_ext, tollgate_int)])
+    }
+
+    /// Runs several plans at once, each through its own relay addresses (gateway-side,
+    /// internal); returns one outcome per call of every plan, by index. The plans go the same
+    /// way (one party calls, the other answers) and their call indices must not overlap
+    /// (`first_index`).
+    pub fn run_many(&self, plans: &[(Plan, SocketAddr, SocketAddr)]) -> Result<Report, String> {
         let started = Instant::now();
         let (Some(gw), Some(int)) = (&self.gw, &self.int) else {
             return Err("parties stopped".into());
         };
-        let (caller, callee, target, name) = match plan.direction {
-            Direction::Inbound => (
-                gw,
-                int,
-                self.topo.tollgate_ext,
-                self.topo.tollgate_ext.ip().to_string(),
-            ),
-            Direction::Outbound => (
-                int,
-                gw,
-                self.topo.tollgate_int,
-                self.topo.tollgate_name.clone(),
-            ),
+        let Some((first, _, _)) = plans.first() else {
+            return Ok(Report::default());
         };
+        let direction = first.direction;
+        if plans.iter().any(|(p, _, _)| p.direction != direction) {
+            return Err("run_many: the plans must go the same way".into());
+        }
+        let mut ranges: Vec<(usize, usize)> = plans
+            .iter()
+            .map(|(p, _, _)| (p.first_index, p.first_index + p.calls))
+            .collect();
+        ranges.sort_unstable();
+        if ranges.windows(2).any(|w| w[0].1 > w[1].0) {
+            return Err("run_many: the plans' call indices overlap".into());
+        }
+        let (caller, callee) = match direction {
+            Direction::Inbound => (gw, int),
+            Direction::Outbound => (int, gw),
+        };
+        let jobs: Vec<(Arc<Plan>, SocketAddr, String)> = plans
+            .iter()
+            .map(|(p, ext, int)| match direction {
+                Direction::Inbound => (Arc::new(p.clone()), *ext, ext.ip().to_string()),
+                Direction::Outbound => (Arc::new(p.clone()), *int, self.topo.tollgate_name.clone()),
+            })
+            .collect();
+        // The callee takes every plan's calls as one plan.
+        let plan = Plan {
+            calls: plans.iter().map(|(p, _, _)| p.calls).sum(),
+            concurrency: plans.iter().map(|(p, _, _)| p.concurrency.max(1)).sum(),
+            talk: plans
+                .iter()
+                .map(|(p, _, _)| p.talk)
+                .max()
+                .unwrap_or_default(),
+            media: plans.iter().any(|(p, _, _)| p.media),
+            ..first.clone()
+        };
+        let plan = &plan;
         let plan_a = Arc::new(plan.clone());
         let (ctx, crx) = tokio::sync::oneshot::channel();
         let (atx, arx) = tokio::sync::oneshot::channel();
         let (caller_done_tx, caller_done_rx) = tokio::sync::oneshot::channel();
         callee
             .tx
-            .send(Cmd::Answer(Arc::clone(&plan_a), caller_done_rx, atx))
+            .send(Cmd::Answer(plan_a, caller_done_rx, atx))
             .map_err(|_| "callee gone")?;
         caller
             .tx
-            .send(Cmd::Call(plan_a, target, name, Arc::clone(&self.done), ctx))
+            .send(Cmd::Call(jobs, Arc::clone(&self.done), ctx))
             .map_err(|_| "caller gone")?;
         let caller_out = crx.blocking_recv().map_err(|_| "caller failed")?;
         let _ = caller_done_tx.send(());
