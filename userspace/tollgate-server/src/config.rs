@@ -488,6 +488,9 @@ pub struct Config {
     /// The call-state store (calls survive a restart).
     #[serde(default)]
     pub state: crate::state::StateConfig,
+    /// Failover (standby nodes, fencing).
+    #[serde(default)]
+    pub ha: crate::ha::HaConfig,
 }
 
 fn check_specific(key: &str, a: SocketAddr) -> Result<(), ConfigError> {
@@ -585,6 +588,7 @@ impl Config {
     /// Checks everything that types alone do not.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.state.validate()?;
+        self.ha.validate(self.state.backend)?;
         check_specific("ext.sip_listen", self.ext.sip_listen)?;
         if let Some(t) = self.ext.tls_listen {
             check_specific("ext.tls_listen", t)?;

@@ -12,6 +12,7 @@
 //! * [`control`]: the operator's control socket (`tollgate ctl`).
 //! * [`ops_json`]: the core's operator views as JSON (calls, legs, flows, trunks).
 //! * [`state`]: the call-state store: `[state]`, loading stored calls, the store writer.
+//! * [`ha`]: failover: the standby that waits for the service addresses and lease, fencing.
 //! * [`run`]: assembling the server, signals.
 
 pub mod capture;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod convert;
 pub mod driver;
+pub mod ha;
 pub mod media;
 pub mod metrics;
 pub mod ops_json;

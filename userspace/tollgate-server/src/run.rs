@@ -537,7 +537,22 @@ pub fn run(path: &Path, threads: usize) -> Result<Summary, ServerError> {
     let path: PathBuf = path.to_owned();
     rt.block_on(async move {
         let drain = Duration::from_secs(cfg.sip.drain_timeout_s);
+        let lease = if cfg.ha.mode == crate::ha::HaMode::Standby {
+            let l =
+                crate::ha::wait_for_service(&cfg)
+                    .await
+                    .map_err(|source| ServerError::State {
+                        backend: "valkey",
+                        source,
+                    })?;
+            Some((cfg.clone(), l))
+        } else {
+            None
+        };
         let running = start_from(cfg, Some(path.clone())).await?;
+        if let Some((cfg, l)) = lease {
+            tokio::spawn(crate::ha::hold(cfg, l));
+        }
         let ctl = running.control.clone();
         tokio::spawn(signals(path, ctl, drain));
         let summary = running.wait().await;

@@ -57,6 +57,7 @@
 
 pub mod error;
 pub mod file;
+pub mod lease;
 pub mod testing;
 pub mod valkey;
 pub mod writer;
@@ -66,6 +67,7 @@ use std::time::Duration;
 
 pub use error::StoreError;
 pub use file::FileStore;
+pub use lease::{Lease, LeaseState};
 pub use valkey::ValkeyStore;
 pub use writer::{StoreWriter, WriterOptions, WriterStatus};
 

@@ -383,3 +383,108 @@ fn a_store_outage_drops_no_call_and_state_resyncs() {
     let cdrs = std::fs::read_to_string(&cdr).unwrap();
     assert_eq!(cdrs.lines().count(), plan.calls, "one CDR per call");
 }
+
+/// A standby on the same host as the active node (both see the service addresses): it waits
+/// while the active node holds the service lease, and takes the calls over when the active node
+/// dies (`kill -9`) and its lease runs out. Fencing and takeover without keepalived; the
+/// two-node lab with keepalived is `failover_lab.rs`.
+#[test]
+fn a_standby_waits_for_the_lease_and_takes_the_calls_over() {
+    if skip_unless_root("a_standby_waits_for_the_lease_and_takes_the_calls_over") {
+        return;
+    }
+    let lab = LabSpec::unique("sb").up_guarded().expect("lab up");
+    let spec = lab.spec().clone();
+    let dir = Scratch::new("standby");
+    let a = LabAddrs::from_lab(&spec);
+    let pki = a.pki(&dir.0.join("certs")).unwrap();
+    let valkey = ValkeyServer::start().expect("valkey-server or redis-server");
+    let node = |name: &str| {
+        let d = dir.0.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let cdr = d.join("cdr.jsonl");
+        let text = a.tollgate_config(&pki, "socket", 1, &cdr, None)
+            + &format!(
+                "\n[state]\nbackend = \"valkey\"\nurl = \"{}\"\nnode_id = \"svc1\"\n\n[ha]\nmode = \"standby\"\nholder = \"{name}\"\nlease_ms = 600\n",
+                valkey.url()
+            );
+        let cfg = d.join("tollgate.toml");
+        std::fs::write(&cfg, text).unwrap();
+        (d, cfg, cdr)
+    };
+    let (d1, cfg1, _) = node("n1");
+    let (d2, cfg2, cdr2) = node("n2");
+    let parties = Parties::start(&a.topology(&pki), Duration::from_millis(100), true).unwrap();
+    let ext = SocketAddr::new(a.relay_ext, 5060);
+    let mut tg1 = start_tollgate(&spec, &cfg1, &d1, ext);
+    // The standby: same addresses, no lease.
+    let mut tg2 = tollgate_simua::process::TollgateProcess::spawn(
+        &bin(),
+        &cfg2,
+        &d2.join("tollgate.log"),
+        &tollgate_simua::process::Launch {
+            netns: Some(&spec.relay_ns),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let log2 = || std::fs::read_to_string(d2.join("tollgate.log")).unwrap_or_default();
+    wait_for(
+        "the standby to see the lease held",
+        Duration::from_secs(10),
+        || log2().contains("n1 holds the lease"),
+    );
+    let socket1 = d1.join("control.sock");
+    let socket2 = d2.join("control.sock");
+    let plan = Plan {
+        direction: Direction::Inbound,
+        calls: 20,
+        concurrency: 20,
+        talk: Duration::from_secs(8),
+        ring: Duration::from_millis(100),
+        media: true,
+        first_index: 0,
+        rate: None,
+    };
+    let report = std::thread::scope(|sc| {
+        let run = sc.spawn(|| parties.run(&plan));
+        wait_for("20 calls stored", Duration::from_secs(30), || {
+            status(&socket1).is_some_and(|v| {
+                v["state"]["stored_calls"] == 20 && v["state"]["unprotected_calls"] == 0
+            })
+        });
+        assert!(status(&socket2).is_none(), "the standby serves nothing");
+        std::thread::sleep(Duration::from_secs(1));
+        tg1.kill();
+        wait_for("the standby to take over", Duration::from_secs(10), || {
+            log2().contains("calls taken over")
+        });
+        run.join().unwrap().expect("scenario")
+    });
+    let mut gaps: Vec<u64> = report
+        .calls
+        .iter()
+        .flat_map(|c| [c.caller.max_gap_ms, c.callee.max_gap_ms])
+        .collect();
+    eprintln!(
+        "standby takeover: media gap p50 {} ms  max {} ms",
+        percentile(&mut gaps, 50.0),
+        percentile(&mut gaps, 100.0)
+    );
+    assert_eq!(
+        report.ok(),
+        plan.calls,
+        "every call carried on by the standby"
+    );
+    wait_for("calls gone", Duration::from_secs(20), || {
+        status(&socket2).is_some_and(|v| v["calls"] == 0 && v["state"]["stored_calls"] == 0)
+    });
+    assert!(tg2.stop(Duration::from_secs(10)).is_some());
+    let cdrs = std::fs::read_to_string(&cdr2).unwrap();
+    assert_eq!(
+        cdrs.lines().count(),
+        plan.calls,
+        "one CDR per call, from the standby"
+    );
+    drop(valkey);
+}
