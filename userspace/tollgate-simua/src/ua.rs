@@ -3,7 +3,9 @@
 //! One task per connection reads frames with [`tollgate_sip::Framer`]; responses go to the
 //! transaction waiting for them (by Call-ID and CSeq), requests inside a dialog go to that
 //! call's task, new INVITEs are answered (180, then 200 after the ring time) and OPTIONS get 200.
-//! In-dialog requests are sent on the connection the dialog was set up on.
+//! In-dialog requests are sent on the connection the dialog was set up on; a BYE goes once more
+//! on a new connection to the relay's Contact if that one is gone or resets before the answer
+//! (a restart, or a failover that moved the relay's address to another host).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -251,7 +253,17 @@ impl Endpoint {
         to: SocketAddr,
         server_name: &str,
     ) -> Result<mpsc::UnboundedSender<Vec<u8>>, UaError> {
-        if let Some(c) = lock(&self.inner.conns).get(&to).filter(|c| !c.is_closed()) {
+        self.connection_to(to, server_name, true).await
+    }
+
+    /// A connection to `to`: one already open (when `reuse`), else a new one.
+    async fn connection_to(
+        &self,
+        to: SocketAddr,
+        server_name: &str,
+        reuse: bool,
+    ) -> Result<mpsc::UnboundedSender<Vec<u8>>, UaError> {
+        if reuse && let Some(c) = lock(&self.inner.conns).get(&to).filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
         let sock = if to.is_ipv4() {
@@ -287,8 +299,13 @@ impl Endpoint {
         Ok(tx)
     }
 
-    /// A connection to the host and port of `target` (a SIP URI: the relay's Contact).
-    async fn reconnect(&self, target: &str) -> Result<mpsc::UnboundedSender<Vec<u8>>, UaError> {
+    /// A connection to the host and port of `target` (a SIP URI: the relay's Contact); a new
+    /// one unless `reuse` (an open one may be just as stale as the one that failed).
+    async fn reconnect(
+        &self,
+        target: &str,
+        reuse: bool,
+    ) -> Result<mpsc::UnboundedSender<Vec<u8>>, UaError> {
         let uri = tollgate_sip::Uri::parse(target)
             .map_err(|e| UaError::Protocol(format!("target {target}: {e}")))?;
         let addr = match &uri {
@@ -300,7 +317,7 @@ impl Endpoint {
         }
         .ok_or_else(|| UaError::Protocol(format!("target {target}: no IP address and port")))?;
         let name = self.inner.cfg.peer_tls_name.clone();
-        self.connection(addr, &name).await
+        self.connection_to(addr, &name, reuse).await
     }
 
     fn via(&self, branch: &str) -> String {
@@ -568,24 +585,48 @@ impl Endpoint {
                         lock(&ep.inner.transactions).insert((d.call_id.clone(), cseq, "BYE".into()), rtx);
                         // The dialog's connection died with the relay (a restart): a new one
                         // to the relay's Contact, as a real UA re-establishes it.
-                        let conn = if conn.is_closed() {
-                            match ep.reconnect(&d.target).await {
+                        let mut conn = if conn.is_closed() {
+                            match ep.reconnect(&d.target, true).await {
                                 Ok(c) => c,
                                 Err(_) => conn.clone(),
                             }
                         } else {
                             conn.clone()
                         };
-                        let r = if conn.send(bye.into_bytes()).is_err() {
-                            Err(UaError::Closed)
-                        } else {
-                            match tokio::time::timeout(Duration::from_secs(5), rrx.recv()).await {
-                                Ok(Some(resp)) if resp.status().is_some_and(|c| (200..300).contains(&c)) => Ok(()),
-                                Ok(Some(resp)) => Err(UaError::Rejected(resp.status().unwrap_or(0), "BYE".into())),
-                                Ok(None) => Err(UaError::Closed),
-                                Err(_) => Err(UaError::Timeout("BYE response")),
+                        let mut r = Err(UaError::Closed);
+                        for attempt in 0..2 {
+                            r = if conn.send(bye.clone().into_bytes()).is_err() {
+                                Err(UaError::Closed)
+                            } else {
+                                tokio::select! {
+                                    biased;
+                                    m = tokio::time::timeout(Duration::from_secs(5), rrx.recv()) => match m {
+                                        Ok(Some(resp)) if resp.status().is_some_and(|c| (200..300).contains(&c)) => Ok(()),
+                                        Ok(Some(resp)) => Err(UaError::Rejected(resp.status().unwrap_or(0), "BYE".into())),
+                                        Ok(None) => Err(UaError::Closed),
+                                        Err(_) => Err(UaError::Timeout("BYE response")),
+                                    },
+                                    () = conn.closed() => Err(UaError::Closed),
+                                }
+                            };
+                            // The connection was stale: the relay's address moved to another
+                            // host (a failover), whose kernel reset it instead of delivering
+                            // the BYE. Once more on a new connection, as a SIP stack does when
+                            // a connection it reuses turns out dead.
+                            if attempt == 0 && matches!(r, Err(UaError::Closed)) {
+                                match ep.reconnect(&d.target, false).await {
+                                    Ok(c) => {
+                                        conn = c;
+                                        continue;
+                                    }
+                                    Err(e) => {
+                                        r = Err(e);
+                                        break;
+                                    }
+                                }
                             }
-                        };
+                            break;
+                        }
                         lock(&ep.inner.transactions).remove(&(d.call_id.clone(), cseq, "BYE".into()));
                         let _ = reply.send(r);
                         break;
