@@ -1,0 +1,722 @@
+//! Node failover in the namespace lab (`tollgate_netlab::ha`): relay nodes on two switched
+//! segments, keepalived (VRRPv3 on the internal side) moving the service addresses, Valkey
+//! holding the calls and the service lease, and `tollgate run` in `[ha] mode = "standby"` on
+//! every node.
+//!
+//! * Host failure: the active node's Tollgate and keepalived die (`kill -9`); the standby's
+//!   keepalived takes the addresses, its Tollgate the lease and the calls; audio continues on
+//!   every call with SRTP authenticating; the calls end cleanly with one CDR each, from the
+//!   standby.
+//! * The same with the active node's links cut: its keepalived (no carrier) drops the
+//!   addresses and its Tollgate fences itself.
+//! * Partition: VRRP blocked into the standby, which goes master too; its Tollgate stays in
+//!   standby (the lease is the active node's) and the calls are intact on the active node.
+//! * N+1: one standby for two services; when one active node dies the standby takes only that
+//!   service's calls, the other service's calls are untouched.
+//!
+//! Each test prints its figures (takeover times, media gap per call and p50/p99/max). The tests
+//! run one at a time (a lock), so their timings do not disturb each other.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{Scratch, bin};
+use serde_json::Value;
+use tollgate_netlab::ha::{HaLab, HaSpec, KeepalivedConfig, Service};
+use tollgate_netlab::skip_unless_root;
+use tollgate_simua::certs::LabPki;
+use tollgate_simua::labconf::{GATEWAY_NAME, LabAddrs, PROXY_NAME, TOLLGATE_NAME};
+use tollgate_simua::process::{Launch, TollgateProcess, wait_listening};
+use tollgate_simua::scenario::{Direction, Parties, Plan, Report};
+
+/// The service lease's TTL (`[ha] lease_ms`).
+const LEASE_MS: u64 = 1000;
+/// The media gap every call must stay under at p99 across a failover.
+const GAP_P99_GOAL_MS: u64 = 2000;
+
+/// One test at a time: each runs several relays, keepalived and 20 calls with audio.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `tollgate ctl --socket S --json status`, if it answers.
+fn status(socket: &Path) -> Option<Value> {
+    let out = Command::new(bin())
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .args(["--json", "status"])
+        .output()
+        .ok()?;
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    (v["ok"] == true).then_some(v)
+}
+
+/// Polls `f` every 20 ms until it holds; how long that took. Panics with `ctx()` after
+/// `deadline`.
+fn wait_for(
+    what: &str,
+    deadline: Duration,
+    mut f: impl FnMut() -> bool,
+    ctx: impl Fn() -> String,
+) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < deadline,
+            "timed out waiting for {what}:\n{}",
+            ctx()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.elapsed()
+}
+
+fn percentile(v: &mut [u64], p: f64) -> u64 {
+    v.sort_unstable();
+    let i = ((p / 100.0) * (v.len().saturating_sub(1)) as f64).round() as usize;
+    v.get(i).copied().unwrap_or(0)
+}
+
+/// The lab PKI: Tollgate's certificate names every service's addresses (the same identity on
+/// every node: the internal side verifies it by name).
+fn pki(dir: &Path) -> LabPki {
+    let mut tollgate_ips: Vec<IpAddr> = Vec::new();
+    for n in 1..=2 {
+        let s = Service::numbered(n);
+        tollgate_ips.extend([IpAddr::from(s.ext), IpAddr::from(s.int)]);
+    }
+    LabPki::create(
+        dir,
+        (&[TOLLGATE_NAME], &tollgate_ips),
+        (&[PROXY_NAME], &[[10, 201, 2, 2].into()]),
+        (&[GATEWAY_NAME], &[[10, 201, 1, 2].into()]),
+    )
+    .unwrap()
+}
+
+/// One `tollgate run` for one service on one node.
+struct Node {
+    /// Its holder name in the lease, and its directory's name.
+    name: String,
+    svc: Service,
+    dir: PathBuf,
+    cfg: PathBuf,
+    cdr: PathBuf,
+    socket: PathBuf,
+    metrics: SocketAddr,
+    ns: String,
+    tg: Option<TollgateProcess>,
+}
+
+impl Node {
+    /// Writes the configuration of service `svc` on node `k`: the lab's configuration with
+    /// the service addresses as the relay's (interfaces ext0/int0), metrics on the node's own
+    /// internal address, `[state]` in the lab's Valkey under the service's name, and `[ha]`
+    /// standby.
+    fn new(
+        lab: &HaLab,
+        k: usize,
+        svc: &Service,
+        pki: &LabPki,
+        datapath: &str,
+        scratch: &Path,
+    ) -> Node {
+        let name = format!("n{k}");
+        let dir = scratch.join(format!("{name}-{}", svc.name));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cdr = dir.join("cdr.jsonl");
+        let socket = dir.join("control.sock");
+        let (_, own_int) = lab.node_addrs(k);
+        let svc_no: u16 = svc.name.trim_start_matches("svc").parse().unwrap_or(0);
+        let metrics = SocketAddr::new(own_int.into(), 9100 + svc_no);
+        let cfg = dir.join("tollgate.toml");
+        std::fs::write(&cfg, node_config(lab, k, svc, pki, datapath, &cdr, metrics)).unwrap();
+        Node {
+            name,
+            svc: svc.clone(),
+            dir,
+            cfg,
+            cdr,
+            socket,
+            metrics,
+            ns: lab.node_ns(k),
+            tg: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let tg = TollgateProcess::spawn(
+            &bin(),
+            &self.cfg,
+            &self.log_path(),
+            &Launch {
+                netns: Some(&self.ns),
+                ..Launch::default()
+            },
+        )
+        .expect("tollgate starts");
+        self.tg = Some(tg);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("tollgate.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn status(&self) -> Option<Value> {
+        status(&self.socket)
+    }
+
+    /// Whether its metrics endpoint accepts connections.
+    fn metrics_up(&self) -> bool {
+        let addr = self.metrics;
+        tollgate_netlab::in_netns(&self.ns, move || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+        })
+        .unwrap_or(false)
+    }
+
+    /// `kill -9`.
+    fn kill(&mut self) {
+        if let Some(tg) = &mut self.tg {
+            tg.kill();
+        }
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.tg.as_mut().and_then(TollgateProcess::exited)
+    }
+
+    fn cdrs(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.cdr)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Waits until it serves the service: its SIP listener answers on the service address
+    /// (from the gateway) and its control socket answers.
+    fn wait_serving(&self, lab: &HaLab, deadline: Duration) -> Duration {
+        let t = Instant::now();
+        let ext = SocketAddr::new(self.svc.ext.into(), 5060);
+        assert!(
+            wait_listening(Some(&lab.gw_ns()), ext, deadline),
+            "{}/{} listens on {ext}; log:\n{}",
+            self.name,
+            self.svc.name,
+            self.log()
+        );
+        wait_for(
+            "the control socket",
+            deadline,
+            || self.status().is_some(),
+            || self.log(),
+        );
+        t.elapsed()
+    }
+
+    /// UDP sockets bound to the service's addresses in the node's namespace (`ss`).
+    fn bound_udp(&self) -> usize {
+        let out = tollgate_netlab::run("ip", &["netns", "exec", &self.ns, "ss", "-Hunl"])
+            .unwrap_or_default();
+        let (e, i) = (self.svc.ext.to_string(), self.svc.int.to_string());
+        out.lines()
+            .filter(|l| l.contains(&format!("{e}:")) || l.contains(&format!("{i}:")))
+            .count()
+    }
+}
+
+/// The Tollgate configuration of service `svc` on node `k` of `lab`.
+fn node_config(
+    lab: &HaLab,
+    k: usize,
+    svc: &Service,
+    pki: &LabPki,
+    datapath: &str,
+    cdr: &Path,
+    metrics: SocketAddr,
+) -> String {
+    let a = LabAddrs::from_lab(&lab.lab_spec(k, svc));
+    a.tollgate_config(pki, datapath, 1, cdr, Some(metrics))
+        + &format!(
+            "\n[state]\nbackend = \"valkey\"\nurl = \"{url}\"\nnode_id = \"{svc}\"\n\n\
+             [ha]\nmode = \"standby\"\nholder = \"n{k}\"\nlease_ms = {LEASE_MS}\n",
+            url = lab.valkey_url(),
+            svc = svc.name,
+        )
+}
+
+fn plan(direction: Direction, calls: usize, first_index: usize) -> Plan {
+    Plan {
+        direction,
+        calls,
+        concurrency: calls,
+        talk: Duration::from_secs(12),
+        ring: Duration::from_millis(100),
+        media: true,
+        first_index,
+        rate: None,
+    }
+}
+
+/// Prints every call's media and returns the media gaps' (p50, p99, max), both directions.
+fn gaps(what: &str, report: &Report, indices: std::ops::Range<usize>) -> (u64, u64, u64) {
+    let mut v = Vec::new();
+    for c in report.calls.iter().filter(|c| indices.contains(&c.index)) {
+        eprintln!(
+            "{what} call {:3}: err {:?} caller rx {} gap {} ms auth_fail {} | callee rx {} gap {} ms auth_fail {}",
+            c.index,
+            c.error,
+            c.caller.received,
+            c.caller.max_gap_ms,
+            c.caller.auth_failures,
+            c.callee.received,
+            c.callee.max_gap_ms,
+            c.callee.auth_failures
+        );
+        v.push(c.caller.max_gap_ms);
+        v.push(c.callee.max_gap_ms);
+    }
+    let r = (
+        percentile(&mut v, 50.0),
+        percentile(&mut v, 99.0),
+        percentile(&mut v, 100.0),
+    );
+    eprintln!(
+        "{what}: media gap p50 {} ms  p99 {} ms  max {} ms",
+        r.0, r.1, r.2
+    );
+    r
+}
+
+/// The log's warnings and errors, and what it said about the service.
+fn warnings(log: &str) -> String {
+    log.lines()
+        .filter(|l| {
+            l.contains("WARN")
+                || l.contains("ERROR")
+                || l.contains("standby")
+                || l.contains("taken over")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every call worked with authenticated audio both ways until its end.
+fn assert_calls_intact(report: &Report, plan: &Plan, expected: usize) {
+    assert_eq!(
+        report.ok(),
+        expected,
+        "every call carried on with intact, authenticated audio both ways"
+    );
+    for c in &report.calls {
+        for (who, m) in [("caller", &c.caller), ("callee", &c.callee)] {
+            assert_eq!(m.auth_failures, 0, "call {} {who}: SRTP rejects", c.index);
+            let last = m.last_packet_ms.unwrap_or(0);
+            assert!(
+                last + 1500 >= plan.talk.as_millis() as u64,
+                "call {} {who}: audio stopped at {last} ms",
+                c.index
+            );
+        }
+    }
+}
+
+/// No call, port or stored record left on `node`.
+fn assert_drained(node: &Node) {
+    wait_for(
+        &format!("{}/{} drained", node.name, node.svc.name),
+        Duration::from_secs(20),
+        || {
+            node.status().is_some_and(|v| {
+                v["calls"] == 0
+                    && v["ports"]["ext"] == 0
+                    && v["ports"]["int"] == 0
+                    && v["state"]["stored_calls"] == 0
+            })
+        },
+        || format!("{:?}", node.status()),
+    );
+}
+
+/// `calls` CDRs in `cdrs`, half ended from each side, with audio both ways.
+fn assert_cdrs(cdrs: &[Value], calls: usize) {
+    assert_eq!(cdrs.len(), calls, "one CDR per call");
+    let mut by_side = [0, 0];
+    for l in cdrs {
+        assert!(l["answer"].as_f64().is_some(), "{l}");
+        assert_eq!(l["media"]["srtp_auth_failures"].as_u64(), Some(0), "{l}");
+        for d in ["ext_to_int", "int_to_ext"] {
+            assert!(l["media"][d]["packets"].as_u64().unwrap() > 100, "{d}: {l}");
+        }
+        match l["cause"].as_str() {
+            Some("bye_ext") => by_side[0] += 1,
+            Some("bye_int") => by_side[1] += 1,
+            other => panic!("cause {other:?}: {l}"),
+        }
+    }
+    assert_eq!(
+        by_side,
+        [calls / 2, calls / 2],
+        "BYEs from alternating sides"
+    );
+}
+
+/// Two nodes for svc1: keepalived n1 (150, master) and n2 (100), the parties, a standby
+/// Tollgate on each node; returns once n1 serves and n2 waits.
+fn pair(tag: &str, datapath: &str) -> (HaLab, Scratch, Service, Node, Node, Parties) {
+    let lab = HaSpec::unique(tag, 2).up_guarded().expect("HA lab up");
+    let scratch = Scratch::new(&format!("failover-{tag}"));
+    let pki = pki(&scratch.0.join("certs"));
+    let svc = Service::numbered(1);
+    lab.start_keepalived(1, &KeepalivedConfig::new(std::slice::from_ref(&svc), 150))
+        .unwrap();
+    lab.wait_until(Duration::from_secs(10), |l| l.holds(1, &svc))
+        .unwrap_or_else(|| panic!("n1 takes svc1; keepalived:\n{}", lab.keepalived_log(1)));
+    lab.start_keepalived(2, &KeepalivedConfig::new(std::slice::from_ref(&svc), 100))
+        .unwrap();
+    // The parties first: a Tollgate that starts before the gateway listens marks the trunk
+    // down until its next OPTIONS.
+    let a = LabAddrs::from_lab(&lab.lab_spec(1, &svc));
+    let parties = Parties::start(&a.topology(&pki), Duration::from_millis(100), true).unwrap();
+    let mut n1 = Node::new(&lab, 1, &svc, &pki, datapath, &scratch.0);
+    let mut n2 = Node::new(&lab, 2, &svc, &pki, datapath, &scratch.0);
+    n1.start();
+    n2.start();
+    let up = n1.wait_serving(&lab, Duration::from_secs(20));
+    wait_for(
+        "n2 in standby",
+        Duration::from_secs(10),
+        || {
+            n2.log()
+                .contains("standby: the service addresses are elsewhere")
+        },
+        || n2.log(),
+    );
+    eprintln!("n1 serves svc1 {} ms after its start", up.as_millis());
+    assert!(n1.log().contains("standby: holding the service lease"));
+    assert!(n2.status().is_none(), "the standby serves nothing");
+    (lab, scratch, svc, n1, n2, parties)
+}
+
+enum Failure {
+    /// `kill -9` of the active node's Tollgate and keepalived.
+    Kill,
+    /// The active node's two links cut.
+    Cut,
+}
+
+fn host_failure(tag: &str, failure: Failure, datapath: &str, direction: Direction) {
+    let _serial = serial();
+    let t_test = Instant::now();
+    let (lab, _scratch, svc, mut n1, mut n2, parties) = pair(tag, datapath);
+    let plan = plan(direction, 20, 0);
+    let (report, vrrp, serving) = std::thread::scope(|sc| {
+        let run = sc.spawn(|| parties.run(&plan));
+        wait_for(
+            "20 calls stored on n1",
+            Duration::from_secs(30),
+            || {
+                n1.status().is_some_and(|v| {
+                    v["state"]["stored_calls"] == 20 && v["state"]["unprotected_calls"] == 0
+                })
+            },
+            || format!("{:?}\n{}", n1.status(), n1.log()),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        let t0 = Instant::now();
+        match failure {
+            Failure::Kill => {
+                n1.kill();
+                lab.kill_keepalived(1);
+            }
+            Failure::Cut => lab.cut_links(1).unwrap(),
+        }
+        let vrrp = lab
+            .wait_until(Duration::from_secs(10), |l| l.holds(2, &svc))
+            .unwrap_or_else(|| panic!("n2 takes the addresses:\n{}", lab.keepalived_log(2)))
+            .as_millis();
+        wait_for(
+            "n2 takes the calls over",
+            Duration::from_secs(10),
+            || n2.log().contains("calls taken over") && n2.status().is_some(),
+            || n2.log(),
+        );
+        let serving = t0.elapsed().as_millis();
+        (run.join().unwrap().expect("scenario"), vrrp, serving)
+    });
+    let what = match failure {
+        Failure::Kill => "kill -9",
+        Failure::Cut => "links cut",
+    };
+    let (_, p99, _) = gaps(what, &report, 0..plan.calls);
+    eprintln!("{what}: n2 had the addresses after {vrrp} ms, served the calls after {serving} ms");
+    if report.ok() != plan.calls {
+        for n in [&n1, &n2] {
+            eprintln!("{} logged:\n{}", n.name, warnings(&n.log()));
+        }
+    }
+    assert_calls_intact(&report, &plan, plan.calls);
+    assert!(
+        p99 <= GAP_P99_GOAL_MS,
+        "media gap p99 {p99} ms over {GAP_P99_GOAL_MS} ms"
+    );
+    if let Failure::Cut = failure {
+        // Without carrier n1's keepalived dropped the addresses, and its Tollgate fenced
+        // itself (exit 75, no BYE).
+        let st = n1.exited().expect("n1's Tollgate fenced itself");
+        eprintln!("links cut: n1's Tollgate exited with {st}");
+        assert_eq!(st.code(), Some(75), "the fenced exit status");
+        assert!(n1.log().contains("fenced:"), "{}", n1.log());
+    }
+    assert_drained(&n2);
+    let cdrs = n2.cdrs();
+    for l in &cdrs {
+        assert!(l["duration_s"].as_f64().unwrap() >= 10.0, "{l}");
+    }
+    assert_cdrs(&cdrs, plan.calls);
+    assert!(n1.cdrs().is_empty(), "no CDR from the failed node");
+    if let Failure::Cut = failure {
+        // The links come back: nopreempt, n1 stays backup and its keepalived does not take
+        // the addresses back.
+        lab.restore_links(1).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(lab.holders(&svc), vec![2], "n2 keeps svc1 after n1 is back");
+    }
+    assert!(
+        n2.tg
+            .as_mut()
+            .unwrap()
+            .stop(Duration::from_secs(10))
+            .is_some()
+    );
+    eprintln!("{what}: test took {} s", t_test.elapsed().as_secs());
+}
+
+#[test]
+fn host_failure_kill9_the_standby_takes_the_calls() {
+    if skip_unless_root("host_failure_kill9_the_standby_takes_the_calls") {
+        return;
+    }
+    host_failure("hk", Failure::Kill, "xdp", Direction::Inbound);
+}
+
+#[test]
+fn host_failure_links_cut_the_standby_takes_the_calls() {
+    if skip_unless_root("host_failure_links_cut_the_standby_takes_the_calls") {
+        return;
+    }
+    host_failure("hc", Failure::Cut, "socket", Direction::Outbound);
+}
+
+/// VRRP blocked into n2: its keepalived goes master too (both nodes hold the addresses), but
+/// its Tollgate never passes standby (the lease is n1's); n1 keeps relaying every call.
+#[test]
+fn partition_two_vrrp_masters_one_relay() {
+    if skip_unless_root("partition_two_vrrp_masters_one_relay") {
+        return;
+    }
+    let _serial = serial();
+    let (lab, _scratch, svc, mut n1, mut n2, parties) = pair("pt", "xdp");
+    let plan = plan(Direction::Inbound, 20, 0);
+    let report = std::thread::scope(|sc| {
+        let run = sc.spawn(|| parties.run(&plan));
+        wait_for(
+            "20 calls stored on n1",
+            Duration::from_secs(30),
+            || {
+                n1.status()
+                    .is_some_and(|v| v["state"]["stored_calls"] == 20)
+            },
+            || format!("{:?}\n{}", n1.status(), n1.log()),
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        lab.block_vrrp_into(2).unwrap();
+        let t = lab
+            .wait_until(Duration::from_secs(10), |l| l.holds(2, &svc))
+            .expect("n2's keepalived goes master too");
+        eprintln!(
+            "partition: n2 master too after {} ms; holders {:?}",
+            t.as_millis(),
+            lab.holders(&svc)
+        );
+        wait_for(
+            "n2 sees n1's lease",
+            Duration::from_secs(10),
+            || n2.log().contains("n1 holds the lease"),
+            || n2.log(),
+        );
+        // For the rest of the calls: n2 has the addresses and relays nothing.
+        let mut checks = 0;
+        while !run.is_finished() {
+            assert!(n2.exited().is_none(), "n2's Tollgate stays up, in standby");
+            assert!(n2.status().is_none(), "n2's control socket does not serve");
+            assert!(!n2.metrics_up(), "n2's metrics do not serve");
+            assert_eq!(n2.bound_udp(), 0, "n2 binds no media port");
+            assert!(n1.exited().is_none(), "n1 carries on");
+            checks += 1;
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        eprintln!(
+            "partition: {checks} checks, both holders {:?}, peers steered to n{:?}",
+            lab.holders(&svc),
+            lab.steered_to(&svc)
+        );
+        run.join().unwrap().expect("scenario")
+    });
+    gaps("partition", &report, 0..plan.calls);
+    assert_calls_intact(&report, &plan, plan.calls);
+    assert!(!n2.log().contains("calls taken over"), "{}", n2.log());
+    assert!(n1.metrics_up(), "n1 serves metrics");
+    assert_drained(&n1);
+    assert_cdrs(&n1.cdrs(), plan.calls);
+    assert!(n2.cdrs().is_empty(), "n2 relayed nothing");
+    lab.unblock_vrrp_into(2).unwrap();
+    lab.wait_until(Duration::from_secs(10), |l| l.holders(&svc) == vec![1])
+        .expect("n2 back to backup once it hears n1");
+    assert!(
+        n1.tg
+            .as_mut()
+            .unwrap()
+            .stop(Duration::from_secs(10))
+            .is_some()
+    );
+}
+
+/// N+1: n1 carries svc1, n2 svc2, n3 stands by for both (one keepalived with two instances,
+/// two Tollgates). n1 dies: n3 takes svc1's calls; svc2's calls on n2 are untouched.
+#[test]
+fn n_plus_one_standby_takes_the_dead_nodes_service_only() {
+    if skip_unless_root("n_plus_one_standby_takes_the_dead_nodes_service_only") {
+        return;
+    }
+    let _serial = serial();
+    let lab = HaSpec::unique("np", 3).up_guarded().expect("HA lab up");
+    let scratch = Scratch::new("failover-np");
+    let pki = pki(&scratch.0.join("certs"));
+    let (s1, s2) = (Service::numbered(1), Service::numbered(2));
+    lab.start_keepalived(1, &KeepalivedConfig::new(std::slice::from_ref(&s1), 150))
+        .unwrap();
+    lab.start_keepalived(2, &KeepalivedConfig::new(std::slice::from_ref(&s2), 150))
+        .unwrap();
+    lab.wait_until(Duration::from_secs(10), |l| {
+        l.holds(1, &s1) && l.holds(2, &s2)
+    })
+    .expect("n1 takes svc1, n2 svc2");
+    lab.start_keepalived(3, &KeepalivedConfig::new(&[s1.clone(), s2.clone()], 100))
+        .unwrap();
+    let a = LabAddrs::from_lab(&lab.lab_spec(1, &s1));
+    let parties = Parties::start(&a.topology(&pki), Duration::from_millis(100), true).unwrap();
+    let datapath = "socket";
+    let mut n1 = Node::new(&lab, 1, &s1, &pki, datapath, &scratch.0);
+    let mut n2 = Node::new(&lab, 2, &s2, &pki, datapath, &scratch.0);
+    let mut n3a = Node::new(&lab, 3, &s1, &pki, datapath, &scratch.0);
+    let mut n3b = Node::new(&lab, 3, &s2, &pki, datapath, &scratch.0);
+    for n in [&mut n1, &mut n2, &mut n3a, &mut n3b] {
+        n.start();
+    }
+    n1.wait_serving(&lab, Duration::from_secs(20));
+    n2.wait_serving(&lab, Duration::from_secs(20));
+    for n in [&n3a, &n3b] {
+        wait_for(
+            "n3 in standby",
+            Duration::from_secs(10),
+            || {
+                n.log()
+                    .contains("standby: the service addresses are elsewhere")
+            },
+            || n.log(),
+        );
+    }
+    let via = |s: &Service| {
+        (
+            SocketAddr::new(s.ext.into(), 5060),
+            SocketAddr::new(s.int.into(), 5061),
+        )
+    };
+    let (p1, p2) = (
+        plan(Direction::Inbound, 10, 0),
+        plan(Direction::Inbound, 10, 100),
+    );
+    let plans = [
+        (p1.clone(), via(&s1).0, via(&s1).1),
+        (p2.clone(), via(&s2).0, via(&s2).1),
+    ];
+    let (report, vrrp, serving) = std::thread::scope(|sc| {
+        let run = sc.spawn(|| parties.run_many(&plans));
+        for (n, calls) in [(&n1, 10), (&n2, 10)] {
+            wait_for(
+                "the calls stored",
+                Duration::from_secs(30),
+                || {
+                    n.status()
+                        .is_some_and(|v| v["state"]["stored_calls"] == calls)
+                },
+                || format!("{:?}\n{}", n.status(), n.log()),
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let t0 = Instant::now();
+        n1.kill();
+        lab.kill_keepalived(1);
+        let vrrp = lab
+            .wait_until(Duration::from_secs(10), |l| l.holds(3, &s1))
+            .expect("n3 takes svc1's addresses")
+            .as_millis();
+        wait_for(
+            "n3 takes svc1's calls",
+            Duration::from_secs(10),
+            || n3a.log().contains("calls taken over") && n3a.status().is_some(),
+            || n3a.log(),
+        );
+        let serving = t0.elapsed().as_millis();
+        (run.join().unwrap().expect("scenario"), vrrp, serving)
+    });
+    let (_, p99_1, _) = gaps("N+1 svc1 (failed over)", &report, 0..10);
+    let (_, _, max_2) = gaps("N+1 svc2 (untouched)", &report, 100..110);
+    eprintln!("N+1: n3 had svc1's addresses after {vrrp} ms, served its calls after {serving} ms");
+    assert_eq!(report.calls.len(), 20);
+    assert_calls_intact(&report, &p1, 20);
+    assert!(p99_1 <= GAP_P99_GOAL_MS, "svc1 media gap p99 {p99_1} ms");
+    assert!(
+        max_2 < 1000,
+        "svc2's calls untouched: media gap at most {max_2} ms"
+    );
+    assert_eq!(lab.holders(&s2), vec![2], "svc2 stays on n2");
+    assert!(
+        n3b.status().is_none(),
+        "n3's svc2 Tollgate still in standby"
+    );
+    assert!(!n3b.log().contains("calls taken over"));
+    assert!(n2.exited().is_none() && n3b.exited().is_none());
+    assert_drained(&n3a);
+    assert_drained(&n2);
+    assert_cdrs(&n3a.cdrs(), 10);
+    assert_cdrs(&n2.cdrs(), 10);
+    assert!(n1.cdrs().is_empty() && n3b.cdrs().is_empty());
+    for n in [&mut n2, &mut n3a] {
+        assert!(
+            n.tg.as_mut()
+                .unwrap()
+                .stop(Duration::from_secs(10))
+                .is_some()
+        );
+    }
+}
