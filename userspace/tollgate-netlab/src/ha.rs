@@ -272,6 +272,12 @@ pub struct KeepalivedConfig {
     pub advert: Duration,
     /// Unicast VRRP to these peers (their int0 addresses) instead of multicast.
     pub unicast_peers: Vec<Ipv4Addr>,
+    /// A master that hears a lower-priority master sends gratuitous ARP again
+    /// (`garp_lower_prio_delay 0`, `garp_lower_prio_repeat 3`): after a VRRP partition, the
+    /// peers' ARP entries that the second master's gratuitous ARP moved come back to the first
+    /// (which holds the lease). keepalived 2.2.7 did the same with this off (measured), so
+    /// this only makes it explicit.
+    pub reassert_on_lower_prio: bool,
 }
 
 impl KeepalivedConfig {
@@ -282,6 +288,7 @@ impl KeepalivedConfig {
             priority,
             advert: Duration::from_millis(100),
             unicast_peers: Vec::new(),
+            reassert_on_lower_prio: true,
         }
     }
 
@@ -313,13 +320,14 @@ impl KeepalivedConfig {
                  \x20   advert_int {advert}\n\
                  \x20   garp_master_delay 0\n\
                  \x20   garp_master_repeat 3\n\
-                 \x20   garp_master_refresh 0\n\
-                 \x20   garp_lower_prio_delay 0\n\
-                 \x20   garp_lower_prio_repeat 3\n",
+                 \x20   garp_master_refresh 0\n",
                 name = svc.name,
                 vrid = svc.vrid,
                 prio = self.priority,
             ));
+            if self.reassert_on_lower_prio {
+                s.push_str("    garp_lower_prio_delay 0\n    garp_lower_prio_repeat 3\n");
+            }
             if !self.unicast_peers.is_empty() {
                 s.push_str(&format!(
                     "    unicast_src_ip {own_int}\n    unicast_peer {{\n"

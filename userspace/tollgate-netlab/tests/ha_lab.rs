@@ -43,15 +43,23 @@ fn valkey_from(lab: &HaLab, ns: &str) -> bool {
 
 /// Two nodes, n1 (150) and n2 (100), one service; n1 takes it first.
 fn two_nodes(tag: &str) -> (HaLab, Service) {
+    two_nodes_with(tag, |_| {})
+}
+
+/// [`two_nodes`], with `tweak` applied to both keepalived configurations.
+fn two_nodes_with(tag: &str, tweak: impl Fn(&mut KeepalivedConfig)) -> (HaLab, Service) {
     let lab = HaSpec::unique(tag, 2).up_guarded().expect("HA lab up");
     let svc = Service::numbered(1);
-    lab.start_keepalived(1, &KeepalivedConfig::new(std::slice::from_ref(&svc), 150))
-        .unwrap();
+    let cfg = |prio| {
+        let mut c = KeepalivedConfig::new(std::slice::from_ref(&svc), prio);
+        tweak(&mut c);
+        c
+    };
+    lab.start_keepalived(1, &cfg(150)).unwrap();
     let took = lab
         .wait_until(Duration::from_secs(10), |l| l.holds(1, &svc))
         .unwrap_or_else(|| panic!("n1 takes svc1; log:\n{}", lab.keepalived_log(1)));
-    lab.start_keepalived(2, &KeepalivedConfig::new(std::slice::from_ref(&svc), 100))
-        .unwrap();
+    lab.start_keepalived(2, &cfg(100)).unwrap();
     eprintln!("n1 master after {} ms", took.as_millis());
     // n2 comes up as backup and stays so.
     std::thread::sleep(Duration::from_millis(1500));
@@ -169,6 +177,31 @@ fn blocked_vrrp_makes_two_masters() {
         .wait_until(Duration::from_secs(10), |l| l.holders(&svc) == vec![1])
         .expect("n2 steps back once it hears n1");
     eprintln!("n2 back to backup {} ms after the unblock", t.as_millis());
+}
+
+/// Takeover time after a `kill -9` of the master's keepalived for several advertisement
+/// intervals (three rounds each). A measurement, not a check: `cargo test -p tollgate-netlab
+/// --test ha_lab -- --ignored --nocapture advert`.
+#[test]
+#[ignore = "a measurement (about 40 s)"]
+fn advert_interval_takeover_times() {
+    if skip_unless_root("advert_interval_takeover_times") {
+        return;
+    }
+    for ms in [50u64, 100, 200, 500] {
+        let mut times = Vec::new();
+        for round in 0..3 {
+            let (lab, svc) = two_nodes_with(&format!("ad{ms}r{round}"), |c| {
+                c.advert = Duration::from_millis(ms)
+            });
+            lab.kill_keepalived(1);
+            let t = lab
+                .wait_until(Duration::from_secs(10), |l| l.holds(2, &svc))
+                .expect("n2 takes over");
+            times.push(t.as_millis());
+        }
+        eprintln!("advert_int {ms} ms: takeover after kill -9 {times:?} ms");
+    }
 }
 
 /// The N+1 keepalived setup: n1 for svc1, n2 for svc2, n3 standby for both (one keepalived,

@@ -441,6 +441,16 @@ fn host_failure(tag: &str, failure: Failure, datapath: &str, direction: Directio
             || format!("{:?}\n{}", n1.status(), n1.log()),
         );
         std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            lab.holders(&svc),
+            vec![1],
+            "no VRRP flap under load before the failure"
+        );
+        assert!(
+            !n2.log().contains("has the service addresses"),
+            "{}",
+            n2.log()
+        );
         let t0 = Instant::now();
         match failure {
             Failure::Kill => {
@@ -673,6 +683,11 @@ fn n_plus_one_standby_takes_the_dead_nodes_service_only() {
             );
         }
         std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            (lab.holders(&s1), lab.holders(&s2)),
+            (vec![1], vec![2]),
+            "no VRRP flap under load before the failure"
+        );
         let t0 = Instant::now();
         n1.kill();
         lab.kill_keepalived(1);
