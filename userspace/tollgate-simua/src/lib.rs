@@ -2,6 +2,8 @@
 //! tests and the call benchmarks.
 //!
 //! * [`certs`]: a lab CA and certificates (rcgen), written as PEM files.
+//! * [`failover`]: Tollgate nodes in the HA lab (standby, keepalived pair) and one failover
+//!   round with its figures, for the failover tests and `cargo xtask demo --failover`.
 //! * [`hostile`]: hostile SIP clients: an INVITE flood, slowloris, garbage, oversize, a peer
 //!   that never reads, bad start lines.
 //! * [`tone`]: the 440 Hz G.711 test tone; every frame is a function of its sequence number, so
@@ -17,6 +19,7 @@
 //! reports everything it saw.
 
 pub mod certs;
+pub mod failover;
 pub mod hostile;
 pub mod labconf;
 pub mod media;

@@ -21,9 +21,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,15 +29,12 @@ mod common;
 
 use common::{Scratch, bin};
 use serde_json::Value;
-use tollgate_netlab::ha::{HaLab, HaSpec, KeepalivedConfig, Service};
+use tollgate_netlab::ha::{HaSpec, KeepalivedConfig, Service};
 use tollgate_netlab::skip_unless_root;
-use tollgate_simua::certs::LabPki;
-use tollgate_simua::labconf::{GATEWAY_NAME, LabAddrs, PROXY_NAME, TOLLGATE_NAME};
-use tollgate_simua::process::{Launch, TollgateProcess, wait_listening};
+use tollgate_simua::failover::{self, Node, percentile};
+use tollgate_simua::labconf::LabAddrs;
 use tollgate_simua::scenario::{Direction, Parties, Plan, Report};
 
-/// The service lease's TTL (`[ha] lease_ms`).
-const LEASE_MS: u64 = 1000;
 /// The media gap every call must stay under at p99 across a failover.
 const GAP_P99_GOAL_MS: u64 = 2000;
 
@@ -50,18 +45,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// `tollgate ctl --socket S --json status`, if it answers.
-fn status(socket: &Path) -> Option<Value> {
-    let out = Command::new(bin())
-        .args(["ctl", "--socket"])
-        .arg(socket)
-        .args(["--json", "status"])
-        .output()
-        .ok()?;
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    (v["ok"] == true).then_some(v)
 }
 
 /// Polls `f` every 20 ms until it holds; how long that took. Panics with `ctx()` after
@@ -82,185 +65,6 @@ fn wait_for(
         std::thread::sleep(Duration::from_millis(20));
     }
     t.elapsed()
-}
-
-fn percentile(v: &mut [u64], p: f64) -> u64 {
-    v.sort_unstable();
-    let i = ((p / 100.0) * (v.len().saturating_sub(1)) as f64).round() as usize;
-    v.get(i).copied().unwrap_or(0)
-}
-
-/// The lab PKI: Tollgate's certificate names every service's addresses (the same identity on
-/// every node: the internal side verifies it by name).
-fn pki(dir: &Path) -> LabPki {
-    let mut tollgate_ips: Vec<IpAddr> = Vec::new();
-    for n in 1..=2 {
-        let s = Service::numbered(n);
-        tollgate_ips.extend([IpAddr::from(s.ext), IpAddr::from(s.int)]);
-    }
-    LabPki::create(
-        dir,
-        (&[TOLLGATE_NAME], &tollgate_ips),
-        (&[PROXY_NAME], &[[10, 201, 2, 2].into()]),
-        (&[GATEWAY_NAME], &[[10, 201, 1, 2].into()]),
-    )
-    .unwrap()
-}
-
-/// One `tollgate run` for one service on one node.
-struct Node {
-    /// Its holder name in the lease, and its directory's name.
-    name: String,
-    svc: Service,
-    dir: PathBuf,
-    cfg: PathBuf,
-    cdr: PathBuf,
-    socket: PathBuf,
-    metrics: SocketAddr,
-    ns: String,
-    tg: Option<TollgateProcess>,
-}
-
-impl Node {
-    /// Writes the configuration of service `svc` on node `k`: the lab's configuration with
-    /// the service addresses as the relay's (interfaces ext0/int0), metrics on the node's own
-    /// internal address, `[state]` in the lab's Valkey under the service's name, and `[ha]`
-    /// standby.
-    fn new(
-        lab: &HaLab,
-        k: usize,
-        svc: &Service,
-        pki: &LabPki,
-        datapath: &str,
-        scratch: &Path,
-    ) -> Node {
-        let name = format!("n{k}");
-        let dir = scratch.join(format!("{name}-{}", svc.name));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cdr = dir.join("cdr.jsonl");
-        let socket = dir.join("control.sock");
-        let (_, own_int) = lab.node_addrs(k);
-        let svc_no: u16 = svc.name.trim_start_matches("svc").parse().unwrap_or(0);
-        let metrics = SocketAddr::new(own_int.into(), 9100 + svc_no);
-        let cfg = dir.join("tollgate.toml");
-        std::fs::write(&cfg, node_config(lab, k, svc, pki, datapath, &cdr, metrics)).unwrap();
-        Node {
-            name,
-            svc: svc.clone(),
-            dir,
-            cfg,
-            cdr,
-            socket,
-            metrics,
-            ns: lab.node_ns(k),
-            tg: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let tg = TollgateProcess::spawn(
-            &bin(),
-            &self.cfg,
-            &self.log_path(),
-            &Launch {
-                netns: Some(&self.ns),
-                ..Launch::default()
-            },
-        )
-        .expect("tollgate starts");
-        self.tg = Some(tg);
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("tollgate.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn status(&self) -> Option<Value> {
-        status(&self.socket)
-    }
-
-    /// Whether its metrics endpoint accepts connections.
-    fn metrics_up(&self) -> bool {
-        let addr = self.metrics;
-        tollgate_netlab::in_netns(&self.ns, move || {
-            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
-        })
-        .unwrap_or(false)
-    }
-
-    /// `kill -9`.
-    fn kill(&mut self) {
-        if let Some(tg) = &mut self.tg {
-            tg.kill();
-        }
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.tg.as_mut().and_then(TollgateProcess::exited)
-    }
-
-    fn cdrs(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.cdr)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// Waits until it serves the service: its SIP listener answers on the service address
-    /// (from the gateway) and its control socket answers.
-    fn wait_serving(&self, lab: &HaLab, deadline: Duration) -> Duration {
-        let t = Instant::now();
-        let ext = SocketAddr::new(self.svc.ext.into(), 5060);
-        assert!(
-            wait_listening(Some(&lab.gw_ns()), ext, deadline),
-            "{}/{} listens on {ext}; log:\n{}",
-            self.name,
-            self.svc.name,
-            self.log()
-        );
-        wait_for(
-            "the control socket",
-            deadline,
-            || self.status().is_some(),
-            || self.log(),
-        );
-        t.elapsed()
-    }
-
-    /// UDP sockets bound to the service's addresses in the node's namespace (`ss`).
-    fn bound_udp(&self) -> usize {
-        let out = tollgate_netlab::run("ip", &["netns", "exec", &self.ns, "ss", "-Hunl"])
-            .unwrap_or_default();
-        let (e, i) = (self.svc.ext.to_string(), self.svc.int.to_string());
-        out.lines()
-            .filter(|l| l.contains(&format!("{e}:")) || l.contains(&format!("{i}:")))
-            .count()
-    }
-}
-
-/// The Tollgate configuration of service `svc` on node `k` of `lab`.
-fn node_config(
-    lab: &HaLab,
-    k: usize,
-    svc: &Service,
-    pki: &LabPki,
-    datapath: &str,
-    cdr: &Path,
-    metrics: SocketAddr,
-) -> String {
-    let a = LabAddrs::from_lab(&lab.lab_spec(k, svc));
-    a.tollgate_config(pki, datapath, 1, cdr, Some(metrics))
-        + &format!(
-            "\n[state]\nbackend = \"valkey\"\nurl = \"{url}\"\nnode_id = \"{svc}\"\n\n\
-             [ha]\nmode = \"standby\"\nholder = \"n{k}\"\nlease_ms = {LEASE_MS}\n",
-            url = lab.valkey_url(),
-            svc = svc.name,
-        )
 }
 
 fn plan(direction: Direction, calls: usize, first_index: usize) -> Plan {
@@ -379,99 +183,39 @@ fn assert_cdrs(cdrs: &[Value], calls: usize) {
     );
 }
 
-/// Two nodes for svc1: keepalived n1 (150, master) and n2 (100), the parties, a standby
-/// Tollgate on each node; returns once n1 serves and n2 waits.
-fn pair(tag: &str, datapath: &str) -> (HaLab, Scratch, Service, Node, Node, Parties) {
-    let lab = HaSpec::unique(tag, 2).up_guarded().expect("HA lab up");
+/// Two nodes for svc1 (`tollgate_simua::failover::pair`): n1 serves, n2 waits in standby.
+fn pair(tag: &str, datapath: &str) -> (failover::Pair, Scratch) {
     let scratch = Scratch::new(&format!("failover-{tag}"));
-    let pki = pki(&scratch.0.join("certs"));
-    let svc = Service::numbered(1);
-    lab.start_keepalived(1, &KeepalivedConfig::new(std::slice::from_ref(&svc), 150))
-        .unwrap();
-    lab.wait_until(Duration::from_secs(10), |l| l.holds(1, &svc))
-        .unwrap_or_else(|| panic!("n1 takes svc1; keepalived:\n{}", lab.keepalived_log(1)));
-    lab.start_keepalived(2, &KeepalivedConfig::new(std::slice::from_ref(&svc), 100))
-        .unwrap();
-    // The parties first: a Tollgate that starts before the gateway listens marks the trunk
-    // down until its next OPTIONS.
-    let a = LabAddrs::from_lab(&lab.lab_spec(1, &svc));
-    let parties = Parties::start(&a.topology(&pki), Duration::from_millis(100), true).unwrap();
-    let mut n1 = Node::new(&lab, 1, &svc, &pki, datapath, &scratch.0);
-    let mut n2 = Node::new(&lab, 2, &svc, &pki, datapath, &scratch.0);
-    n1.start();
-    n2.start();
-    let up = n1.wait_serving(&lab, Duration::from_secs(20));
-    wait_for(
-        "n2 in standby",
-        Duration::from_secs(10),
-        || {
-            n2.log()
-                .contains("standby: the service addresses are elsewhere")
-        },
-        || n2.log(),
+    let p = failover::pair(tag, datapath, &scratch.0, &bin()).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "n1 serves svc1 {} ms after its start",
+        p.n1_start.as_millis()
     );
-    eprintln!("n1 serves svc1 {} ms after its start", up.as_millis());
-    assert!(n1.log().contains("standby: holding the service lease"));
-    assert!(n2.status().is_none(), "the standby serves nothing");
-    (lab, scratch, svc, n1, n2, parties)
+    assert!(p.n1.log().contains("standby: holding the service lease"));
+    assert!(p.n2.status().is_none(), "the standby serves nothing");
+    (p, scratch)
 }
 
-enum Failure {
-    /// `kill -9` of the active node's Tollgate and keepalived.
-    Kill,
-    /// The active node's two links cut.
-    Cut,
-}
+use failover::Failure;
 
 fn host_failure(tag: &str, failure: Failure, datapath: &str, direction: Direction) {
     let _serial = serial();
     let t_test = Instant::now();
-    let (lab, _scratch, svc, mut n1, mut n2, parties) = pair(tag, datapath);
+    let (mut p, _scratch) = pair(tag, datapath);
     let plan = plan(direction, 20, 0);
-    let (report, vrrp, serving) = std::thread::scope(|sc| {
-        let run = sc.spawn(|| parties.run(&plan));
-        wait_for(
-            "20 calls stored on n1",
-            Duration::from_secs(30),
-            || {
-                n1.status().is_some_and(|v| {
-                    v["state"]["stored_calls"] == 20 && v["state"]["unprotected_calls"] == 0
-                })
-            },
-            || format!("{:?}\n{}", n1.status(), n1.log()),
-        );
-        std::thread::sleep(Duration::from_secs(2));
-        assert_eq!(
-            lab.holders(&svc),
-            vec![1],
-            "no VRRP flap under load before the failure"
-        );
-        assert!(
-            !n2.log().contains("has the service addresses"),
-            "{}",
-            n2.log()
-        );
-        let t0 = Instant::now();
-        match failure {
-            Failure::Kill => {
-                n1.kill();
-                lab.kill_keepalived(1);
-            }
-            Failure::Cut => lab.cut_links(1).unwrap(),
-        }
-        let vrrp = lab
-            .wait_until(Duration::from_secs(10), |l| l.holds(2, &svc))
-            .unwrap_or_else(|| panic!("n2 takes the addresses:\n{}", lab.keepalived_log(2)))
-            .as_millis();
-        wait_for(
-            "n2 takes the calls over",
-            Duration::from_secs(10),
-            || n2.log().contains("calls taken over") && n2.status().is_some(),
-            || n2.log(),
-        );
-        let serving = t0.elapsed().as_millis();
-        (run.join().unwrap().expect("scenario"), vrrp, serving)
-    });
+    let failover::Round {
+        report,
+        vrrp,
+        serving,
+    } = failover::round(&mut p, &plan, failure).unwrap_or_else(|e| panic!("{e}"));
+    let failover::Pair {
+        lab,
+        svc,
+        mut n1,
+        mut n2,
+        ..
+    } = p;
+    let (vrrp, serving) = (vrrp.as_millis(), serving.as_millis());
     let what = match failure {
         Failure::Kill => "kill -9",
         Failure::Cut => "links cut",
@@ -544,7 +288,15 @@ fn partition_two_vrrp_masters_one_relay() {
         return;
     }
     let _serial = serial();
-    let (lab, _scratch, svc, mut n1, mut n2, parties) = pair("pt", "xdp");
+    let (p, _scratch) = pair("pt", "xdp");
+    let failover::Pair {
+        lab,
+        svc,
+        mut n1,
+        mut n2,
+        parties,
+        ..
+    } = p;
     let plan = plan(Direction::Inbound, 20, 0);
     let report = std::thread::scope(|sc| {
         let run = sc.spawn(|| parties.run(&plan));
@@ -620,7 +372,7 @@ fn n_plus_one_standby_takes_the_dead_nodes_service_only() {
     let _serial = serial();
     let lab = HaSpec::unique("np", 3).up_guarded().expect("HA lab up");
     let scratch = Scratch::new("failover-np");
-    let pki = pki(&scratch.0.join("certs"));
+    let pki = failover::pki(&scratch.0.join("certs")).unwrap();
     let (s1, s2) = (Service::numbered(1), Service::numbered(2));
     lab.start_keepalived(1, &KeepalivedConfig::new(std::slice::from_ref(&s1), 150))
         .unwrap();
@@ -635,15 +387,15 @@ fn n_plus_one_standby_takes_the_dead_nodes_service_only() {
     let a = LabAddrs::from_lab(&lab.lab_spec(1, &s1));
     let parties = Parties::start(&a.topology(&pki), Duration::from_millis(100), true).unwrap();
     let datapath = "socket";
-    let mut n1 = Node::new(&lab, 1, &s1, &pki, datapath, &scratch.0);
-    let mut n2 = Node::new(&lab, 2, &s2, &pki, datapath, &scratch.0);
-    let mut n3a = Node::new(&lab, 3, &s1, &pki, datapath, &scratch.0);
-    let mut n3b = Node::new(&lab, 3, &s2, &pki, datapath, &scratch.0);
+    let mut n1 = Node::new(&lab, 1, &s1, &pki, datapath, &scratch.0, &bin()).unwrap();
+    let mut n2 = Node::new(&lab, 2, &s2, &pki, datapath, &scratch.0, &bin()).unwrap();
+    let mut n3a = Node::new(&lab, 3, &s1, &pki, datapath, &scratch.0, &bin()).unwrap();
+    let mut n3b = Node::new(&lab, 3, &s2, &pki, datapath, &scratch.0, &bin()).unwrap();
     for n in [&mut n1, &mut n2, &mut n3a, &mut n3b] {
-        n.start();
+        n.start().unwrap();
     }
-    n1.wait_serving(&lab, Duration::from_secs(20));
-    n2.wait_serving(&lab, Duration::from_secs(20));
+    n1.wait_serving(&lab, Duration::from_secs(20)).unwrap();
+    n2.wait_serving(&lab, Duration::from_secs(20)).unwrap();
     for n in [&n3a, &n3b] {
         wait_for(
             "n3 in standby",
