@@ -423,10 +423,14 @@ impl Driver {
                 }
             }
             CtlRequest::Handover => match &self.state {
-                None => error("no call-state store (state.backend = \"none\"): a handover would drop every call; use drain"),
+                None => error(
+                    "no call-state store (state.backend = \"none\"): a handover would drop every call; use drain",
+                ),
                 Some(s) => {
                     self.handover = true;
-                    ok(serde_json::json!({ "calls": self.core.active_calls(), "store": s.backend() }))
+                    ok(
+                        serde_json::json!({ "calls": self.core.active_calls(), "store": s.backend() }),
+                    )
                 }
             },
             CtlRequest::Drain => {

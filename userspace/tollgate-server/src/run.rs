@@ -359,17 +359,13 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
     let timeout = (cfg.media.inactivity_timeout_s > 0)
         .then(|| Duration::from_secs(cfg.media.inactivity_timeout_s));
     let (positions_tx, positions_rx) = mpsc::unbounded_channel();
-    let (media, media_thread) = crate::media::spawn(
-        dp,
-        Arc::clone(&metrics),
-        timeout,
-        inactive_tx,
-        positions_tx,
-    )
-        .map_err(|source| ServerError::Io {
-            what: "media thread",
-            source,
-        })?;
+    let (media, media_thread) =
+        crate::media::spawn(dp, Arc::clone(&metrics), timeout, inactive_tx, positions_tx).map_err(
+            |source| ServerError::Io {
+                what: "media thread",
+                source,
+            },
+        )?;
 
     let (net_tx, net_rx) = mpsc::channel(8192);
     let ctx = Arc::new(

@@ -162,7 +162,9 @@ fn calls_survive(datapath: &str, store: Store, stop: Stop, direction: Direction)
         "restart ({datapath}): listening again after {} ms; the new process logged:\n{}",
         down_for.as_millis(),
         log2.lines()
-            .filter(|l| l.contains("call-state") || l.contains("taken over") || l.contains("started:"))
+            .filter(|l| l.contains("call-state")
+                || l.contains("taken over")
+                || l.contains("started:"))
             .collect::<Vec<_>>()
             .join("\n")
     );
@@ -215,7 +217,10 @@ fn calls_survive(datapath: &str, store: Store, stop: Stop, direction: Direction)
                 && v["state"]["unprotected_calls"] == 0
         })
     });
-    assert!(tg2.stop(Duration::from_secs(10)).is_some(), "drains and exits");
+    assert!(
+        tg2.stop(Duration::from_secs(10)).is_some(),
+        "drains and exits"
+    );
     let cdrs: Vec<Value> = std::fs::read_to_string(&cdr)
         .unwrap()
         .lines()
@@ -224,7 +229,10 @@ fn calls_survive(datapath: &str, store: Store, stop: Stop, direction: Direction)
     assert_eq!(cdrs.len(), CALLS, "one CDR per call, none lost");
     let mut by_side = [0, 0];
     for l in &cdrs {
-        assert_eq!(l["restarts"], 1, "the CDR says the call crossed a restart: {l}");
+        assert_eq!(
+            l["restarts"], 1,
+            "the CDR says the call crossed a restart: {l}"
+        );
         assert!(l["answer"].as_f64().is_some(), "{l}");
         assert!(
             l["duration_s"].as_f64().unwrap() >= 10.0,
@@ -240,7 +248,11 @@ fn calls_survive(datapath: &str, store: Store, stop: Stop, direction: Direction)
             other => panic!("cause {other:?}: {l}"),
         }
     }
-    assert_eq!(by_side, [CALLS / 2, CALLS / 2], "BYEs from alternating sides");
+    assert_eq!(
+        by_side,
+        [CALLS / 2, CALLS / 2],
+        "BYEs from alternating sides"
+    );
     drop(valkey);
 }
 
