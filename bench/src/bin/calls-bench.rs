@@ -167,7 +167,8 @@ fn main() -> anyhow::Result<()> {
     let addrs = LabAddrs::from_lab(s);
     let pki = addrs.pki(&work.join("certs"))?;
     // Tollgate's metrics, scraped around every step for its own view of setup latency.
-    let metrics = SocketAddr::new(addrs.relay_ext, 9109);
+    // Internal side: Tollgate never serves metrics towards the gateway.
+    let metrics = SocketAddr::new(addrs.relay_int, 9109);
     let base_cfg = addrs.tollgate_config(&pki, "socket", 1, &work.join("cdr.jsonl"), Some(metrics));
     let parties =
         Parties::start(&addrs.topology(&pki), Duration::ZERO, false).map_err(anyhow::Error::msg)?;
