@@ -462,6 +462,28 @@ fn report(a: &Args, sweeps: &[Sweep]) -> String {
                 sw.state, sw.good, n.good, sw.steal_pct, n.steal_pct
             );
         }
+        for sw in sweeps.iter().filter(|s| s.state != "none") {
+            let mut r: Vec<f64> = sw
+                .steps
+                .iter()
+                .filter(|s| s.ok == s.calls && s.tollgate_cpu > 0.0)
+                .filter_map(|s| {
+                    n.steps
+                        .iter()
+                        .find(|b| b.offered == s.offered && b.ok == b.calls)
+                        .map(|b| b.tollgate_cpu / s.tollgate_cpu)
+                })
+                .collect();
+            let k = r.len();
+            if k > 0 {
+                let m = tollgate_bench::median(std::mem::take(&mut r));
+                let _ = writeln!(
+                    md,
+                    "Tollgate CPU, none/{} at equal offered rates (median over the {k} rates both ran clean): {m:.2}: the rate ratio to expect where Tollgate's core is the limit.",
+                    sw.state
+                );
+            }
+        }
         let _ = writeln!(
             md,
             "\nThe rates are the best step of the same rising list ({}), so a ratio below 1 is at least one step of that list; compare the tables' p99 columns at equal offered rates for the finer picture.",
