@@ -49,11 +49,11 @@ pub struct MediaReport {
     pub started_at: Option<Instant>,
     /// The longest silences of at least [`LONG_GAP_MS`], as (end ms since start, length ms);
     /// unused slots are (0, 0). Tells a restart's gap from silences at other times.
-    pub long_gaps: [(u64, u64); 8],
+    pub long_gaps: [(u64, u64); 32],
 }
 
-/// The shortest silence [`MediaReport::long_gaps`] records, ms (2.5 packet intervals).
-pub const LONG_GAP_MS: u64 = 50;
+/// The shortest silence [`MediaReport::long_gaps`] records, ms (five packet intervals).
+pub const LONG_GAP_MS: u64 = 100;
 
 impl MediaReport {
     /// Records a silence of `gap_ms` that ended `end_ms` after the start, if it is among the

@@ -153,7 +153,9 @@ fn audio_ended_early(c: &CallOutcome, talk: Duration) -> bool {
 }
 
 /// A call's silences in each direction: (restart gap at the gateway, at the internal
-/// endpoint, longest other silence at either).
+/// endpoint, longest other silence at either). A restart gap of 0 means no silence of
+/// [`tollgate_simua::media::LONG_GAP_MS`] or more spanned the kill in that direction (or the
+/// party's 32 longest silences were all longer).
 fn gaps(c: &CallOutcome, kill: Instant) -> (u64, u64, u64) {
     (
         c.caller.gap_at(kill).unwrap_or(0),
