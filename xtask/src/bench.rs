@@ -13,6 +13,11 @@
 //! start lines) while calls carry audio; Tollgate's memory against its baseline, who closed
 //! each connection, and the VM's steal per round, in `hostile.md`.
 //!
+//! `bench calls` (root) runs `calls-bench`: rising call setup rates through Tollgate, the same
+//! load three times, with no call-state store, the file store and a private Valkey server, and
+//! the ratios file/none and valkey/none against the 0.90 goal, with the VM's steal, in
+//! `calls.md`.
+//!
 //! `bench srtp` builds libsrtp with OpenSSL from Debian's own source package (downloaded with
 //! `apt-get source --download-only` through a private apt configuration, so the machine's
 //! sources lists are not touched; built into `target/libsrtp-openssl/`, never committed), then
@@ -93,6 +98,10 @@ struct CallsArgs {
     /// Seconds per rate.
     #[arg(long, default_value_t = 4.0)]
     secs: f64,
+    /// Call-state settings, each running the same rates: none, file (redb), valkey (a private
+    /// Valkey/Redis server; fails if neither valkey-server nor redis-server is installed).
+    #[arg(long, default_value = "none,file,valkey")]
+    states: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -237,8 +246,18 @@ fn calls(a: &CallsArgs) -> anyhow::Result<()> {
     with_tollgate(
         "bench calls",
         "calls-bench",
-        "rising offered call rates through Tollgate",
-        &["--rates", &a.rates, "--secs", &a.secs.to_string()],
+        &format!(
+            "rising offered call rates through Tollgate, call-state store {}",
+            a.states
+        ),
+        &[
+            "--rates",
+            &a.rates,
+            "--secs",
+            &a.secs.to_string(),
+            "--states",
+            &a.states,
+        ],
     )
 }
 
@@ -300,6 +319,7 @@ fn all() -> anyhow::Result<()> {
                 calls(&CallsArgs {
                     rates: "100,250,500,750,1000,1250,1500,2000,2500,3000".into(),
                     secs: 4.0,
+                    states: "none,file,valkey".into(),
                 })
             }),
         ),

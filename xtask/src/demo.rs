@@ -9,15 +9,25 @@ use crate::util::{Step, run_visible, workspace_root};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Calls per direction.
+    /// Calls per direction (with --restart: concurrent calls, all inbound).
     #[arg(long, default_value_t = 20)]
     pub calls: usize,
-    /// Seconds of audio per call.
-    #[arg(long, default_value_t = 4)]
-    pub talk_secs: u64,
+    /// Seconds of audio per call (default 4; with --restart, long enough to outlast the
+    /// restart: 12 s plus the time to set the calls up).
+    #[arg(long)]
+    pub talk_secs: Option<u64>,
     /// Data path: xdp (default as root) or socket (default otherwise).
     #[arg(long)]
     pub datapath: Option<String>,
+    /// Calls survive a restart: `--calls` concurrent calls with the call-state store on,
+    /// Tollgate killed with SIGKILL mid-call and started again; prints each call's media gap
+    /// and the split of the restart, then PASS or FAIL.
+    #[arg(long)]
+    pub restart: bool,
+    /// With --restart: the call-state store, `file` (a redb file) or `valkey` (a private
+    /// Valkey/Redis server started for the demo).
+    #[arg(long, default_value = "file", value_parser = ["file", "valkey"], requires = "restart")]
+    pub store: String,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
@@ -55,12 +65,20 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     demo.current_dir(workspace_root())
         .arg("--tollgate")
         .arg(target.join("tollgate"))
-        .args([
-            "--calls",
-            &a.calls.to_string(),
-            "--talk-secs",
-            &a.talk_secs.to_string(),
-        ]);
+        .args(["--calls", &a.calls.to_string()]);
+    match (a.talk_secs, a.restart) {
+        (Some(t), _) => {
+            demo.args(["--talk-secs", &t.to_string()]);
+        }
+        // The restart demo picks a talk time that outlasts the restart.
+        (None, true) => {}
+        (None, false) => {
+            demo.args(["--talk-secs", "4"]);
+        }
+    }
+    if a.restart {
+        demo.args(["--restart", "--store", &a.store]);
+    }
     if let Some(d) = &a.datapath {
         demo.args(["--datapath", d]);
     }

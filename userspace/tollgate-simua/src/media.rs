@@ -45,9 +45,53 @@ pub struct MediaReport {
     pub last_packet_ms: Option<u64>,
     /// The longest silence between two received packets, ms (a relay restart shows here).
     pub max_gap_ms: u64,
+    /// When the stream started (the origin of the `_ms` times above).
+    pub started_at: Option<Instant>,
+    /// The longest silences of at least [`LONG_GAP_MS`], as (end ms since start, length ms);
+    /// unused slots are (0, 0). Tells a restart's gap from silences at other times.
+    pub long_gaps: [(u64, u64); 32],
 }
 
+/// The shortest silence [`MediaReport::long_gaps`] records, ms (five packet intervals).
+pub const LONG_GAP_MS: u64 = 100;
+
 impl MediaReport {
+    /// Records a silence of `gap_ms` that ended `end_ms` after the start, if it is among the
+    /// longest.
+    fn note_gap(&mut self, end_ms: u64, gap_ms: u64) {
+        if let Some(slot) = self.long_gaps.iter_mut().min_by_key(|g| g.1)
+            && gap_ms > slot.1
+        {
+            *slot = (end_ms, gap_ms);
+        }
+    }
+
+    /// The silence in progress at instant `t` (the last packet before `t` to the first after
+    /// it), ms, if it was at least [`LONG_GAP_MS`]; `None` if none was recorded.
+    pub fn gap_at(&self, t: Instant) -> Option<u64> {
+        let t_ms = t.checked_duration_since(self.started_at?)?.as_millis() as u64;
+        self.long_gaps
+            .iter()
+            .filter(|&&(end, len)| len > 0 && end >= t_ms && end - len <= t_ms)
+            .map(|g| g.1)
+            .max()
+    }
+
+    /// The longest silence other than the one in progress at `t`, ms (from the recorded long
+    /// silences; 0 if there was none of at least [`LONG_GAP_MS`]).
+    pub fn longest_gap_besides(&self, t: Instant) -> u64 {
+        let t_ms = self
+            .started_at
+            .and_then(|s| t.checked_duration_since(s))
+            .map_or(0, |d| d.as_millis() as u64);
+        self.long_gaps
+            .iter()
+            .filter(|&&(end, len)| len > 0 && !(end >= t_ms && end - len <= t_ms))
+            .map(|g| g.1)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether audio flowed and every packet received was intact.
     pub fn ok(&self) -> bool {
         self.received > 0
@@ -74,7 +118,11 @@ impl MediaStream {
     pub fn start(sock: UdpSocket, cfg: MediaConfig) -> Result<MediaStream, tollgate_srtp::Error> {
         let sock = Arc::new(sock);
         let (stop, mut stopped) = watch::channel(false);
-        let report = Arc::new(Mutex::new(MediaReport::default()));
+        let started = Instant::now();
+        let report = Arc::new(Mutex::new(MediaReport {
+            started_at: Some(started),
+            ..MediaReport::default()
+        }));
         let (mut tx_ctx, mut rx_ctx) = match &cfg.srtp {
             Some((ours, theirs)) => (
                 Some(Context::new(ours, Config::default())?),
@@ -82,7 +130,6 @@ impl MediaStream {
             ),
             None => (None, None),
         };
-        let started = Instant::now();
         let s2 = Arc::clone(&sock);
         let r2 = Arc::clone(&report);
         let remote = cfg.remote;
@@ -141,7 +188,11 @@ impl MediaStream {
                     r.first_packet_ms = Some(at);
                 }
                 if let Some(last) = r.last_packet_ms {
-                    r.max_gap_ms = r.max_gap_ms.max(at.saturating_sub(last));
+                    let gap = at.saturating_sub(last);
+                    r.max_gap_ms = r.max_gap_ms.max(gap);
+                    if gap >= LONG_GAP_MS {
+                        r.note_gap(at, gap);
+                    }
                 }
                 r.last_packet_ms = Some(at);
                 if len < 12 + tone::FRAME || buf[0] >> 6 != 2 {

@@ -5,6 +5,13 @@
 //! gateway (SIP/TCP, RTP) to the simulated internal endpoint (SIP/mTLS, SRTP) and N calls the
 //! other way, audio checked packet by packet in both directions, calls hung up from alternating
 //! sides. Without root: the same on loopback addresses with the socket data path.
+//!
+//! With `--restart`: N concurrent calls (gateway -> internal endpoint, SRTP inside) are set up
+//! with the call-state store on (`[state]`, a local file or, with `--store valkey`, a private
+//! Valkey/Redis server), Tollgate is killed with SIGKILL mid-call and started again, and the
+//! calls carry on to the end. It prints each call's media gap in both directions, the split of
+//! the restart (kill to new process, store load, start to listening, restore and flow
+//! install), and PASS or FAIL.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +31,10 @@ struct Args {
     talk: Duration,
     out: PathBuf,
     datapath: Option<String>,
+    /// `--talk-secs` as given (the restart demo picks its own default).
+    talk_given: bool,
+    restart: bool,
+    store: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -33,6 +44,9 @@ fn parse_args() -> Result<Args, String> {
         talk: Duration::from_secs(4),
         out: PathBuf::from("target/demo"),
         datapath: None,
+        talk_given: false,
+        restart: false,
+        store: "file".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -42,13 +56,16 @@ fn parse_args() -> Result<Args, String> {
             "--calls" => a.calls = v()?.parse().map_err(|_| "--calls takes a number")?,
             "--talk-secs" => {
                 a.talk =
-                    Duration::from_secs(v()?.parse().map_err(|_| "--talk-secs takes a number")?)
+                    Duration::from_secs(v()?.parse().map_err(|_| "--talk-secs takes a number")?);
+                a.talk_given = true;
             }
+            "--restart" => a.restart = true,
+            "--store" => a.store = v()?,
             "--out" => a.out = PathBuf::from(v()?),
             "--datapath" => a.datapath = Some(v()?),
             "-h" | "--help" => {
                 println!(
-                    "tollgate-demo [--calls N] [--talk-secs S] [--datapath xdp|socket] [--tollgate PATH] [--out DIR]"
+                    "tollgate-demo [--calls N] [--talk-secs S] [--datapath xdp|socket] [--tollgate PATH] [--out DIR] [--restart [--store file|valkey]]"
                 );
                 std::process::exit(0);
             }
@@ -58,8 +75,17 @@ fn parse_args() -> Result<Args, String> {
     if a.calls == 0 {
         return Err("--calls must be at least 1".into());
     }
+    if a.store != "file" && a.store != "valkey" {
+        return Err("--store is file or valkey".into());
+    }
+    if !a.restart && a.store != "file" {
+        return Err("--store needs --restart".into());
+    }
     Ok(a)
 }
+
+#[path = "demo/restart.rs"]
+mod restart;
 
 fn progress(
     label: &'static str,
@@ -299,7 +325,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&a) {
+    let result = if a.restart { restart::run(&a) } else { run(&a) };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
