@@ -1,5 +1,6 @@
-//! `cargo xtask demo`: the main job. Builds Tollgate and the demo driver in release mode and
-//! runs the end-to-end demo (see `userspace/tollgate-simua/src/bin/tollgate-demo.rs`).
+//! `cargo xtask demo`: the main job. Builds Tollgate and the demo drivers in release mode and
+//! runs the end-to-end demo (`userspace/tollgate-simua/src/bin/tollgate-demo.rs`; `--restart`
+//! there too), or with `--failover` the two-node failover demo (`tollgate-demo-failover.rs`).
 
 use std::process::Command;
 
@@ -28,6 +29,11 @@ pub struct Args {
     /// Valkey/Redis server started for the demo).
     #[arg(long, default_value = "file", value_parser = ["file", "valkey"], requires = "restart")]
     pub store: String,
+    /// Node failover (root only): two relay nodes with keepalived and Valkey, `--calls` calls
+    /// (default 20) through node A; node A is killed, then in a second round its links are
+    /// cut; the calls continue through node B. Prints each call's media gap, then PASS or FAIL.
+    #[arg(long, conflicts_with = "restart")]
+    pub failover: bool,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
@@ -41,7 +47,13 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             "==> not root: skipping setup; the demo runs on loopback with the socket data path"
         );
     }
-    let s = Step::start("demo", "cargo build --release (tollgate, tollgate-demo)");
+    if a.failover && !root {
+        bail!("demo --failover needs root (namespaces, bridges, keepalived, XDP)");
+    }
+    let s = Step::start(
+        "demo",
+        "cargo build --release (tollgate, tollgate-demo, tollgate-demo-failover)",
+    );
     let mut build = Command::new("cargo");
     build.current_dir(workspace_root()).args([
         "build",
@@ -54,6 +66,8 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         "tollgate",
         "--bin",
         "tollgate-demo",
+        "--bin",
+        "tollgate-demo-failover",
     ]);
     if root {
         build.env("TOLLGATE_REQUIRE_EBPF", "1");
@@ -61,6 +75,24 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     run_visible(&mut build)?;
     s.done();
     let target = workspace_root().join("target/release");
+    if a.failover {
+        let mut demo = Command::new(target.join("tollgate-demo-failover"));
+        demo.current_dir(workspace_root())
+            .arg("--tollgate")
+            .arg(target.join("tollgate"))
+            .args(["--calls", &a.calls.to_string()]);
+        if let Some(t) = a.talk_secs {
+            demo.args(["--talk-secs", &t.to_string()]);
+        }
+        if let Some(d) = &a.datapath {
+            demo.args(["--datapath", d]);
+        }
+        let status = demo.status()?;
+        if !status.success() {
+            bail!("the failover demo failed ({status})");
+        }
+        return Ok(());
+    }
     let mut demo = Command::new(target.join("tollgate-demo"));
     demo.current_dir(workspace_root())
         .arg("--tollgate")
