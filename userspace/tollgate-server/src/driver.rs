@@ -212,6 +212,7 @@ impl Driver {
             ended = report.ended.len(),
             unreadable = report.unreadable.len(),
             restore_and_install_ms = install.as_secs_f64() * 1000.0,
+            since_exec_ms = crate::run::process_age_ms(),
             "calls taken over from the call-state store"
         );
     }

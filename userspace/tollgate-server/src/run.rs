@@ -111,6 +111,31 @@ impl Running {
     }
 }
 
+/// Milliseconds since this process was created (from /proc; 0 if unreadable): the restart
+/// timeline's first segment, exec and runtime set-up before [`start_from`].
+pub fn process_age_ms() -> f64 {
+    let age = || -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let start_ticks: f64 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(19)?
+            .parse()
+            .ok()?;
+        let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Some(((uptime - start_ticks / hz.max(1.0)) * 1000.0).max(0.0))
+    };
+    age().unwrap_or(0.0)
+}
+
 fn os_random(buf: &mut [u8]) {
     // The OS CSPRNG cannot fail on Linux once booted; if it ever did, refusing to run with
     // predictable keys is the only safe answer.
@@ -303,9 +328,31 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
     let started = std::time::Instant::now();
     let metrics = Arc::new(Metrics::new());
     // The stored calls are read before anything binds: a store that cannot be read stops the
-    // start (calls would be lost silently otherwise).
+    // start (calls would be lost silently otherwise). A failed start drops the data plane,
+    // which detaches what it attached.
     let state_cfg = cfg.state.clone();
-    let loaded = tokio::task::spawn_blocking(move || crate::state::open(&state_cfg))
+    // Read while the data plane starts (both take tens of ms; neither needs the other).
+    let loading = tokio::task::spawn_blocking(move || crate::state::open(&state_cfg));
+    let tls = TlsMaterial::load(&cfg.tls)?;
+    let core_cfg = crate::convert::b2bua_config(&cfg)?;
+
+    // The metrics listener is checked before anything is attached or spawned.
+    let metrics_listener = match cfg.ops.metrics_listen {
+        Some(addr) => Some(bind_metrics(addr, &ext_devices(&cfg)?).await?),
+        None => None,
+    };
+    let hep = hep_sender(&cfg)?;
+    let dp_cfg = dataplane_config(&cfg)?;
+    let socket_path = matches!(dp_cfg.path, DataPath::Socket);
+    let dp = match Dataplane::start(dp_cfg) {
+        Ok(dp) => dp,
+        // On the socket path the only XDP program is the boundary filter.
+        Err(tollgate_dataplane::DataplaneError::Xdp(e)) if socket_path => {
+            return Err(ServerError::Boundary(e.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let loaded = loading
         .await
         .map_err(|e| ServerError::Io {
             what: "reading the call-state store",
@@ -326,25 +373,6 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
             "call-state store read"
         );
     }
-    let tls = TlsMaterial::load(&cfg.tls)?;
-    let core_cfg = crate::convert::b2bua_config(&cfg)?;
-
-    // The metrics listener is checked before anything is attached or spawned.
-    let metrics_listener = match cfg.ops.metrics_listen {
-        Some(addr) => Some(bind_metrics(addr, &ext_devices(&cfg)?).await?),
-        None => None,
-    };
-    let hep = hep_sender(&cfg)?;
-    let dp_cfg = dataplane_config(&cfg)?;
-    let socket_path = matches!(dp_cfg.path, DataPath::Socket);
-    let dp = match Dataplane::start(dp_cfg) {
-        Ok(dp) => dp,
-        // On the socket path the only XDP program is the boundary filter.
-        Err(tollgate_dataplane::DataplaneError::Xdp(e)) if socket_path => {
-            return Err(ServerError::Boundary(e.to_string()));
-        }
-        Err(e) => return Err(e.into()),
-    };
     let path = if socket_path { "sockets" } else { "XDP" };
     match dp.stats().attach {
         Some([e, i]) => {
@@ -505,6 +533,7 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
     });
     tracing::info!(
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        since_exec_ms = process_age_ms(),
         "started: data plane attached, listeners bound"
     );
     let driver = tokio::spawn(driver.run(net_rx, inactive_rx, positions_rx, control_rx));

@@ -320,7 +320,7 @@ enum GwEvent {
     /// The call's final answer: setup time on 200 OK, or why it failed.
     Answered(Result<Duration, String>),
     /// After the hang-up: the BYE's outcome with the call's final media report.
-    HungUp(Result<MediaReport, String>),
+    HungUp(Result<Box<MediaReport>, String>),
 }
 
 /// The simulated gateway in its namespace (plain SIP/TCP, RTP with the test tone). It listens
@@ -365,7 +365,7 @@ impl Gateway {
                 let _ = tx.send(GwEvent::Answered(Ok(call.setup)));
                 let _ = tokio::time::timeout(Duration::from_secs(20), rx_orders.recv()).await;
                 let r = call.hangup().await.map(|r| r.media);
-                let _ = tx.send(GwEvent::HungUp(r.map_err(|e| e.to_string())));
+                let _ = tx.send(GwEvent::HungUp(r.map(Box::new).map_err(|e| e.to_string())));
             });
         })
         .unwrap();
@@ -589,7 +589,7 @@ fn call_through_tollgate_to_baresip(datapath: &str) {
     // Hang up from the gateway: BYE through Tollgate, 200 OK from baresip.
     gw.order();
     let gw_media = match gw.next(Duration::from_secs(15)) {
-        Some(GwEvent::HungUp(Ok(m))) => m,
+        Some(GwEvent::HungUp(Ok(m))) => *m,
         Some(GwEvent::HungUp(Err(e))) => panic!("hang-up failed: {e}\n{}", baresip.log()),
         _ => panic!("the gateway did not report the hang-up"),
     };
