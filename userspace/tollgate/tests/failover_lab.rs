@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Scratch, bin};
-use serde_json::Value;
+use common::{Scratch, assert_cdrs, bin};
 use tollgate_netlab::ha::{HaSpec, KeepalivedConfig, Service};
 use tollgate_netlab::skip_unless_root;
 use tollgate_simua::failover::{self, Node, percentile};
@@ -157,29 +156,6 @@ fn assert_drained(node: &Node) {
             })
         },
         || format!("{:?}", node.status()),
-    );
-}
-
-/// `calls` CDRs in `cdrs`, half ended from each side, with audio both ways.
-fn assert_cdrs(cdrs: &[Value], calls: usize) {
-    assert_eq!(cdrs.len(), calls, "one CDR per call");
-    let mut by_side = [0, 0];
-    for l in cdrs {
-        assert!(l["answer"].as_f64().is_some(), "{l}");
-        assert_eq!(l["media"]["srtp_auth_failures"].as_u64(), Some(0), "{l}");
-        for d in ["ext_to_int", "int_to_ext"] {
-            assert!(l["media"][d]["packets"].as_u64().unwrap() > 100, "{d}: {l}");
-        }
-        match l["cause"].as_str() {
-            Some("bye_ext") => by_side[0] += 1,
-            Some("bye_int") => by_side[1] += 1,
-            other => panic!("cause {other:?}: {l}"),
-        }
-    }
-    assert_eq!(
-        by_side,
-        [calls / 2, calls / 2],
-        "BYEs from alternating sides"
     );
 }
 

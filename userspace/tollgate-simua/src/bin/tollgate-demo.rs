@@ -138,15 +138,12 @@ fn summarize(label: &str, r: &Report) -> bool {
     ok == r.calls.len()
 }
 
-fn run(a: &Args) -> Result<bool, String> {
-    let root = is_root();
-    let _ = std::fs::remove_dir_all(&a.out);
-    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let out = std::fs::canonicalize(&a.out).map_err(|e| e.to_string())?;
-    let tollgate =
-        std::fs::canonicalize(&a.tollgate).map_err(|e| format!("{}: {e}", a.tollgate.display()))?;
-
-    let (lab, addrs, relay_ns) = if root {
+/// The demo's lab: as root the three namespaces `tgdemo-*` (removed when the guard drops),
+/// else loopback addresses; its addresses, and the relay's namespace.
+fn demo_lab(
+    root: bool,
+) -> Result<(Option<tollgate_netlab::LabGuard>, LabAddrs, Option<String>), String> {
+    if root {
         println!(
             "==> lab: namespaces tgdemo-gw, tgdemo-relay, tgdemo-int (10.201.1.0/24 outside, 10.201.2.0/24 inside)"
         );
@@ -156,14 +153,25 @@ fn run(a: &Args) -> Result<bool, String> {
         let s = lab.spec();
         let addrs = LabAddrs::from_lab(s);
         let relay_ns = Some(s.relay_ns.clone());
-        (Some(lab), addrs, relay_ns)
+        Ok((Some(lab), addrs, relay_ns))
     } else {
         println!(
             "==> not root: running on loopback (127.0.1.x outside, 127.0.2.x inside) with the socket data path;"
         );
         println!("    run as root for the namespace lab and the XDP data path");
-        (None, LabAddrs::loopback(), None)
-    };
+        Ok((None, LabAddrs::loopback(), None))
+    }
+}
+
+fn run(a: &Args) -> Result<bool, String> {
+    let root = is_root();
+    let _ = std::fs::remove_dir_all(&a.out);
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let out = std::fs::canonicalize(&a.out).map_err(|e| e.to_string())?;
+    let tollgate =
+        std::fs::canonicalize(&a.tollgate).map_err(|e| format!("{}: {e}", a.tollgate.display()))?;
+
+    let (lab, addrs, relay_ns) = demo_lab(root)?;
     let datapath = a
         .datapath
         .clone()

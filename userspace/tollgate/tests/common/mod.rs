@@ -63,3 +63,27 @@ pub fn start_tollgate(
     );
     tg
 }
+
+/// `calls` CDRs in `cdrs` (JSON lines), each answered with SRTP audio both ways and no SRTP
+/// reject, half ended by a BYE from each side.
+pub fn assert_cdrs(cdrs: &[serde_json::Value], calls: usize) {
+    assert_eq!(cdrs.len(), calls, "one CDR per call");
+    let mut by_side = [0, 0];
+    for l in cdrs {
+        assert!(l["answer"].as_f64().is_some(), "{l}");
+        assert_eq!(l["media"]["srtp_auth_failures"].as_u64(), Some(0), "{l}");
+        for d in ["ext_to_int", "int_to_ext"] {
+            assert!(l["media"][d]["packets"].as_u64().unwrap() > 100, "{d}: {l}");
+        }
+        match l["cause"].as_str() {
+            Some("bye_ext") => by_side[0] += 1,
+            Some("bye_int") => by_side[1] += 1,
+            other => panic!("cause {other:?}: {l}"),
+        }
+    }
+    assert_eq!(
+        by_side,
+        [calls / 2, calls / 2],
+        "BYEs from alternating sides"
+    );
+}

@@ -16,8 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tollgate_netlab::{LabSpec, is_root};
-use tollgate_simua::labconf::LabAddrs;
+use tollgate_netlab::is_root;
 use tollgate_simua::process::{Launch, TollgateProcess};
 use tollgate_simua::scenario::{CallOutcome, Direction, Parties, Plan, Report};
 use tollgate_state::testing::ValkeyServer;
@@ -296,23 +295,7 @@ pub(super) fn run(a: &Args) -> Result<bool, String> {
         );
     }
 
-    let (lab, addrs, relay_ns) = if root {
-        println!(
-            "==> lab: namespaces tgdemo-gw, tgdemo-relay, tgdemo-int (10.201.1.0/24 outside, 10.201.2.0/24 inside)"
-        );
-        let lab = LabSpec::with_prefix("tgdemo")
-            .up_guarded()
-            .map_err(|e| format!("lab: {e}"))?;
-        let s = lab.spec();
-        let addrs = LabAddrs::from_lab(s);
-        let relay_ns = Some(s.relay_ns.clone());
-        (Some(lab), addrs, relay_ns)
-    } else {
-        println!(
-            "==> not root: running on loopback (127.0.1.x outside, 127.0.2.x inside) with the socket data path"
-        );
-        (None, LabAddrs::loopback(), None)
-    };
+    let (lab, addrs, relay_ns) = super::demo_lab(root)?;
     let datapath = a
         .datapath
         .clone()
