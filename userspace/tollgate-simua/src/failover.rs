@@ -366,10 +366,29 @@ pub fn round(p: &mut Pair, plan: &Plan, failure: Failure) -> Result<Round, Strin
     let calls = plan.calls;
     std::thread::scope(|sc| {
         let run = sc.spawn(|| parties.run(plan));
+        let mut last = None;
         let stored = wait_for("the calls stored on n1", Duration::from_secs(60), || {
-            n1.status().is_some_and(|v| {
+            last = n1.status();
+            last.as_ref().is_some_and(|v| {
                 v["state"]["stored_calls"] == calls && v["state"]["unprotected_calls"] == 0
             })
+        })
+        .map_err(|e| {
+            let l = last.as_ref();
+            format!(
+                "{e}: holders {:?}, peers steered to n{:?}; n1 has {} calls, {} stored, {} unprotected; its warnings:\n{}",
+                lab.holders(svc),
+                lab.steered_to(svc),
+                l.map_or(Value::Null, |v| v["calls"].clone()),
+                l.map_or(Value::Null, |v| v["state"]["stored_calls"].clone()),
+                l.map_or(Value::Null, |v| v["state"]["unprotected_calls"].clone()),
+                n1.log()
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
         });
         let failed_over = stored.and_then(|_| {
             std::thread::sleep(Duration::from_secs(1));
@@ -399,7 +418,10 @@ pub fn round(p: &mut Pair, plan: &Plan, failure: Failure) -> Result<Round, Strin
         let report = run
             .join()
             .map_err(|_| "the scenario thread panicked".to_owned())??;
-        let (vrrp, serving) = failed_over?;
+        let (vrrp, serving) = failed_over.map_err(|e| {
+            let first = report.calls.iter().find_map(|c| c.error.clone());
+            format!("{e}\nfirst call error: {first:?}")
+        })?;
         Ok(Round {
             report,
             vrrp,
