@@ -338,7 +338,9 @@ pub struct Round {
     pub serving: Duration,
 }
 
-/// A plan of `calls` inbound calls at once, each talking `talk`.
+/// A plan of `calls` calls, each talking `talk`: up to 50 at once, more at 100 calls/s (a
+/// burst of hundreds of INVITEs at once has the simulated gateway open a connection per call,
+/// over Tollgate's per-source connection limit).
 pub fn plan(direction: Direction, calls: usize, talk: Duration) -> Plan {
     Plan {
         direction,
@@ -348,7 +350,7 @@ pub fn plan(direction: Direction, calls: usize, talk: Duration) -> Plan {
         ring: Duration::from_millis(100),
         media: true,
         first_index: 0,
-        rate: None,
+        rate: (calls > 50).then_some(100.0),
     }
 }
 

@@ -125,12 +125,19 @@ fn run_round(a: &Args, n: usize, failure: Failure) -> Result<bool, String> {
             p.n1_start.as_millis(),
             t.elapsed().as_secs_f64()
         );
+        let mut plan = failover::plan(Direction::Inbound, a.calls, a.talk);
+        // Calls set up at a rate must still be talking when node A fails.
+        if let Some(rate) = plan.rate {
+            let ramp = Duration::from_secs_f64(a.calls as f64 / rate);
+            plan.talk = plan.talk.max(ramp + Duration::from_secs(8));
+        }
         println!(
-            "  {} calls with SRTP audio through node A, each talking {} s; node A fails once they are all stored",
+            "  {} calls with SRTP audio through node A{}, each talking {} s; node A fails once they are all stored",
             a.calls,
-            a.talk.as_secs()
+            plan.rate
+                .map_or(String::new(), |r| format!(" (set up at {r:.0} calls/s)")),
+            plan.talk.as_secs()
         );
-        let plan = failover::plan(Direction::Inbound, a.calls, a.talk);
         let r = failover::round(&mut p, &plan, failure)?;
         let passed = report(failure, &r, a.calls);
         let drained =
