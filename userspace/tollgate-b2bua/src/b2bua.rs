@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 use tollgate_sdp::{CryptoPolicy, RewriteConfig};
-use tollgate_sip::header::Header;
 use tollgate_sip::transaction::{State as TxState, cancel_for};
 use tollgate_sip::{
     Action, Dialog, Flow, HeaderName, Host, Message, Method, NameAddr, SipUri, TransactionConfig,
@@ -28,6 +27,7 @@ use crate::admission::{Admission, Refusal};
 use crate::call::{Call, TxRole};
 use crate::config::Config;
 use crate::media::Pools;
+use crate::own_headers;
 use crate::ports::PortPool;
 use crate::record::{self, WallClock};
 use crate::types::{
@@ -37,11 +37,6 @@ use crate::types::{
 
 /// The CSPRNG the core draws SRTP keys, tags, Call-IDs and branches from.
 pub type Rng = Box<dyn FnMut(&mut [u8]) + Send>;
-
-/// Methods Tollgate serves (Allow).
-pub(crate) const ALLOW: &[&str] = &[
-    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "PRACK", "UPDATE", "INFO",
-];
 
 /// What a timer is for.
 #[derive(Debug, Clone)]
@@ -223,18 +218,6 @@ fn rewrite_config(cfg: &Config) -> RewriteConfig {
     }
 }
 
-/// Adds a header given as text (values we generate are always valid), before Content-Length.
-pub(crate) fn add_header(msg: &mut Message, name: HeaderName, value: &str) {
-    if let Ok(h) = Header::new(name, value) {
-        let at = msg
-            .headers
-            .iter()
-            .position(|x| *x.name() == HeaderName::ContentLength)
-            .unwrap_or(msg.headers.len());
-        msg.headers.insert(at, h);
-    }
-}
-
 /// The status the caller gets for a callee-side final error: credentials challenges cannot
 /// cross the B2BUA (403), redirects are not followed (480); everything else is relayed as is.
 pub(crate) fn map_status(code: u16) -> u16 {
@@ -361,7 +344,6 @@ impl B2bua {
                 conn,
                 peer,
                 error,
-                ..
             } => self.on_invalid(side, conn, peer, &error, out),
             Input::Timer(id) => self.on_timer(id, now, out),
             Input::ConnectFailed { side, addr } => {
@@ -942,9 +924,9 @@ impl B2bua {
             Method::Invite => self.new_call(tx, info.side, conn, peer, msg, now, out),
             Method::Options => {
                 self.reply(tx, 200, None, now, |r| {
-                    r.headers.set_tokens(HeaderName::Allow, ALLOW);
-                    add_header(r, HeaderName::Accept, "application/sdp");
-                    r.headers.set_tokens(HeaderName::Supported, &["timer"]);
+                    own_headers::set_allow(r);
+                    own_headers::accept_sdp(r);
+                    own_headers::set_supported(r, &[own_headers::TIMER]);
                 });
             }
             Method::Bye | Method::Update | Method::Prack | Method::Info => {
@@ -1003,8 +985,8 @@ impl B2bua {
     ) {
         let retry_after = self.cfg.sip.retry_after;
         self.reply(tx, code, None, now, |r| match code {
-            405 => r.headers.set_tokens(HeaderName::Allow, ALLOW),
-            503 => add_header(r, HeaderName::RetryAfter, &retry_after.to_string()),
+            405 => own_headers::set_allow(r),
+            503 => own_headers::retry_after(r, u64::from(retry_after)),
             _ => {}
         });
         out.push(Output::Event(CallEvent::Refused {
@@ -1029,7 +1011,7 @@ impl B2bua {
     ) {
         let secs = refusal.retry_after.as_secs().max(1);
         self.reply(tx, 503, None, now, |r| {
-            add_header(r, HeaderName::RetryAfter, &secs.to_string());
+            own_headers::retry_after(r, secs);
         });
         out.push(Output::Event(CallEvent::Refused {
             side,
@@ -1099,7 +1081,7 @@ impl B2bua {
             return;
         };
         if let Some(v) = reason {
-            add_header(&mut cancel, HeaderName::Reason, v);
+            own_headers::reason(&mut cancel, v);
         }
         let Some(flow) = self.layer.flow(invite_tx) else {
             return;
@@ -1329,10 +1311,10 @@ impl B2bua {
                 let reason_hdr = reason.filter(|_| !cancelled).map(str::to_owned);
                 self.reply(setup.caller_tx, status, Some(&tag), now, |r| {
                     if status == 503 {
-                        add_header(r, HeaderName::RetryAfter, &retry_after.to_string());
+                        own_headers::retry_after(r, u64::from(retry_after));
                     }
                     if let Some(v) = &reason_hdr {
-                        add_header(r, HeaderName::Reason, v);
+                        own_headers::reason(r, v);
                     }
                 });
             }
@@ -1363,7 +1345,7 @@ impl B2bua {
                 };
                 let mut bye = d.new_request(Method::Bye, via);
                 if let Some(v) = reason {
-                    add_header(&mut bye, HeaderName::Reason, v);
+                    own_headers::reason(&mut bye, v);
                 }
                 let _ = self.send_request(side, target, bye, now);
             }
@@ -1492,10 +1474,7 @@ impl B2bua {
                 &call_id,
                 1,
             ));
-            let at = req.headers.len().saturating_sub(1);
-            if let Ok(h) = Header::new(HeaderName::Accept, "application/sdp") {
-                req.headers.insert(at, h);
-            }
+            own_headers::accept_sdp(&mut req);
             let target = Target::Addr {
                 addr: trunk.addr,
                 transport: trunk.transport,

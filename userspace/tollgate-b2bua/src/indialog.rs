@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
 
-use crate::b2bua::{ALLOW, B2bua, TimerPurpose, add_header, dialog_key, later};
+use crate::b2bua::{B2bua, TimerPurpose, dialog_key, later};
 use crate::call::{AckPlan, AckWait, OfferState, Relay, TxRole};
 use crate::headers::copy_headers;
-use crate::setup::{sdp_body, set_sdp, set_session_expires};
+use crate::own_headers;
+use crate::setup::{sdp_body, set_sdp};
 use crate::types::{CallId, ConnId, EndCause, Output, Side};
 
 /// Why the other leg's 2xx to a relayed offer/answer could not be used.
@@ -34,8 +35,8 @@ impl Broken {
 
     fn warning(self) -> &'static str {
         match self {
-            Broken::NoSdp => "399 tollgate \"the other leg's 2xx carried no SDP\"",
-            Broken::BadSdp => "399 tollgate \"the other leg's SDP could not be negotiated\"",
+            Broken::NoSdp => "the other leg's 2xx carried no SDP",
+            Broken::BadSdp => "the other leg's SDP could not be negotiated",
         }
     }
 }
@@ -122,7 +123,7 @@ impl B2bua {
             Method::Invite | Method::Update => {
                 if (method == Method::Invite && in_setup) || negotiating {
                     self.reply(tx, 491, None, now, |r| {
-                        add_header(r, HeaderName::RetryAfter, "1");
+                        own_headers::retry_after(r, 1);
                     });
                     return;
                 }
@@ -133,7 +134,7 @@ impl B2bua {
                 self.relay(id, tx, side, &msg, None, OfferState::None, now, out);
             }
             _ => self.reply(tx, 405, None, now, |r| {
-                r.headers.set_tokens(HeaderName::Allow, ALLOW);
+                own_headers::set_allow(r);
             }),
         }
     }
@@ -168,17 +169,17 @@ impl B2bua {
         let via = self.via(to, transport);
         let Some(d) = self.calls.get_mut(&id).and_then(|c| c.dialog_mut(to)) else {
             self.reply(server_tx, 500, None, now, |r| {
-                add_header(r, HeaderName::RetryAfter, "1");
+                own_headers::retry_after(r, 1);
             });
             return false;
         };
         let mut req = d.new_request(method.clone(), via);
         copy_headers(msg, from, &mut req, &self.cfg.sip.pass_headers);
         if matches!(method, Method::Invite | Method::Update) {
-            add_header(&mut req, HeaderName::Allow, &ALLOW.join(", "));
+            own_headers::allow(&mut req);
             if let Some((interval, we)) = session {
-                add_header(&mut req, HeaderName::Supported, "timer");
-                set_session_expires(
+                own_headers::supported(&mut req, &[own_headers::TIMER]);
+                own_headers::set_session_expires(
                     &mut req,
                     interval,
                     if we { Refresher::Uac } else { Refresher::Uas },
@@ -272,11 +273,7 @@ impl B2bua {
             Ok(a) => a,
             Err(()) => {
                 self.reply(tx, 488, None, now, |r| {
-                    add_header(
-                        r,
-                        HeaderName::Warning,
-                        "399 tollgate \"the answer in the PRACK could not be negotiated\"",
-                    );
+                    own_headers::warning(r, "the answer in the PRACK could not be negotiated");
                 });
                 self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
                 return;
@@ -308,11 +305,7 @@ impl B2bua {
             return;
         };
         let mut req = d.new_request(Method::Prack, via);
-        add_header(
-            &mut req,
-            HeaderName::RAck,
-            &format!("{} {} INVITE", map.callee_rseq, map.callee_cseq),
-        );
+        own_headers::rack(&mut req, map.callee_rseq, map.callee_cseq);
         if answer.is_some() {
             set_sdp(&mut req, answer);
         }
@@ -465,14 +458,14 @@ impl B2bua {
             copy_headers(&msg, responder, &mut resp, &self.cfg.sip.pass_headers);
             if session_method {
                 resp.headers.set_contact(contact);
-                add_header(&mut resp, HeaderName::Allow, &ALLOW.join(", "));
+                own_headers::allow(&mut resp);
                 if let Some((interval, we)) = session {
-                    add_header(&mut resp, HeaderName::Supported, "timer");
+                    own_headers::supported(&mut resp, &[own_headers::TIMER]);
                     if peer_timer {
-                        add_header(&mut resp, HeaderName::Require, "timer");
+                        own_headers::require(&mut resp, own_headers::TIMER);
                     }
                     // The requester is the UAC of this transaction.
-                    set_session_expires(
+                    own_headers::set_session_expires(
                         &mut resp,
                         interval,
                         if we { Refresher::Uas } else { Refresher::Uac },
@@ -525,7 +518,7 @@ impl B2bua {
         let (cause, status) = broken.outcome();
         let warning = broken.warning();
         self.reply(server_tx, status, None, now, |r| {
-            add_header(r, HeaderName::Warning, warning);
+            own_headers::warning(r, warning);
         });
         self.end_call(id, cause, status, None, now, out);
     }
@@ -675,10 +668,10 @@ impl B2bua {
             return;
         };
         let mut req = d.new_request(method.clone(), via);
-        add_header(&mut req, HeaderName::Supported, "timer");
-        set_session_expires(&mut req, interval, Refresher::Uac);
+        own_headers::supported(&mut req, &[own_headers::TIMER]);
+        own_headers::set_session_expires(&mut req, interval, Refresher::Uac);
         if method == Method::Invite {
-            add_header(&mut req, HeaderName::Allow, &ALLOW.join(", "));
+            own_headers::allow(&mut req);
             set_sdp(&mut req, last);
         }
         match self.send_request(side, target, req, now) {

@@ -61,6 +61,7 @@ mod headers;
 mod indialog;
 pub mod inspect;
 mod media;
+mod own_headers;
 pub mod ports;
 pub mod record;
 mod setup;

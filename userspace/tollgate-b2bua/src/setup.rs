@@ -14,15 +14,14 @@ use tollgate_sip::{
 };
 
 use crate::admission::{Ask, Refusal};
-use crate::b2bua::{
-    ALLOW, B2bua, Failure, TimerPurpose, add_header, dialog_key, later, map_status,
-};
+use crate::b2bua::{B2bua, Failure, TimerPurpose, dialog_key, later, map_status};
 use crate::call::{
     AckPlan, AckWait, Attempt, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole,
 };
 use crate::config::{Trunk, normalize};
 use crate::headers::{copy_headers, crosses};
 use crate::media::sync_flows;
+use crate::own_headers;
 use crate::types::{
     CallEvent, CallId, ConnId, Direction, EndCause, Output, RefuseReason, Side, Target, Transport,
 };
@@ -69,13 +68,6 @@ pub(crate) fn set_sdp(msg: &mut Message, body: Option<Vec<u8>>) {
         Some(b) => msg.set_body(Some(MediaType::sdp()), b),
         None => msg.set_body(None, Vec::new()),
     }
-}
-
-/// `Session-Expires: <interval>;refresher=<r>`.
-pub(crate) fn set_session_expires(msg: &mut Message, interval: u32, refresher: Refresher) {
-    msg.headers.remove(&HeaderName::SessionExpires);
-    let se = SessionExpires::new(interval, Some(refresher));
-    add_header(msg, HeaderName::SessionExpires, &se.to_string());
 }
 
 impl B2bua {
@@ -358,10 +350,9 @@ impl B2bua {
                             return;
                         }
                         let code = e.status_code();
-                        let warning =
-                            format!("399 tollgate \"{}\"", e.to_string().replace('"', "'"));
+                        let why = e.to_string();
                         self.reply(tx, code, None, now, |r| {
-                            add_header(r, HeaderName::Warning, &warning);
+                            own_headers::warning(r, &why);
                         });
                         out.push(Output::Event(CallEvent::Refused {
                             side,
@@ -574,7 +565,7 @@ impl B2bua {
         let mut req =
             caller_req.derive_request(spec, |n| !crosses(n, caller, &self.cfg.sip.pass_headers));
         let passthrough = self.cfg.sip.prack_passthrough && caller_100rel;
-        add_header(&mut req, HeaderName::Allow, &ALLOW.join(", "));
+        own_headers::allow(&mut req);
         let mut supported = Vec::new();
         if se > 0 {
             supported.push("timer");
@@ -582,15 +573,13 @@ impl B2bua {
         if passthrough {
             supported.push("100rel");
         }
-        if !supported.is_empty() {
-            add_header(&mut req, HeaderName::Supported, &supported.join(", "));
-        }
+        own_headers::supported(&mut req, &supported);
         if passthrough && caller_requires_100rel {
-            add_header(&mut req, HeaderName::Require, "100rel");
+            own_headers::require(&mut req, own_headers::REL_100);
         }
         if se > 0 {
-            add_header(&mut req, HeaderName::SessionExpires, &se.to_string());
-            add_header(&mut req, HeaderName::MinSe, &min_se.to_string());
+            own_headers::session_expires(&mut req, se);
+            own_headers::min_se(&mut req, min_se);
         }
         set_sdp(&mut req, offer);
         let Some(tx) = self.send_request(callee, target, req, now) else {
@@ -798,10 +787,10 @@ impl B2bua {
         let mut resp = Message::response_to(req, code, msg.reason(), Some(&caller_tag));
         copy_headers(msg, callee, &mut resp, &self.cfg.sip.pass_headers);
         resp.headers.set_contact(contact);
-        add_header(&mut resp, HeaderName::Allow, &ALLOW.join(", "));
+        own_headers::allow(&mut resp);
         if let Some(r) = rseq {
-            add_header(&mut resp, HeaderName::Require, "100rel");
-            add_header(&mut resp, HeaderName::RSeq, &r.to_string());
+            own_headers::require(&mut resp, own_headers::REL_100);
+            own_headers::rseq(&mut resp, r);
         }
         set_sdp(&mut resp, answer.or(early_offer));
         let _ = self.layer.send_response(caller_tx, resp, now);
@@ -1063,13 +1052,13 @@ impl B2bua {
             let mut resp = Message::response_to(req, code, msg.reason(), Some(&caller_tag));
             copy_headers(msg, callee, &mut resp, &self.cfg.sip.pass_headers);
             resp.headers.set_contact(contact);
-            add_header(&mut resp, HeaderName::Allow, &ALLOW.join(", "));
+            own_headers::allow(&mut resp);
             if let Some((interval, refresher)) = timers {
-                add_header(&mut resp, HeaderName::Supported, "timer");
+                own_headers::supported(&mut resp, &[own_headers::TIMER]);
                 if caller_peer_timer {
-                    add_header(&mut resp, HeaderName::Require, "timer");
+                    own_headers::require(&mut resp, own_headers::TIMER);
                 }
-                set_session_expires(&mut resp, interval, refresher);
+                own_headers::set_session_expires(&mut resp, interval, refresher);
             }
             set_sdp(&mut resp, body);
             let _ = self.layer.send_response(setup.caller_tx, resp, now);
