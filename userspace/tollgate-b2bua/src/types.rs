@@ -132,8 +132,6 @@ pub enum Input {
         peer: SocketAddr,
         /// The parse error (carries the response it calls for).
         error: tollgate_sip::ParseError,
-        /// The raw bytes (unused by the core today; kept for logs).
-        raw: Vec<u8>,
     },
     /// A timer set with [`Output::SetTimer`] is due.
     Timer(TimerId),

@@ -783,7 +783,6 @@ fn malformed_invite_400_other_call_continues() {
         conn: tollgate_b2bua::ConnId(1),
         peer: addr("192.0.2.10:41000"),
         error: err,
-        raw: bad.into_bytes(),
     });
     let l = lines(&out);
     assert_eq!(l.len(), 1);

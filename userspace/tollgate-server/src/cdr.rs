@@ -1,4 +1,5 @@
-//! Call detail records: one JSON object per line, appended to the configured file.
+//! Call detail records: one JSON object per line ([`to_json`]: the core's [`Cdr`] with the
+//! call's media totals), appended to the configured file.
 //!
 //! File writes never run on the control plane's async threads: a write into the page cache is
 //! usually microseconds, but when the kernel throttles dirty pages it can block for tens or
@@ -10,6 +11,11 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
+
+use tollgate_b2bua::Cdr;
+
+use crate::media::CallMedia;
 
 /// An append-only CDR file, written by its own thread.
 #[derive(Debug)]
@@ -82,6 +88,44 @@ fn write_loop(file: std::fs::File, rx: &mpsc::Receiver<String>) {
             report(e);
         }
     }
+}
+
+/// Seconds since the Unix epoch of a core `Instant`, given the driver's clock epoch (an
+/// `Instant` and the wall-clock time read with it) since the Unix epoch.
+pub fn wall(epoch: (Instant, SystemTime), t: Instant) -> f64 {
+    let (i0, w0) = epoch;
+    let w = if t >= i0 {
+        w0 + (t - i0)
+    } else {
+        w0 - (i0 - t)
+    };
+    w.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The CDR as a JSON object, with the call's media totals.
+pub fn to_json(cdr: &Cdr, media: &CallMedia, epoch: (Instant, SystemTime)) -> serde_json::Value {
+    let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
+    serde_json::json!({
+        "call": cdr.call,
+        "direction": cdr.direction.as_str(),
+        "trunk": cdr.trunk,
+        "calling": { "received": cdr.calling_received, "sent": cdr.calling_sent },
+        "called": { "received": cdr.called_received, "sent": cdr.called_sent },
+        "ext_call_id": cdr.ext_call_id,
+        "int_call_id": cdr.int_call_id,
+        "start": wall(epoch, cdr.start),
+        "answer": cdr.answer.map(|a| wall(epoch, a)),
+        "end": wall(epoch, cdr.end),
+        "setup_s": cdr.answer.map(|a| secs(cdr.start, a)),
+        "duration_s": cdr.answer.map(|a| secs(a, cdr.end)).unwrap_or(0.0),
+        "cause": cdr.cause.as_str(),
+        "note": cdr.note,
+        "restarts": cdr.restarts,
+        "status": cdr.status,
+        "media": media.to_json(),
+    })
 }
 
 #[cfg(test)]

@@ -183,7 +183,7 @@ impl Driver {
         }
         let t = Instant::now();
         let report = self.core.restore(&records, t, &mut self.out);
-        self.flush(t);
+        self.flush();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.media.send(MediaCmd::Sync { reply: tx });
         let _ = rx.await;
@@ -240,7 +240,7 @@ impl Driver {
         self.take_over().await;
         let now = Instant::now();
         self.core.start(now, &mut self.out);
-        self.flush(now);
+        self.flush();
         let mut handed_over = false;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
@@ -268,13 +268,13 @@ impl Driver {
                         srtcp_index: pos.srtcp_index,
                     };
                     self.core.handle(Input::SrtpPosition { call, flow, side, pos }, now, &mut self.out);
-                    self.flush(now);
+                    self.flush();
                 }
                 Some(call) = inactive.recv() => {
                     tracing::info!(call, "media inactive: ending call");
                     let now = Instant::now();
                     self.core.handle(Input::MediaInactive { call }, now, &mut self.out);
-                    self.flush(now);
+                    self.flush();
                 }
                 c = control.recv() => {
                     match c {
@@ -307,7 +307,7 @@ impl Driver {
                         self.timer_at.remove(&id);
                         self.core.handle(Input::Timer(TimerId(id)), now, &mut self.out);
                     }
-                    self.flush(now);
+                    self.flush();
                 }
                 _ = tick.tick() => {
                     self.gauges();
@@ -362,7 +362,7 @@ impl Driver {
         let now = Instant::now();
         self.draining = Some(now + deadline);
         self.core.handle(Input::Drain, now, &mut self.out);
-        self.flush(now);
+        self.flush();
     }
 
     /// Answers an operator (see [`crate::control`]). Media counters come from the media
@@ -398,7 +398,7 @@ impl Driver {
                     tracing::warn!(call = id, reason, "operator hangup");
                     self.core
                         .handle(Input::Hangup { call: id, reason }, now, &mut self.out);
-                    self.flush(now);
+                    self.flush();
                     ok(serde_json::json!({ "call": id }))
                 }
             }
@@ -593,7 +593,7 @@ impl Driver {
                 let now = Instant::now();
                 self.core
                     .handle(Input::Reload(Box::new(b)), now, &mut self.out);
-                self.flush(now);
+                self.flush();
                 if let Ok(mut t) = self.ctx.trunk_addrs.write() {
                     *t = cfg.trunks.iter().map(|t| t.address).collect();
                 }
@@ -702,7 +702,6 @@ impl Driver {
                         conn: ConnId(conn),
                         peer,
                         error: error.error,
-                        raw: Vec::new(),
                     },
                     now,
                     &mut self.out,
@@ -737,7 +736,7 @@ impl Driver {
                 );
             }
         }
-        self.flush(now);
+        self.flush();
         if let Some(c) = close_after.and_then(|c| self.conns.get(&c)) {
             c.writer.close();
         }
@@ -752,7 +751,7 @@ impl Driver {
     }
 
     /// Carries out the outputs queued by the core.
-    fn flush(&mut self, now: Instant) {
+    fn flush(&mut self) {
         let mut out = std::mem::take(&mut self.out);
         for o in out.drain(..) {
             match o {
@@ -813,7 +812,6 @@ impl Driver {
         }
         // Keep the (now empty) allocation.
         self.out = out;
-        let _ = now;
     }
 
     fn send(&mut self, side: Side, target: Target, msg: &tollgate_sip::Message) {
@@ -985,45 +983,8 @@ impl Driver {
         }
     }
 
-    /// Converts a core `Instant` to wall-clock RFC 3339-ish seconds since the Unix epoch.
-    pub fn wall(epoch: (Instant, SystemTime), t: Instant) -> f64 {
-        let (i0, w0) = epoch;
-        let w = if t >= i0 {
-            w0 + (t - i0)
-        } else {
-            w0 - (i0 - t)
-        };
-        w.duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0)
-    }
-
     /// The driver's clock epoch (for CDR times).
     pub fn epoch(&self) -> (Instant, SystemTime) {
         self.epoch
     }
-}
-
-/// The CDR as a JSON object, with the call's media totals.
-pub fn cdr_json(cdr: &Cdr, media: &CallMedia, epoch: (Instant, SystemTime)) -> serde_json::Value {
-    let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
-    serde_json::json!({
-        "call": cdr.call,
-        "direction": cdr.direction.as_str(),
-        "trunk": cdr.trunk,
-        "calling": { "received": cdr.calling_received, "sent": cdr.calling_sent },
-        "called": { "received": cdr.called_received, "sent": cdr.called_sent },
-        "ext_call_id": cdr.ext_call_id,
-        "int_call_id": cdr.int_call_id,
-        "start": Driver::wall(epoch, cdr.start),
-        "answer": cdr.answer.map(|a| Driver::wall(epoch, a)),
-        "end": Driver::wall(epoch, cdr.end),
-        "setup_s": cdr.answer.map(|a| secs(cdr.start, a)),
-        "duration_s": cdr.answer.map(|a| secs(a, cdr.end)).unwrap_or(0.0),
-        "cause": cdr.cause.as_str(),
-        "note": cdr.note,
-        "restarts": cdr.restarts,
-        "status": cdr.status,
-        "media": media.to_json(),
-    })
 }

@@ -19,7 +19,7 @@ use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
 
 use crate::cdr::CdrWriter;
 use crate::config::{BoundaryKind, Config, ConfigError, DatapathKind};
-use crate::driver::{Control, Driver, OpsInfo, Summary, cdr_json};
+use crate::driver::{Control, Driver, OpsInfo, Summary};
 use crate::metrics::Metrics;
 use crate::tls::{TlsError, TlsMaterial};
 use crate::transport::{self, NetSide, NetTransport, StreamLimits, TransportCtx};
@@ -514,7 +514,7 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
     let cdr_task = tokio::spawn(async move {
         while let Some((cdr, stats)) = cdr_rx.recv().await {
             let media = stats.await.unwrap_or_default();
-            writer.write(&cdr_json(&cdr, &media, epoch));
+            writer.write(&crate::cdr::to_json(&cdr, &media, epoch));
         }
     });
     let (control_tx, control_rx) = mpsc::unbounded_channel();

@@ -697,7 +697,6 @@ impl Sim {
                         conn: ConnId(pc.conn),
                         peer: addr(pc.peer),
                         error,
-                        raw: bytes,
                     }),
                 }
             }
