@@ -1,0 +1,203 @@
+//! `dp-bench`: the data plane benchmarks in the three-namespace lab.
+//!
+//! * `dataplane`: Tollgate's XDP path, its socket path and rtpengine (userspace forwarding,
+//!   driven over ng to bridge RTP/AVP to RTP/SAVP) relay G.711 RTP from `gw` to `int` as SRTP,
+//!   one after the other in the same lab, each pinned to the same core, with the same generator
+//!   (in `gw`) and sink (in `int`, verifying SRTP) pinned to the other core. Per path: relay CPU
+//!   per packet at the real-time paced load (`flows x 50 pps`), the maximum zero-loss rate
+//!   (search), and loss and latency at 50% and 90% of it. Kernel IP forwarding of pre-encrypted
+//!   SRTP through the relay namespace (no relay) is the latency floor of the lab.
+//! * `scale`: the XDP path with 100, 10,000 and 100,000 flows: install time, memory, relay CPU
+//!   per packet at a fixed rate and the maximum zero-loss rate.
+//!
+//! Results go to `<out>/results.json` (merged with what other benches wrote), a Markdown report
+//! and SVG plots.
+
+mod lab;
+mod peers;
+mod report;
+mod scale;
+mod trial;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tollgate_bench::flows::{Plan, SSRC_BASE, SUITE};
+use tollgate_bench::generator::{self, GenFlow, GenReport, GenState};
+use tollgate_bench::ng::{self, Bencode, NgClient, dict};
+use tollgate_bench::plot::{Series, line_chart};
+use tollgate_bench::procstat::{self, CpuSample};
+use tollgate_bench::sink::{self, SinkShared, SinkStats};
+use tollgate_netlab::{LabGuard, LabSpec, in_netns, run as run_cmd, spawn_in_netns};
+use tollgate_srtp::KeyMaterial;
+
+use lab::*;
+use peers::*;
+use report::*;
+use scale::*;
+use trial::*;
+
+#[derive(Parser, Debug)]
+#[command(about = "Data plane benchmarks in the lab (needs root)")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) what: What,
+    /// Where the reports go.
+    #[arg(long, global = true, default_value = "target/bench-report")]
+    pub(crate) out: PathBuf,
+    /// The relay-bench binary (default: next to this one).
+    #[arg(long, global = true)]
+    pub(crate) relay_bin: Option<PathBuf>,
+    /// CPU of the relay under test.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub(crate) relay_cpu: usize,
+    /// CPU of the generator and the sink.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub(crate) load_cpu: usize,
+    /// Tollgate's XDP interrupt moderation window, µs (0: wake per frame).
+    #[arg(long, global = true, default_value_t = tollgate_dataplane::DEFAULT_COALESCE_US)]
+    pub(crate) coalesce_us: u32,
+    /// Seconds per search trial.
+    #[arg(long, global = true, default_value_t = 2.0)]
+    pub(crate) trial_secs: f64,
+    /// Seconds per latency trial (50%, 90%, paced).
+    #[arg(long, global = true, default_value_t = 4.0)]
+    pub(crate) latency_secs: f64,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum What {
+    /// XDP path vs socket path vs rtpengine.
+    Dataplane {
+        /// Concurrent flows (one G.711 stream each, gateway to internal).
+        #[arg(long, default_value_t = 500)]
+        flows: usize,
+        /// Paths to measure, in order.
+        #[arg(long, value_delimiter = ',', default_value = "xdp,socket,rtpengine")]
+        paths: Vec<String>,
+        /// Record a CPU profile of the XDP worker (perf) at 90% of its max rate.
+        #[arg(long)]
+        profile: bool,
+    },
+    /// XDP path with 100, 10,000 and 100,000 flows.
+    Scale {
+        /// Flow counts.
+        #[arg(long, value_delimiter = ',', default_value = "100,10000,100000")]
+        flows: Vec<usize>,
+        /// Offered rate of the fixed-rate trial, packets/s.
+        #[arg(long, default_value_t = 100_000.0)]
+        rate: f64,
+    },
+}
+
+pub(crate) const NG_PORT: u16 = 2223;
+/// Real-time priority (SCHED_FIFO) of the relay under test. The VM is shared with other
+/// tenants' builds and fuzzers; at normal priority (even nice -20) a relay got about half of
+/// its core. Every relay, the generator and the sink run under SCHED_FIFO alike (the kernel's
+/// RT throttling still leaves 5% of each core to everything else).
+pub(crate) const RELAY_RT_PRIO: &str = "50";
+/// SCHED_FIFO priority of the generator thread.
+pub(crate) const GEN_RT_PRIO: i32 = 40;
+/// SCHED_FIFO priority of the sink thread (above the generator, so it drains while the
+/// generator is busy).
+pub(crate) const SINK_RT_PRIO: i32 = 45;
+
+pub(crate) fn dataplane(
+    cli: &Cli,
+    flows: usize,
+    paths: &[String],
+    profile: bool,
+) -> anyhow::Result<()> {
+    let plan = Plan::lab(flows);
+    println!(
+        "==> [bench dataplane] lab up (tgb-gw, tgb-relay, tgb-int); relay on CPU {}, generator and sink on CPU {}",
+        cli.relay_cpu, cli.load_cpu
+    );
+    let lab = Lab::up(&plan, cli.load_cpu)?;
+    let host = host_facts();
+    let mut all = Vec::new();
+    let mut results: Vec<PathResult> = Vec::new();
+    let mut trial_id = 0;
+    for p in paths.iter().filter(|p| *p != "kernel") {
+        match run_path(cli, &lab, &plan, p, &mut all, &mut trial_id, profile) {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                println!("    {p}: FAILED: {e:#}");
+                eprintln!("bench dataplane: path {p} failed: {e:#}");
+            }
+        }
+    }
+    let mut rates = vec![("paced".to_owned(), flows as f64 * 50.0)];
+    for r in &results {
+        if let Some(t) = &r.at50 {
+            rates.push((format!("{}@50%", r.name), t.offered_pps));
+        }
+        if let Some(t) = &r.at90 {
+            rates.push((format!("{}@90%", r.name), t.offered_pps));
+        }
+    }
+    let want_lab_limit = paths.iter().any(|p| p == "kernel");
+    let (base, lab_limit) = baseline(
+        cli,
+        &lab,
+        &plan,
+        &rates,
+        want_lab_limit,
+        &mut all,
+        &mut trial_id,
+    )
+    .unwrap_or_else(|e| {
+        eprintln!("baseline failed: {e:#}");
+        (Vec::new(), None)
+    });
+    drop(lab);
+    let md = dataplane_report(&Report {
+        cli,
+        host: &host,
+        flows,
+        r: &results,
+        base: &base,
+        lab_limit,
+        all: &all,
+    })?;
+    println!("{md}");
+    merge_results(
+        &cli.out,
+        "dataplane",
+        json!({"host": host, "flows": flows, "relay_cpu": cli.relay_cpu, "load_cpu": cli.load_cpu,
+               "paths": results, "baseline": base,
+               "kernel_forwarding_max_zero_loss_pps": lab_limit.map(|l| l.0)}),
+    )?;
+    std::fs::write(cli.out.join("dataplane.md"), md)?;
+    println!("report: {}", cli.out.join("dataplane.md").display());
+    Ok(())
+}
+
+pub(crate) fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if !tollgate_netlab::is_root() {
+        bail!("dp-bench needs root (network namespaces, XDP, AF_PACKET)");
+    }
+    let _ = Ipv4Addr::LOCALHOST;
+    std::fs::create_dir_all(&cli.out)?;
+    match &cli.what {
+        What::Dataplane {
+            flows,
+            paths,
+            profile,
+        } => dataplane(&cli, *flows, paths, *profile),
+        What::Scale { flows, rate } => scale(&cli, flows, *rate),
+    }
+}
