@@ -5,7 +5,8 @@
 //! * [`sdes`]: SDES key material as carried in SDP `a=crypto` lines (RFC 4568 `inline:`).
 //! * [`context`]: [`Context`], one direction of one session: key schedule, stream table,
 //!   `protect_rtp`/`unprotect_rtp`/`protect_rtcp`/`unprotect_rtcp`.
-//! * [`batch`]: the batch API for the data plane ([`process_batch`], [`Job`]).
+//! * [`batch`]: a batch API ([`process_batch`], [`Job`]), measured by the SRTP benchmark; the
+//!   relay's workers do not call it yet (they use the single-packet calls per frame).
 //! * [`error`]: [`Error`] and its counter-index [`ErrorKind`].
 //! * `crypto` (private): AES-CM keystream, the key derivation PRF, HMAC-SHA1 with
 //!   precomputed ipad/opad state, AES-GCM.
