@@ -43,12 +43,10 @@ fn sip(method: &str, call_id: &str) -> Vec<u8> {
 
 #[test]
 fn sngrep_decodes_our_hep_packets() {
-    if !have("sngrep") || !have("tshark") {
-        eprintln!(
-            "SKIPPED sngrep_decodes_our_hep_packets: sngrep and tshark are needed (cargo xtask setup)"
-        );
-        return;
-    }
+    assert!(
+        have("sngrep") && have("tshark"),
+        "sngrep and tshark are needed as the HEP decoders (cargo xtask setup installs them)"
+    );
     let port = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

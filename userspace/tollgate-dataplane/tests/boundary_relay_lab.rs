@@ -18,7 +18,7 @@ use tollgate_dataplane::afxdp::BindMode;
 use tollgate_dataplane::boundary::{Boundary, BoundaryMode, SidePolicy};
 use tollgate_dataplane::xdp::{AttachMode, ModeRequest};
 use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
-use tollgate_netlab::{LabSpec, in_netns, run, skip_unless_root};
+use tollgate_netlab::{LabSpec, in_netns, require_root, run};
 
 fn policies() -> [SidePolicy; 2] {
     let ext = sa("10.201.1.1:0").ip();
@@ -44,9 +44,7 @@ fn policies() -> [SidePolicy; 2] {
 }
 
 fn relay_with_boundary(test: &str, path_of: impl Fn(&LabSpec) -> DataPath + Send + 'static) {
-    if skip_unless_root(test) {
-        return;
-    }
+    require_root(test);
     let lab = LabSpec::unique("br").up_guarded().expect("lab up");
     // Native XDP on veth needs as many rx queues as the peer has tx queues: one worker, one
     // queue on both ends.
@@ -141,6 +139,7 @@ fn xdp(l: &LabSpec, attach: ModeRequest) -> DataPath {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn boundary_xdp_path_native_copy_mode() {
     relay_with_boundary("boundary_xdp_path_native_copy_mode", |l| {
         xdp(l, ModeRequest::Native)
@@ -148,11 +147,13 @@ fn boundary_xdp_path_native_copy_mode() {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn boundary_xdp_path_skb_mode() {
     relay_with_boundary("boundary_xdp_path_skb_mode", |l| xdp(l, ModeRequest::Skb));
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn boundary_socket_path() {
     relay_with_boundary("boundary_socket_path", |_| DataPath::Socket);
 }

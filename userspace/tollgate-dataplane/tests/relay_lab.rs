@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::{forward_flow, recv_n, rtp, sa, udp};
 use tollgate_dataplane::{DEFAULT_COALESCE_US, DataPath, Dataplane, DataplaneConfig, XdpSettings};
-use tollgate_netlab::{LabSpec, in_netns, skip_unless_root, spawn_in_netns};
+use tollgate_netlab::{LabSpec, in_netns, require_root, spawn_in_netns};
 
 /// The XDP path on the lab's two relay interfaces.
 fn xdp(l: &LabSpec) -> DataPath {
@@ -30,9 +30,7 @@ fn forward_both_ways(
     busy_poll: bool,
     coalesce_us: u32,
 ) {
-    if skip_unless_root(test) {
-        return;
-    }
+    require_root(test);
     let lab = LabSpec::unique("rl").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
     in_netns(&lab.relay_ns, move || {
@@ -99,6 +97,7 @@ fn forward_both_ways(
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn xdp_path_forwards_both_ways() {
     forward_both_ways(
         "xdp_path_forwards_both_ways",
@@ -109,6 +108,7 @@ fn xdp_path_forwards_both_ways() {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn xdp_path_busy_poll_forwards_both_ways() {
     forward_both_ways(
         "xdp_path_busy_poll_forwards_both_ways",
@@ -119,6 +119,7 @@ fn xdp_path_busy_poll_forwards_both_ways() {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn xdp_path_without_moderation_forwards_both_ways() {
     forward_both_ways(
         "xdp_path_without_moderation_forwards_both_ways",
@@ -129,6 +130,7 @@ fn xdp_path_without_moderation_forwards_both_ways() {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn socket_path_forwards_both_ways() {
     forward_both_ways(
         "socket_path_forwards_both_ways",
@@ -141,10 +143,9 @@ fn socket_path_forwards_both_ways() {
 /// A peer whose next hop does not resolve is reported, and packets toward it are counted as
 /// `no_next_hop`, never sent blind. A NATed gateway's source is learned once and reported.
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn xdp_unresolved_next_hop_and_learning() {
-    if skip_unless_root("xdp_unresolved_next_hop_and_learning") {
-        return;
-    }
+    require_root("xdp_unresolved_next_hop_and_learning");
     let lab = LabSpec::unique("nh").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
     in_netns(&lab.relay_ns, move || {
@@ -212,10 +213,9 @@ fn xdp_unresolved_next_hop_and_learning() {
 /// A peer that appears after its flow was installed is taken up from the kernel's neighbour
 /// notification (`watch_next_hops`), not from the periodic refresh, and its media then flows.
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn xdp_next_hop_follows_neighbour_notifications() {
-    if skip_unless_root("xdp_next_hop_follows_neighbour_notifications") {
-        return;
-    }
+    require_root("xdp_next_hop_follows_neighbour_notifications");
     let lab = LabSpec::unique("nw").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
     let peer_mac = {

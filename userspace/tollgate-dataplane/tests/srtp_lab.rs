@@ -23,7 +23,7 @@ use std::time::Duration;
 use common::{recv_n, rtcp_sr, rtp, sa, udp};
 use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
 use tollgate_libsrtp::{Direction, Lib, Options, Session};
-use tollgate_netlab::{LabSpec, in_netns, skip_unless_root, spawn_in_netns};
+use tollgate_netlab::{LabSpec, in_netns, require_root, spawn_in_netns};
 use tollgate_relay::{DropReason, LegSpec, MediaFlowSpec, TransformSpec};
 use tollgate_srtp::{KeyMaterial, Profile};
 
@@ -464,10 +464,9 @@ fn int_to_gw(plans: &[FlowPlan], gws: &[Peer], ints: &[Peer], lib: &Arc<Lib>) ->
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn xdp_and_socket_paths_relay_srtp_identically() {
-    if skip_unless_root("xdp_and_socket_paths_relay_srtp_identically") {
-        return;
-    }
+    require_root("xdp_and_socket_paths_relay_srtp_identically");
     let xdp = run(true, 4, 1);
     let sock = run(false, 4, 1);
     assert_eq!(
@@ -481,9 +480,8 @@ fn xdp_and_socket_paths_relay_srtp_identically() {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn two_channels_two_workers() {
-    if skip_unless_root("two_channels_two_workers") {
-        return;
-    }
+    require_root("two_channels_two_workers");
     run(true, 8, 2);
 }

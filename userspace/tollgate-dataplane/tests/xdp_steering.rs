@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use tollgate_common::{FLOW_F_LEARN, FLOW_F_REMOTE_UNKNOWN, FlowEntry, counter};
 use tollgate_dataplane::xdp::{XdpProgram, addr16, flow_key};
-use tollgate_netlab::skip_unless_root;
+use tollgate_netlab::require_root;
 use tollgate_relay::frame::{EgressHeader, build};
 
 const XDP_DROP: u32 = 1;
@@ -48,10 +48,9 @@ fn ktime_ns() -> u64 {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn steering_decisions() {
-    if skip_unless_root("steering_decisions") {
-        return;
-    }
+    require_root("steering_decisions");
     let mut p = XdpProgram::load().expect("load XDP program");
     let local = sa("10.201.1.1:30000");
     p.insert_flow(flow_key(local), entry("10.201.1.2:40000", 0, 0))

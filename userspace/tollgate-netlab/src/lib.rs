@@ -17,7 +17,7 @@ pub mod ha;
 mod netns;
 mod spec;
 
-pub use netns::{in_netns, is_root, skip_unless_root, spawn_in_netns};
+pub use netns::{in_netns, is_root, require_root, spawn_in_netns};
 pub use spec::{LabSpec, Side, Subnet};
 
 use std::process::Command;

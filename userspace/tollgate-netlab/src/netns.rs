@@ -63,12 +63,13 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// For privileged tests: returns `true` (and prints one line saying so) when the test must be
-/// skipped because the process is not root.
-pub fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!("SKIPPED {test}: needs root for network namespaces and XDP (CI runs as root)");
-    true
+/// First line of every lab test. Lab tests are `#[ignore]`d with the reason, so a run without
+/// root lists them as ignored (never as passed); `cargo xtask ci` runs them as root with
+/// `--ignored`. Run by hand without root they fail here, saying why.
+pub fn require_root(test: &str) {
+    assert!(
+        is_root(),
+        "{test} needs root for network namespaces and XDP: run it as root \
+         (cargo xtask ci, or cargo test -- --ignored)"
+    );
 }

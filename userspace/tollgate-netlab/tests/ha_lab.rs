@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tollgate_netlab::ha::{HaLab, HaSpec, KeepalivedConfig, Service, VALKEY_ADDR, VALKEY_PORT};
-use tollgate_netlab::{in_netns, skip_unless_root};
+use tollgate_netlab::{in_netns, require_root};
 
 /// Whether `to` answers from namespace `ns`: a TCP connection to a closed port is refused
 /// (an RST came back) rather than timing out.
@@ -68,10 +68,9 @@ fn two_nodes_with(tag: &str, tweak: impl Fn(&mut KeepalivedConfig)) -> (HaLab, S
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn ha_topology_carries_traffic_and_valkey() {
-    if skip_unless_root("ha_topology_carries_traffic_and_valkey") {
-        return;
-    }
+    require_root("ha_topology_carries_traffic_and_valkey");
     let lab = HaSpec::unique("tp", 3).up_guarded().expect("HA lab up");
     for k in 1..=3 {
         let ns = lab.node_ns(k);
@@ -92,10 +91,9 @@ fn ha_topology_carries_traffic_and_valkey() {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn keepalived_moves_the_addresses_when_the_master_dies() {
-    if skip_unless_root("keepalived_moves_the_addresses_when_the_master_dies") {
-        return;
-    }
+    require_root("keepalived_moves_the_addresses_when_the_master_dies");
     let (lab, svc) = two_nodes("kd");
     lab.kill_keepalived(1);
     let t = lab
@@ -116,10 +114,9 @@ fn keepalived_moves_the_addresses_when_the_master_dies() {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn keepalived_moves_the_addresses_when_the_master_is_cut_off() {
-    if skip_unless_root("keepalived_moves_the_addresses_when_the_master_is_cut_off") {
-        return;
-    }
+    require_root("keepalived_moves_the_addresses_when_the_master_is_cut_off");
     let (lab, svc) = two_nodes("kc");
     lab.cut_links(1).unwrap();
     let t = lab
@@ -138,10 +135,9 @@ fn keepalived_moves_the_addresses_when_the_master_is_cut_off() {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn blocked_vrrp_makes_two_masters() {
-    if skip_unless_root("blocked_vrrp_makes_two_masters") {
-        return;
-    }
+    require_root("blocked_vrrp_makes_two_masters");
     let (lab, svc) = two_nodes("kp");
     // The peers talk to the service (so they have ARP entries for it, as during calls).
     assert!(ping(&lab.gw_ns(), svc.ext) && ping(&lab.int_ns(), svc.int));
@@ -185,9 +181,7 @@ fn blocked_vrrp_makes_two_masters() {
 #[test]
 #[ignore = "a measurement (about 40 s)"]
 fn advert_interval_takeover_times() {
-    if skip_unless_root("advert_interval_takeover_times") {
-        return;
-    }
+    require_root("advert_interval_takeover_times");
     for ms in [50u64, 100, 200, 500] {
         let mut times = Vec::new();
         for round in 0..3 {
@@ -207,10 +201,9 @@ fn advert_interval_takeover_times() {
 /// The N+1 keepalived setup: n1 for svc1, n2 for svc2, n3 standby for both (one keepalived,
 /// two instances); n1 dies, n3 takes svc1, svc2 stays on n2.
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn n_plus_one_standby_takes_only_the_dead_nodes_service() {
-    if skip_unless_root("n_plus_one_standby_takes_only_the_dead_nodes_service") {
-        return;
-    }
+    require_root("n_plus_one_standby_takes_only_the_dead_nodes_service");
     let lab = HaSpec::unique("np", 3).up_guarded().expect("HA lab up");
     let (s1, s2) = (Service::numbered(1), Service::numbered(2));
     lab.start_keepalived(1, &KeepalivedConfig::new(std::slice::from_ref(&s1), 150))

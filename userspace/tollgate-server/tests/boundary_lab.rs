@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Scratch, Server, addrs};
-use tollgate_netlab::{LabSpec, in_netns, run, skip_unless_root, spawn_in_netns};
+use tollgate_netlab::{LabSpec, in_netns, require_root, run, spawn_in_netns};
 use tollgate_server::config::Config;
 use tollgate_simua::scenario::Parties;
 
@@ -458,18 +458,16 @@ fn boundary_holds(datapath: &str) {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn boundary_holds_socket_path() {
-    if skip_unless_root("boundary_holds_socket_path") {
-        return;
-    }
+    require_root("boundary_holds_socket_path");
     boundary_holds("socket");
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn boundary_holds_xdp_path() {
-    if skip_unless_root("boundary_holds_xdp_path") {
-        return;
-    }
+    require_root("boundary_holds_xdp_path");
     boundary_holds("xdp");
 }
 
@@ -477,10 +475,9 @@ fn boundary_holds_xdp_path() {
 /// they would catch a broken filter), but no service answers: every socket is bound to its
 /// own NIC.
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn boundary_off_sockets_stay_on_their_nic() {
-    if skip_unless_root("boundary_off_sockets_stay_on_their_nic") {
-        return;
-    }
+    require_root("boundary_off_sockets_stay_on_their_nic");
     with_call_up("bo", "socket", true, |lab, _server| {
         let p = probe_internal(lab);
         for (dst, got) in &p.tcp {
@@ -500,10 +497,9 @@ fn boundary_off_sockets_stay_on_their_nic() {
 /// validation cannot know is on it (a second address of the gateway NIC) is refused at start,
 /// naming the key.
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn metrics_on_the_gateway_nic_refused_at_start() {
-    if skip_unless_root("metrics_on_the_gateway_nic_refused_at_start") {
-        return;
-    }
+    require_root("metrics_on_the_gateway_nic_refused_at_start");
     let lab = LabSpec::unique("bm").up_guarded().expect("lab up");
     let dir = Scratch::new("bm");
     let a = addrs(lab.spec());

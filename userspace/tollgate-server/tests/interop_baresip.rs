@@ -33,7 +33,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Scratch, Server, addrs};
-use tollgate_netlab::{LabSpec, in_netns, skip_unless_root, spawn_in_netns};
+use tollgate_netlab::{LabSpec, in_netns, require_root, spawn_in_netns};
 use tollgate_server::config::Config;
 use tollgate_simua::certs::LabPki;
 use tollgate_simua::media::MediaReport;
@@ -688,18 +688,16 @@ fn call_through_tollgate_to_baresip(datapath: &str) {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn baresip_answers_through_tollgate_socket_path() {
-    if skip_unless_root("baresip_answers_through_tollgate_socket_path") {
-        return;
-    }
+    require_root("baresip_answers_through_tollgate_socket_path");
     call_through_tollgate_to_baresip("socket");
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn baresip_answers_through_tollgate_xdp_path() {
-    if skip_unless_root("baresip_answers_through_tollgate_xdp_path") {
-        return;
-    }
+    require_root("baresip_answers_through_tollgate_xdp_path");
     call_through_tollgate_to_baresip("xdp");
 }
 

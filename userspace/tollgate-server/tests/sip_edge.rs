@@ -28,16 +28,15 @@ use common::Server;
 use edge_util::{
     as_sent_on_a_stream, closed_by, connect, options, read_until, start, torture_dir, wait_metric,
 };
-use tollgate_netlab::skip_unless_root;
+use tollgate_netlab::require_root;
 
 /// Statuses that reject a request at the edge (parse or acceptance checks).
 const REJECTIONS: &[u16] = &[400, 406, 413, 415, 416, 420, 483, 501, 505, 513];
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn rfc4475_over_the_wire() {
-    if skip_unless_root("rfc4475_over_the_wire") {
-        return;
-    }
+    require_root("rfc4475_over_the_wire");
     let (lab, _dir, cfg) = start("w", |_| {});
     let server = Server::start(&lab.relay_ns, cfg);
     let dir = torture_dir();
@@ -166,10 +165,9 @@ fn rfc4475_over_the_wire() {
 /// Half-sent messages filling a trunk's connection slots (`sip.max_connections_per_source`)
 /// lock it out only until their message deadline: then the slots are free again.
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn slowloris_cannot_lock_a_trunk_out() {
-    if skip_unless_root("slowloris_cannot_lock_a_trunk_out") {
-        return;
-    }
+    require_root("slowloris_cannot_lock_a_trunk_out");
     let (lab, _dir, cfg) = start("l", |c| c.sip.max_connections_per_source = 8);
     let server = Server::start(&lab.relay_ns, cfg);
     let half = options("slow", "sip:10.201.1.1:5060", 70);

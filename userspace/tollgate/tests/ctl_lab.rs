@@ -15,7 +15,7 @@ mod common;
 
 use common::{Scratch, bin, start_tollgate};
 use serde_json::Value;
-use tollgate_netlab::{LabSpec, skip_unless_root};
+use tollgate_netlab::{LabSpec, require_root};
 use tollgate_simua::hostile;
 use tollgate_simua::labconf::LabAddrs;
 use tollgate_simua::scenario::{Direction, Parties, Plan};
@@ -62,10 +62,9 @@ fn one_invite(ns: &str, from: IpAddr, to: SocketAddr, i: usize) -> hostile::Floo
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn ctl_against_a_live_daemon() {
-    if skip_unless_root("ctl_against_a_live_daemon") {
-        return;
-    }
+    require_root("ctl_against_a_live_daemon");
     let lab = LabSpec::unique("ctl").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
     let dir = Scratch::new("ctl-lab");

@@ -27,7 +27,7 @@ mod common;
 
 use common::{Scratch, start_tollgate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tollgate_netlab::{LabSpec, skip_unless_root, spawn_in_netns};
+use tollgate_netlab::{LabSpec, require_root, spawn_in_netns};
 use tollgate_simua::hostile::{self, FloodReport};
 use tollgate_simua::labconf::LabAddrs;
 use tollgate_simua::process::{metric, scrape};
@@ -289,17 +289,15 @@ fn flood_while_a_call_is_up(datapath: &str) {
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn trunk_flood_socket_path() {
-    if skip_unless_root("trunk_flood_socket_path") {
-        return;
-    }
+    require_root("trunk_flood_socket_path");
     flood_while_a_call_is_up("socket");
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn trunk_flood_xdp_path() {
-    if skip_unless_root("trunk_flood_xdp_path") {
-        return;
-    }
+    require_root("trunk_flood_xdp_path");
     flood_while_a_call_is_up("xdp");
 }

@@ -19,7 +19,7 @@ mod common;
 
 use common::{Scratch, assert_cdrs, bin, start_tollgate};
 use serde_json::Value;
-use tollgate_netlab::{LabSpec, skip_unless_root};
+use tollgate_netlab::{LabSpec, require_root};
 use tollgate_simua::labconf::LabAddrs;
 use tollgate_simua::scenario::{Direction, Parties, Plan};
 use tollgate_state::testing::ValkeyServer;
@@ -251,36 +251,32 @@ fn calls_survive(datapath: &str, store: Store, stop: Stop, direction: Direction)
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn calls_survive_kill9_socket_path_file_store() {
-    if skip_unless_root("calls_survive_kill9_socket_path_file_store") {
-        return;
-    }
+    require_root("calls_survive_kill9_socket_path_file_store");
     calls_survive("socket", Store::File, Stop::Kill, Direction::Inbound);
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn calls_survive_kill9_xdp_path_valkey_store() {
-    if skip_unless_root("calls_survive_kill9_xdp_path_valkey_store") {
-        return;
-    }
+    require_root("calls_survive_kill9_xdp_path_valkey_store");
     calls_survive("xdp", Store::Valkey, Stop::Kill, Direction::Outbound);
 }
 
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn calls_survive_a_handover_socket_path_valkey_store() {
-    if skip_unless_root("calls_survive_a_handover_socket_path_valkey_store") {
-        return;
-    }
+    require_root("calls_survive_a_handover_socket_path_valkey_store");
     calls_survive("socket", Store::Valkey, Stop::Handover, Direction::Inbound);
 }
 
 /// A 30-second Valkey outage during call churn: no call is dropped, the daemon does not
 /// crash, new calls still work, and once Valkey is back every live call is written again.
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn a_store_outage_drops_no_call_and_state_resyncs() {
-    if skip_unless_root("a_store_outage_drops_no_call_and_state_resyncs") {
-        return;
-    }
+    require_root("a_store_outage_drops_no_call_and_state_resyncs");
     let lab = LabSpec::unique("so").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
     let dir = Scratch::new("store-outage");
@@ -373,10 +369,9 @@ fn a_store_outage_drops_no_call_and_state_resyncs() {
 /// dies (`kill -9`) and its lease runs out. Fencing and takeover without keepalived; the
 /// two-node lab with keepalived is `failover_lab.rs`.
 #[test]
+#[ignore = "lab: needs root (network namespaces, XDP); cargo xtask ci runs it as root"]
 fn a_standby_waits_for_the_lease_and_takes_the_calls_over() {
-    if skip_unless_root("a_standby_waits_for_the_lease_and_takes_the_calls_over") {
-        return;
-    }
+    require_root("a_standby_waits_for_the_lease_and_takes_the_calls_over");
     let lab = LabSpec::unique("sb").up_guarded().expect("lab up");
     let spec = lab.spec().clone();
     let dir = Scratch::new("standby");
