@@ -1,4 +1,5 @@
-//! `cargo xtask lab up|down|status`: the three-namespace lab of the design (§6).
+//! `cargo xtask lab up|down|status`: the three-namespace lab (`gw`, `relay`, `int`; see
+//! `tollgate-netlab`).
 
 use std::net::Ipv4Addr;
 

@@ -1,4 +1,4 @@
-//! The lab's names and addresses, with defaults from the design (10.201.1.0/24 outside,
+//! The lab's names and addresses, with defaults (10.201.1.0/24 outside,
 //! 10.201.2.0/24 inside) and a per-test prefix so concurrent tests never share a namespace.
 
 use std::net::Ipv4Addr;
