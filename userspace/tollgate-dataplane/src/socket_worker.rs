@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use rustc_hash::FxHashMap;
 use tollgate_relay::{DropReason, FlowTable};
 
+use crate::idle::POLL_MS;
 use crate::sys::{monotonic_ns, thread_cpu_ns};
 use crate::worker::{WorkerCtx, add};
 
@@ -24,8 +25,6 @@ const BATCH: usize = 32;
 const BUF: usize = 2048;
 /// Most sockets reported per `epoll_wait`.
 const EVENTS: usize = 64;
-/// Longest sleep in `epoll_wait`.
-const WAIT_MS: i32 = 50;
 
 struct Batch {
     bufs: Vec<[u8; BUF]>,
@@ -180,8 +179,11 @@ pub fn run(ctx: WorkerCtx) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
     let mut loops = 0u64;
     while !ctx.stop.load(Ordering::Relaxed) {
+        // Blocks until a datagram or a control message (the waker) arrives: the socket path
+        // wakes per datagram and never spins (no interrupt moderation, see `crate::idle`); the
+        // timeout bounds how late a stop request is seen, as on the AF_XDP path.
         // SAFETY: valid buffer of EVENTS entries.
-        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), EVENTS as i32, WAIT_MS) };
+        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), EVENTS as i32, POLL_MS) };
         let start = monotonic_ns();
         let mut work = 0;
         for e in events.iter().take(n.max(0) as usize) {
