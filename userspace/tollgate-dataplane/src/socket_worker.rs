@@ -193,6 +193,7 @@ pub fn run(ctx: WorkerCtx) {
             }
             work += drain_socket(&ctx, &mut table, &socks, &mut batch, e.u64 as RawFd, start);
         }
+        let mut applied = false;
         while let Ok(msg) = ctx.rx.try_recv() {
             let is_remove = matches!(msg, crate::worker::Control::Remove(_));
             if let Some((id, sockets)) = ctx.apply(&mut table, msg, start) {
@@ -203,6 +204,10 @@ pub fn run(ctx: WorkerCtx) {
                     socks.add(id, a, fd);
                 }
             }
+            applied = true;
+        }
+        if applied {
+            ctx.stats.ack(ctx.stats.control.load(Ordering::Relaxed));
         }
         loops += 1;
         if work > 0 {
@@ -268,17 +273,15 @@ fn drain_socket(
     for i in 0..n {
         let len = b.hdrs[i].msg_len as usize;
         let Some(src) = from_storage(&b.names[i]) else {
+            ctx.stats.count_drop(DropReason::Malformed);
             dropped += 1;
             continue;
         };
         let r = match table.relay(local, src, None, &mut b.bufs[i], len, now, false) {
             Ok(r) => r,
-            Err(DropReason::NoFlow) => {
-                add(&ctx.stats.no_flow, 1);
-                dropped += 1;
-                continue;
-            }
-            Err(_) => {
+            Err(reason) => {
+                // Counted in the flow's counters too, when it has one.
+                ctx.stats.count_drop(reason);
                 dropped += 1;
                 continue;
             }
@@ -288,6 +291,7 @@ fn drain_socket(
         }
         let Some(efd) = socks.by_addr.get(&r.header.src).map(AsRawFd::as_raw_fd) else {
             table.dropped(&r, DropReason::NoFlow);
+            ctx.stats.count_drop(DropReason::NoFlow);
             dropped += 1;
             continue;
         };
@@ -295,6 +299,7 @@ fn drain_socket(
             let (s, d) = flush(table, b, out_fd, out_n, &mut pending, now);
             sent += s;
             dropped += d;
+            add(&ctx.stats.drops[DropReason::TxFull as usize], d);
             out_n = 0;
         }
         out_fd = efd;
@@ -318,13 +323,15 @@ fn drain_socket(
         let (s, d) = flush(table, b, out_fd, out_n, &mut pending, now);
         sent += s;
         dropped += d;
+        add(&ctx.stats.drops[DropReason::TxFull as usize], d);
     }
     add(&ctx.stats.tx, sent);
     add(&ctx.stats.dropped, dropped);
     n
 }
 
-/// Sends the first `n` queued datagrams on `fd`; counts each as sent or dropped.
+/// Sends the first `n` queued datagrams on `fd`; counts each as sent or dropped (`TxFull`) in
+/// its flow's counters. Returns (sent, dropped).
 fn flush(
     table: &FlowTable,
     b: &mut Batch,

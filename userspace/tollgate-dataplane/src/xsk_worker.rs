@@ -82,9 +82,14 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
             continue;
         }
         let now = monotonic_ns();
+        let mut applied = false;
         while let Ok(msg) = ctx.rx.try_recv() {
             // AF_XDP flows carry no sockets.
             let _ = ctx.apply(&mut table, msg, now);
+            applied = true;
+        }
+        if applied {
+            ctx.stats.ack(ctx.stats.control.load(Ordering::Relaxed));
         }
         let mut work = relay_batch(
             &ctx,
@@ -217,10 +222,14 @@ fn relay_batch(
             .get(i as usize)
             .copied()
             .unwrap_or(Err(FrameError::Truncated));
-        match relay_frame(ctx, table, umem, addr, p, now) {
-            Some((out_off, out_len, r)) => {
+        match relay_frame(table, umem, addr, p, now) {
+            Ok((out_off, out_len, r)) => {
+                if let Some(e) = r.event {
+                    ctx.emit(e);
+                }
                 if tx_room == 0 {
                     table.dropped(&r, DropReason::TxFull);
+                    ctx.stats.count_drop(DropReason::TxFull);
                     free.push(base);
                     dropped += 1;
                     continue;
@@ -230,7 +239,11 @@ fn relay_batch(
                 sent += 1;
                 table.sent(&r, now);
             }
-            None => {
+            Err((reason, event)) => {
+                if let Some(e) = event {
+                    ctx.emit(e);
+                }
+                ctx.stats.count_drop(reason);
                 free.push(base);
                 dropped += 1;
             }
@@ -243,18 +256,22 @@ fn relay_batch(
     n
 }
 
+/// Why [`relay_frame`] dropped a frame, and the flow event its packet raised anyway (a first
+/// packet or a learned source is reported even when the packet cannot be sent).
+type Dropped = (DropReason, Option<tollgate_relay::FlowEvent>);
+
 /// Relays one received frame in place. Returns the offset (within the frame's chunk) and length
-/// of the frame to transmit, or `None` if it was dropped (and counted).
+/// of the frame to transmit, or why it was dropped (already counted in its flow's counters when
+/// it has a flow; the caller counts it in the worker's).
 #[inline]
 fn relay_frame(
-    ctx: &WorkerCtx,
     table: &mut FlowTable,
     umem: &mut crate::afxdp::Umem,
     addr: u64,
     staged: Staged,
     now: u64,
-) -> Option<(usize, usize, tollgate_relay::Relayed)> {
-    let (chunk, off) = umem.frame_mut(addr)?;
+) -> Result<(usize, usize, tollgate_relay::Relayed), Dropped> {
+    let malformed = (DropReason::Malformed, None);
     let (parsed, route) = match staged {
         Ok(p) => p,
         Err(
@@ -262,53 +279,47 @@ fn relay_frame(
             | FrameError::NotUdp
             | FrameError::Truncated
             | FrameError::BadLength,
-        ) => {
-            add(&ctx.stats.malformed, 1);
-            return None;
-        }
+        ) => return Err(malformed),
     };
-    let payload_at = off + parsed.payload_off;
     let Some(route) = route else {
-        add(&ctx.stats.no_flow, 1);
-        return None;
+        return Err((DropReason::NoFlow, None));
     };
-    let r = match table.relay_routed(
-        &route,
-        parsed.src,
-        Some(parsed.src_mac),
-        chunk.get_mut(payload_at..)?,
-        parsed.payload_len,
-        now,
-        true,
-    ) {
-        Ok(r) => r,
-        Err(DropReason::NoFlow) => {
-            add(&ctx.stats.no_flow, 1);
-            return None;
-        }
-        Err(_) => return None,
+    // Pass 1 read this frame at the same address, so neither lookup fails.
+    let (chunk, off) = umem.frame_mut(addr).ok_or(malformed)?;
+    let payload_at = off + parsed.payload_off;
+    let buf = chunk.get_mut(payload_at..).ok_or(malformed)?;
+    let r = table
+        .relay_routed(
+            &route,
+            parsed.src,
+            Some(parsed.src_mac),
+            buf,
+            parsed.payload_len,
+            now,
+            true,
+        )
+        .map_err(|reason| (reason, None))?;
+    let fail = |reason: DropReason| {
+        table.dropped(&r, reason);
+        Err((reason, r.event))
     };
-    if let Some(e) = r.event {
-        ctx.emit(e);
-    }
     if !r.l2_resolved {
-        table.dropped(&r, DropReason::NoNextHop);
-        return None;
+        return fail(DropReason::NoNextHop);
     }
     let hlen = r.header.len();
     if payload_at < hlen {
-        table.dropped(&r, DropReason::NoRoom);
-        return None;
+        return fail(DropReason::NoRoom);
     }
     let (head, payload) = chunk.split_at_mut(payload_at);
     let start = payload_at - hlen;
-    let payload = payload.get(..r.len)?;
+    let Some(payload) = payload.get(..r.len) else {
+        return fail(DropReason::NoRoom);
+    };
     if r.header
         .write(&mut head[start..], payload, parsed.tos)
         .is_none()
     {
-        table.dropped(&r, DropReason::NoRoom);
-        return None;
+        return fail(DropReason::NoRoom);
     }
-    Some((start, hlen + r.len, r))
+    Ok((start, hlen + r.len, r))
 }
