@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use tollgate_common::{FLOW_F_LEARN, FLOW_F_REMOTE_UNKNOWN, FlowEntry};
 use tollgate_relay::frame::Mac;
-use tollgate_relay::{FlowCounters, FlowEvent, MediaFlowSpec, Side, SideSnapshot, TransformSpec};
+use tollgate_relay::{
+    DropReason, FlowCounters, FlowCrypto, FlowEvent, MediaFlowSpec, Side, SideSnapshot,
+};
 
 use crate::afxdp::{BindMode, RingSizes, Umem, XskSocket};
 use crate::boundary::{Boundary, PolicyError, SidePolicy};
@@ -184,6 +186,14 @@ pub enum DataplaneError {
     /// A worker thread is gone.
     #[error("worker {0} has stopped")]
     WorkerGone(usize),
+    /// A worker did not acknowledge its commands in time ([`Dataplane::sync`]).
+    #[error("worker {worker} did not apply its commands within {timeout:?}")]
+    SyncTimeout {
+        /// The worker.
+        worker: usize,
+        /// How long [`Dataplane::sync`] waited.
+        timeout: Duration,
+    },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DataplaneError {
@@ -193,6 +203,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DataplaneEr
 
 struct Worker {
     tx: crossbeam_channel::Sender<Control>,
+    /// Messages sent to it: [`WorkerStats::acked`] reaches this once it has applied them all.
+    sent: u64,
     waker: Arc<Waker>,
     stats: Arc<WorkerStats>,
     thread: Option<JoinHandle<()>>,
@@ -243,6 +255,9 @@ pub struct WorkerSnapshot {
     pub malformed: u64,
     /// Packets for unknown ports.
     pub no_flow: u64,
+    /// Packets dropped, by [`DropReason`] index (they sum to `dropped`; `malformed` and
+    /// `no_flow` are two of them).
+    pub drops: [u64; DropReason::COUNT],
     /// Wall ns spent busy.
     pub busy_ns: u64,
     /// Thread CPU ns.
@@ -359,6 +374,7 @@ impl Dataplane {
             ctx,
             Worker {
                 tx,
+                sent: 0,
                 waker,
                 stats,
                 thread: None,
@@ -465,11 +481,18 @@ impl Dataplane {
     pub fn install(&mut self, mut spec: MediaFlowSpec) -> Result<(), DataplaneError> {
         let id = spec.id;
         let bad = |why: String| DataplaneError::BadFlow { id, why };
-        for t in [&spec.ext_to_int, &spec.int_to_ext] {
-            if let TransformSpec::Protect(k) | TransformSpec::Unprotect(k) = t {
-                tollgate_srtp::Context::new(k, self.cfg.srtp).map_err(|e| bad(e.to_string()))?;
-            }
-        }
+        // The SRTP contexts (key schedule, resume positions) are built here, on the control
+        // thread, one set per worker that gets the flow: a worker only links them in. Building
+        // them is also the check of the keys, before any worker sees the flow.
+        let targets = match &self.cfg.path {
+            DataPath::Xdp(_) => self.workers.len(),
+            DataPath::Socket => 1,
+        };
+        let prev_spec = self.flows.get(&id).map(|p| &p.spec);
+        let crypto = (0..targets)
+            .map(|_| FlowCrypto::build(&spec, prev_spec, self.cfg.srtp))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
         for (_, a) in spec.local_ports() {
             if let Some(&owner) = self.ports.get(&a)
                 && owner != id
@@ -512,8 +535,8 @@ impl Dataplane {
             }
         }
         let result = match &self.cfg.path {
-            DataPath::Xdp(_) => self.install_xdp(&spec, prev.as_ref()),
-            DataPath::Socket => self.install_socket(&spec, prev.as_ref()),
+            DataPath::Xdp(_) => self.install_xdp(&spec, crypto, prev.as_ref()),
+            DataPath::Socket => self.install_socket(&spec, crypto, prev.as_ref()),
         };
         let (owner, bound, counters) = match result {
             Ok(v) => v,
@@ -544,6 +567,7 @@ impl Dataplane {
     fn install_xdp(
         &mut self,
         spec: &MediaFlowSpec,
+        crypto: Vec<FlowCrypto>,
         prev: Option<&Installed>,
     ) -> Result<(Option<usize>, HashSet<SocketAddr>, Vec<Arc<FlowCounters>>), DataplaneError> {
         let now = monotonic_ns();
@@ -597,14 +621,14 @@ impl Dataplane {
                 .map(|_| Arc::new(FlowCounters::default()))
                 .collect(),
         };
-        for (i, w) in self.workers.iter().enumerate() {
+        for (i, crypto) in crypto.into_iter().enumerate() {
             let msg = Control::Install {
                 spec: Box::new(spec.clone()),
+                crypto,
                 counters: Arc::clone(&counters[i]),
                 sockets: Vec::new(),
             };
-            w.tx.send(msg).map_err(|_| DataplaneError::WorkerGone(i))?;
-            w.waker.wake();
+            self.send(i, msg)?;
         }
         Ok((None, HashSet::new(), counters))
     }
@@ -613,6 +637,7 @@ impl Dataplane {
     fn install_socket(
         &mut self,
         spec: &MediaFlowSpec,
+        crypto: Vec<FlowCrypto>,
         prev: Option<&Installed>,
     ) -> Result<(Option<usize>, HashSet<SocketAddr>, Vec<Arc<FlowCounters>>), DataplaneError> {
         let owner = prev
@@ -633,15 +658,17 @@ impl Dataplane {
             Some(p) => p.counters.clone(),
             None => vec![Arc::new(FlowCounters::default())],
         };
-        let w = &self.workers[owner];
+        let crypto = crypto.into_iter().next().ok_or(DataplaneError::BadFlow {
+            id: spec.id,
+            why: "no SRTP state built".into(),
+        })?;
         let msg = Control::Install {
             spec: Box::new(spec.clone()),
+            crypto,
             counters: Arc::clone(&counters[0]),
             sockets,
         };
-        w.tx.send(msg)
-            .map_err(|_| DataplaneError::WorkerGone(owner))?;
-        w.waker.wake();
+        self.send(owner, msg)?;
         Ok((Some(owner), bound, counters))
     }
 
@@ -662,10 +689,45 @@ impl Dataplane {
             None => (0..self.workers.len()).collect(),
         };
         for i in targets {
-            let w = &self.workers[i];
-            w.tx.send(Control::Remove(id))
-                .map_err(|_| DataplaneError::WorkerGone(i))?;
-            w.waker.wake();
+            self.send(i, Control::Remove(id))?;
+        }
+        Ok(())
+    }
+
+    /// Sends `msg` to worker `i` and wakes it; counts it for [`Dataplane::sync`].
+    fn send(&mut self, i: usize, msg: Control) -> Result<(), DataplaneError> {
+        let w = self
+            .workers
+            .get_mut(i)
+            .ok_or(DataplaneError::WorkerGone(i))?;
+        w.tx.send(msg).map_err(|_| DataplaneError::WorkerGone(i))?;
+        w.sent += 1;
+        w.waker.wake();
+        Ok(())
+    }
+
+    /// Waits until every worker has applied every command sent to it so far (installs, updates,
+    /// removals, next hops) and has finished the packets it was relaying when `sync` was
+    /// called, so their counters are written. Costs the workers nothing per packet: each
+    /// acknowledges at the point where it already drains its control channel.
+    pub fn sync(&mut self, timeout: Duration) -> Result<(), DataplaneError> {
+        for i in 0..self.workers.len() {
+            self.send(i, Control::Barrier)?;
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut pause = Duration::from_micros(20);
+        for (i, w) in self.workers.iter().enumerate() {
+            while w.stats.acked.load(Ordering::Acquire) < w.sent {
+                if w.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+                    return Err(DataplaneError::WorkerGone(i));
+                }
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    return Err(DataplaneError::SyncTimeout { worker: i, timeout });
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(1));
+            }
         }
         Ok(())
     }
@@ -699,8 +761,7 @@ impl Dataplane {
         if let Some(nics) = self.nics.as_mut() {
             for (side, a) in ports {
                 if let Ok(Some(e)) = nics[side.index()].prog.flow(&flow_key(a)) {
-                    out[side.index()].drops[tollgate_relay::DropReason::Source as usize] +=
-                        e.src_mismatch;
+                    out[side.index()].drops[DropReason::Source as usize] += e.src_mismatch;
                 }
             }
         }
@@ -756,9 +817,8 @@ impl Dataplane {
             }
         }
         for (flow, side, mac) in updates {
-            for w in &self.workers {
-                let _ = w.tx.send(Control::NextHop { flow, side, mac });
-                w.waker.wake();
+            for i in 0..self.workers.len() {
+                let _ = self.send(i, Control::NextHop { flow, side, mac });
             }
         }
         unresolved
@@ -772,12 +832,17 @@ impl Dataplane {
             .map(|w| {
                 let s = &w.stats;
                 let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                let mut drops = [0; DropReason::COUNT];
+                for (d, c) in drops.iter_mut().zip(s.drops.iter()) {
+                    *d = l(c);
+                }
                 WorkerSnapshot {
                     rx: l(&s.rx),
                     tx: l(&s.tx),
                     dropped: l(&s.dropped),
-                    malformed: l(&s.malformed),
-                    no_flow: l(&s.no_flow),
+                    malformed: drops[DropReason::Malformed as usize],
+                    no_flow: drops[DropReason::NoFlow as usize],
+                    drops,
                     busy_ns: l(&s.busy_ns),
                     cpu_ns: l(&s.cpu_ns),
                     loops: l(&s.loops),

@@ -6,6 +6,7 @@
 //! * [`boundary`]: what each NIC passes to the kernel (the per-NIC policy of the XDP program).
 //! * [`afxdp`]: AF_XDP sockets and rings with a UMEM shared across both NICs.
 //! * [`xsk_worker`]: the per-core AF_XDP relay loop.
+//! * [`idle`]: when an AF_XDP worker spins, naps or sleeps (sans-IO, tested with fake time).
 //! * [`socket_worker`]: the same relay over UDP sockets (recvmmsg/sendmmsg).
 //! * [`worker`]: control messages, events and statistics shared by both kinds of worker.
 //! * [`neigh`]: next-hop MAC resolution over rtnetlink.
@@ -17,6 +18,7 @@ pub mod afxdp;
 pub mod alloc;
 pub mod boundary;
 pub mod dataplane;
+pub mod idle;
 pub mod neigh;
 pub mod socket_worker;
 pub mod sys;

@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use rustc_hash::FxHashMap;
 use tollgate_relay::{DropReason, FlowTable};
 
+use crate::idle::POLL_MS;
 use crate::sys::{monotonic_ns, thread_cpu_ns};
 use crate::worker::{WorkerCtx, add};
 
@@ -24,8 +25,6 @@ const BATCH: usize = 32;
 const BUF: usize = 2048;
 /// Most sockets reported per `epoll_wait`.
 const EVENTS: usize = 64;
-/// Longest sleep in `epoll_wait`.
-const WAIT_MS: i32 = 50;
 
 struct Batch {
     bufs: Vec<[u8; BUF]>,
@@ -180,8 +179,11 @@ pub fn run(ctx: WorkerCtx) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
     let mut loops = 0u64;
     while !ctx.stop.load(Ordering::Relaxed) {
+        // Blocks until a datagram or a control message (the waker) arrives: the socket path
+        // wakes per datagram and never spins (no interrupt moderation, see `crate::idle`); the
+        // timeout bounds how late a stop request is seen, as on the AF_XDP path.
         // SAFETY: valid buffer of EVENTS entries.
-        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), EVENTS as i32, WAIT_MS) };
+        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), EVENTS as i32, POLL_MS) };
         let start = monotonic_ns();
         let mut work = 0;
         for e in events.iter().take(n.max(0) as usize) {
@@ -191,6 +193,7 @@ pub fn run(ctx: WorkerCtx) {
             }
             work += drain_socket(&ctx, &mut table, &socks, &mut batch, e.u64 as RawFd, start);
         }
+        let mut applied = false;
         while let Ok(msg) = ctx.rx.try_recv() {
             let is_remove = matches!(msg, crate::worker::Control::Remove(_));
             if let Some((id, sockets)) = ctx.apply(&mut table, msg, start) {
@@ -201,6 +204,10 @@ pub fn run(ctx: WorkerCtx) {
                     socks.add(id, a, fd);
                 }
             }
+            applied = true;
+        }
+        if applied {
+            ctx.stats.ack(ctx.stats.control.load(Ordering::Relaxed));
         }
         loops += 1;
         if work > 0 {
@@ -266,17 +273,15 @@ fn drain_socket(
     for i in 0..n {
         let len = b.hdrs[i].msg_len as usize;
         let Some(src) = from_storage(&b.names[i]) else {
+            ctx.stats.count_drop(DropReason::Malformed);
             dropped += 1;
             continue;
         };
         let r = match table.relay(local, src, None, &mut b.bufs[i], len, now, false) {
             Ok(r) => r,
-            Err(DropReason::NoFlow) => {
-                add(&ctx.stats.no_flow, 1);
-                dropped += 1;
-                continue;
-            }
-            Err(_) => {
+            Err(reason) => {
+                // Counted in the flow's counters too, when it has one.
+                ctx.stats.count_drop(reason);
                 dropped += 1;
                 continue;
             }
@@ -286,6 +291,7 @@ fn drain_socket(
         }
         let Some(efd) = socks.by_addr.get(&r.header.src).map(AsRawFd::as_raw_fd) else {
             table.dropped(&r, DropReason::NoFlow);
+            ctx.stats.count_drop(DropReason::NoFlow);
             dropped += 1;
             continue;
         };
@@ -293,6 +299,7 @@ fn drain_socket(
             let (s, d) = flush(table, b, out_fd, out_n, &mut pending, now);
             sent += s;
             dropped += d;
+            add(&ctx.stats.drops[DropReason::TxFull as usize], d);
             out_n = 0;
         }
         out_fd = efd;
@@ -316,13 +323,15 @@ fn drain_socket(
         let (s, d) = flush(table, b, out_fd, out_n, &mut pending, now);
         sent += s;
         dropped += d;
+        add(&ctx.stats.drops[DropReason::TxFull as usize], d);
     }
     add(&ctx.stats.tx, sent);
     add(&ctx.stats.dropped, dropped);
     n
 }
 
-/// Sends the first `n` queued datagrams on `fd`; counts each as sent or dropped.
+/// Sends the first `n` queued datagrams on `fd`; counts each as sent or dropped (`TxFull`) in
+/// its flow's counters. Returns (sent, dropped).
 fn flush(
     table: &FlowTable,
     b: &mut Batch,

@@ -8,17 +8,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 use tollgate_relay::frame::Mac;
-use tollgate_relay::{FlowCounters, FlowEvent, FlowTable, MediaFlowSpec, Side};
+use tollgate_relay::{
+    DropReason, FlowCounters, FlowCrypto, FlowEvent, FlowTable, MediaFlowSpec, Side,
+};
 
 use crate::sys::Waker;
 
-/// A message from the control plane to one worker. Allocation happens on the control side.
+/// A message from the control plane to one worker. Allocation and SRTP key schedules happen
+/// on the control side: the worker only links what it gets into its table.
 #[derive(Debug)]
 pub enum Control {
     /// Install or update a flow; `sockets` carries the bound UDP sockets on the socket path.
     Install {
         /// What to relay.
         spec: Box<MediaFlowSpec>,
+        /// Its transforms, SRTP contexts built for this worker ([`FlowCrypto::build`]).
+        crypto: FlowCrypto,
         /// Where this worker counts it.
         counters: Arc<FlowCounters>,
         /// Socket path: the flow's bound sockets, by local address.
@@ -35,6 +40,9 @@ pub enum Control {
         /// The MAC, or `None` if unresolved.
         mac: Option<Mac>,
     },
+    /// Nothing to apply: acknowledged like any message, so that once it is, every packet the
+    /// worker handled before is counted ([`crate::Dataplane::sync`]).
+    Barrier,
 }
 
 /// Events queued by workers for the control plane (bounded; full means counted and dropped).
@@ -49,12 +57,13 @@ pub struct WorkerStats {
     pub rx: AtomicU64,
     /// Packets transmitted.
     pub tx: AtomicU64,
-    /// Packets dropped by the worker (all reasons, including per-flow ones).
+    /// Packets dropped by the worker (all reasons, including per-flow ones): the sum of
+    /// `drops`.
     pub dropped: AtomicU64,
-    /// Frames that did not parse (should not reach a worker: XDP parsed them).
-    pub malformed: AtomicU64,
-    /// Packets for a port with no flow in this worker.
-    pub no_flow: AtomicU64,
+    /// Packets dropped, by [`DropReason`] index: every packet received and not sent is counted
+    /// here under one reason (and also in its flow's counters when it has a flow). Frames that
+    /// did not parse count as `Malformed`, packets for a port with no flow as `NoFlow`.
+    pub drops: [AtomicU64; DropReason::COUNT],
     /// Events lost because the queue was full.
     pub events_lost: AtomicU64,
     /// Wall-clock ns spent in iterations that had work.
@@ -63,6 +72,11 @@ pub struct WorkerStats {
     pub cpu_ns: AtomicU64,
     /// Control messages applied.
     pub control: AtomicU64,
+    /// Control messages applied, published (release) after each drain of the control channel:
+    /// the acknowledgement [`crate::Dataplane::sync`] waits for. Messages are applied in the
+    /// order sent, so the value `g` means the first `g` messages sent to this worker are in
+    /// effect.
+    pub acked: AtomicU64,
     /// Flows installed in this worker's table.
     pub flows: AtomicU64,
 }
@@ -73,6 +87,20 @@ pub(crate) fn add(c: &AtomicU64, by: u64) {
         c.load(Ordering::Relaxed).wrapping_add(by),
         Ordering::Relaxed,
     );
+}
+
+impl WorkerStats {
+    /// Counts one packet dropped for `reason` (the total in `dropped` is added per batch).
+    #[inline]
+    pub(crate) fn count_drop(&self, reason: DropReason) {
+        add(&self.drops[reason as usize], 1);
+    }
+
+    /// Publishes that `applied` control messages are in effect (after draining the channel).
+    #[inline]
+    pub(crate) fn ack(&self, applied: u64) {
+        self.acked.store(applied, Ordering::Release);
+    }
 }
 
 /// Everything a worker thread is started with.
@@ -118,15 +146,18 @@ impl WorkerCtx {
         let out = match msg {
             Control::Install {
                 spec,
+                crypto,
                 counters,
                 sockets,
             } => {
-                // The control plane validated the spec (keys, ports) before sending it, so a
-                // failure here is a bug worth a log line, not a crash.
-                match table.install(&spec, counters, now_ns) {
-                    Ok(()) => Some((spec.id, sockets)),
+                // The control plane validated the spec (keys, ports) and built its SRTP
+                // contexts before sending it, so a failure here is a bug worth a log line, not
+                // a crash.
+                let id = spec.id;
+                match table.install_with(*spec, crypto, counters, now_ns) {
+                    Ok(()) => Some((id, sockets)),
                     Err(e) => {
-                        tracing::error!(worker = self.index, flow = spec.id, error = %e, "flow install failed");
+                        tracing::error!(worker = self.index, flow = id, error = %e, "flow install failed");
                         None
                     }
                 }
@@ -139,6 +170,7 @@ impl WorkerCtx {
                 table.set_next_hop(flow, side, mac);
                 None
             }
+            Control::Barrier => None,
         };
         self.stats
             .flows

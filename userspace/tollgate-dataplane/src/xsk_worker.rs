@@ -5,7 +5,8 @@
 //! header written into the headroom in front of the payload), queue it on the other NIC's TX
 //! ring; kick TX once the burst is drained (or 32 frames wait), reap completions, refill the
 //! fill rings. No allocation, lock, log line or
-//! syscall per packet; syscalls are the TX kick per batch and a timed nap or `poll` when idle.
+//! syscall per packet; syscalls are the TX kick per batch and a timed nap or `poll` when idle,
+//! as [`crate::idle::IdlePolicy`] decides.
 
 use std::sync::atomic::Ordering;
 
@@ -13,6 +14,7 @@ use tollgate_relay::frame::{self, FrameError};
 use tollgate_relay::{DropReason, FlowTable, Route};
 
 use crate::afxdp::{Umem, XskSocket};
+use crate::idle::{IdleAction, IdlePolicy};
 use crate::sys::{monotonic_ns, thread_cpu_ns};
 use crate::worker::{WorkerCtx, add};
 
@@ -21,36 +23,8 @@ const BATCH: u32 = 64;
 /// Queued TX frames that trigger a kick even while more frames wait to be received (the
 /// kernel's copy-mode transmit takes up to 32 frames per kick).
 const KICK_AT: u32 = 32;
-/// Idle policy. Sleeping in `poll` and waking costs a context switch (several µs, far more in a
-/// VM); spinning costs the CPU it burns. With interrupt moderation on (`coalesce_ns > 0`, the
-/// default) the worker keeps an average of the gap between received frames; while a moderation
-/// window (`NAP_TARGET_FRAMES` gaps, at most `coalesce_ns`) is expected to hold at least
-/// `NAP_MIN_FRAMES` frames it naps for that window (a timed sleep, so one wakeup serves every
-/// frame that arrived meanwhile), otherwise it sleeps in `poll` until the
-/// next frame (a quiet relay burns nothing and adds no latency). With moderation off it keeps an
-/// average of the gap between busy iterations: when work arrives closer than `DENSE_GAP_NS`
-/// apart it spins up to twice that gap, otherwise it spins `MIN_SPIN_NS` and sleeps in `poll`.
-const DENSE_GAP_NS: u64 = 25_000;
-/// A timed nap costs more than a `poll` wakeup (it arms a timer; in a VM that is an exit to the
-/// hypervisor: measured 23-28 µs of CPU per nap against 10-14 µs per `poll` wakeup on a 2-vCPU
-/// guest), so the worker naps only while a window is expected to hold at least this many frames.
-const NAP_MIN_FRAMES: u64 = 3;
-/// Frames a moderation window aims to hold: the window is this many average frame gaps, capped
-/// by `coalesce_ns` (the latency bound). Dense traffic gets short windows (bounded bursts, low
-/// latency: ~230 µs at 70k frames/s, ~120 µs at 130k); lighter traffic gets windows up to the
-/// cap, so each wakeup still serves several frames. At 16 frames a wakeup's cost (~25 µs on the
-/// lab VM) is spread to ~1.5 µs per frame; 32 halved that but doubled the latency at mid rates.
-const NAP_TARGET_FRAMES: u64 = 16;
-/// Consecutive moderation windows without a frame before the worker falls back to `poll`.
-const EMPTY_NAPS: u64 = 3;
-/// Shortest spin before sleeping.
-const MIN_SPIN_NS: u64 = 2_000;
-/// Empty iterations between clock reads while idle.
-const IDLE_CHECK_EVERY: u32 = 16;
 /// How often the worker publishes its loop count and CPU time.
 const STATS_NS: u64 = 100_000_000;
-/// Longest sleep in `poll` (also bounds how late a stop request is seen).
-const POLL_MS: i32 = 50;
 
 /// A worker's AF_XDP resources.
 #[derive(Debug)]
@@ -70,14 +44,9 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
     let mut free: Vec<u64> = io.umem.frame_addrs().collect();
     io.ext.fill(&mut free);
     io.int.fill(&mut free);
-    let mut idle = 0u32;
-    let mut idle_since = 0u64;
-    let mut last_work = 0u64;
-    let mut gap_avg = DENSE_GAP_NS * 4;
-    // Average gap between received frames (moderation decides on it).
-    let mut frame_gap_avg = u64::MAX / 2;
-    let moderate = ctx.coalesce_ns > 0 && !ctx.busy_poll;
-    if moderate {
+    // When to spin, nap or sleep: decided by the policy, carried out here.
+    let mut idle = IdlePolicy::new(ctx.busy_poll, ctx.coalesce_ns);
+    if idle.moderates() {
         crate::sys::set_timer_slack_ns(1_000);
     }
     let mut loops = 0u64;
@@ -90,32 +59,20 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
         if pending == 0 && ctx.rx.is_empty() {
             io.ext.reap_completions(&mut free);
             io.int.reap_completions(&mut free);
-            idle += 1;
-            if idle.is_multiple_of(IDLE_CHECK_EVERY) {
+            if idle.empty_iteration() {
                 let t = monotonic_ns();
-                if idle_since == 0 {
-                    idle_since = t;
-                } else if !ctx.busy_poll
-                    && t.saturating_sub(idle_since) >= spin_budget(moderate, gap_avg)
-                {
+                let action = idle.idle(t);
+                if action != IdleAction::Spin {
                     // Retry TX left over from EAGAIN, restock, then wait for rx or a message.
                     io.ext.tx_submit();
                     io.int.tx_submit();
                     io.ext.fill(&mut free);
                     io.int.fill(&mut free);
-                    let window = frame_gap_avg
-                        .saturating_mul(NAP_TARGET_FRAMES)
-                        .min(ctx.coalesce_ns);
-                    if moderate
-                        && frame_gap_avg.saturating_mul(NAP_MIN_FRAMES) <= ctx.coalesce_ns
-                        && t.saturating_sub(last_work) < window * (EMPTY_NAPS + 1)
-                    {
-                        crate::sys::nap_ns(window);
-                    } else {
-                        sleep(&ctx, &io);
+                    match action {
+                        IdleAction::Nap(ns) => crate::sys::nap_ns(ns),
+                        IdleAction::Poll(ms) => sleep(&ctx, &io, ms),
+                        IdleAction::Spin => {}
                     }
-                    idle = 0;
-                    idle_since = 0;
                 }
                 if t.saturating_sub(last_stats) >= STATS_NS {
                     last_stats = t;
@@ -124,18 +81,15 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
             }
             continue;
         }
-        idle = 0;
-        idle_since = 0;
         let now = monotonic_ns();
-        let since_last = now.saturating_sub(last_work).min(1_000_000);
-        if last_work != 0 {
-            // Exponential average, 1/8 weight, of the gap between busy iterations.
-            gap_avg = gap_avg - gap_avg / 8 + since_last / 8;
-        }
-        last_work = now;
+        let mut applied = false;
         while let Ok(msg) = ctx.rx.try_recv() {
             // AF_XDP flows carry no sockets.
             let _ = ctx.apply(&mut table, msg, now);
+            applied = true;
+        }
+        if applied {
+            ctx.stats.ack(ctx.stats.control.load(Ordering::Relaxed));
         }
         let mut work = relay_batch(
             &ctx,
@@ -165,15 +119,7 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
             io.ext.tx_submit();
             io.int.tx_submit();
         }
-        if work > 0 {
-            // Exponential average, 1/8 weight, of the gap between frames.
-            let gap = since_last / u64::from(work);
-            frame_gap_avg = if frame_gap_avg > 1_000_000 {
-                gap
-            } else {
-                frame_gap_avg - frame_gap_avg / 8 + gap / 8
-            };
-        }
+        idle.busy(now, work);
         io.ext.reap_completions(&mut free);
         io.int.reap_completions(&mut free);
         // Keep both fill rings stocked; alternate who goes first so neither starves.
@@ -199,22 +145,14 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
     publish(&ctx, loops);
 }
 
-/// How long to spin before sleeping, given the average gap between busy iterations.
-fn spin_budget(moderate: bool, gap_avg: u64) -> u64 {
-    if !moderate && gap_avg < DENSE_GAP_NS {
-        (2 * gap_avg).max(MIN_SPIN_NS)
-    } else {
-        MIN_SPIN_NS
-    }
-}
-
 /// Publishes the loop count and the thread's CPU time (a syscall: at most every `STATS_NS`).
 fn publish(ctx: &WorkerCtx, loops: u64) {
     ctx.stats.loops.store(loops, Ordering::Relaxed);
     ctx.stats.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
 }
 
-fn sleep(ctx: &WorkerCtx, io: &XskPair) {
+/// Sleeps in `poll` on both sockets and the control eventfd, at most `timeout_ms`.
+fn sleep(ctx: &WorkerCtx, io: &XskPair, timeout_ms: i32) {
     let mut fds = [
         libc::pollfd {
             fd: io.ext.raw_fd(),
@@ -233,7 +171,7 @@ fn sleep(ctx: &WorkerCtx, io: &XskPair) {
         },
     ];
     // SAFETY: valid pollfd array.
-    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_MS) };
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
     if fds[2].revents != 0 {
         ctx.waker.drain();
     }
@@ -284,10 +222,14 @@ fn relay_batch(
             .get(i as usize)
             .copied()
             .unwrap_or(Err(FrameError::Truncated));
-        match relay_frame(ctx, table, umem, addr, p, now) {
-            Some((out_off, out_len, r)) => {
+        match relay_frame(table, umem, addr, p, now) {
+            Ok((out_off, out_len, r)) => {
+                if let Some(e) = r.event {
+                    ctx.emit(e);
+                }
                 if tx_room == 0 {
                     table.dropped(&r, DropReason::TxFull);
+                    ctx.stats.count_drop(DropReason::TxFull);
                     free.push(base);
                     dropped += 1;
                     continue;
@@ -297,7 +239,11 @@ fn relay_batch(
                 sent += 1;
                 table.sent(&r, now);
             }
-            None => {
+            Err((reason, event)) => {
+                if let Some(e) = event {
+                    ctx.emit(e);
+                }
+                ctx.stats.count_drop(reason);
                 free.push(base);
                 dropped += 1;
             }
@@ -310,18 +256,22 @@ fn relay_batch(
     n
 }
 
+/// Why [`relay_frame`] dropped a frame, and the flow event its packet raised anyway (a first
+/// packet or a learned source is reported even when the packet cannot be sent).
+type Dropped = (DropReason, Option<tollgate_relay::FlowEvent>);
+
 /// Relays one received frame in place. Returns the offset (within the frame's chunk) and length
-/// of the frame to transmit, or `None` if it was dropped (and counted).
+/// of the frame to transmit, or why it was dropped (already counted in its flow's counters when
+/// it has a flow; the caller counts it in the worker's).
 #[inline]
 fn relay_frame(
-    ctx: &WorkerCtx,
     table: &mut FlowTable,
     umem: &mut crate::afxdp::Umem,
     addr: u64,
     staged: Staged,
     now: u64,
-) -> Option<(usize, usize, tollgate_relay::Relayed)> {
-    let (chunk, off) = umem.frame_mut(addr)?;
+) -> Result<(usize, usize, tollgate_relay::Relayed), Dropped> {
+    let malformed = (DropReason::Malformed, None);
     let (parsed, route) = match staged {
         Ok(p) => p,
         Err(
@@ -329,53 +279,47 @@ fn relay_frame(
             | FrameError::NotUdp
             | FrameError::Truncated
             | FrameError::BadLength,
-        ) => {
-            add(&ctx.stats.malformed, 1);
-            return None;
-        }
+        ) => return Err(malformed),
     };
-    let payload_at = off + parsed.payload_off;
     let Some(route) = route else {
-        add(&ctx.stats.no_flow, 1);
-        return None;
+        return Err((DropReason::NoFlow, None));
     };
-    let r = match table.relay_routed(
-        &route,
-        parsed.src,
-        Some(parsed.src_mac),
-        chunk.get_mut(payload_at..)?,
-        parsed.payload_len,
-        now,
-        true,
-    ) {
-        Ok(r) => r,
-        Err(DropReason::NoFlow) => {
-            add(&ctx.stats.no_flow, 1);
-            return None;
-        }
-        Err(_) => return None,
+    // Pass 1 read this frame at the same address, so neither lookup fails.
+    let (chunk, off) = umem.frame_mut(addr).ok_or(malformed)?;
+    let payload_at = off + parsed.payload_off;
+    let buf = chunk.get_mut(payload_at..).ok_or(malformed)?;
+    let r = table
+        .relay_routed(
+            &route,
+            parsed.src,
+            Some(parsed.src_mac),
+            buf,
+            parsed.payload_len,
+            now,
+            true,
+        )
+        .map_err(|reason| (reason, None))?;
+    let fail = |reason: DropReason| {
+        table.dropped(&r, reason);
+        Err((reason, r.event))
     };
-    if let Some(e) = r.event {
-        ctx.emit(e);
-    }
     if !r.l2_resolved {
-        table.dropped(&r, DropReason::NoNextHop);
-        return None;
+        return fail(DropReason::NoNextHop);
     }
     let hlen = r.header.len();
     if payload_at < hlen {
-        table.dropped(&r, DropReason::NoRoom);
-        return None;
+        return fail(DropReason::NoRoom);
     }
     let (head, payload) = chunk.split_at_mut(payload_at);
     let start = payload_at - hlen;
-    let payload = payload.get(..r.len)?;
+    let Some(payload) = payload.get(..r.len) else {
+        return fail(DropReason::NoRoom);
+    };
     if r.header
         .write(&mut head[start..], payload, parsed.tos)
         .is_none()
     {
-        table.dropped(&r, DropReason::NoRoom);
-        return None;
+        return fail(DropReason::NoRoom);
     }
-    Some((start, hlen + r.len, r))
+    Ok((start, hlen + r.len, r))
 }

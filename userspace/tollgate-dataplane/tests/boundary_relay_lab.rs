@@ -10,9 +10,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{forward_flow, recv_n, rtp, sa, udp};
+use common::{forward_flow, recv_n, rtp, sa, sync, udp};
 use tollgate_common::counter;
 use tollgate_dataplane::afxdp::BindMode;
 use tollgate_dataplane::boundary::{Boundary, BoundaryMode, SidePolicy};
@@ -80,13 +78,13 @@ fn relay_with_boundary(test: &str, path_of: impl Fn(&LabSpec) -> DataPath + Send
         eprintln!("attached: {:?}", dp.stats().attach);
         dp.install(forward_flow(1, 30000, 32000, 40000, 50000))
             .expect("install");
-        std::thread::sleep(Duration::from_millis(50));
+        sync(&mut dp);
 
         let gw = in_netns(&spec.gw_ns, || udp(sa("10.201.1.2:40000"))).unwrap();
         let int = in_netns(&spec.int_ns, || udp(sa("10.201.2.2:50000"))).unwrap();
         let int_rx = int.try_clone().unwrap();
+        // Bound above: datagrams wait in its buffer until the thread reads them.
         let rx_int = std::thread::spawn(move || recv_n(&int_rx, 150));
-        std::thread::sleep(Duration::from_millis(100));
         for seq in 0..100u16 {
             gw.send_to(&rtp(seq, 0x1111, 160), sa("10.201.1.1:30000"))
                 .unwrap();
@@ -106,7 +104,6 @@ fn relay_with_boundary(test: &str, path_of: impl Fn(&LabSpec) -> DataPath + Send
 
         let gw_rx = gw.try_clone().unwrap();
         let rx_gw = std::thread::spawn(move || recv_n(&gw_rx, 150));
-        std::thread::sleep(Duration::from_millis(100));
         for seq in 0..100u16 {
             int.send_to(&rtp(seq, 0x2222, 160), sa("10.201.2.1:32000"))
                 .unwrap();

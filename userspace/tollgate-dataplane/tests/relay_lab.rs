@@ -12,9 +12,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{forward_flow, recv_n, rtp, sa, udp};
+use common::{forward_flow, recv_n, rtp, sa, sync, udp};
 use tollgate_dataplane::{DEFAULT_COALESCE_US, DataPath, Dataplane, DataplaneConfig, XdpSettings};
-use tollgate_netlab::{LabSpec, in_netns, require_root, spawn_in_netns};
+use tollgate_netlab::{LabSpec, in_netns, require_root};
 
 /// The XDP path on the lab's two relay interfaces.
 fn xdp(l: &LabSpec) -> DataPath {
@@ -40,7 +40,7 @@ fn forward_both_ways(
         let mut dp = Dataplane::start(cfg).expect("start");
         dp.install(forward_flow(1, 30000, 30002, 40000, 50000))
             .expect("install");
-        std::thread::sleep(Duration::from_millis(50));
+        sync(&mut dp);
 
         // Each peer binds its port once for both directions: closing a socket and binding its
         // port again races with other tests' fork+exec (`ip ...`), whose child holds a copy of
@@ -48,8 +48,8 @@ fn forward_both_ways(
         let gw = in_netns(&spec.gw_ns, || udp(sa("10.201.1.2:40000"))).unwrap();
         let int = in_netns(&spec.int_ns, || udp(sa("10.201.2.2:50000"))).unwrap();
         let int_rx = int.try_clone().unwrap();
+        // Bound above: datagrams wait in its buffer until the thread reads them.
         let rx_int = std::thread::spawn(move || recv_n(&int_rx, 200));
-        std::thread::sleep(Duration::from_millis(100));
         for seq in 0..200u16 {
             gw.send_to(&rtp(seq, 0x1111, 160), sa("10.201.1.1:30000"))
                 .unwrap();
@@ -74,7 +74,6 @@ fn forward_both_ways(
 
         let gw_rx = gw.try_clone().unwrap();
         let rx_gw = std::thread::spawn(move || recv_n(&gw_rx, 100));
-        std::thread::sleep(Duration::from_millis(100));
         for seq in 0..100u16 {
             int.send_to(&rtp(seq, 0x2222, 160), sa("10.201.2.1:30002"))
                 .unwrap();
@@ -83,8 +82,8 @@ fn forward_both_ways(
         assert_eq!(got.len(), 100, "every packet relayed int -> gw");
         assert!(got.iter().all(|(_, f)| *f == sa("10.201.1.1:30000")));
 
-        // Counters are written right after the send: give the worker a moment.
-        std::thread::sleep(Duration::from_millis(50));
+        // Counters are written right after the send: wait for the worker to be past it.
+        sync(&mut dp);
         let c = dp.counters(1).unwrap();
         assert_eq!(c[0].packets, 200);
         assert_eq!(c[1].packets, 100);
@@ -169,11 +168,10 @@ fn xdp_unresolved_next_hop_and_learning() {
         nat.ext.remote_rtp = None;
         nat.ext.learn_window_ns = 10_000_000_000;
         dp.install(nat).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        sync(&mut dp);
 
-        let rx_int =
-            spawn_in_netns(&spec.int_ns, || recv_n(&udp(sa("10.201.2.2:50020")), 5)).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        let int = in_netns(&spec.int_ns, || udp(sa("10.201.2.2:50020"))).unwrap();
+        let rx_int = std::thread::spawn(move || recv_n(&int, 5));
         in_netns(&spec.gw_ns, || {
             let s = udp(sa("10.201.1.2:41234"));
             let g = udp(sa("10.201.1.2:40010"));
@@ -185,11 +183,8 @@ fn xdp_unresolved_next_hop_and_learning() {
             }
         })
         .unwrap();
-        assert_eq!(
-            rx_int.join().unwrap().unwrap().len(),
-            5,
-            "learned flow relays"
-        );
+        assert_eq!(rx_int.join().unwrap().len(), 5, "learned flow relays");
+        sync(&mut dp);
         let mut ev = Vec::new();
         dp.drain_events(&mut ev);
         assert!(
@@ -205,6 +200,14 @@ fn xdp_unresolved_next_hop_and_learning() {
         );
         let c3 = dp.counters(3).unwrap();
         assert_eq!(c3[0].packets, 5);
+        // The worker counts every drop under its reason too.
+        let w = dp.stats().workers[0];
+        assert_eq!(
+            w.drops[tollgate_relay::DropReason::NoNextHop as usize],
+            5,
+            "{w:?}"
+        );
+        assert_eq!(w.drops.iter().sum::<u64>(), w.dropped, "{w:?}");
         dp.shutdown();
     })
     .unwrap();
@@ -274,9 +277,10 @@ fn xdp_next_hop_follows_neighbour_notifications() {
             "resolved without waiting for the refresh"
         );
 
-        let rx_int =
-            spawn_in_netns(&spec.int_ns, || recv_n(&udp(sa("10.201.2.99:50010")), 5)).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        // The new next hop is in effect in the worker.
+        sync(&mut dp);
+        let int = in_netns(&spec.int_ns, || udp(sa("10.201.2.99:50010"))).unwrap();
+        let rx_int = std::thread::spawn(move || recv_n(&int, 5));
         in_netns(&spec.gw_ns, || {
             let g = udp(sa("10.201.1.2:40010"));
             for seq in 0..5 {
@@ -285,7 +289,7 @@ fn xdp_next_hop_follows_neighbour_notifications() {
             }
         })
         .unwrap();
-        assert_eq!(rx_int.join().unwrap().unwrap().len(), 5, "media flows");
+        assert_eq!(rx_int.join().unwrap().len(), 5, "media flows");
         dp.shutdown();
     })
     .unwrap();

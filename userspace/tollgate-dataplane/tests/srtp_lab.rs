@@ -20,7 +20,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{recv_n, rtcp_sr, rtp, sa, udp};
+use common::{recv_n, rtcp_sr, rtp, sa, sync, udp, wait_until};
 use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
 use tollgate_libsrtp::{Direction, Lib, Options, Session};
 use tollgate_netlab::{LabSpec, in_netns, require_root, spawn_in_netns};
@@ -173,7 +173,7 @@ fn run(xdp: bool, flows: u16, workers: usize) -> Output {
         // Kernel services next to the relay: a UDP socket on a non-relay port, SIP over TCP.
         let kernel_udp = udp(sa("10.201.1.1:5555"));
         let sip = TcpListener::bind(sa("10.201.1.1:5060")).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        sync(&mut dp);
 
         let out = gw_to_int(&plans, &gws, &ints, &lib);
         let back = int_to_gw(&plans, &gws, &ints, &lib);
@@ -213,14 +213,13 @@ fn run(xdp: bool, flows: u16, workers: usize) -> Output {
         }
         let gw0 = gws[0].rtp.try_clone().unwrap();
         let got_bad = std::thread::spawn(move || recv_n(&gw0, 1));
-        std::thread::sleep(Duration::from_millis(50));
         ints[0].rtp.send_to(&bad, p0.int_local).unwrap();
         ints[0].rtp.send_to(&replay, p0.int_local).unwrap();
         assert!(
             got_bad.join().unwrap().is_empty(),
             "tampered/replayed SRTP was forwarded"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        sync(&mut dp);
         let c = dp.counters(p0.id).unwrap();
         assert_eq!(
             c[1].drop(DropReason::AuthFailed),
@@ -240,7 +239,10 @@ fn run(xdp: bool, flows: u16, workers: usize) -> Output {
             s.send_to(&rtp(1, 0x1234, 160), ext_local).unwrap();
         })
         .unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        // Dropped by the XDP program or by the worker, once the datagram gets there.
+        wait_until(Duration::from_secs(2), || {
+            dp.counters(p0.id).unwrap()[0].drop(DropReason::Source) > 0
+        });
         let c = dp.counters(p0.id).unwrap();
         assert_eq!(
             c[0].drop(DropReason::Source),
@@ -317,7 +319,7 @@ fn gw_to_int(plans: &[FlowPlan], gws: &[Peer], ints: &[Peer], lib: &Arc<Lib>) ->
             got
         }));
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // The sockets are bound: datagrams wait in their buffers until the threads read them.
     for seq in 0..RTP_PER_FLOW {
         for (p, gw) in plans.iter().zip(gws) {
             let ssrc = 0x1000 + p.id as u32;
@@ -399,7 +401,6 @@ fn int_to_gw(plans: &[FlowPlan], gws: &[Peer], ints: &[Peer], lib: &Arc<Lib>) ->
             got
         }));
     }
-    std::thread::sleep(Duration::from_millis(100));
     let mut packets: Vec<Outgoing> = Vec::new();
     for p in plans {
         let mut tx = Session::new(

@@ -25,8 +25,10 @@ fn send_and_count(request: ModeRequest) {
     let before = prog.counters().unwrap();
 
     const N: u64 = 1000;
+    let (bound_tx, bound) = std::sync::mpsc::channel();
     let receiver = spawn_in_netns(&lab.relay_ns, move || {
         let rx = UdpSocket::bind(SocketAddrV4::new(relay_addr, 40000)).expect("bind");
+        let _ = bound_tx.send(());
         rx.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let mut got = 0u64;
         let mut buf = [0u8; 64];
@@ -36,7 +38,8 @@ fn send_and_count(request: ModeRequest) {
         got
     })
     .unwrap();
-    std::thread::sleep(Duration::from_millis(100)); // let the receiver bind
+    // The receiver has bound (or failed: then the join below reports its panic).
+    let _ = bound.recv();
 
     let gw = lab.ext_net.peer;
     in_netns(&lab.gw_ns, move || {

@@ -125,10 +125,11 @@ pub struct MediaFlowSpec {
     /// Applied to packets from the internal side, before they go to the gateway.
     pub int_to_ext: TransformSpec,
     /// Where the SRTP stream of packets arriving on each side (`[ext, int]`, as
-    /// [`MediaFlowSpec::transform`]) continues after a restart. Applied by
-    /// [`crate::FlowTable::install`] whenever it builds that side's SRTP context (a new flow,
-    /// or a changed key); ignored for [`TransformSpec::Forward`] and for a context kept as is.
-    /// A position the context refuses (SRTCP index of 2^31 or more) fails the install.
+    /// [`MediaFlowSpec::transform`]) continues after a restart. Applied whenever that side's
+    /// SRTP context is built (a new flow, or a changed key: [`crate::FlowCrypto::build`] on the
+    /// control thread, or [`crate::FlowTable::install`]); ignored for
+    /// [`TransformSpec::Forward`] and for a context kept as is. A position the context refuses
+    /// (SRTCP index of 2^31 or more) fails the install.
     pub resume: [Option<SrtpResume>; 2],
 }
 
@@ -162,9 +163,11 @@ impl MediaFlowSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum DropReason {
-    /// Not a well-formed Ethernet/IP/UDP frame.
+    /// Not a well-formed Ethernet/IP/UDP frame (or a datagram whose source address the socket
+    /// worker cannot read). Counted per worker: no flow is known for such a frame.
     Malformed = 0,
-    /// No flow on this port (raced with removal).
+    /// No flow on this port (raced with removal), or no socket for the flow's egress port.
+    /// Counted per worker, and per flow when the flow is known.
     NoFlow,
     /// Source address not the expected one (socket path; XDP drops these before us).
     Source,

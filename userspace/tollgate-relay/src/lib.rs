@@ -7,13 +7,17 @@
 //! * [`flow`]: what the control plane installs (a media stream with two legs) and the
 //!   counters it reads back.
 //! * [`table`]: a worker's flow table and the per-packet relay decision.
+//! * [`transform`]: each direction's transform and SRTP state, built off the worker
+//!   ([`FlowCrypto`]).
 //! * [`frame`]: parse Ethernet/VLAN/IPv4/IPv6/UDP, write egress headers, checksums.
 
 pub mod flow;
 pub mod frame;
 pub mod table;
+pub mod transform;
 
 pub use flow::{
     DropReason, FlowCounters, LegSpec, MediaFlowSpec, Side, SideSnapshot, SrtpResume, TransformSpec,
 };
 pub use table::{FlowEvent, FlowTable, InstallError, Relayed, Route};
+pub use transform::FlowCrypto;

@@ -10,13 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rustc_hash::FxHashMap;
-use tollgate_srtp::{Config as SrtpConfig, Context};
+use tollgate_srtp::Config as SrtpConfig;
 
-use crate::flow::{
-    DropReason, FlowCounters, LegSpec, MediaFlowSpec, RtpStats, Side, SideCounters, SrtpResume,
-    TransformSpec, srtp_pos,
-};
+use crate::flow::{DropReason, FlowCounters, LegSpec, MediaFlowSpec, RtpStats, Side, srtp_pos};
 use crate::frame::{EgressHeader, Mac};
+use crate::transform::{FlowCrypto, Transform};
 
 /// Compact hash key for a local socket address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,64 +49,6 @@ struct PortRef {
     slot: u32,
     side: Side,
     kind: PortKind,
-}
-
-#[derive(Debug)]
-enum Transform {
-    Forward,
-    Protect(Box<Context>),
-    Unprotect(Box<Context>),
-}
-
-impl Transform {
-    /// Builds the transform; an SRTP context starts its `resume` stream where it stood.
-    fn new(
-        spec: &TransformSpec,
-        resume: Option<SrtpResume>,
-        cfg: SrtpConfig,
-    ) -> Result<Transform, InstallError> {
-        let ctx = |k| -> Result<Box<Context>, InstallError> {
-            let mut c = Box::new(Context::new(k, cfg)?);
-            if let Some(r) = resume {
-                c.resume(r.ssrc, r.roc, r.srtcp_index)?;
-            }
-            Ok(c)
-        };
-        Ok(match spec {
-            TransformSpec::Forward => Transform::Forward,
-            TransformSpec::Protect(k) => Transform::Protect(ctx(k)?),
-            TransformSpec::Unprotect(k) => Transform::Unprotect(ctx(k)?),
-        })
-    }
-
-    fn context(&self) -> Option<&Context> {
-        match self {
-            Transform::Forward => None,
-            Transform::Protect(c) | Transform::Unprotect(c) => Some(c),
-        }
-    }
-
-    /// Publishes a freshly built context's resumed position (before any packet flows, so a
-    /// second restart still finds it).
-    fn publish_resume(&self, resume: Option<SrtpResume>, c: &SideCounters) {
-        if let (Some(r), Some(_)) = (resume, self.context()) {
-            c.srtp_pos.store(srtp_pos(r.ssrc, r.roc), Ordering::Relaxed);
-            c.srtcp_tx
-                .store(u64::from(r.srtcp_index), Ordering::Relaxed);
-        }
-    }
-
-    #[inline]
-    fn apply(&mut self, buf: &mut [u8], len: usize, rtcp: bool) -> Result<usize, DropReason> {
-        let r = match (self, rtcp) {
-            (Transform::Forward, _) => return Ok(len),
-            (Transform::Protect(c), false) => c.protect_rtp(buf, len),
-            (Transform::Protect(c), true) => c.protect_rtcp(buf, len),
-            (Transform::Unprotect(c), false) => c.unprotect_rtp(buf, len),
-            (Transform::Unprotect(c), true) => c.unprotect_rtcp(buf, len),
-        };
-        r.map_err(|e| DropReason::from_srtp(e.kind()))
-    }
 }
 
 /// A leg's live state: addresses as configured, then as learned.
@@ -180,6 +120,9 @@ pub enum InstallError {
     /// The flow's addresses mix IPv4 and IPv6 on one leg.
     #[error("leg {0} mixes address families")]
     MixedFamilies(&'static str),
+    /// A transform was missing from a new flow (a bug: it is built when missing).
+    #[error("a transform was not built")]
+    NotBuilt,
 }
 
 /// A learning or first-packet event for the control plane.
@@ -268,12 +211,28 @@ impl FlowTable {
     /// Installs a flow, or updates the flow with the same id: crypto state is kept for a
     /// direction whose key is unchanged, learned addresses are kept for a leg whose SDP
     /// addresses are unchanged. `counters` is where this table counts the flow's packets.
+    ///
+    /// Builds the SRTP contexts here (the key schedule); a worker gets them built by the
+    /// control thread instead ([`FlowCrypto::build`], [`FlowTable::install_with`]).
     pub fn install(
         &mut self,
         spec: &MediaFlowSpec,
         counters: Arc<FlowCounters>,
         now_ns: u64,
     ) -> Result<(), InstallError> {
+        self.check(spec)?;
+        let crypto = FlowCrypto::build(spec, self.spec(spec.id), self.srtp)?;
+        self.install_with(spec.clone(), crypto, counters, now_ns)
+    }
+
+    /// The spec flow `id` is installed with.
+    pub fn spec(&self, id: u64) -> Option<&MediaFlowSpec> {
+        let slot = *self.by_id.get(&id)?;
+        self.flows.get(slot as usize)?.as_ref().map(|f| &f.spec)
+    }
+
+    /// Refuses a spec whose legs mix address families or whose ports another flow holds.
+    fn check(&self, spec: &MediaFlowSpec) -> Result<(), InstallError> {
         for (name, l) in [("ext", &spec.ext), ("int", &spec.int)] {
             let v4 = l.local_rtp.is_ipv4();
             let mixed = l.local_rtcp.is_some_and(|a| a.is_ipv4() != v4)
@@ -293,6 +252,38 @@ impl FlowTable {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// [`FlowTable::install`] with the transforms already built ([`FlowCrypto::build`] for
+    /// `spec`, on the control thread): links them in and runs no key schedule, unless `crypto`
+    /// was built against another previous spec than the one this table holds (a direction it
+    /// did not build and this table cannot keep is then built here, as `install` would).
+    pub fn install_with(
+        &mut self,
+        spec: MediaFlowSpec,
+        mut crypto: FlowCrypto,
+        counters: Arc<FlowCounters>,
+        now_ns: u64,
+    ) -> Result<(), InstallError> {
+        self.check(&spec)?;
+        // The direction(s) this table has to build itself: none when `crypto` was built
+        // against the spec it holds. Done before the old state is touched, so a failure leaves
+        // the installed flow as it was.
+        let old_spec = self.spec(spec.id);
+        for side in [Side::Ext, Side::Int] {
+            let i = side.index();
+            let keep = old_spec.is_some_and(|o| o.transform(side) == spec.transform(side));
+            if keep {
+                crypto.xform[i] = None;
+            } else if crypto.xform[i].is_none() {
+                crypto.xform[i] = Some(Transform::new(
+                    spec.transform(side),
+                    spec.resume[i],
+                    self.srtp,
+                )?);
+            }
+        }
         self.epoch = self.epoch.wrapping_add(1);
         let old = self.by_id.get(&spec.id).copied().and_then(|slot| {
             self.unindex(slot);
@@ -302,9 +293,8 @@ impl FlowTable {
             Some((slot, mut f)) => {
                 for side in [Side::Ext, Side::Int] {
                     let i = side.index();
-                    if spec.transform(side) != f.spec.transform(side) {
-                        f.xform[i] =
-                            Transform::new(spec.transform(side), spec.resume[i], self.srtp)?;
+                    if let Some(x) = crypto.xform[i].take() {
+                        f.xform[i] = x;
                         f.xform[i].publish_resume(spec.resume[i], &counters.sides[i]);
                     }
                     let (ol, nl) = (f.spec.leg(side), spec.leg(side));
@@ -327,25 +317,27 @@ impl FlowTable {
                     }
                     f.legs[i] = leg;
                 }
-                f.spec = spec.clone();
+                f.spec = spec;
                 f.counters = counters;
                 (slot, f)
             }
             None => {
+                let [ext, int] = crypto.xform;
+                let (Some(ext), Some(int)) = (ext, int) else {
+                    // Unreachable: both were filled in above for a new flow.
+                    return Err(InstallError::NotBuilt);
+                };
                 let state = FlowState {
-                    spec: spec.clone(),
                     legs: [
                         LegState::new(&spec.ext, now_ns),
                         LegState::new(&spec.int, now_ns),
                     ],
-                    xform: [
-                        Transform::new(&spec.ext_to_int, spec.resume[0], self.srtp)?,
-                        Transform::new(&spec.int_to_ext, spec.resume[1], self.srtp)?,
-                    ],
+                    xform: [ext, int],
                     counters,
+                    spec,
                 };
                 for (i, x) in state.xform.iter().enumerate() {
-                    x.publish_resume(spec.resume[i], &state.counters.sides[i]);
+                    x.publish_resume(state.spec.resume[i], &state.counters.sides[i]);
                 }
                 let slot = match self.free.pop() {
                     Some(s) => s,
@@ -357,15 +349,19 @@ impl FlowTable {
                 (slot, state)
             }
         };
+        let id = state.spec.id;
         self.flows[slot as usize] = Some(state);
-        self.by_id.insert(spec.id, slot);
-        self.index(slot, spec);
+        self.by_id.insert(id, slot);
+        self.index(slot);
         Ok(())
     }
 
-    fn index(&mut self, slot: u32, spec: &MediaFlowSpec) {
+    fn index(&mut self, slot: u32) {
+        let Some(Some(f)) = self.flows.get(slot as usize) else {
+            return;
+        };
         for side in [Side::Ext, Side::Int] {
-            let l = spec.leg(side);
+            let l = f.spec.leg(side);
             match l.local_rtcp {
                 None => {
                     self.ports.insert(
@@ -400,10 +396,9 @@ impl FlowTable {
     }
 
     fn unindex(&mut self, slot: u32) {
-        if let Some(f) = self.flows[slot as usize].as_ref() {
-            let keys: Vec<PortKey> = f.spec.local_ports().map(|(_, a)| PortKey::of(a)).collect();
-            for k in keys {
-                self.ports.remove(&k);
+        if let Some(Some(f)) = self.flows.get(slot as usize) {
+            for (_, a) in f.spec.local_ports() {
+                self.ports.remove(&PortKey::of(a));
             }
         }
     }
@@ -672,7 +667,7 @@ impl FlowTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::LegSpec;
+    use crate::flow::{LegSpec, TransformSpec};
     use tollgate_srtp::{KeyMaterial, Profile};
 
     pub(super) fn sa(s: &str) -> SocketAddr {
@@ -1025,8 +1020,8 @@ mod tests {
 mod resume_tests {
     use super::tests::{sa, spec};
     use super::*;
-    use crate::flow::{SideSnapshot, SrtpResume};
-    use tollgate_srtp::{ErrorKind, KeyMaterial, Profile};
+    use crate::flow::{SideSnapshot, SrtpResume, TransformSpec};
+    use tollgate_srtp::{Context, ErrorKind, KeyMaterial, Profile};
 
     fn key(b: u8) -> KeyMaterial {
         KeyMaterial::generate(Profile::Aes128CmHmacSha1_80, |k| k.fill(b))
@@ -1134,6 +1129,88 @@ mod resume_tests {
     }
 
     #[test]
+    fn contexts_built_off_the_table_relay_as_install_does() {
+        const S: u32 = 0x4444;
+        let at = SrtpResume {
+            ssrc: S,
+            roc: 2,
+            srtcp_index: 9,
+        };
+        let mut s = spec(
+            12,
+            (
+                TransformSpec::Protect(key(6)),
+                TransformSpec::Unprotect(key(7)),
+            ),
+        );
+        s.resume = [Some(at), None];
+        let cfg = SrtpConfig::default();
+        // One table builds its own contexts; the other gets them built elsewhere.
+        let (mut a, mut b) = (FlowTable::default(), FlowTable::default());
+        let (ca, cb) = (
+            Arc::new(FlowCounters::default()),
+            Arc::new(FlowCounters::default()),
+        );
+        a.install(&s, Arc::clone(&ca), 0).unwrap();
+        let crypto = FlowCrypto::build(&s, None, cfg).unwrap();
+        assert!(crypto.built(Side::Ext) && crypto.built(Side::Int));
+        b.install_with(s.clone(), crypto, Arc::clone(&cb), 0)
+            .unwrap();
+        assert_eq!(
+            cb.sides[0].snapshot().srtp_resume(),
+            Some(at),
+            "resume published"
+        );
+        let out_a = go(&mut a, EXT_RTP.0, EXT_RTP.1, &rtp_from(S, 60_000)).unwrap();
+        let out_b = go(&mut b, EXT_RTP.0, EXT_RTP.1, &rtp_from(S, 60_000)).unwrap();
+        assert_eq!(out_a, out_b, "same bytes, resumed at the same ROC");
+        // An update that re-keys one direction builds only that one; the other keeps its
+        // state (protecting the same packet again is a replay).
+        let mut s2 = s.clone();
+        s2.int_to_ext = TransformSpec::Unprotect(key(8));
+        let crypto = FlowCrypto::build(&s2, b.spec(12), cfg).unwrap();
+        assert!(!crypto.built(Side::Ext) && crypto.built(Side::Int));
+        b.install_with(s2.clone(), crypto, Arc::clone(&cb), 1)
+            .unwrap();
+        assert_eq!(
+            go(&mut b, EXT_RTP.0, EXT_RTP.1, &rtp_from(S, 60_000)).unwrap_err(),
+            DropReason::Replayed
+        );
+        // Built against another previous spec than the table holds (the table missed an
+        // update): the direction it lacks is built in place, the result is the same.
+        let mut c = FlowTable::default();
+        let cc = Arc::new(FlowCounters::default());
+        c.install(&s, Arc::clone(&cc), 0).unwrap();
+        let crypto = FlowCrypto::build(&s2, Some(&s2), cfg).unwrap();
+        assert!(!crypto.built(Side::Ext) && !crypto.built(Side::Int));
+        c.install_with(s2.clone(), crypto, Arc::clone(&cc), 1)
+            .unwrap();
+        let mut fresh = FlowTable::default();
+        fresh
+            .install(&s2, Arc::new(FlowCounters::default()), 0)
+            .unwrap();
+        let mut tx = Context::new(&key(8), cfg).unwrap();
+        let mut p = rtp_from(0x77, 5);
+        let n = p.len();
+        p.resize(n + 32, 0);
+        let n = tx.protect_rtp(&mut p, n).unwrap();
+        p.truncate(n);
+        const INT_RTP: (&str, &str) = ("10.0.2.1:30000", "10.0.2.2:5000");
+        assert_eq!(
+            go(&mut c, INT_RTP.0, INT_RTP.1, &p).unwrap(),
+            go(&mut fresh, INT_RTP.0, INT_RTP.1, &p).unwrap(),
+            "the new key is in use"
+        );
+        // A resume the context refuses fails the build, before any table is touched.
+        let mut bad = s.clone();
+        bad.resume[0] = Some(SrtpResume {
+            srtcp_index: 1 << 31,
+            ..at
+        });
+        assert!(FlowCrypto::build(&bad, None, cfg).is_err());
+    }
+
+    #[test]
     fn counters_publish_the_roc_after_a_wrap_and_the_ssrc() {
         let k = key(5);
         // `a` protects what arrives on ext; its mirror `b` unprotects it.
@@ -1231,7 +1308,7 @@ mod resume_tests {
 #[cfg(test)]
 mod stats_tests {
     use super::*;
-    use crate::flow::LegSpec;
+    use crate::flow::{LegSpec, TransformSpec};
 
     #[test]
     fn loss_and_jitter() {

@@ -45,7 +45,8 @@ pub enum MediaCmd {
         /// Where to send them.
         reply: tokio::sync::oneshot::Sender<Vec<(u64, CallMedia)>>,
     },
-    /// Answers once every command sent before it is carried out (flows installed).
+    /// Answers once every command sent before it is carried out: flows installed and in effect
+    /// in every data plane worker ([`Dataplane::sync`], at most `SYNC_TIMEOUT`).
     Sync {
         /// Where to answer.
         reply: tokio::sync::oneshot::Sender<()>,
@@ -53,6 +54,9 @@ pub enum MediaCmd {
     /// Stop.
     Shutdown,
 }
+
+/// Longest a [`MediaCmd::Sync`] waits for the data plane workers to acknowledge.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Media totals of one call, per direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -232,6 +236,10 @@ fn run(
                 let _ = reply.send(stats);
             }
             Ok(MediaCmd::Sync { reply }) => {
+                // The flows are in effect in every worker once they acknowledge.
+                if let Err(e) = dp.sync(SYNC_TIMEOUT) {
+                    tracing::warn!(error = %e, "the data plane did not acknowledge its commands");
+                }
                 let _ = reply.send(());
             }
             Ok(MediaCmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
@@ -327,6 +335,8 @@ struct Totals {
     removed: [SideSnapshot; 2],
     published: [SideSnapshot; 2],
     xdp_published: Vec<[u64; 2]>,
+    /// Worker drops by reason, summed over workers, as last published.
+    worker_drops: [u64; DropReason::COUNT],
     busy: Vec<(u64, Instant)>,
 }
 
@@ -392,6 +402,21 @@ impl Totals {
                 }
             }
         }
+        let mut drops = [0u64; DropReason::COUNT];
+        for w in &stats.workers {
+            for (d, x) in drops.iter_mut().zip(w.drops.iter()) {
+                *d += x;
+            }
+        }
+        for r in DropReason::ALL {
+            let (now, prev) = (drops[r as usize], self.worker_drops[r as usize]);
+            if now > prev {
+                m.dataplane_drops
+                    .get_or_create(&labels(&[("reason", r.as_str())]))
+                    .inc_by(now - prev);
+            }
+        }
+        self.worker_drops = drops;
         let now = Instant::now();
         if self.busy.len() != stats.workers.len() {
             self.busy = vec![(0, now); stats.workers.len()];

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub xdp: Family<Labels, Counter>,
     /// Frames the XDP boundary filter dropped, by the NIC (`side`) and reason.
     pub boundary_drops: Family<Labels, Counter>,
+    /// Packets the data plane workers received and did not send, by reason: every one, also
+    /// those with no flow (malformed, no flow on the port) that `media_drops` cannot show.
+    pub dataplane_drops: Family<Labels, Counter>,
     /// Fraction of wall time each data plane worker was busy over the last interval.
     pub worker_busy_ratio: Family<Labels, Gauge<f64, AtomicU64>>,
     /// Media flows installed.
@@ -126,6 +129,7 @@ impl Metrics {
             srtp_auth_failures: Counter::default(),
             xdp: Family::default(),
             boundary_drops: Family::default(),
+            dataplane_drops: Family::default(),
             worker_busy_ratio: Family::default(),
             media_flows: Gauge::default(),
             media_unresolved: Gauge::default(),
@@ -196,6 +200,11 @@ impl Metrics {
             m.srtp_auth_failures.clone(),
         );
         r.register("xdp", "XDP program counters", m.xdp.clone());
+        r.register(
+            "dataplane_drops",
+            "Packets the data plane workers dropped, by reason",
+            m.dataplane_drops.clone(),
+        );
         r.register(
             "boundary_drops",
             "Frames dropped by the XDP boundary filter, by NIC side and reason (other_side, port, proto, not_ours)",

@@ -7,8 +7,29 @@
 
 use std::net::{SocketAddr, UdpSocket};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tollgate_dataplane::Dataplane;
 use tollgate_relay::{LegSpec, MediaFlowSpec, TransformSpec};
+
+/// Waits until every worker has applied the commands sent so far and counted the packets it
+/// handled (the data plane's acknowledgement, not a guess at how long that takes).
+pub fn sync(dp: &mut Dataplane) {
+    dp.sync(Duration::from_secs(5))
+        .expect("every worker applied its commands");
+}
+
+/// Polls `cond` until it holds or `timeout` passes (for what only the network decides, such as
+/// when a datagram the data plane drops reaches it); returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
 
 /// An RTP packet: version 2, PT 0 (PCMU), `seq`, `ts`, `ssrc`, 160 bytes of payload that
 /// encode `seq` so loss and reordering are visible.
