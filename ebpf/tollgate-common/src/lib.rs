@@ -1,4 +1,7 @@
-//! The binary interface between the XDP steering program and userspace.
+//! What both planes name: the binary interface between the XDP steering program and
+//! userspace, the [`Side`] of Tollgate, the frame constants both parse by ([`wire`]), and
+//! (feature `spec`, userspace only) the media flow specs the control plane hands to the data
+//! plane ([`spec`]).
 //!
 //! Every type here is `#[repr(C)]`, has explicit padding fields and no `bool`, so that the
 //! layout seen by the eBPF verifier, by the kernel's map code and by userspace is the same
@@ -8,6 +11,16 @@
 //! Ports are stored in network byte order (`*_be`), exactly as they appear in the UDP header,
 //! so the XDP program compares them without swapping.
 #![no_std]
+
+#[cfg(feature = "spec")]
+extern crate std;
+
+mod side;
+#[cfg(feature = "spec")]
+pub mod spec;
+pub mod wire;
+
+pub use side::Side;
 
 /// Bumped whenever a type in this crate changes layout.
 pub const ABI_VERSION: u32 = 3;

@@ -47,18 +47,10 @@ mod prog {
     #[map(name = "BOUNDARY")]
     static BOUNDARY: Array<BoundaryPolicy> = Array::with_max_entries(1, 0);
 
-    const ETH_HLEN: usize = 14;
-    const VLAN_HLEN: usize = 4;
-    const ETH_P_IPV4: u16 = 0x0800;
-    const ETH_P_IPV6: u16 = 0x86DD;
-    const ETH_P_ARP: u16 = 0x0806;
-    const ETH_P_8021Q: u16 = 0x8100;
-    const ETH_P_8021AD: u16 = 0x88A8;
-    const IPPROTO_HOPOPTS: u8 = 0;
-    const IPPROTO_ICMP: u8 = 1;
-    const IPPROTO_TCP: u8 = 6;
-    const IPPROTO_UDP: u8 = 17;
-    const IPPROTO_ICMPV6: u8 = 58;
+    use tollgate_common::wire::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_HOPOPTS,
+        IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, VLAN_HLEN,
+    };
     const TCP_SYN: u8 = 0x02;
     const TCP_ACK: u8 = 0x10;
 

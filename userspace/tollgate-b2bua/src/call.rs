@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tollgate_relay::MediaFlowSpec;
+use tollgate_common::spec::MediaFlowSpec;
 use tollgate_sdp::MediaSession;
 use tollgate_sip::{Dialog, Method, TxId};
 

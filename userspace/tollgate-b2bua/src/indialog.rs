@@ -650,7 +650,7 @@ impl B2bua {
         let last = call
             .media
             .as_ref()
-            .and_then(|m| m.last_sent(side.sdp()))
+            .and_then(|m| m.last_sent(side))
             .map(tollgate_sdp::Sdp::to_bytes);
         let method = if call.leg(side).peer_update || last.is_none() {
             Method::Update

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tollgate_relay::{MediaFlowSpec, TransformSpec};
+use tollgate_common::spec::{MediaFlowSpec, TransformSpec};
 
 use crate::b2bua::B2bua;
 use crate::call::{Call, Leg};
@@ -241,7 +241,7 @@ fn leg_view(call: &Call, leg: &Leg) -> LegView {
         sdp_sent: call
             .media
             .as_ref()
-            .and_then(|m| m.last_sent(leg.side.sdp()))
+            .and_then(|m| m.last_sent(leg.side))
             .map(|s| redact_keys(&String::from_utf8_lossy(&s.to_bytes()))),
     }
 }

@@ -5,7 +5,8 @@
 //! SIP/TCP with plain RTP; [`Side::Int`]: the internal network over SIP/TLS with SRTP). The core
 //! builds on `tollgate-sip` (codec, transactions, dialogs, builders) and `tollgate-sdp` (the
 //! AVP <-> SAVP offer/answer rewrite) and programs the media relay with
-//! `tollgate-relay` [`MediaFlowSpec`](tollgate_relay::MediaFlowSpec)s.
+//! [`MediaFlowSpec`](tollgate_common::spec::MediaFlowSpec)s (the vocabulary both planes share,
+//! `tollgate-common`), which the data plane carries out.
 //!
 //! * [`types`] — the driver contract ([`Input`], [`Output`], [`Cdr`], [`CallEvent`], ids).
 //! * [`config`] — [`Config`] (sides, trunks, routes, media, SIP settings), number rewriting.

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use tollgate_relay::{LegSpec, MediaFlowSpec, TransformSpec};
+use tollgate_common::spec::{LegSpec, MediaFlowSpec, TransformSpec};
 use tollgate_sdp::{ActiveStream, MediaPlan, PeerMedia, PortRequest, RelayPorts, StreamPlan};
 
 use crate::call::FlowSlot;

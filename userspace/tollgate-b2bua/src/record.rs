@@ -541,7 +541,7 @@ impl B2bua {
         for f in &call.flows {
             let mut spec = f.spec.clone();
             spec.resume = f.srtp.map(|p| {
-                p.map(|p| tollgate_relay::SrtpResume {
+                p.map(|p| tollgate_common::spec::SrtpResume {
                     ssrc: p.ssrc,
                     roc: p.roc,
                     srtcp_index: if p.srtcp_index == 0 {

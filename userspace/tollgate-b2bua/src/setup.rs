@@ -805,7 +805,7 @@ impl B2bua {
         let idle = call
             .media
             .as_ref()
-            .is_some_and(|m| m.pending_offerer().is_none() && m.last_sent(callee.sdp()).is_none());
+            .is_some_and(|m| m.pending_offerer().is_none() && m.last_sent(callee).is_none());
         if setup.offer.is_some() || setup.early_exchange || !idle {
             return None;
         }
@@ -844,12 +844,12 @@ impl B2bua {
             return Ok(None);
         };
         match media.pending_offerer() {
-            Some(o) if o == from.other().sdp() => {}
+            Some(o) if o == from.other() => {}
             _ => return Ok(None),
         }
         let sdp = Sdp::parse(body).map_err(|_| ())?;
         let ans = media
-            .process_answer(&self.rewrite, from.sdp(), &sdp)
+            .process_answer(&self.rewrite, from, &sdp)
             .map_err(|_| ())?;
         for r in &ans.released {
             self.pools.release(r);
@@ -984,7 +984,7 @@ impl B2bua {
                         .calls
                         .get(&id)
                         .and_then(|c| c.media.as_ref())
-                        .and_then(|m| m.last_sent(caller.sdp()))
+                        .and_then(|m| m.last_sent(caller))
                         .map(Sdp::to_bytes);
                     (last, AckPlan::Forward)
                 }
@@ -1315,7 +1315,7 @@ fn offer_with_ports(
     let mut allocated = Vec::new();
     let result = media.process_offer(
         rewrite,
-        from.sdp(),
+        from,
         sdp,
         &mut |req| {
             let r = pools.alloc(req);

@@ -7,54 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 
-/// Which side of Tollgate a leg is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// Gateways: SIP/TCP (TLS optional), plain RTP.
-    Ext,
-    /// Internal network: SIP/TLS (mutual), SRTP.
-    Int,
-}
-
-impl Side {
-    /// The other side.
-    pub const fn other(self) -> Side {
-        match self {
-            Side::Ext => Side::Int,
-            Side::Int => Side::Ext,
-        }
-    }
-
-    /// 0 for Ext, 1 for Int.
-    pub const fn index(self) -> usize {
-        match self {
-            Side::Ext => 0,
-            Side::Int => 1,
-        }
-    }
-
-    /// "ext" or "int".
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Side::Ext => "ext",
-            Side::Int => "int",
-        }
-    }
-
-    /// The SDP rewrite's name for this side.
-    pub(crate) const fn sdp(self) -> tollgate_sdp::Side {
-        match self {
-            Side::Ext => tollgate_sdp::Side::Gateway,
-            Side::Int => tollgate_sdp::Side::Internal,
-        }
-    }
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use tollgate_common::Side;
 
 /// A transport connection, numbered by the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -214,7 +167,7 @@ pub enum Output {
         /// The call the flow belongs to.
         call: CallId,
         /// The flow.
-        spec: tollgate_relay::MediaFlowSpec,
+        spec: tollgate_common::spec::MediaFlowSpec,
     },
     /// Remove an installed flow.
     RemoveMedia {

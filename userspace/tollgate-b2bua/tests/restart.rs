@@ -76,7 +76,7 @@ fn restarted_with(
     (h, report, out)
 }
 
-fn installs(out: &[Output]) -> Vec<tollgate_relay::MediaFlowSpec> {
+fn installs(out: &[Output]) -> Vec<tollgate_common::spec::MediaFlowSpec> {
     out.iter()
         .filter_map(|o| match o {
             Output::InstallMedia { spec, .. } => Some(spec.clone()),
@@ -311,4 +311,15 @@ fn without_a_store_nothing_is_serialised() {
     h.int(&reply(&bye, 200, "OK", None, None, "", None));
     assert_eq!(h.cdrs.last().unwrap().restarts, 0);
     assert_clean(&mut h);
+}
+
+/// Records name the sides as they did before the sides had one enum: "Gateway", "Internal".
+#[test]
+fn stored_sides_keep_their_names() {
+    assert_eq!(serde_json::to_string(&Side::Ext).unwrap(), "\"Gateway\"");
+    assert_eq!(serde_json::to_string(&Side::Int).unwrap(), "\"Internal\"");
+    assert_eq!(
+        serde_json::from_str::<Side>("\"Internal\"").unwrap(),
+        Side::Int
+    );
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use tollgate_b2bua::{CallEvent, Direction, EndCause, Input, Output, Side, Target, Transport};
-use tollgate_relay::TransformSpec;
+use tollgate_common::spec::TransformSpec;
 use tollgate_sip::Message;
 
 /// An inbound call up to the 200 OK relayed to the gateway. Returns (gateway's UA view,

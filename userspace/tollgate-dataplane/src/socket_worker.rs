@@ -2,7 +2,7 @@
 //!
 //! For hosts without XDP (loopback, laptops, unprivileged runs). Each flow is owned by one
 //! worker, which holds the flow's bound sockets in an epoll set; a ready socket is drained with
-//! `recvmmsg`, every datagram goes through [`FlowTable::relay`] exactly as on the AF_XDP path,
+//! `recvmmsg`, every datagram goes through [`MediaFlowTable::relay`] exactly as on the AF_XDP path,
 //! and the results leave with one `sendmmsg` per egress socket. Buffers, iovecs and address
 //! storage are allocated once per worker. Sockets are bound to their side's NIC when the data
 //! plane knows it (SO_BINDTODEVICE), so a relay port takes packets only from its own side.
@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use rustc_hash::FxHashMap;
-use tollgate_relay::{DropReason, FlowTable};
+use tollgate_relay::{DropReason, MediaFlowTable};
 
 use crate::idle::POLL_MS;
 use crate::sys::{monotonic_ns, thread_cpu_ns};
@@ -174,7 +174,7 @@ pub fn run(ctx: WorkerCtx) {
         by_addr: FxHashMap::default(),
         by_flow: FxHashMap::default(),
     };
-    let mut table = FlowTable::new(ctx.srtp);
+    let mut table = MediaFlowTable::new(ctx.srtp);
     let mut batch = Batch::new();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
     let mut loops = 0u64;
@@ -225,7 +225,7 @@ pub fn run(ctx: WorkerCtx) {
 /// Receives up to one batch from `fd`, relays it, sends the results. Returns datagrams received.
 fn drain_socket(
     ctx: &WorkerCtx,
-    table: &mut FlowTable,
+    table: &mut MediaFlowTable,
     socks: &Sockets,
     b: &mut Batch,
     fd: RawFd,
@@ -333,7 +333,7 @@ fn drain_socket(
 /// Sends the first `n` queued datagrams on `fd`; counts each as sent or dropped (`TxFull`) in
 /// its flow's counters. Returns (sent, dropped).
 fn flush(
-    table: &FlowTable,
+    table: &MediaFlowTable,
     b: &mut Batch,
     fd: RawFd,
     n: usize,

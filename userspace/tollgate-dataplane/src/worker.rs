@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crossbeam_queue::ArrayQueue;
 use tollgate_relay::frame::Mac;
 use tollgate_relay::{
-    DropReason, FlowCounters, FlowCrypto, FlowEvent, FlowTable, MediaFlowSpec, Side,
+    DropReason, FlowCounters, FlowCrypto, FlowEvent, MediaFlowSpec, MediaFlowTable, Side,
 };
 
 use crate::sys::Waker;
@@ -138,7 +138,7 @@ impl WorkerCtx {
     /// Applies a control message to the table; returns sockets that came with it.
     pub(crate) fn apply(
         &self,
-        table: &mut FlowTable,
+        table: &mut MediaFlowTable,
         msg: Control,
         now_ns: u64,
     ) -> Option<(u64, Vec<(SocketAddr, OwnedFd)>)> {

@@ -11,7 +11,7 @@
 use std::sync::atomic::Ordering;
 
 use tollgate_relay::frame::{self, FrameError};
-use tollgate_relay::{DropReason, FlowTable, Route};
+use tollgate_relay::{DropReason, MediaFlowTable, Route};
 
 use crate::afxdp::{Umem, XskSocket};
 use crate::idle::{IdleAction, IdlePolicy};
@@ -39,7 +39,7 @@ pub struct XskPair {
 
 /// Runs the worker until `ctx.stop` is set.
 pub fn run(ctx: WorkerCtx, mut io: XskPair) {
-    let mut table = FlowTable::new(ctx.srtp);
+    let mut table = MediaFlowTable::new(ctx.srtp);
     let frame_size = u64::from(io.umem.frame_size());
     let mut free: Vec<u64> = io.umem.frame_addrs().collect();
     io.ext.fill(&mut free);
@@ -185,7 +185,7 @@ type Staged = Result<(frame::UdpFrame, Option<Route>), FrameError>;
 #[inline]
 fn relay_batch(
     ctx: &WorkerCtx,
-    table: &mut FlowTable,
+    table: &mut MediaFlowTable,
     umem: &mut crate::afxdp::Umem,
     rx: &mut XskSocket,
     tx: &mut XskSocket,
@@ -265,7 +265,7 @@ type Dropped = (DropReason, Option<tollgate_relay::FlowEvent>);
 /// it has a flow; the caller counts it in the worker's).
 #[inline]
 fn relay_frame(
-    table: &mut FlowTable,
+    table: &mut MediaFlowTable,
     umem: &mut crate::afxdp::Umem,
     addr: u64,
     staged: Staged,

@@ -4,14 +4,7 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Which side of the relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The gateway (untrusted) side.
-    Ext,
-    /// The internal (trusted) side.
-    Int,
-}
+pub use tollgate_common::Side;
 
 /// One /N subnet between the relay and a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,18 +7,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// Ethernet header length without VLAN tag.
-pub const ETH_HLEN: usize = 14;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88A8;
-const IPPROTO_UDP: u8 = 17;
-/// Largest egress header: Ethernet + VLAN + IPv6 + UDP.
-pub const MAX_HEADER: usize = ETH_HLEN + 4 + 40 + 8;
+pub use tollgate_common::wire::{ETH_HLEN, Mac};
+use tollgate_common::wire::{
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_UDP, IPV6_HLEN, UDP_HLEN, VLAN_HLEN,
+};
 
-/// A MAC address.
-pub type Mac = [u8; 6];
+/// Largest egress header: Ethernet + VLAN + IPv6 + UDP.
+pub const MAX_HEADER: usize = ETH_HLEN + VLAN_HLEN + IPV6_HLEN + UDP_HLEN;
 
 /// Why a frame was not a UDP datagram we can relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! A worker's flow table and the per-packet relay step.
 //!
-//! Each worker owns one [`FlowTable`]; nothing in it is shared except the counters, which the
-//! worker writes and the control plane reads. [`FlowTable::relay`] is the whole per-packet
+//! Each worker owns one [`MediaFlowTable`]; nothing in it is shared except the counters, which the
+//! worker writes and the control plane reads. [`MediaFlowTable::relay`] is the whole per-packet
 //! decision: port lookup, source check or latching, RTP/RTCP classification, SRTP transform in
 //! place, and the egress addresses. It allocates nothing, takes no lock and makes no syscall.
 
@@ -138,7 +138,7 @@ pub struct FlowEvent {
     pub learned: bool,
 }
 
-/// What to send after a successful [`FlowTable::relay`].
+/// What to send after a successful [`MediaFlowTable::relay`].
 #[derive(Debug, Clone, Copy)]
 pub struct Relayed {
     /// Payload length after the transform (it stays at the same offset).
@@ -157,7 +157,7 @@ pub struct Relayed {
 
 /// A worker's flows, keyed by local relay port.
 #[derive(Debug, Default)]
-pub struct FlowTable {
+pub struct MediaFlowTable {
     ports: FxHashMap<PortKey, PortRef>,
     flows: Vec<Option<FlowState>>,
     free: Vec<u32>,
@@ -167,7 +167,7 @@ pub struct FlowTable {
     epoch: u64,
 }
 
-/// Where packets to one local address go, as found by [`FlowTable::route`]: a burst looks each
+/// Where packets to one local address go, as found by [`MediaFlowTable::route`]: a burst looks each
 /// packet's port up once, prefetches with it and relays with it. A route taken before the
 /// table last changed (install or remove) is looked up again, so it is never stale.
 #[derive(Debug, Clone, Copy)]
@@ -184,12 +184,12 @@ fn is_rtcp_pt(second_byte: u8) -> bool {
     (192..=223).contains(&second_byte)
 }
 
-impl FlowTable {
+impl MediaFlowTable {
     /// An empty table; SRTP contexts get `srtp` (replay window, SSRCs per context).
-    pub fn new(srtp: SrtpConfig) -> FlowTable {
-        FlowTable {
+    pub fn new(srtp: SrtpConfig) -> MediaFlowTable {
+        MediaFlowTable {
             srtp,
-            ..FlowTable::default()
+            ..MediaFlowTable::default()
         }
     }
 
@@ -213,7 +213,7 @@ impl FlowTable {
     /// addresses are unchanged. `counters` is where this table counts the flow's packets.
     ///
     /// Builds the SRTP contexts here (the key schedule); a worker gets them built by the
-    /// control thread instead ([`FlowCrypto::build`], [`FlowTable::install_with`]).
+    /// control thread instead ([`FlowCrypto::build`], [`MediaFlowTable::install_with`]).
     pub fn install(
         &mut self,
         spec: &MediaFlowSpec,
@@ -255,7 +255,7 @@ impl FlowTable {
         Ok(())
     }
 
-    /// [`FlowTable::install`] with the transforms already built ([`FlowCrypto::build`] for
+    /// [`MediaFlowTable::install`] with the transforms already built ([`FlowCrypto::build`] for
     /// `spec`, on the control thread): links them in and runs no key schedule, unless `crypto`
     /// was built against another previous spec than the one this table holds (a direction it
     /// did not build and this table cannot keep is then built here, as `install` would).
@@ -437,8 +437,8 @@ impl FlowTable {
         Some((l.remote_rtp, l.remote_rtcp))
     }
 
-    /// Looks up where packets to `local` go, for [`FlowTable::prefetch`] and
-    /// [`FlowTable::relay_routed`]; `None` when no flow has the port.
+    /// Looks up where packets to `local` go, for [`MediaFlowTable::prefetch`] and
+    /// [`MediaFlowTable::relay_routed`]; `None` when no flow has the port.
     #[inline]
     pub fn route(&self, local: SocketAddr) -> Option<Route> {
         let key = PortKey::of(local);
@@ -460,7 +460,7 @@ impl FlowTable {
         }
     }
 
-    /// Hints the CPU to load the state [`FlowTable::relay_routed`] will touch for a packet on
+    /// Hints the CPU to load the state [`MediaFlowTable::relay_routed`] will touch for a packet on
     /// `route`: the flow's legs and counters and the SRTP context of that side. A worker with
     /// more flows than fit in cache calls it for every packet of a burst before relaying the
     /// burst, so the misses of the burst's packets overlap.
@@ -483,8 +483,8 @@ impl FlowTable {
 
     /// Relays one packet that arrived at `local` from `src`: `buf[..len]` is the UDP payload and
     /// `buf[len..]` the tailroom for the SRTP tag. On success the transformed payload is in
-    /// `buf[..Relayed::len]`; the caller sends it and then calls [`FlowTable::sent`] or
-    /// [`FlowTable::dropped`]. On failure the drop is already counted.
+    /// `buf[..Relayed::len]`; the caller sends it and then calls [`MediaFlowTable::sent`] or
+    /// [`MediaFlowTable::dropped`]. On failure the drop is already counted.
     ///
     /// `src_checked`: the XDP program already enforced the source (it is latched here if it
     /// differs); otherwise (socket path) the check and learning happen here.
@@ -509,8 +509,8 @@ impl FlowTable {
         self.relay_routed(&route, src, src_mac, buf, len, now_ns, src_checked)
     }
 
-    /// [`FlowTable::relay`] for a packet whose port was already looked up with
-    /// [`FlowTable::route`] (one hash lookup per packet instead of two).
+    /// [`MediaFlowTable::relay`] for a packet whose port was already looked up with
+    /// [`MediaFlowTable::route`] (one hash lookup per packet instead of two).
     #[allow(clippy::too_many_arguments)] // reason: see `relay`.
     #[inline]
     pub fn relay_routed(
@@ -721,7 +721,7 @@ mod tests {
     }
 
     fn relay(
-        t: &mut FlowTable,
+        t: &mut MediaFlowTable,
         local: &str,
         src: &str,
         pkt: &[u8],
@@ -738,7 +738,7 @@ mod tests {
 
     #[test]
     fn forwards_rtp_and_rtcp_to_the_right_ports() {
-        let mut t = FlowTable::default();
+        let mut t = MediaFlowTable::default();
         let c = Arc::new(FlowCounters::default());
         t.install(
             &spec(1, (TransformSpec::Forward, TransformSpec::Forward)),
@@ -778,7 +778,7 @@ mod tests {
 
     #[test]
     fn source_check_learning_and_no_remote() {
-        let mut t = FlowTable::default();
+        let mut t = MediaFlowTable::default();
         let c = Arc::new(FlowCounters::default());
         let mut s = spec(2, (TransformSpec::Forward, TransformSpec::Forward));
         s.ext.remote_rtp = None;
@@ -876,7 +876,7 @@ mod tests {
     #[test]
     fn srtp_round_trip_and_refusals_counted() {
         let (k1, k2) = (key(1), key(2));
-        let mut a = FlowTable::default();
+        let mut a = MediaFlowTable::default();
         let ca = Arc::new(FlowCounters::default());
         a.install(
             &spec(
@@ -891,7 +891,7 @@ mod tests {
         )
         .unwrap();
         // A mirror table plays the internal peer: unprotects with k1, protects with k2.
-        let mut b = FlowTable::default();
+        let mut b = MediaFlowTable::default();
         b.install(
             &spec(
                 3,
@@ -939,7 +939,7 @@ mod tests {
     #[test]
     fn update_keeps_crypto_state_and_remove_frees_ports() {
         let k = key(7);
-        let mut t = FlowTable::default();
+        let mut t = MediaFlowTable::default();
         let c = Arc::new(FlowCounters::default());
         let s = spec(
             4,
@@ -980,13 +980,13 @@ mod tests {
 
     #[test]
     fn routes_follow_the_table_across_changes() {
-        let mut t = FlowTable::default();
+        let mut t = MediaFlowTable::default();
         let fwd = (TransformSpec::Forward, TransformSpec::Forward);
         let c1 = Arc::new(FlowCounters::default());
         t.install(&spec(1, fwd.clone()), Arc::clone(&c1), 0)
             .unwrap();
         assert!(t.route(sa("10.0.9.9:1")).is_none());
-        let go = |t: &mut FlowTable, r: &Route| {
+        let go = |t: &mut MediaFlowTable, r: &Route| {
             let mut buf = rtp(1);
             let len = buf.len();
             buf.resize(len + 32, 0);
@@ -1043,7 +1043,12 @@ mod resume_tests {
     }
 
     /// Relays one packet arriving at `local` and returns what leaves.
-    fn go(t: &mut FlowTable, local: &str, src: &str, pkt: &[u8]) -> Result<Vec<u8>, DropReason> {
+    fn go(
+        t: &mut MediaFlowTable,
+        local: &str,
+        src: &str,
+        pkt: &[u8],
+    ) -> Result<Vec<u8>, DropReason> {
         let mut buf = pkt.to_vec();
         buf.resize(pkt.len() + 32, 0);
         let r = t.relay(sa(local), sa(src), None, &mut buf, pkt.len(), 1, false)?;
@@ -1070,7 +1075,7 @@ mod resume_tests {
         );
         // Side 1 is Forward: its resume is ignored.
         s.resume = [Some(at), Some(at)];
-        let mut t = FlowTable::default();
+        let mut t = MediaFlowTable::default();
         let c = Arc::new(FlowCounters::default());
         t.install(&s, Arc::clone(&c), 0).unwrap();
         // Published at install, so a second restart before any packet still finds it.
@@ -1146,7 +1151,7 @@ mod resume_tests {
         s.resume = [Some(at), None];
         let cfg = SrtpConfig::default();
         // One table builds its own contexts; the other gets them built elsewhere.
-        let (mut a, mut b) = (FlowTable::default(), FlowTable::default());
+        let (mut a, mut b) = (MediaFlowTable::default(), MediaFlowTable::default());
         let (ca, cb) = (
             Arc::new(FlowCounters::default()),
             Arc::new(FlowCounters::default()),
@@ -1178,14 +1183,14 @@ mod resume_tests {
         );
         // Built against another previous spec than the table holds (the table missed an
         // update): the direction it lacks is built in place, the result is the same.
-        let mut c = FlowTable::default();
+        let mut c = MediaFlowTable::default();
         let cc = Arc::new(FlowCounters::default());
         c.install(&s, Arc::clone(&cc), 0).unwrap();
         let crypto = FlowCrypto::build(&s2, Some(&s2), cfg).unwrap();
         assert!(!crypto.built(Side::Ext) && !crypto.built(Side::Int));
         c.install_with(s2.clone(), crypto, Arc::clone(&cc), 1)
             .unwrap();
-        let mut fresh = FlowTable::default();
+        let mut fresh = MediaFlowTable::default();
         fresh
             .install(&s2, Arc::new(FlowCounters::default()), 0)
             .unwrap();
@@ -1214,7 +1219,7 @@ mod resume_tests {
     fn counters_publish_the_roc_after_a_wrap_and_the_ssrc() {
         let k = key(5);
         // `a` protects what arrives on ext; its mirror `b` unprotects it.
-        let mut a = FlowTable::default();
+        let mut a = MediaFlowTable::default();
         let ca = Arc::new(FlowCounters::default());
         let fwd = TransformSpec::Forward;
         a.install(
@@ -1223,7 +1228,7 @@ mod resume_tests {
             0,
         )
         .unwrap();
-        let mut b = FlowTable::default();
+        let mut b = MediaFlowTable::default();
         let cb = Arc::new(FlowCounters::default());
         b.install(
             &spec(11, (TransformSpec::Unprotect(k), fwd)),
@@ -1330,7 +1335,7 @@ mod stats_tests {
             int_to_ext: TransformSpec::Forward,
             resume: [None, None],
         };
-        let mut t = FlowTable::default();
+        let mut t = MediaFlowTable::default();
         let c = Arc::new(FlowCounters::default());
         t.install(&spec, Arc::clone(&c), 0).unwrap();
         let local: SocketAddr = "10.0.1.1:1000".parse().unwrap();

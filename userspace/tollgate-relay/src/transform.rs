@@ -4,7 +4,7 @@
 //! Building an SRTP context runs the key schedule (AES key expansion, HMAC pads): far more work
 //! than relaying a packet. [`FlowCrypto::build`] does it on the control thread, where a flow is
 //! installed, and the worker only links the ready-built contexts into its table
-//! ([`crate::FlowTable::install_with`]), so a burst of new calls never stalls the packets of the
+//! ([`crate::MediaFlowTable::install_with`]), so a burst of new calls never stalls the packets of the
 //! calls already up.
 
 use std::sync::atomic::Ordering;
@@ -82,7 +82,7 @@ impl Transform {
 
 /// The transforms of one flow for one worker, built (SRTP key schedule done, the spec's
 /// [`MediaFlowSpec::resume`] applied) by [`FlowCrypto::build`] on the control thread, to be
-/// handed to [`crate::FlowTable::install_with`] with the same spec. Each worker needs its own:
+/// handed to [`crate::MediaFlowTable::install_with`] with the same spec. Each worker needs its own:
 /// SRTP state is per worker.
 #[derive(Debug)]
 pub struct FlowCrypto {
@@ -95,7 +95,7 @@ impl FlowCrypto {
     /// Builds the transforms of `spec`, with its resume positions applied. `prev`: the spec the
     /// flow is installed with now, for an update; a direction whose transform it shares is not
     /// built (the table keeps that direction's live state, exactly as
-    /// [`crate::FlowTable::install`] does).
+    /// [`crate::MediaFlowTable::install`] does).
     pub fn build(
         spec: &MediaFlowSpec,
         prev: Option<&MediaFlowSpec>,

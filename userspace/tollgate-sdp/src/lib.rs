@@ -32,7 +32,7 @@
 //!     b"v=0\r\no=gw 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
 //!       m=audio 17310 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n",
 //! )?;
-//! let out = call.process_offer(&cfg, Side::Gateway, &offer, &mut alloc, &mut rng)?;
+//! let out = call.process_offer(&cfg, Side::Ext, &offer, &mut alloc, &mut rng)?;
 //! assert!(out.sdp.to_string().contains("m=audio 30000 RTP/SAVP 0 101\r\n"));
 //!
 //! // The internal side's 200 OK (it picked tag 1).
@@ -41,7 +41,7 @@
 //!       m=audio 52000 RTP/SAVP 0\r\n\
 //!       a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\n",
 //! )?;
-//! let ans = call.process_answer(&cfg, Side::Internal, &answer)?;
+//! let ans = call.process_answer(&cfg, Side::Int, &answer)?;
 //! assert!(ans.sdp.to_string().contains("m=audio 20000 RTP/AVP 0\r\n"));
 //! let (_, stream) = ans.plan.active().next().expect("one relayed stream");
 //! assert_eq!(stream.internal.rtp, Some("10.1.1.50:52000".parse()?));

@@ -1,7 +1,7 @@
 //! The offer/answer rewrite of Tollgate's media relay B2BUA (RFC 3264, RFC 4568).
 //!
-//! Every call has two legs: the gateway leg ([`Side::Gateway`], plain RTP/AVP) and the internal
-//! leg ([`Side::Internal`], SRTP RTP/SAVP keyed by SDES `a=crypto`). Tollgate relays every
+//! Every call has two legs: the gateway leg ([`Side::Ext`], plain RTP/AVP) and the internal
+//! leg ([`Side::Int`], SRTP RTP/SAVP keyed by SDES `a=crypto`). Tollgate relays every
 //! accepted stream through a pair of relay ports (one on each NIC), so each SDP it forwards is
 //! rewritten: its own `o=`, its relay address and port in `c=`/`m=`, `a=rtcp` pointing at the
 //! relay, the protocol switched between AVP and SAVP, `a=crypto` added (toward the internal
@@ -34,40 +34,7 @@ use crate::attr::{AttrError, Attribute, Direction};
 use crate::crypto::{Crypto, CryptoPolicy, CryptoRefusal};
 use crate::session::{Connection, Line, Media, MediaType, Origin, Proto, Sdp};
 
-/// One of the two legs of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Side {
-    /// The media gateway: SIP/TCP, plain RTP (RTP/AVP).
-    Gateway,
-    /// The internal network: SIP/MTLS, SRTP (RTP/SAVP with `a=crypto`).
-    Internal,
-}
-
-impl Side {
-    /// The other leg.
-    pub const fn other(self) -> Side {
-        match self {
-            Side::Gateway => Side::Internal,
-            Side::Internal => Side::Gateway,
-        }
-    }
-
-    const fn index(self) -> usize {
-        match self {
-            Side::Gateway => 0,
-            Side::Internal => 1,
-        }
-    }
-}
-
-impl Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Side::Gateway => "gateway",
-            Side::Internal => "internal",
-        })
-    }
-}
+pub use tollgate_common::Side;
 
 /// What to do with a stream of a media type other than audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +123,8 @@ impl RelayPorts {
     /// The relay address on `side`.
     pub const fn on(&self, side: Side) -> SocketAddr {
         match side {
-            Side::Gateway => self.gateway,
-            Side::Internal => self.internal,
+            Side::Ext => self.gateway,
+            Side::Int => self.internal,
         }
     }
 }
@@ -403,7 +370,7 @@ pub enum NegotiationError {
     #[error("no offer is awaiting an answer")]
     NoOfferPending,
     /// The answer came on the leg that made the offer.
-    #[error("the answer comes from the {0} leg, which made the offer")]
+    #[error("the answer comes from the {} leg, which made the offer", .0.role())]
     AnswerFromOfferer(Side),
     /// The answer's m= line count differs from the offer's.
     #[error("the answer has {answered} m= lines, the offer had {offered}")]
@@ -815,7 +782,7 @@ impl MediaSession {
                 }
             };
             let crypto = match &srtp {
-                PendingSrtp::Offered(list) if to == Side::Internal => {
+                PendingSrtp::Offered(list) if to == Side::Int => {
                     list.iter().map(|(t, k)| Crypto::new(*t, k)).collect()
                 }
                 _ => Vec::new(),
@@ -958,12 +925,12 @@ impl MediaSession {
                         offerer_media.rtcp = None;
                     }
                     let (gateway, internal) = match offerer {
-                        Side::Gateway => (offerer_media, answerer_media),
-                        Side::Internal => (answerer_media, offerer_media),
+                        Side::Ext => (offerer_media, answerer_media),
+                        Side::Int => (answerer_media, offerer_media),
                     };
                     let relay_addr = relay.on(offerer);
                     let crypto = match (&keys, offerer) {
-                        (Some(k), Side::Internal) => vec![Crypto::new(k.tag, &k.tollgate_send)],
+                        (Some(k), Side::Int) => vec![Crypto::new(k.tag, &k.tollgate_send)],
                         _ => Vec::new(),
                     };
                     outs.push(StreamOut::Active {
@@ -1117,12 +1084,12 @@ fn examine_offered(
         return Err(RejectReason::DtlsSrtp);
     } else {
         match from {
-            Side::Gateway if m.proto.is_plain_rtp() => CryptoPlan::TollgateOffers,
-            Side::Gateway if m.proto.is_sdes_srtp() => return Err(RejectReason::SrtpFromGateway),
-            Side::Internal if m.proto.is_plain_rtp() => {
+            Side::Ext if m.proto.is_plain_rtp() => CryptoPlan::TollgateOffers,
+            Side::Ext if m.proto.is_sdes_srtp() => return Err(RejectReason::SrtpFromGateway),
+            Side::Int if m.proto.is_plain_rtp() => {
                 return Err(RejectReason::PlainRtpFromInternal);
             }
-            Side::Internal if m.proto.is_sdes_srtp() => {
+            Side::Int if m.proto.is_sdes_srtp() => {
                 let lines = m.crypto().map_err(RejectReason::BadCrypto)?;
                 if lines.is_empty() {
                     return Err(RejectReason::NoCrypto);
@@ -1254,8 +1221,8 @@ fn key_for(
 /// The protocol of a stream as sent on leg `to`.
 fn proto_for(p: &Proto, to: Side) -> Proto {
     match to {
-        Side::Internal => p.to_secure(),
-        Side::Gateway => p.to_plain(),
+        Side::Int => p.to_secure(),
+        Side::Ext => p.to_plain(),
     }
 }
 

@@ -133,8 +133,8 @@ impl Call {
     /// The basic inbound call: gateway offer, internal answer.
     fn inbound() -> Self {
         let mut call = Call::new(RewriteConfig::default());
-        call.offer(Side::Gateway, GW_OFFER).expect("offer");
-        call.answer(Side::Internal, INT_ANSWER).expect("answer");
+        call.offer(Side::Ext, GW_OFFER).expect("offer");
+        call.answer(Side::Int, INT_ANSWER).expect("answer");
         call.session.finish_offer();
         call
     }
@@ -150,21 +150,21 @@ fn active(plan: &StreamPlan) -> &ActiveStream {
 #[test]
 fn inbound_gateway_offer_becomes_savp_offer_and_answer_comes_back_avp() {
     let mut call = Call::new(RewriteConfig::default());
-    let out = call.offer(Side::Gateway, GW_OFFER).unwrap();
+    let out = call.offer(Side::Ext, GW_OFFER).unwrap();
     assert_eq!(out.sdp.to_string(), INT_OFFER_1);
     assert!(out.rejected.is_empty());
     assert!(out.released.is_empty());
     assert_eq!(call.ports.requests.len(), 1);
-    assert_eq!(call.ports.requests[0].offerer, Side::Gateway);
+    assert_eq!(call.ports.requests[0].offerer, Side::Ext);
     assert_eq!(call.ports.requests[0].media_type, MediaType::Audio);
     assert_eq!(
         call.ports.requests[0].offerer_address,
         Some("192.0.2.10".parse().unwrap())
     );
-    assert_eq!(call.session.pending_offerer(), Some(Side::Gateway));
+    assert_eq!(call.session.pending_offerer(), Some(Side::Ext));
     assert_eq!(call.session.held_ports(), vec![ports(0)]);
 
-    let ans = call.answer(Side::Internal, INT_ANSWER).unwrap();
+    let ans = call.answer(Side::Int, INT_ANSWER).unwrap();
     assert_eq!(ans.sdp.to_string(), GW_ANSWER_1);
     assert!(ans.released.is_empty());
     assert_eq!(ans.plan.streams.len(), 1);
@@ -195,10 +195,10 @@ fn inbound_gateway_offer_becomes_savp_offer_and_answer_comes_back_avp() {
         })
     );
     assert_eq!(ans.plan, call.session.plan());
-    assert_eq!(call.session.last_sent(Side::Gateway), Some(&ans.sdp));
+    assert_eq!(call.session.last_sent(Side::Ext), Some(&ans.sdp));
 
     // The 200 repeats the answer of an unreliable 183: same text, same o= version.
-    let again = call.answer(Side::Internal, INT_ANSWER).unwrap();
+    let again = call.answer(Side::Int, INT_ANSWER).unwrap();
     assert_eq!(again.sdp.to_string(), GW_ANSWER_1);
     assert_eq!(call.session.finish_offer(), vec![]);
     assert_eq!(call.session.pending_offerer(), None);
@@ -259,9 +259,9 @@ a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:ERITFBUWFxgZGhscHR4fICEiIyQlJicoKSorLC
 
 fn outbound() -> Call {
     let mut call = Call::new(RewriteConfig::default());
-    let out = call.offer(Side::Internal, INT_OFFER_SAVP).expect("offer");
+    let out = call.offer(Side::Int, INT_OFFER_SAVP).expect("offer");
     assert_eq!(out.sdp.to_string(), GW_OFFER_FROM_INT);
-    let ans = call.answer(Side::Gateway, GW_ANSWER_TO_TG).expect("answer");
+    let ans = call.answer(Side::Ext, GW_ANSWER_TO_TG).expect("answer");
     assert_eq!(ans.sdp.to_string(), INT_ANSWER_FROM_TG);
     call.session.finish_offer();
     call
@@ -296,7 +296,7 @@ fn outbound_savp_offer_picks_80_and_answer_echoes_the_tag_with_tollgates_key() {
     assert_eq!(k.tag, 2);
     assert_eq!(k.tollgate_send, km(P80, TG_KEY1));
     assert_eq!(k.internal_send, km(P80, &format!("{PEER_KEY1}|2^31")));
-    assert_eq!(call.ports.requests[0].offerer, Side::Internal);
+    assert_eq!(call.ports.requests[0].offerer, Side::Int);
 }
 
 #[test]
@@ -305,7 +305,7 @@ fn internal_offer_without_acceptable_crypto_is_488_with_the_reasons() {
     let text = INT_OFFER_SAVP
         .replace("AES_CM_128_HMAC_SHA1_32", "F8_128_HMAC_SHA1_80")
         .replace("|2^31", "|2^31|1:4");
-    let e = call.offer(Side::Internal, &text).unwrap_err();
+    let e = call.offer(Side::Int, &text).unwrap_err();
     assert_eq!(e.status_code(), 488);
     assert_eq!(
         e.to_string(),
@@ -324,16 +324,12 @@ fn internal_offer_without_acceptable_crypto_is_488_with_the_reasons() {
         .map(|l| format!("{l}\r\n"))
         .collect();
     assert_eq!(
-        call.offer(Side::Internal, &no_crypto)
-            .unwrap_err()
-            .to_string(),
+        call.offer(Side::Int, &no_crypto).unwrap_err().to_string(),
         "no acceptable media stream: m= line 0: RTP/SAVP without a=crypto"
     );
     let bad_crypto = INT_OFFER_SAVP.replace("a=crypto:1 ", "a=crypto:x ");
     assert_eq!(
-        call.offer(Side::Internal, &bad_crypto)
-            .unwrap_err()
-            .to_string(),
+        call.offer(Side::Int, &bad_crypto).unwrap_err().to_string(),
         "no acceptable media stream: m= line 0: bad a=crypto: tag \"x\" is not 1 to 9 digits"
     );
     let short = INT_OFFER_SAVP.replace("|2^31", "|2^20").replace(
@@ -341,7 +337,7 @@ fn internal_offer_without_acceptable_crypto_is_488_with_the_reasons() {
         "",
     );
     assert_eq!(
-        call.offer(Side::Internal, &short).unwrap_err().to_string(),
+        call.offer(Side::Int, &short).unwrap_err().to_string(),
         "no acceptable media stream: m= line 0: no acceptable a=crypto (tag 2: key lifetime \
 1048576 packets is below the minimum 2147483648; re-keying on lifetime is not supported)"
     );
@@ -352,9 +348,7 @@ fn internal_offer_without_acceptable_crypto_is_488_with_the_reasons() {
             "NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj KDR=4",
         );
     assert_eq!(
-        call.offer(Side::Internal, &unencrypted)
-            .unwrap_err()
-            .to_string(),
+        call.offer(Side::Int, &unencrypted).unwrap_err().to_string(),
         "no acceptable media stream: m= line 0: no acceptable a=crypto (tag 1: session parameter \
 KDR=4 is not supported; tag 2: session parameter UNENCRYPTED_SRTP is not supported)"
     );
@@ -365,34 +359,34 @@ fn wrong_transport_on_either_side_is_488() {
     let mut call = Call::new(RewriteConfig::default());
     let cases = [
         (
-            Side::Gateway,
+            Side::Ext,
             GW_OFFER.replace("RTP/AVP", "RTP/SAVP"),
             "no acceptable media stream: m= line 0: the gateway side carries plain RTP (RTP/AVP), not RTP/SAVP",
         ),
         (
-            Side::Internal,
+            Side::Int,
             INT_OFFER_SAVP.replace("RTP/SAVP", "RTP/AVP"),
             "no acceptable media stream: m= line 0: the internal side must use SRTP (RTP/SAVP), not RTP/AVP",
         ),
         (
-            Side::Internal,
+            Side::Int,
             INT_OFFER_SAVP.replace("RTP/SAVP", "UDP/TLS/RTP/SAVP"),
             "no acceptable media stream: m= line 0: DTLS-SRTP is not supported; SDES a=crypto over RTP/SAVP is required",
         ),
         (
-            Side::Gateway,
+            Side::Ext,
             GW_OFFER.replace("RTP/AVP", "TCP/MSRP"),
             "no acceptable media stream: m= line 0: transport TCP/MSRP is not supported",
         ),
         (
-            Side::Gateway,
+            Side::Ext,
             GW_OFFER
                 .replace("c=IN IP4 192.0.2.10\r\nt=", "t=")
                 .replace("c=IN IP4 192.0.2.10", "c=IN IP4 media.example.com"),
             "no acceptable media stream: m= line 0: connection address media.example.com is not an IP address",
         ),
         (
-            Side::Gateway,
+            Side::Ext,
             GW_OFFER.replace("a=ptime:20", "a=rtcp:x"),
             "no acceptable media stream: m= line 0: bad a=rtcp: bad port \"x\"",
         ),
@@ -413,7 +407,7 @@ fn hold_and_resume_keep_session_id_and_keys_and_bump_the_version() {
     let hold = GW_OFFER
         .replace(" 9273 ", " 9274 ")
         .replace("a=sendrecv", "a=sendonly");
-    let out = call.offer(Side::Gateway, &hold).unwrap();
+    let out = call.offer(Side::Ext, &hold).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         INT_OFFER_1
@@ -426,10 +420,7 @@ fn hold_and_resume_keep_session_id_and_keys_and_bump_the_version() {
         "the stream keeps its relay ports"
     );
     let ans = call
-        .answer(
-            Side::Internal,
-            &INT_ANSWER.replace("a=sendrecv", "a=recvonly"),
-        )
+        .answer(Side::Int, &INT_ANSWER.replace("a=sendrecv", "a=recvonly"))
         .unwrap();
     assert_eq!(
         ans.sdp.to_string(),
@@ -449,14 +440,14 @@ fn hold_and_resume_keep_session_id_and_keys_and_bump_the_version() {
     let old_hold = GW_OFFER
         .replace(" 9273 ", " 9275 ")
         .replace("c=IN IP4 192.0.2.10", "c=IN IP4 0.0.0.0");
-    let out = call.offer(Side::Gateway, &old_hold).unwrap();
+    let out = call.offer(Side::Ext, &old_hold).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         INT_OFFER_1
             .replace(" 1 IN IP4 10.0.0.1", " 3 IN IP4 10.0.0.1")
             .replace("c=IN IP4 10.0.0.1", "c=IN IP4 0.0.0.0")
     );
-    let ans = call.answer(Side::Internal, INT_ANSWER).unwrap();
+    let ans = call.answer(Side::Int, INT_ANSWER).unwrap();
     assert_eq!(
         ans.sdp.to_string(),
         GW_ANSWER_1.replace(" 1 IN IP4 203.0.113.1", " 3 IN IP4 203.0.113.1")
@@ -477,12 +468,12 @@ fn hold_and_resume_keep_session_id_and_keys_and_bump_the_version() {
     // Resume: the same body as the first offer, with the next version. Toward the gateway the
     // answer is the same as the one sent with version 3, so it keeps version 3 (RFC 3264 §8).
     let resume = GW_OFFER.replace(" 9273 ", " 9276 ");
-    let out = call.offer(Side::Gateway, &resume).unwrap();
+    let out = call.offer(Side::Ext, &resume).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         INT_OFFER_1.replace(" 1 IN IP4 10.0.0.1", " 4 IN IP4 10.0.0.1")
     );
-    let ans = call.answer(Side::Internal, INT_ANSWER).unwrap();
+    let ans = call.answer(Side::Int, INT_ANSWER).unwrap();
     assert_eq!(
         ans.sdp.to_string(),
         GW_ANSWER_1.replace(" 1 IN IP4 203.0.113.1", " 3 IN IP4 203.0.113.1")
@@ -504,9 +495,9 @@ fn internal_rekey_and_suite_change() {
             "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^31",
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd",
         );
-    let out = call.offer(Side::Internal, &rekey).unwrap();
+    let out = call.offer(Side::Int, &rekey).unwrap();
     assert_eq!(out.sdp.to_string(), GW_OFFER_FROM_INT);
-    let ans = call.answer(Side::Gateway, GW_ANSWER_TO_TG).unwrap();
+    let ans = call.answer(Side::Ext, GW_ANSWER_TO_TG).unwrap();
     assert_eq!(ans.sdp.to_string(), INT_ANSWER_FROM_TG);
     let k = active(&ans.plan.streams[0]).srtp.clone().unwrap();
     assert_eq!(k.tollgate_send, km(P80, TG_KEY1));
@@ -526,7 +517,7 @@ m=audio 52000 RTP/SAVP 0 101\r\n\
 a=rtpmap:0 PCMU/8000\r\n\
 a=rtpmap:101 telephone-event/8000\r\n\
 a=crypto:5 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj\r\n";
-    let out = call.offer(Side::Internal, only32).unwrap();
+    let out = call.offer(Side::Int, only32).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         "v=0\r\n\
@@ -538,7 +529,7 @@ m=audio 20000 RTP/AVP 0 101\r\n\
 a=rtpmap:0 PCMU/8000\r\n\
 a=rtpmap:101 telephone-event/8000\r\n"
     );
-    let ans = call.answer(Side::Gateway, GW_ANSWER_TO_TG).unwrap();
+    let ans = call.answer(Side::Ext, GW_ANSWER_TO_TG).unwrap();
     assert_eq!(
         ans.sdp.to_string(),
         INT_ANSWER_FROM_TG
@@ -564,7 +555,7 @@ fn gateway_reoffer_after_outbound_call_offers_the_negotiated_key_again() {
     let reoffer = GW_ANSWER_TO_TG
         .replace(" 1 1 IN", " 1 2 IN")
         .replace("a=ptime:20", "a=ptime:20\r\na=sendonly");
-    let out = call.offer(Side::Gateway, &reoffer).unwrap();
+    let out = call.offer(Side::Ext, &reoffer).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         "v=0\r\n\
@@ -587,13 +578,13 @@ a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:LzAxMjM0NTY3ODk6Ozw9Pj9AQUJDREVGR0hJSk
 fn rtcp_mux_is_kept_when_both_sides_multiplex() {
     let mut call = Call::new(RewriteConfig::default());
     let offer = GW_OFFER.replace("a=ptime:20", "a=ptime:20\r\na=rtcp:17311\r\na=rtcp-mux");
-    let out = call.offer(Side::Gateway, &offer).unwrap();
+    let out = call.offer(Side::Ext, &offer).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         INT_OFFER_1.replace("a=ptime:20", "a=ptime:20\r\na=rtcp:30001\r\na=rtcp-mux")
     );
     let answer = INT_ANSWER.replace("a=ptime:20", "a=ptime:20\r\na=rtcp:52000\r\na=rtcp-mux");
-    let ans = call.answer(Side::Internal, &answer).unwrap();
+    let ans = call.answer(Side::Int, &answer).unwrap();
     assert_eq!(
         ans.sdp.to_string(),
         GW_ANSWER_1.replace("a=ptime:20", "a=ptime:20\r\na=rtcp:20000\r\na=rtcp-mux")
@@ -609,8 +600,8 @@ fn rtcp_mux_is_kept_when_both_sides_multiplex() {
         "a=ptime:20",
         "a=ptime:20\r\na=rtcp:17401 IN IP4 192.0.2.11\r\na=rtcp-mux",
     );
-    call.offer(Side::Gateway, &offer).unwrap();
-    let ans = call.answer(Side::Internal, INT_ANSWER).unwrap();
+    call.offer(Side::Ext, &offer).unwrap();
+    let ans = call.answer(Side::Int, INT_ANSWER).unwrap();
     let a = active(&ans.plan.streams[0]);
     assert!(!a.rtcp_mux);
     assert_eq!(a.gateway.rtcp, sock("192.0.2.11:17401"));
@@ -621,9 +612,9 @@ fn rtcp_mux_is_kept_when_both_sides_multiplex() {
 fn ipv6_gateway_gets_an_ipv6_relay_address() {
     let mut call = Call::new(RewriteConfig::default());
     let offer = GW_OFFER.replace("IN IP4 192.0.2.10", "IN IP6 2001:db8:5::10");
-    let out = call.offer(Side::Gateway, &offer).unwrap();
+    let out = call.offer(Side::Ext, &offer).unwrap();
     assert_eq!(out.sdp.to_string(), INT_OFFER_1);
-    let ans = call.answer(Side::Internal, INT_ANSWER).unwrap();
+    let ans = call.answer(Side::Int, INT_ANSWER).unwrap();
     assert_eq!(
         ans.sdp.to_string(),
         GW_ANSWER_1.replace("IN IP4 203.0.113.1", "IN IP6 2001:db8:ffff::1")
@@ -639,7 +630,7 @@ fn rejected_and_non_audio_streams_stay_rejected_with_port_0() {
     let offer = format!(
         "{GW_OFFER}m=video 17320 RTP/AVP 34\r\na=rtpmap:34 H263/90000\r\nm=audio 0 RTP/AVP 0\r\n"
     );
-    let out = call.offer(Side::Gateway, &offer).unwrap();
+    let out = call.offer(Side::Ext, &offer).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         format!("{INT_OFFER_1}m=video 0 RTP/SAVP 34\r\nm=audio 0 RTP/SAVP 0\r\n")
@@ -657,7 +648,7 @@ fn rejected_and_non_audio_streams_stay_rejected_with_port_0() {
     );
     assert_eq!(call.ports.requests.len(), 1);
     let answer = format!("{INT_ANSWER}m=video 0 RTP/SAVP 34\r\nm=audio 0 RTP/SAVP 0\r\n");
-    let ans = call.answer(Side::Internal, &answer).unwrap();
+    let ans = call.answer(Side::Int, &answer).unwrap();
     assert_eq!(
         ans.sdp.to_string(),
         format!("{GW_ANSWER_1}m=video 0 RTP/AVP 34\r\nm=audio 0 RTP/AVP 0\r\n")
@@ -682,7 +673,7 @@ fn rejected_and_non_audio_streams_stay_rejected_with_port_0() {
         video: StreamPolicy::Relay,
         ..RewriteConfig::default()
     });
-    let out = call.offer(Side::Gateway, &offer).unwrap();
+    let out = call.offer(Side::Ext, &offer).unwrap();
     assert!(
         out.sdp.to_string().contains(
             "m=video 30002 RTP/SAVP 34\r\n\
@@ -698,7 +689,7 @@ m=audio 0 RTP/SAVP 0\r\n"
 
     // The answerer rejecting the relayed video frees its ports once the offer is finished.
     let answer = format!("{INT_ANSWER}m=video 0 RTP/SAVP 34\r\nm=audio 0 RTP/SAVP 0\r\n");
-    let ans = call.answer(Side::Internal, &answer).unwrap();
+    let ans = call.answer(Side::Int, &answer).unwrap();
     assert_eq!(
         ans.plan.streams[1],
         StreamPlan::Rejected {
@@ -728,7 +719,7 @@ a=T38FaxUdpEC:t38UDPRedundancy\r\n";
 fn t38_reoffer_is_refused_by_default_and_relayed_when_enabled() {
     let mut call = Call::inbound();
     let before = call.session.plan();
-    let e = call.offer(Side::Gateway, T38_REOFFER).unwrap_err();
+    let e = call.offer(Side::Ext, T38_REOFFER).unwrap_err();
     assert_eq!(e.status_code(), 488);
     assert_eq!(
         e.to_string(),
@@ -742,7 +733,7 @@ fn t38_reoffer_is_refused_by_default_and_relayed_when_enabled() {
 
     let mut call = Call::inbound();
     call.cfg.image = StreamPolicy::Relay;
-    let out = call.offer(Side::Gateway, T38_REOFFER).unwrap();
+    let out = call.offer(Side::Ext, T38_REOFFER).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         T38_REOFFER
@@ -762,7 +753,7 @@ m=image 52004 udptl t38\r\n\
 a=T38FaxVersion:0\r\n\
 a=T38MaxBitRate:14400\r\n\
 a=T38FaxRateManagement:transferredTCF\r\n";
-    let ans = call.answer(Side::Internal, answer).unwrap();
+    let ans = call.answer(Side::Int, answer).unwrap();
     assert_eq!(
         ans.sdp.to_string(),
         "v=0\r\n\
@@ -792,7 +783,7 @@ fn t38_added_beside_a_disabled_audio_stream_moves_to_new_ports() {
         .replace(" 9273 ", " 9274 ")
         .replace("m=audio 17310", "m=audio 0")
         + "m=image 17312 udptl t38\r\na=T38FaxVersion:0\r\n";
-    let out = call.offer(Side::Gateway, &reoffer).unwrap();
+    let out = call.offer(Side::Ext, &reoffer).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         "v=0\r\n\
@@ -813,7 +804,7 @@ t=0 0\r\n\
 m=audio 0 RTP/SAVP 0\r\n\
 m=image 52004 udptl t38\r\n\
 a=T38FaxVersion:0\r\n";
-    let ans = call.answer(Side::Internal, answer).unwrap();
+    let ans = call.answer(Side::Int, answer).unwrap();
     assert_eq!(
         ans.sdp.to_string(),
         "v=0\r\n\
@@ -838,10 +829,10 @@ a=T38FaxVersion:0\r\n"
 fn answer_faults_are_488_and_leave_the_offer_pending() {
     let mut call = Call::new(RewriteConfig::default());
     assert_eq!(
-        call.answer(Side::Internal, INT_ANSWER).unwrap_err(),
+        call.answer(Side::Int, INT_ANSWER).unwrap_err(),
         NegotiationError::NoOfferPending
     );
-    call.offer(Side::Gateway, GW_OFFER).unwrap();
+    call.offer(Side::Ext, GW_OFFER).unwrap();
     let tag1 = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
     let cases = [
         (
@@ -882,35 +873,35 @@ fn answer_faults_are_488_and_leave_the_offer_pending() {
         ),
     ];
     for (text, want) in cases {
-        let e = call.answer(Side::Internal, &text).unwrap_err();
+        let e = call.answer(Side::Int, &text).unwrap_err();
         assert_eq!(e.to_string(), want);
         assert_eq!(e.status_code(), 488);
     }
-    let e = call.answer(Side::Gateway, GW_OFFER).unwrap_err();
+    let e = call.answer(Side::Ext, GW_OFFER).unwrap_err();
     assert_eq!(
         e.to_string(),
         "the answer comes from the gateway leg, which made the offer"
     );
     assert_eq!(e.status_code(), 500);
-    assert_eq!(call.session.pending_offerer(), Some(Side::Gateway));
+    assert_eq!(call.session.pending_offerer(), Some(Side::Ext));
     // The right answer still works.
-    let ans = call.answer(Side::Internal, INT_ANSWER).unwrap();
+    let ans = call.answer(Side::Int, INT_ANSWER).unwrap();
     assert_eq!(ans.sdp.to_string(), GW_ANSWER_1);
 }
 
 #[test]
 fn relay_ports_are_released_exactly_once() {
     let mut call = Call::new(RewriteConfig::default());
-    call.offer(Side::Gateway, GW_OFFER).unwrap();
+    call.offer(Side::Ext, GW_OFFER).unwrap();
     assert_eq!(call.session.offer_failed(), vec![ports(0)]);
     assert!(call.session.held_ports().is_empty());
 
     // A second attempt allocates anew; after the answer the stream owns the ports.
-    call.offer(Side::Gateway, GW_OFFER).unwrap();
-    call.answer(Side::Internal, INT_ANSWER).unwrap();
+    call.offer(Side::Ext, GW_OFFER).unwrap();
+    call.answer(Side::Int, INT_ANSWER).unwrap();
     assert_eq!(call.session.finish_offer(), vec![]);
     // A failed re-offer keeps the negotiated stream's ports.
-    call.offer(Side::Gateway, &GW_OFFER.replace("a=sendrecv", "a=inactive"))
+    call.offer(Side::Ext, &GW_OFFER.replace("a=sendrecv", "a=inactive"))
         .unwrap();
     assert_eq!(call.session.offer_failed(), vec![]);
     assert_eq!(call.session.held_ports(), vec![ports(1)]);
@@ -919,7 +910,7 @@ fn relay_ports_are_released_exactly_once() {
     // An allocator with no ports: 488 naming the cause.
     let mut call = Call::new(RewriteConfig::default());
     call.ports.exhausted = true;
-    let e = call.offer(Side::Gateway, GW_OFFER).unwrap_err();
+    let e = call.offer(Side::Ext, GW_OFFER).unwrap_err();
     assert_eq!(
         e.to_string(),
         "no acceptable media stream: m= line 0: no relay port available"
@@ -930,13 +921,10 @@ fn relay_ports_are_released_exactly_once() {
 fn reoffer_cannot_remove_m_lines() {
     let mut call = Call::new(RewriteConfig::default());
     let two = format!("{GW_OFFER}m=audio 0 RTP/AVP 0\r\n");
-    call.offer(Side::Gateway, &two).unwrap();
-    call.answer(
-        Side::Internal,
-        &format!("{INT_ANSWER}m=audio 0 RTP/SAVP 0\r\n"),
-    )
-    .unwrap();
-    let e = call.offer(Side::Gateway, GW_OFFER).unwrap_err();
+    call.offer(Side::Ext, &two).unwrap();
+    call.answer(Side::Int, &format!("{INT_ANSWER}m=audio 0 RTP/SAVP 0\r\n"))
+        .unwrap();
+    let e = call.offer(Side::Ext, GW_OFFER).unwrap_err();
     assert_eq!(
         e,
         NegotiationError::StreamsRemoved {
@@ -970,7 +958,7 @@ a=fingerprint:sha-256 00:11\r\n\
 a=setup:actpass\r\n\
 a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\n\
 a=x-keep:media\r\n";
-    let out = call.offer(Side::Internal, offer).unwrap();
+    let out = call.offer(Side::Int, offer).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         "v=0\r\n\
@@ -998,7 +986,7 @@ i=first\r\n\
 c=IN IP4 192.0.2.10\r\n\
 m=text 17330 RTP/AVP 98\r\n\
 c=IN IP4 192.0.2.10\r\n";
-    let out = call.offer(Side::Gateway, offer).unwrap();
+    let out = call.offer(Side::Ext, offer).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         "v=0\r\n\
@@ -1021,7 +1009,7 @@ fn offer_suites_are_configurable() {
         offer_suites: vec![P80, Profile::AeadAes128Gcm, Profile::Aes256CmHmacSha1_80],
         ..RewriteConfig::default()
     });
-    let out = call.offer(Side::Gateway, GW_OFFER).unwrap();
+    let out = call.offer(Side::Ext, GW_OFFER).unwrap();
     let crypto: Vec<String> = out.sdp.media[0]
         .crypto()
         .unwrap()
@@ -1040,7 +1028,7 @@ fn offer_suites_are_configurable() {
     let gcm = out.sdp.media[0].crypto().unwrap()[1].clone();
     let ans = call
         .answer(
-            Side::Internal,
+            Side::Int,
             &INT_ANSWER.replace(
                 "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR",
                 "a=crypto:2 AEAD_AES_128_GCM inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==",
@@ -1056,7 +1044,7 @@ fn offer_suites_are_configurable() {
 fn initial_offer_on_hold_still_gets_tollgates_address_in_o_line() {
     let mut call = Call::new(RewriteConfig::default());
     let offer = GW_OFFER.replace("c=IN IP4 192.0.2.10", "c=IN IP4 0.0.0.0");
-    let out = call.offer(Side::Gateway, &offer).unwrap();
+    let out = call.offer(Side::Ext, &offer).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         INT_OFFER_1.replace("c=IN IP4 10.0.0.1", "c=IN IP4 0.0.0.0")
@@ -1068,7 +1056,7 @@ fn initial_offer_on_hold_still_gets_tollgates_address_in_o_line() {
 fn a_rejected_stream_is_answered_with_the_offerers_own_protocol() {
     let mut call = Call::new(RewriteConfig::default());
     let offer = format!("{INT_OFFER_SAVP}m=audio 52002 RTP/AVP 0\r\n");
-    let out = call.offer(Side::Internal, &offer).unwrap();
+    let out = call.offer(Side::Int, &offer).unwrap();
     assert_eq!(
         out.sdp.to_string(),
         format!("{GW_OFFER_FROM_INT}m=audio 0 RTP/AVP 0\r\n")
@@ -1076,7 +1064,7 @@ fn a_rejected_stream_is_answered_with_the_offerers_own_protocol() {
     assert_eq!(out.rejected, vec![(1, RejectReason::PlainRtpFromInternal)]);
     let ans = call
         .answer(
-            Side::Gateway,
+            Side::Ext,
             &format!("{GW_ANSWER_TO_TG}m=audio 0 RTP/AVP 0\r\n"),
         )
         .unwrap();

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tollgate_capture::hep;
 
 use crate::metrics::Metrics;
-use crate::transport::{NetSide, NetTransport};
+use crate::transport::{NetTransport, Side};
 
 /// Messages one operator tap may hold before it drops.
 pub const TAP_QUEUE: usize = 4096;
@@ -61,7 +61,7 @@ pub struct Captured {
     /// When.
     pub time: SystemTime,
     /// Which side.
-    pub side: NetSide,
+    pub side: Side,
     /// Which way.
     pub dir: Dir,
     /// Tollgate's end (the side's SIP listen address).
@@ -163,7 +163,7 @@ pub struct Capture {
 #[derive(Debug, Clone, Copy)]
 pub struct TapPoint<'a> {
     /// Side.
-    pub side: NetSide,
+    pub side: Side,
     /// Direction.
     pub dir: Dir,
     /// Tollgate's end, when known (else the side's SIP listen address is used).
@@ -211,10 +211,10 @@ impl Capture {
     }
 
     /// The local end on `side`.
-    pub fn local(&self, side: NetSide) -> SocketAddr {
+    pub fn local(&self, side: Side) -> SocketAddr {
         match side {
-            NetSide::Ext => self.locals[0],
-            NetSide::Int => self.locals[1],
+            Side::Ext => self.locals[0],
+            Side::Int => self.locals[1],
         }
     }
 
@@ -337,7 +337,7 @@ mod tests {
         let msg = b"BYE sip:x SIP/2.0\r\nCall-ID: a@x\r\n\r\n";
         for id in ["a@x", "b@x", "a@x", "a@x"] {
             c.tap(TapPoint {
-                side: NetSide::Int,
+                side: Side::Int,
                 dir: Dir::Out,
                 local: None,
                 peer: sa("127.0.0.3:40000"),

@@ -401,7 +401,7 @@ mod tests {
         for i in 0..n {
             let m = crate::capture::Captured {
                 time: std::time::SystemTime::now(),
-                side: crate::transport::NetSide::Int,
+                side: crate::transport::Side::Int,
                 dir: crate::capture::Dir::In,
                 local: "10.0.0.1:5061".parse().unwrap(),
                 peer: "10.0.0.2:40000".parse().unwrap(),

@@ -20,7 +20,7 @@ use crate::capture::{Capture, Dir, TapPoint};
 use crate::media::{CallMedia, MediaCmd, MediaHandle};
 use crate::metrics::{Metrics, labels};
 use crate::state::CallState;
-use crate::transport::{self, NetEvent, NetSide, NetTransport, TransportCtx, WriteQueue};
+use crate::transport::{self, NetEvent, NetTransport, TransportCtx, WriteQueue};
 
 /// Control requests from signal handlers or an embedding test.
 #[derive(Debug)]
@@ -55,20 +55,6 @@ pub struct OpsInfo {
     pub datapath: &'static str,
 }
 
-fn side_of(s: NetSide) -> Side {
-    match s {
-        NetSide::Ext => Side::Ext,
-        NetSide::Int => Side::Int,
-    }
-}
-
-fn net_side(s: Side) -> NetSide {
-    match s {
-        Side::Ext => NetSide::Ext,
-        Side::Int => NetSide::Int,
-    }
-}
-
 struct Conn {
     writer: WriteQueue,
     /// The peer's address, the connection's transport and, for connections peers opened, our
@@ -77,7 +63,7 @@ struct Conn {
     transport: NetTransport,
     local: Option<SocketAddr>,
     /// Outbound connections are reused for later requests to the same address.
-    key: Option<(NetSide, SocketAddr)>,
+    key: Option<(Side, SocketAddr)>,
 }
 
 /// What the driver reports when it exits.
@@ -99,7 +85,7 @@ pub struct Driver {
     metrics: Arc<Metrics>,
     cdrs: mpsc::UnboundedSender<(Box<Cdr>, tokio::sync::oneshot::Receiver<CallMedia>)>,
     conns: HashMap<u64, Conn>,
-    by_addr: HashMap<(NetSide, SocketAddr), u64>,
+    by_addr: HashMap<(Side, SocketAddr), u64>,
     timers: BTreeSet<(Instant, u64)>,
     timer_at: HashMap<u64, Instant>,
     out: Vec<Output>,
@@ -258,10 +244,6 @@ impl Driver {
                 }
                 Some((call, flow, side, pos)) = positions.recv() => {
                     let now = Instant::now();
-                    let side = match side {
-                        tollgate_relay::Side::Ext => Side::Ext,
-                        tollgate_relay::Side::Int => Side::Int,
-                    };
                     let pos = tollgate_b2bua::record::SrtpPosition {
                         ssrc: pos.ssrc,
                         roc: pos.roc,
@@ -518,7 +500,7 @@ impl Driver {
     /// allocated unless a HEP collector or an operator tap listens.
     fn tap(
         &mut self,
-        side: NetSide,
+        side: Side,
         dir: Dir,
         conn: Option<u64>,
         msg: &Message,
@@ -677,7 +659,7 @@ impl Driver {
                 self.tap(side, Dir::In, Some(conn), &msg, None);
                 self.core.handle(
                     Input::Message {
-                        side: side_of(side),
+                        side,
                         conn: ConnId(conn),
                         peer,
                         msg: *msg,
@@ -698,7 +680,7 @@ impl Driver {
                 }
                 self.core.handle(
                     Input::Invalid {
-                        side: side_of(side),
+                        side,
                         conn: ConnId(conn),
                         peer,
                         error: error.error,
@@ -715,20 +697,14 @@ impl Driver {
             } => {
                 tracing::warn!(side = side.as_str(), %addr, reason, "outbound connection failed");
                 self.drop_conn(conn);
-                self.core.handle(
-                    Input::ConnectFailed {
-                        side: side_of(side),
-                        addr,
-                    },
-                    now,
-                    &mut self.out,
-                );
+                self.core
+                    .handle(Input::ConnectFailed { side, addr }, now, &mut self.out);
             }
             NetEvent::Closed { conn, side } => {
                 self.drop_conn(conn);
                 self.core.handle(
                     Input::ConnClosed {
-                        side: side_of(side),
+                        side,
                         conn: ConnId(conn),
                     },
                     now,
@@ -816,7 +792,7 @@ impl Driver {
 
     fn send(&mut self, side: Side, target: Target, msg: &tollgate_sip::Message) {
         let bytes = msg.encode();
-        let ns = net_side(side);
+        let ns = side;
         self.metrics
             .sip_messages
             .get_or_create(&labels(&[("side", ns.as_str()), ("dir", "out")]))

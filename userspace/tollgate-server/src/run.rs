@@ -22,7 +22,7 @@ use crate::config::{BoundaryKind, Config, ConfigError, DatapathKind};
 use crate::driver::{Control, Driver, OpsInfo, Summary};
 use crate::metrics::Metrics;
 use crate::tls::{TlsError, TlsMaterial};
-use crate::transport::{self, NetSide, NetTransport, StreamLimits, TransportCtx};
+use crate::transport::{self, NetTransport, Side, StreamLimits, TransportCtx};
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -429,11 +429,11 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
 
     let mut tasks = Vec::new();
     let (ext_if, int_if) = (cfg.ext.interface.clone(), cfg.int.interface.clone());
-    let listen = |addr: SocketAddr, side: NetSide, t: NetTransport, what: &'static str| {
+    let listen = |addr: SocketAddr, side: Side, t: NetTransport, what: &'static str| {
         let (key, interface) = match (side, t) {
-            (NetSide::Ext, NetTransport::Tcp) => ("ext.sip_listen", ext_if.clone()),
-            (NetSide::Ext, NetTransport::Tls) => ("ext.tls_listen", ext_if.clone()),
-            (NetSide::Int, _) => ("int.sip_listen", int_if.clone()),
+            (Side::Ext, NetTransport::Tcp) => ("ext.sip_listen", ext_if.clone()),
+            (Side::Ext, NetTransport::Tls) => ("ext.tls_listen", ext_if.clone()),
+            (Side::Int, _) => ("int.sip_listen", int_if.clone()),
         };
         async move {
             let device = side_device(key, addr.ip(), &interface)?;
@@ -446,19 +446,19 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
     let mut listeners = vec![
         listen(
             cfg.ext.sip_listen,
-            NetSide::Ext,
+            Side::Ext,
             NetTransport::Tcp,
             "gateway SIP/TCP",
         )
         .await?,
     ];
     if let Some(a) = cfg.ext.tls_listen {
-        listeners.push(listen(a, NetSide::Ext, NetTransport::Tls, "gateway SIP/TLS").await?);
+        listeners.push(listen(a, Side::Ext, NetTransport::Tls, "gateway SIP/TLS").await?);
     }
     listeners.push(
         listen(
             cfg.int.sip_listen,
-            NetSide::Int,
+            Side::Int,
             NetTransport::Tls,
             "internal SIP/mTLS",
         )

@@ -46,24 +46,7 @@ use tollgate_sip::{Fault, Frame, FrameError, Framer, Message};
 use crate::metrics::{Metrics, labels};
 use crate::tls::TlsMaterial;
 
-/// Which side of Tollgate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NetSide {
-    /// Gateway side.
-    Ext,
-    /// Internal side.
-    Int,
-}
-
-impl NetSide {
-    /// Label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NetSide::Ext => "ext",
-            NetSide::Int => "int",
-        }
-    }
-}
+pub use tollgate_common::Side;
 
 /// Stream transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,7 +76,7 @@ pub enum NetEvent {
         /// Connection id.
         conn: u64,
         /// Side.
-        side: NetSide,
+        side: Side,
         /// Remote address.
         peer: SocketAddr,
         /// Who dialled, over what, and the local end.
@@ -106,7 +89,7 @@ pub enum NetEvent {
         /// Connection id.
         conn: u64,
         /// Side.
-        side: NetSide,
+        side: Side,
         /// Remote address.
         peer: SocketAddr,
         /// The message.
@@ -117,7 +100,7 @@ pub enum NetEvent {
         /// Connection id.
         conn: u64,
         /// Side.
-        side: NetSide,
+        side: Side,
         /// Remote address.
         peer: SocketAddr,
         /// What was wrong.
@@ -128,7 +111,7 @@ pub enum NetEvent {
         /// Connection id that was reserved for it.
         conn: u64,
         /// Side.
-        side: NetSide,
+        side: Side,
         /// Target.
         addr: SocketAddr,
         /// Why.
@@ -139,7 +122,7 @@ pub enum NetEvent {
         /// Connection id.
         conn: u64,
         /// Side.
-        side: NetSide,
+        side: Side,
     },
 }
 
@@ -414,7 +397,7 @@ impl TransportCtx {
     }
 
     /// Counts a closed connection once, by reason.
-    fn closed(&self, side: NetSide, reason: CloseReason) {
+    fn closed(&self, side: Side, reason: CloseReason) {
         self.metrics
             .sip_connections_closed
             .get_or_create(&labels(&[
@@ -430,7 +413,7 @@ impl TransportCtx {
     }
 
     /// Counts an established connection.
-    fn connected(&self, side: NetSide, transport: NetTransport, outbound: bool) {
+    fn connected(&self, side: Side, transport: NetTransport, outbound: bool) {
         let t = match transport {
             NetTransport::Tcp => "tcp",
             NetTransport::Tls => "tls",
@@ -446,7 +429,7 @@ impl TransportCtx {
             .inc();
     }
 
-    fn refuse(&self, side: NetSide, reason: &str) {
+    fn refuse(&self, side: Side, reason: &str) {
         self.metrics
             .connections_refused
             .get_or_create(&labels(&[("side", side.as_str()), ("reason", reason)]))
@@ -504,7 +487,7 @@ pub async fn bind(addr: SocketAddr, device: Option<&str>) -> std::io::Result<Tcp
 /// Accepts connections on `listener` for `side` until the task is dropped.
 pub async fn accept_loop(
     listener: TcpListener,
-    side: NetSide,
+    side: Side,
     transport: NetTransport,
     ctx: Arc<TransportCtx>,
 ) {
@@ -517,7 +500,7 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        if side == NetSide::Ext {
+        if side == Side::Ext {
             let allowed = ctx
                 .trunk_addrs
                 .read()
@@ -552,8 +535,8 @@ pub async fn accept_loop(
                 NetTransport::Tls => {
                     let cfg = match ctx2.tls.read() {
                         Ok(t) => match side {
-                            NetSide::Int => Arc::clone(&t.int_server),
-                            NetSide::Ext => Arc::clone(&t.ext_server),
+                            Side::Int => Arc::clone(&t.int_server),
+                            Side::Ext => Arc::clone(&t.ext_server),
                         },
                         Err(_) => return,
                     };
@@ -600,7 +583,7 @@ pub type Chan = (WriteQueue, WriteRx);
 pub fn connect(
     ctx: Arc<TransportCtx>,
     conn: u64,
-    side: NetSide,
+    side: Side,
     addr: SocketAddr,
     transport: NetTransport,
     server_name: Option<String>,
@@ -614,8 +597,8 @@ pub fn connect(
             reason,
         };
         let index = match side {
-            NetSide::Ext => 0,
-            NetSide::Int => 1,
+            Side::Ext => 0,
+            Side::Int => 1,
         };
         let local = ctx.local_ip[index];
         let sock = match if addr.is_ipv4() {
@@ -708,7 +691,7 @@ pub fn connect(
 async fn run_conn<S>(
     stream: S,
     conn: u64,
-    side: NetSide,
+    side: Side,
     peer: SocketAddr,
     link: Link,
     chan: Option<Chan>,
@@ -837,7 +820,7 @@ where
 /// The read side of one connection.
 struct Reader<'a> {
     conn: u64,
-    side: NetSide,
+    side: Side,
     peer: SocketAddr,
     ctx: &'a TransportCtx,
     writer: &'a WriteQueue,

@@ -12,7 +12,7 @@ use tollgate_b2bua::{
     B2bua, CallEvent, CallId, Cdr, Config, ConnId, ExtConfig, Input, IntConfig, Output, Rewrite,
     Route, Side, Target, TimerId, Transport, Trunk,
 };
-use tollgate_relay::MediaFlowSpec;
+use tollgate_common::spec::MediaFlowSpec;
 use tollgate_sip::{HeaderName, Message, StartLine};
 
 pub const GW1: &str = "192.0.2.10:5060";

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use tollgate_relay::frame::{self, EgressHeader};
-use tollgate_relay::{FlowCounters, FlowTable, LegSpec, MediaFlowSpec, TransformSpec};
+use tollgate_relay::{FlowCounters, MediaFlowTable, LegSpec, MediaFlowSpec, TransformSpec};
 use tollgate_srtp::{KeyMaterial, Profile};
 
 fn leg(local: &str, rtcp: Option<&str>, remote: &str, learn: u64) -> LegSpec {
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
     let profile = Profile::ALL[usize::from(sel) % Profile::ALL.len()];
     let key = KeyMaterial::generate(profile, |b| b.fill(7));
-    let mut t = FlowTable::default();
+    let mut t = MediaFlowTable::default();
     let spec = MediaFlowSpec {
         id: 1,
         ext: leg("10.0.1.1:30000", Some("10.0.1.1:30001"), "10.0.1.2:4000", u64::from(sel & 1) * 1000),

@@ -47,9 +47,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let flaky = cfg_bits & 8 != 0;
     let first = if cfg_bits & 1 != 0 {
-        Side::Internal
+        Side::Int
     } else {
-        Side::Gateway
+        Side::Ext
     };
 
     let mut n: u8 = 0;

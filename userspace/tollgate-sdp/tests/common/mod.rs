@@ -36,7 +36,7 @@ impl Allocator {
             let k = self.next;
             self.next += 1;
             let gw_ip = match req.offerer_address {
-                Some(std::net::IpAddr::V6(_)) if req.offerer == tollgate_sdp::Side::Gateway => {
+                Some(std::net::IpAddr::V6(_)) if req.offerer == tollgate_sdp::Side::Ext => {
                     "[2001:db8:ffff::1]"
                 }
                 _ => "203.0.113.1",
