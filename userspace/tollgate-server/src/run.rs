@@ -22,7 +22,7 @@ use crate::config::{BoundaryKind, Config, ConfigError, DatapathKind};
 use crate::driver::{Control, Driver, OpsInfo, Summary};
 use crate::metrics::Metrics;
 use crate::tls::{TlsError, TlsMaterial};
-use crate::transport::{self, NetTransport, Side, StreamLimits, TransportCtx};
+use crate::transport::{self, ConnLimits, NetTransport, Side, StreamLimits, TransportCtx};
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -402,10 +402,12 @@ pub async fn start_from(cfg: Config, config_path: Option<PathBuf>) -> Result<Run
             cfg.trunks.iter().map(|t| t.address).collect::<HashSet<_>>(),
             tls,
             Arc::clone(&metrics),
-            cfg.sip.max_message_bytes,
-            cfg.sip.max_connections_per_source,
-            Duration::from_secs(cfg.sip.connection_idle_timeout_s),
-            Duration::from_secs(cfg.sip.connect_timeout_s),
+            ConnLimits {
+                max_message: cfg.sip.max_message_bytes,
+                max_per_source: cfg.sip.max_connections_per_source,
+                idle: Duration::from_secs(cfg.sip.connection_idle_timeout_s),
+                connect_timeout: Duration::from_secs(cfg.sip.connect_timeout_s),
+            },
             [cfg.ext.sip_listen.ip(), cfg.int.sip_listen.ip()],
         )
         .with_stream_limits(StreamLimits {

@@ -176,6 +176,19 @@ impl Default for StreamLimits {
     }
 }
 
+/// Limits on every SIP connection, from the `[sip]` configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Largest message, bytes.
+    pub max_message: usize,
+    /// Connections per source address.
+    pub max_per_source: usize,
+    /// A connection with nothing to read for this long is closed.
+    pub idle: Duration,
+    /// An outbound connection not made within this is a connect failure.
+    pub connect_timeout: Duration,
+}
+
 /// One instruction for a connection's writer task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteCmd {
@@ -355,18 +368,20 @@ impl WriteQueue {
 
 impl TransportCtx {
     /// Creates the context.
-    #[allow(clippy::too_many_arguments)] // reason: plain configuration values.
     pub fn new(
         events: mpsc::Sender<NetEvent>,
         trunk_addrs: HashSet<IpAddr>,
         tls: TlsMaterial,
         metrics: Arc<Metrics>,
-        max_message: usize,
-        max_per_source: usize,
-        idle: Duration,
-        connect_timeout: Duration,
+        limits: ConnLimits,
         local_ip: [IpAddr; 2],
     ) -> TransportCtx {
+        let ConnLimits {
+            max_message,
+            max_per_source,
+            idle,
+            connect_timeout,
+        } = limits;
         TransportCtx {
             events,
             next_id: AtomicU64::new(1),
