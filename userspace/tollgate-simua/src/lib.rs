@@ -19,6 +19,7 @@
 //! reports everything it saw.
 
 pub mod certs;
+pub mod daemon_log;
 pub mod failover;
 pub mod hostile;
 pub mod labconf;

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use tollgate_netlab::is_root;
+use tollgate_simua::daemon_log::StartSplit;
 use tollgate_simua::failover::{self, Failure, percentile};
 use tollgate_simua::scenario::{Direction, Report};
 
@@ -109,6 +110,21 @@ fn report(failure: Failure, r: &failover::Round, calls: usize) -> bool {
     ok == calls && auth == 0 && p99 <= GAP_P99_GOAL_MS
 }
 
+/// Where node B's takeover went once it held the service: the store read, listening, and the
+/// restore with the flow install (from its log).
+fn print_start(b: &StartSplit) {
+    let ms = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v:.0} ms"));
+    let n = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v:.0}"));
+    println!(
+        "  node B once it held the service: store read {} ({} records), listening {} after that, restore + flow install {} ({} calls)",
+        ms(b.load_ms),
+        n(b.records),
+        ms(b.startup_ms),
+        ms(b.restore_ms),
+        n(b.restored),
+    );
+}
+
 /// One round in a fresh lab: pair, calls, failure, report, the calls ended on node B.
 fn run_round(a: &Args, n: usize, failure: Failure) -> Result<bool, String> {
     println!(
@@ -140,6 +156,7 @@ fn run_round(a: &Args, n: usize, failure: Failure) -> Result<bool, String> {
         );
         let r = failover::round(&mut p, &plan, failure)?;
         let passed = report(failure, &r, a.calls);
+        print_start(&StartSplit::from_log(&p.n2.log()));
         let drained =
             failover::wait_for("node B to end every call", Duration::from_secs(30), || {
                 p.n2.status().is_some_and(|v| v["calls"] == 0)

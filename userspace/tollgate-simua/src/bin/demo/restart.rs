@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tollgate_netlab::is_root;
+use tollgate_simua::daemon_log::{logged, strip_ansi};
 use tollgate_simua::process::{Launch, TollgateProcess};
 use tollgate_simua::scenario::{CallOutcome, Direction, Parties, Plan, Report};
 use tollgate_state::testing::ValkeyServer;
@@ -39,37 +40,6 @@ fn status(tollgate: &Path, socket: &Path) -> Option<Value> {
         .ok()?;
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;
     (v["ok"] == true).then_some(v)
-}
-
-/// `text` without ANSI escape sequences (the daemon's log may be coloured).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut it = text.chars();
-    while let Some(c) = it.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ ... final byte in @..~
-            for d in it.by_ref() {
-                if ('@'..='~').contains(&d) && d != '[' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The number after `key=` on the first line of `log` containing `marker`.
-fn logged(log: &str, marker: &str, key: &str) -> Option<f64> {
-    let line = log.lines().find(|l| l.contains(marker))?;
-    let pat = format!(" {key}=");
-    let i = line.find(&pat)? + pat.len();
-    let rest = &line[i..];
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
 }
 
 /// Nearest-rank percentile of `v` (sorted in place); 0 for an empty slice.
