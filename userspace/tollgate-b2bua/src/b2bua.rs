@@ -25,11 +25,14 @@ use tollgate_sip::{
 
 use crate::admission::{Admission, Refusal};
 use crate::call::{Call, TxRole};
+use crate::calls::CallTable;
 use crate::config::Config;
 use crate::media::Pools;
 use crate::own_headers;
 use crate::ports::PortPool;
 use crate::record::{self, WallClock};
+use crate::timers::{TimerPurpose, Timers, later};
+use crate::trunks::Trunks;
 use crate::types::{
     CallEvent, CallId, Cdr, ConnId, EndCause, Input, Output, RefuseReason, Side, Target, TimerId,
     Transport,
@@ -37,24 +40,6 @@ use crate::types::{
 
 /// The CSPRNG the core draws SRTP keys, tags, Call-IDs and branches from.
 pub type Rng = Box<dyn FnMut(&mut [u8]) + Send>;
-
-/// What a timer is for.
-#[derive(Debug, Clone)]
-pub(crate) enum TimerPurpose {
-    /// The transaction layer's next deadline.
-    Tx,
-    /// Ringing too long.
-    NoAnswer(CallId),
-    /// A leg's session refresh or expiry.
-    Session(CallId, Side),
-    /// Bound on an abandoned INVITE client transaction.
-    OrphanGuard(TxId),
-    /// Bound on a relayed re-INVITE or our refresh re-INVITE that got a provisional and no
-    /// final response (RFC 3261 Timer C).
-    InviteGuard(CallId, TxId),
-    /// A trunk's OPTIONS keepalive.
-    Keepalive(String),
-}
 
 /// An INVITE client transaction whose call is gone.
 #[derive(Debug, Clone)]
@@ -135,16 +120,6 @@ impl FlowTable {
     }
 }
 
-/// A trunk's keepalive state.
-#[derive(Debug, Clone)]
-pub(crate) struct TrunkState {
-    pub(crate) up: bool,
-    /// Taken out of service by an operator: no new calls either way; keepalives go on.
-    pub(crate) disabled: bool,
-    pub(crate) timer: Option<TimerId>,
-    pub(crate) in_flight: Option<TxId>,
-}
-
 /// How a client transaction failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
@@ -163,22 +138,16 @@ pub struct B2bua {
     pub(crate) layer: TransactionLayer,
     /// Every branch we generate starts with this (loop detection).
     pub(crate) branch_prefix: String,
-    pub(crate) next_call: u64,
-    pub(crate) next_timer: u64,
     pub(crate) next_flow: u64,
-    /// Boxed: a `Call` is some 3.4 KB, and growing a table of them inline moves every call's
-    /// state at once (tens of ms at 10k calls).
-    pub(crate) calls: FxHashMap<CallId, Box<Call>>,
-    /// `side|Call-ID|our tag` -> call.
-    pub(crate) by_dialog: FxHashMap<String, CallId>,
-    pub(crate) by_tx: FxHashMap<TxId, (CallId, TxRole)>,
+    /// The calls in progress and their dialog and transaction indexes.
+    pub(crate) calls: CallTable,
     pub(crate) orphans: FxHashMap<TxId, Orphan>,
-    pub(crate) timers: FxHashMap<TimerId, TimerPurpose>,
-    pub(crate) tx_timer: Option<(TimerId, Instant)>,
+    /// Armed timers and what each is for.
+    pub(crate) timers: Timers,
     pub(crate) flows: FlowTable,
     pub(crate) pools: Pools,
-    pub(crate) trunk_state: FxHashMap<String, TrunkState>,
-    pub(crate) keepalive_tx: FxHashMap<TxId, String>,
+    /// Trunk states and their keepalives.
+    pub(crate) trunks: Trunks,
     pub(crate) admission: Admission,
     pub(crate) draining: bool,
     /// Whether stable calls are emitted for the call-state store ([`B2bua::enable_store`]).
@@ -200,16 +169,6 @@ impl std::fmt::Debug for B2bua {
     }
 }
 
-pub(crate) fn dialog_key(side: Side, call_id: &str, tag: &str) -> String {
-    let mut k = String::with_capacity(call_id.len() + tag.len() + 6);
-    k.push_str(side.as_str());
-    k.push('|');
-    k.push_str(call_id);
-    k.push('|');
-    k.push_str(tag);
-    k
-}
-
 fn rewrite_config(cfg: &Config) -> RewriteConfig {
     RewriteConfig {
         offer_suites: cfg.media.srtp_suites.clone(),
@@ -226,13 +185,6 @@ pub(crate) fn map_status(code: u16) -> u16 {
         300..=399 => 480,
         c => c,
     }
-}
-
-/// `now + d`, saturating far in the future instead of overflowing.
-pub(crate) fn later(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(now)
 }
 
 fn hex_into(s: &mut String, bytes: &[u8]) {
@@ -262,21 +214,7 @@ impl B2bua {
             t1: cfg.sip.t1,
             auto_trying: true,
         });
-        let trunk_state = cfg
-            .trunks
-            .iter()
-            .map(|t| {
-                (
-                    t.name.clone(),
-                    TrunkState {
-                        up: true,
-                        disabled: false,
-                        timer: None,
-                        in_flight: None,
-                    },
-                )
-            })
-            .collect();
+        let trunks = Trunks::new(&cfg);
         let admission = Admission::new(&cfg);
         B2bua {
             rewrite: rewrite_config(&cfg),
@@ -284,19 +222,13 @@ impl B2bua {
             rng,
             layer,
             branch_prefix,
-            next_call: 1,
-            next_timer: 1,
             next_flow: 1,
-            calls: FxHashMap::default(),
-            by_dialog: FxHashMap::default(),
-            by_tx: FxHashMap::default(),
+            calls: CallTable::default(),
             orphans: FxHashMap::default(),
-            timers: FxHashMap::default(),
-            tx_timer: None,
+            timers: Timers::default(),
             flows: FlowTable::default(),
             pools,
-            trunk_state,
-            keepalive_tx: FxHashMap::default(),
+            trunks,
             admission,
             draining: false,
             store: false,
@@ -450,7 +382,7 @@ impl B2bua {
             .trunks
             .iter()
             .map(|t| {
-                let up = self.trunk_state.get(&t.name).is_none_or(|s| s.up);
+                let up = self.trunks.is_up(&t.name);
                 (t.name.clone(), up)
             })
             .collect()
@@ -542,23 +474,10 @@ impl B2bua {
         self.cfg.trunks.iter().position(|t| t.addr.ip() == ip)
     }
 
-    /// The trunk takes calls: its keepalive says it is up and no operator disabled it.
-    pub(crate) fn trunk_up(&self, name: &str) -> bool {
-        self.trunk_state
-            .get(name)
-            .is_none_or(|s| s.up && !s.disabled)
-    }
-
     /// Takes a trunk out of service (`enabled` false: new calls from it get 503, routes skip
     /// it; calls in progress go on) or puts it back. False if there is no such trunk.
     pub fn set_trunk_enabled(&mut self, name: &str, enabled: bool) -> bool {
-        match self.trunk_state.get_mut(name) {
-            Some(s) => {
-                s.disabled = !enabled;
-                true
-            }
-            None => false,
-        }
+        self.trunks.set_enabled(name, enabled)
     }
 
     /// Ends call `id` at an operator's request ([`Input::Hangup`]): BYE on both confirmed legs
@@ -580,37 +499,15 @@ impl B2bua {
 
     // ----- timers --------------------------------------------------------------------------
 
-    pub(crate) fn set_timer(
-        &mut self,
-        purpose: TimerPurpose,
-        at: Instant,
-        out: &mut Vec<Output>,
-    ) -> TimerId {
-        let id = TimerId(self.next_timer);
-        self.next_timer += 1;
-        self.timers.insert(id, purpose);
-        out.push(Output::SetTimer { id, at });
-        id
-    }
-
-    pub(crate) fn cancel_timer(&mut self, id: TimerId, out: &mut Vec<Output>) {
-        if self.timers.remove(&id).is_some() {
-            out.push(Output::CancelTimer(id));
-        }
-    }
-
     fn on_timer(&mut self, id: TimerId, now: Instant, out: &mut Vec<Output>) {
-        let Some(purpose) = self.timers.remove(&id) else {
+        let Some(purpose) = self.timers.fire(id) else {
             return;
         };
         if let TimerPurpose::Session(call, _) | TimerPurpose::InviteGuard(call, _) = purpose {
             self.touched.push(call);
         }
         match purpose {
-            TimerPurpose::Tx => {
-                self.tx_timer = None;
-                self.layer.on_timeout(now);
-            }
+            TimerPurpose::Tx => self.layer.on_timeout(now),
             TimerPurpose::NoAnswer(call) => {
                 if let Some(s) = self.calls.get_mut(&call).and_then(|c| c.setup.as_mut()) {
                     s.no_answer = None;
@@ -626,25 +523,6 @@ impl B2bua {
             }
             TimerPurpose::Keepalive(name) => self.on_keepalive_timer(&name, now, out),
             TimerPurpose::InviteGuard(call, tx) => self.on_invite_guard(call, tx, now, out),
-        }
-    }
-
-    fn rearm_tx_timer(&mut self, out: &mut Vec<Output>) {
-        let next = self.layer.next_deadline();
-        match (next, self.tx_timer) {
-            (Some(at), Some((_, cur))) if at == cur => {}
-            (Some(at), cur) => {
-                if let Some((id, _)) = cur {
-                    self.cancel_timer(id, out);
-                }
-                let id = self.set_timer(TimerPurpose::Tx, at, out);
-                self.tx_timer = Some((id, at));
-            }
-            (None, Some((id, _))) => {
-                self.cancel_timer(id, out);
-                self.tx_timer = None;
-            }
-            (None, None) => {}
         }
     }
 
@@ -858,7 +736,7 @@ impl B2bua {
                 Action::Ack { tx, .. } => *tx,
                 _ => None,
             };
-            if let Some(&(call, _)) = tx.and_then(|t| self.by_tx.get(&t)) {
+            if let Some((call, _)) = tx.and_then(|t| self.calls.tx(t)) {
                 self.touched.push(call);
             }
             match a {
@@ -887,7 +765,7 @@ impl B2bua {
                 Action::StrayResponse { .. } | Action::SetTimer { .. } => {}
             }
         }
-        self.rearm_tx_timer(out);
+        self.timers.rearm_tx(self.layer.next_deadline(), out);
     }
 
     fn on_request(
@@ -1033,7 +911,7 @@ impl B2bua {
         };
         // The CANCEL's To tag is the INVITE's (none for an initial INVITE): reuse the tag the
         // INVITE's responses carry, if any.
-        let role = self.by_tx.get(&target).copied();
+        let role = self.calls.tx(target);
         // Its Reason (RFC 3326, e.g. a Q.850 cause) goes on to the CANCEL toward the callee.
         let cancel_reason = self
             .layer
@@ -1090,15 +968,10 @@ impl B2bua {
     }
 
     fn on_response(&mut self, tx: TxId, msg: Message, now: Instant, out: &mut Vec<Output>) {
-        if let Some(name) = self.keepalive_tx.get(&tx).cloned() {
-            if let Some(code) = msg.status()
-                && code >= 200
-            {
-                self.set_trunk_up(&name, (200..300).contains(&code), code < 500, out);
-            }
+        if self.trunks.keepalive_response(tx, &msg, out) {
             return;
         }
-        if let Some(&(call, role)) = self.by_tx.get(&tx) {
+        if let Some((call, role)) = self.calls.tx(tx) {
             match role {
                 TxRole::CalleeInvite => self.callee_response(call, tx, msg, now, out),
                 TxRole::RelayClient => self.relay_response(call, tx, msg, now, out),
@@ -1152,11 +1025,10 @@ impl B2bua {
     }
 
     fn on_tx_failure(&mut self, tx: TxId, why: Failure, now: Instant, out: &mut Vec<Output>) {
-        if let Some(name) = self.keepalive_tx.get(&tx).cloned() {
-            self.set_trunk_up(&name, false, false, out);
+        if self.trunks.keepalive_failed(tx, out) {
             return;
         }
-        let Some(&(call, role)) = self.by_tx.get(&tx) else {
+        let Some((call, role)) = self.calls.tx(tx) else {
             return;
         };
         match role {
@@ -1174,22 +1046,18 @@ impl B2bua {
     }
 
     fn on_terminated(&mut self, tx: TxId, now: Instant, out: &mut Vec<Output>) {
-        if let Some(name) = self.keepalive_tx.remove(&tx) {
-            if let Some(s) = self.trunk_state.get_mut(&name) {
-                s.in_flight = None;
-            }
+        if self.trunks.keepalive_terminated(tx) {
             return;
         }
         if let Some(o) = self.orphans.remove(&tx) {
-            self.cancel_timer(o.guard, out);
+            self.timers.cancel(o.guard, out);
             return;
         }
-        let Some((call, role)) = self.by_tx.remove(&tx) else {
+        let Some((call, role)) = self.calls.unregister_tx(tx) else {
             return;
         };
         let mut no_ack = false;
         if let Some(c) = self.calls.get_mut(&call) {
-            c.txs.retain(|t| *t != tx);
             if matches!(role, TxRole::CallerInvite | TxRole::RelayServer)
                 && c.ack_wait.is_some_and(|w| w.tx == tx)
             {
@@ -1220,10 +1088,7 @@ impl B2bua {
 
     /// Registers a transaction for a call.
     pub(crate) fn register_tx(&mut self, call: CallId, tx: TxId, role: TxRole) {
-        self.by_tx.insert(tx, (call, role));
-        if let Some(c) = self.calls.get_mut(&call) {
-            c.txs.push(tx);
-        }
+        self.calls.register_tx(call, tx, role);
     }
 
     /// Abandons an INVITE client transaction (the call is gone or no longer wants it): CANCEL
@@ -1246,7 +1111,9 @@ impl B2bua {
             self.send_cancel(tx, reason, now);
         }
         let guard_at = later(now, self.layer.config().timeout().saturating_mul(2));
-        let guard = self.set_timer(TimerPurpose::OrphanGuard(tx), guard_at, out);
+        let guard = self
+            .timers
+            .set(TimerPurpose::OrphanGuard(tx), guard_at, out);
         self.orphans.insert(
             tx,
             Orphan {
@@ -1271,7 +1138,7 @@ impl B2bua {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let Some(mut call) = self.calls.remove(&id) else {
+        let Some(mut call) = self.calls.remove(id) else {
             return;
         };
         if call.stored.is_some() {
@@ -1279,13 +1146,6 @@ impl B2bua {
         }
         if let Some(t) = &call.trunk {
             self.admission.release(t);
-        }
-        for tx in std::mem::take(&mut call.txs) {
-            self.by_tx.remove(&tx);
-        }
-        for leg in &call.legs {
-            self.by_dialog
-                .remove(&dialog_key(leg.side, &leg.call_id, &leg.local_tag));
         }
         let caller = call.caller();
         let callee = caller.other();
@@ -1300,7 +1160,7 @@ impl B2bua {
             let status = if status >= 300 { status } else { 500 };
             final_status = status;
             if let Some(t) = setup.no_answer {
-                self.cancel_timer(t, out);
+                self.timers.cancel(t, out);
             }
             let tag = call.leg(caller).local_tag.clone();
             let retry_after = self.cfg.sip.retry_after;
@@ -1353,7 +1213,7 @@ impl B2bua {
         // Relays in flight: answer the requester, abandon the relayed INVITE.
         for r in std::mem::take(&mut call.relays) {
             if let Some(g) = r.guard {
-                self.cancel_timer(g, out);
+                self.timers.cancel(g, out);
             }
             if self.layer.state(r.server_tx).is_some() {
                 let code = if r.method == Method::Invite { 487 } else { 481 };
@@ -1367,11 +1227,11 @@ impl B2bua {
             self.orphan_invite(tx, None, now, out);
         }
         if let Some(g) = call.refresh_guard.take() {
-            self.cancel_timer(g, out);
+            self.timers.cancel(g, out);
         }
         for leg in &mut call.legs {
             if let Some(t) = leg.session.as_mut().and_then(|s| s.timer.take()) {
-                self.cancel_timer(t, out);
+                self.timers.cancel(t, out);
             }
         }
         for f in std::mem::take(&mut call.flows) {
@@ -1414,123 +1274,10 @@ impl B2bua {
         }));
     }
 
-    // ----- keepalives, reload --------------------------------------------------------------
-
-    fn arm_keepalives(&mut self, now: Instant, out: &mut Vec<Output>) {
-        let names: Vec<String> = self
-            .cfg
-            .trunks
-            .iter()
-            .filter(|t| !t.keepalive.is_zero())
-            .map(|t| t.name.clone())
-            .collect();
-        for name in names {
-            let armed = self
-                .trunk_state
-                .get(&name)
-                .is_some_and(|s| s.timer.is_some());
-            if !armed {
-                let id = self.set_timer(TimerPurpose::Keepalive(name.clone()), now, out);
-                if let Some(s) = self.trunk_state.get_mut(&name) {
-                    s.timer = Some(id);
-                }
-            }
-        }
-    }
-
-    fn on_keepalive_timer(&mut self, name: &str, now: Instant, out: &mut Vec<Output>) {
-        let Some(trunk) = self.cfg.trunks.iter().find(|t| t.name == name).cloned() else {
-            return;
-        };
-        let Some(state) = self.trunk_state.get_mut(name) else {
-            return;
-        };
-        state.timer = None;
-        if trunk.keepalive.is_zero() {
-            return;
-        }
-        let busy = state
-            .in_flight
-            .is_some_and(|tx| self.layer.state(tx).is_some());
-        if !busy {
-            let via = self.via(Side::Ext, trunk.transport);
-            let host = Host::ip(trunk.addr.ip());
-            let ruri = Uri::Sip(SipUri::new(None, host.clone(), Some(trunk.addr.port())));
-            let ext = self.cfg.ext.sip_addr;
-            let tag = self.new_tag();
-            let from = NameAddr::new(Uri::Sip(SipUri::new(
-                Some("tollgate"),
-                Host::ip(ext.ip()),
-                Some(ext.port()),
-            )))
-            .with_param("tag", Some(&tag));
-            let call_id = self.new_call_id();
-            let mut req = Message::new_request(tollgate_sip::NewRequest::new(
-                Method::Options,
-                ruri.clone(),
-                via,
-                from,
-                NameAddr::new(ruri),
-                &call_id,
-                1,
-            ));
-            own_headers::accept_sdp(&mut req);
-            let target = Target::Addr {
-                addr: trunk.addr,
-                transport: trunk.transport,
-            };
-            if let Some(tx) = self.send_request(Side::Ext, target, req, now) {
-                self.keepalive_tx.insert(tx, name.to_owned());
-                if let Some(s) = self.trunk_state.get_mut(name) {
-                    s.in_flight = Some(tx);
-                }
-            }
-        }
-        let id = self.set_timer(
-            TimerPurpose::Keepalive(name.to_owned()),
-            later(now, trunk.keepalive),
-            out,
-        );
-        if let Some(s) = self.trunk_state.get_mut(name) {
-            s.timer = Some(id);
-        }
-    }
-
-    /// Keepalive result: `up` for a 2xx; down for a timeout, transport error or 5xx/6xx;
-    /// other answers (`alive` but not 2xx) leave the state as it is.
-    fn set_trunk_up(&mut self, name: &str, up: bool, alive: bool, out: &mut Vec<Output>) {
-        if !up && alive {
-            return;
-        }
-        if let Some(s) = self.trunk_state.get_mut(name)
-            && s.up != up
-        {
-            s.up = up;
-            out.push(Output::Event(CallEvent::TrunkStatus {
-                trunk: name.to_owned(),
-                up,
-            }));
-        }
-    }
+    // ----- reload ------------------------------------------------------------------------
 
     fn reload(&mut self, cfg: Config, now: Instant, out: &mut Vec<Output>) {
-        let mut states = FxHashMap::default();
-        for t in &cfg.trunks {
-            let s = self.trunk_state.remove(&t.name).unwrap_or(TrunkState {
-                up: true,
-                disabled: false,
-                timer: None,
-                in_flight: None,
-            });
-            states.insert(t.name.clone(), s);
-        }
-        // Keepalive timers of removed trunks: cancel.
-        for (_, s) in std::mem::take(&mut self.trunk_state) {
-            if let Some(t) = s.timer {
-                self.cancel_timer(t, out);
-            }
-        }
-        self.trunk_state = states;
+        self.trunks.reload(&cfg, &mut self.timers, out);
         self.pools.ext.reconfigure(cfg.media.ext_ports.clone());
         self.pools.int.reconfigure(cfg.media.int_ports.clone());
         self.pools.ext_ip = cfg.ext.media_ip;
@@ -1569,9 +1316,11 @@ impl B2bua {
             }
         });
         if let Some(t) = old {
-            self.cancel_timer(t, out);
+            self.timers.cancel(t, out);
         }
-        let id = self.set_timer(TimerPurpose::Session(call, side), later(now, delay), out);
+        let id = self
+            .timers
+            .set(TimerPurpose::Session(call, side), later(now, delay), out);
         if let Some(s) = self
             .calls
             .get_mut(&call)

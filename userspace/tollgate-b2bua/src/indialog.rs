@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
 
-use crate::b2bua::{B2bua, TimerPurpose, dialog_key, later};
+use crate::b2bua::B2bua;
 use crate::call::{AckPlan, AckWait, OfferState, Relay, TxRole};
+use crate::calls::dialog_key;
 use crate::headers::copy_headers;
 use crate::own_headers;
 use crate::setup::{sdp_body, set_sdp};
+use crate::timers::{TimerPurpose, later};
 use crate::types::{CallId, ConnId, EndCause, Output, Side};
 
 /// Why the other leg's 2xx to a relayed offer/answer could not be used.
@@ -68,7 +70,7 @@ impl B2bua {
             msg.to().and_then(|t| t.tag()).unwrap_or(""),
         );
         // A dialog index entry without its call is treated like no dialog at all.
-        let found = self.by_dialog.get(&key).copied();
+        let found = self.calls.by_dialog(&key);
         let Some((id, call)) = found.and_then(|id| self.calls.get_mut(&id).map(|c| (id, c))) else {
             self.refuse_no_such_call(tx, side, peer, &method, now, out);
             return;
@@ -200,7 +202,8 @@ impl B2bua {
         self.register_tx(id, client_tx, TxRole::RelayClient);
         let guard = (method == Method::Invite).then(|| {
             let at = later(now, self.cfg.sip.no_answer());
-            self.set_timer(TimerPurpose::InviteGuard(id, client_tx), at, out)
+            self.timers
+                .set(TimerPurpose::InviteGuard(id, client_tx), at, out)
         });
         if let Some(c) = self.calls.get_mut(&id) {
             c.relays.push(Relay {
@@ -379,7 +382,7 @@ impl B2bua {
         }
         let removed = call.relays.remove(pos);
         if let Some(g) = removed.guard {
-            self.cancel_timer(g, out);
+            self.timers.cancel(g, out);
         }
         let session_method = matches!(method, Method::Invite | Method::Update);
         if !(200..300).contains(&code) {
@@ -539,7 +542,7 @@ impl B2bua {
         };
         let r = call.relays.remove(pos);
         if let Some(g) = r.guard {
-            self.cancel_timer(g, out);
+            self.timers.cancel(g, out);
         }
         if r.offer == OfferState::FromRequester {
             self.offer_failed(id);
@@ -562,14 +565,14 @@ impl B2bua {
         };
         let side = info.side;
         let id = tx
-            .and_then(|t| self.by_tx.get(&t).map(|(c, _)| *c))
+            .and_then(|t| self.calls.tx(t).map(|(c, _)| c))
             .or_else(|| {
                 let key = dialog_key(
                     side,
                     msg.call_id().unwrap_or(""),
                     msg.to().and_then(|t| t.tag()).unwrap_or(""),
                 );
-                self.by_dialog.get(&key).copied()
+                self.calls.by_dialog(&key)
             });
         let Some(id) = id else { return };
         self.touched.push(id);
@@ -679,7 +682,7 @@ impl B2bua {
                 self.register_tx(id, tx, TxRole::Refresh(side));
                 let guard = (method == Method::Invite).then(|| {
                     let at = later(now, self.cfg.sip.no_answer());
-                    self.set_timer(TimerPurpose::InviteGuard(id, tx), at, out)
+                    self.timers.set(TimerPurpose::InviteGuard(id, tx), at, out)
                 });
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.refresh = Some((side, tx, method));
@@ -719,7 +722,7 @@ impl B2bua {
             let _ = d.on_response(msg);
         }
         if let Some(g) = guard {
-            self.cancel_timer(g, out);
+            self.timers.cancel(g, out);
         }
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -764,7 +767,7 @@ impl B2bua {
         let guard = call.refresh_guard.take();
         let peer_update = call.leg(side).peer_update;
         if let Some(g) = guard {
-            self.cancel_timer(g, out);
+            self.timers.cancel(g, out);
         }
         match code {
             491 => self.arm_session(id, side, Some(Duration::from_secs(2)), now, out),

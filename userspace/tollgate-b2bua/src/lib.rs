@@ -55,6 +55,7 @@
 mod admission;
 pub mod b2bua;
 mod call;
+mod calls;
 pub mod config;
 pub mod error;
 mod headers;
@@ -65,6 +66,8 @@ mod own_headers;
 pub mod ports;
 pub mod record;
 mod setup;
+mod timers;
+mod trunks;
 pub mod types;
 
 pub use b2bua::{B2bua, Rng, supported_tags};

@@ -30,8 +30,9 @@ use tollgate_sip::{Dialog, DialogId, DialogState, NameAddr, Uri};
 
 use tollgate_sdp::StreamPlan;
 
-use crate::b2bua::{B2bua, dialog_key};
+use crate::b2bua::B2bua;
 use crate::call::{Call, FlowSlot, Leg, Numbers, SessionTimer};
+use crate::calls::dialog_key;
 use crate::media::flow_spec;
 use crate::types::{CallEvent, EndCause, Output};
 use crate::types::{CallId, Direction, Side, Target, Transport};
@@ -457,7 +458,7 @@ impl B2bua {
             dialog_key(Side::Ext, &ext.call_id, &ext.local_tag),
             dialog_key(Side::Int, &int.call_id, &int.local_tag),
         ];
-        if let Some(k) = keys.iter().find(|k| self.by_dialog.contains_key(*k)) {
+        if let Some(k) = keys.iter().find(|k| self.calls.by_dialog(k).is_some()) {
             return Err((RestoreError::DialogTaken(k.clone()), false));
         }
         // Ports, then flows: the first problem ends the call (after its legs exist).
@@ -528,13 +529,9 @@ impl B2bua {
             // Known to the store: its end deletes the record.
             stored: Some(0),
         };
-        let [k_ext, k_int] = keys;
-        self.by_dialog.insert(k_ext, id);
-        self.by_dialog.insert(k_int, id);
         if let Some(t) = &call.trunk {
             self.admission.adopt(t);
         }
-        self.next_call = self.next_call.max(id.saturating_add(1));
         if let Some(max) = call.flow_ids.iter().max() {
             self.next_flow = self.next_flow.max(max.saturating_add(1));
         }
@@ -557,7 +554,7 @@ impl B2bua {
             .into_iter()
             .filter(|s| call.leg(*s).session.is_some())
             .collect();
-        self.calls.insert(id, Box::new(call));
+        self.calls.insert(id, call);
         out.push(Output::Event(CallEvent::Restored { call: id }));
         if let Some(e) = problem {
             self.end_call(

@@ -14,7 +14,7 @@ use tollgate_sip::{
 };
 
 use crate::admission::{Ask, Refusal};
-use crate::b2bua::{B2bua, Failure, TimerPurpose, dialog_key, later, map_status};
+use crate::b2bua::{B2bua, Failure, map_status};
 use crate::call::{
     AckPlan, AckWait, Attempt, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole,
 };
@@ -22,6 +22,7 @@ use crate::config::{Trunk, normalize};
 use crate::headers::{copy_headers, crosses};
 use crate::media::sync_flows;
 use crate::own_headers;
+use crate::timers::{TimerPurpose, later};
 use crate::types::{
     CallEvent, CallId, ConnId, Direction, EndCause, Output, RefuseReason, Side, Target, Transport,
 };
@@ -147,7 +148,7 @@ impl B2bua {
                     from_trunk: true,
                     next_hop: cfg.int.next_hop,
                 };
-                let disabled = self.trunk_state.get(&t.name).is_some_and(|s| s.disabled);
+                let disabled = self.trunks.is_disabled(&t.name);
                 let mut admitted = if disabled {
                     Err(Refusal {
                         reason: RefuseReason::TrunkDisabled,
@@ -220,7 +221,7 @@ impl B2bua {
                 let up: Vec<&Trunk> = route
                     .trunks
                     .iter()
-                    .filter(|n| self.trunk_up(n))
+                    .filter(|n| self.trunks.takes_calls(n))
                     .filter_map(|n| cfg.trunks.iter().find(|t| &t.name == n))
                     .collect();
                 let mut up = up.into_iter();
@@ -422,18 +423,14 @@ impl B2bua {
             .min_se()
             .map_or(sip.min_se, |m| m.delta.max(sip.min_se));
 
-        let id = self.next_call;
-        self.next_call += 1;
+        let id = self.calls.alloc_id();
         let (ext, int) = match side {
             Side::Ext => (caller_leg, callee_leg),
             Side::Int => (callee_leg, caller_leg),
         };
-        for leg in [&ext, &int] {
-            self.by_dialog
-                .insert(dialog_key(leg.side, &leg.call_id, &leg.local_tag), id);
-        }
         let no_answer =
-            self.set_timer(TimerPurpose::NoAnswer(id), later(now, sip.no_answer()), out);
+            self.timers
+                .set(TimerPurpose::NoAnswer(id), later(now, sip.no_answer()), out);
         let call = Call {
             direction,
             start: now,
@@ -483,7 +480,7 @@ impl B2bua {
             },
             now,
         );
-        self.calls.insert(id, Box::new(call));
+        self.calls.insert(id, call);
         self.register_tx(id, tx, TxRole::CallerInvite);
         out.push(Output::Event(CallEvent::Started {
             call: id,
@@ -1046,7 +1043,7 @@ impl B2bua {
         let caller_peer_timer = call.leg(caller).peer_timer;
         let contact = self.contact(caller, caller_transport);
         if let Some(t) = setup.no_answer {
-            self.cancel_timer(t, out);
+            self.timers.cancel(t, out);
         }
         if let Some(req) = self.layer.request(setup.caller_tx) {
             let mut resp = Message::response_to(req, code, msg.reason(), Some(&caller_tag));
@@ -1251,11 +1248,8 @@ impl B2bua {
                     let Some(t) = cfg.trunks.iter().find(|t| t.name == name) else {
                         continue;
                     };
-                    let usable = self
-                        .trunk_state
-                        .get(&name)
-                        .is_none_or(|s| s.up && !s.disabled)
-                        && self.admission.trunk_has_room(&name);
+                    let usable =
+                        self.trunks.takes_calls(&name) && self.admission.trunk_has_room(&name);
                     if !usable {
                         continue;
                     }
