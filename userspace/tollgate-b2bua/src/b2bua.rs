@@ -23,11 +23,12 @@ use tollgate_sip::{
     TransactionLayer, TxId, UaPolicy, Uri, Via, check_request, check_response,
 };
 
-use crate::admission::{Admission, Refusal};
+use crate::admission::Admission;
 use crate::call::{Call, TxRole};
 use crate::calls::CallTable;
 use crate::config::Config;
 use crate::media::Pools;
+use crate::newcall::Received;
 use crate::own_headers;
 use crate::ports::PortPool;
 use crate::record::{self, WallClock};
@@ -799,7 +800,16 @@ impl B2bua {
             return;
         }
         match method {
-            Method::Invite => self.new_call(tx, info.side, conn, peer, msg, now, out),
+            Method::Invite => {
+                let req = Received {
+                    tx,
+                    side: info.side,
+                    conn,
+                    peer,
+                    msg,
+                };
+                self.new_call(req, now, out);
+            }
             Method::Options => {
                 self.reply(tx, 200, None, now, |r| {
                     own_headers::set_allow(r);
@@ -873,34 +883,6 @@ impl B2bua {
             method: method.to_string(),
             reason,
             status: code,
-        }));
-    }
-
-    /// Answers a new call that admission refused: 503 with the Retry-After that says when a
-    /// retry can succeed, counted under its reason and trunk. Nothing was allocated for it.
-    pub(crate) fn refuse_admission(
-        &mut self,
-        tx: TxId,
-        (side, peer): (Side, SocketAddr),
-        trunk: &str,
-        refusal: Refusal,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let secs = refusal.retry_after.as_secs().max(1);
-        self.reply(tx, 503, None, now, |r| {
-            own_headers::retry_after(r, secs);
-        });
-        out.push(Output::Event(CallEvent::Refused {
-            side,
-            peer,
-            method: Method::Invite.to_string(),
-            reason: refusal.reason,
-            status: 503,
-        }));
-        out.push(Output::Event(CallEvent::NotAdmitted {
-            trunk: trunk.to_owned(),
-            reason: refusal.reason,
         }));
     }
 

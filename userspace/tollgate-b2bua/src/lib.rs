@@ -62,6 +62,7 @@ mod headers;
 mod indialog;
 pub mod inspect;
 mod media;
+mod newcall;
 mod own_headers;
 pub mod ports;
 pub mod record;
