@@ -510,7 +510,7 @@ impl B2bua {
         match purpose {
             TimerPurpose::Tx => self.layer.on_timeout(now),
             TimerPurpose::NoAnswer(call) => {
-                if let Some(s) = self.calls.get_mut(&call).and_then(|c| c.setup.as_mut()) {
+                if let Some(s) = self.calls.get_mut(&call).and_then(|c| c.setup_mut()) {
                     s.no_answer = None;
                 }
                 self.end_call(call, EndCause::NoAnswer, 408, None, now, out);
@@ -907,7 +907,7 @@ impl B2bua {
         self.reply(tx, 200, tag.as_deref(), now, |_| {});
         match role {
             Some((call, TxRole::CallerInvite)) => {
-                let in_setup = self.calls.get(&call).is_some_and(|c| c.setup.is_some());
+                let in_setup = self.calls.get(&call).is_some_and(|c| c.in_setup());
                 if in_setup {
                     self.end_call(
                         call,
@@ -1018,7 +1018,7 @@ impl B2bua {
             TxRole::RelayClient => self.relay_failure(call, tx, now, out),
             TxRole::Refresh(side) => self.refresh_failed(call, side, tx, 408, now, out),
             TxRole::CallerInvite => {
-                let in_setup = self.calls.get(&call).is_some_and(|c| c.setup.is_some());
+                let in_setup = self.calls.get(&call).is_some_and(|c| c.in_setup());
                 if in_setup && why == Failure::Transport {
                     self.end_call(call, EndCause::TransportError, 503, None, now, out);
                 }
@@ -1136,7 +1136,7 @@ impl B2bua {
             _ => None,
         };
         let final_status;
-        if let Some(setup) = call.setup.take() {
+        if let Some(setup) = call.take_setup() {
             // A caller still waiting always gets a final error response: a status below 300
             // here (an end meant for a confirmed call) must not leave its INVITE unanswered.
             let status = if status >= 300 { status } else { 500 };

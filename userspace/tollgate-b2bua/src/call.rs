@@ -106,6 +106,28 @@ pub(crate) enum Attempt {
     NextHop(SocketAddr),
 }
 
+/// The offer/answer of the callee leg during setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CalleeOffer {
+    /// Our INVITE toward the callee carries this offer (reused on failover).
+    Sent(Vec<u8>),
+    /// Delayed offer: the callee offers, in a reliable provisional or in its 2xx.
+    Delayed,
+    /// Delayed offer whose callee offer came in a reliable provisional and was answered in the
+    /// caller's PRACK (RFC 3262 §5): the 2xx carries no SDP exchange.
+    EarlyExchange,
+}
+
+impl CalleeOffer {
+    /// The offer our INVITE carries, if we offer.
+    pub(crate) fn body(&self) -> Option<&Vec<u8>> {
+        match self {
+            CalleeOffer::Sent(b) => Some(b),
+            CalleeOffer::Delayed | CalleeOffer::EarlyExchange => None,
+        }
+    }
+}
+
 /// The call before the caller got a final response.
 #[derive(Debug)]
 pub(crate) struct Setup {
@@ -122,13 +144,10 @@ pub(crate) struct Setup {
     /// SDP answers received in provisional responses, per callee early dialog (To tag): a
     /// forking proxy can give each fork its own early media. The answer in force is the last.
     pub(crate) early_answers: Vec<(String, Vec<u8>)>,
-    /// Delayed offer: the callee's offer came in a reliable provisional and the caller's PRACK
-    /// answered it (RFC 3262 §5), so the 2xx carries no SDP exchange.
-    pub(crate) early_exchange: bool,
     /// Where the callee-side INVITE may go next if the current attempt fails, in order.
     pub(crate) failover: Vec<Attempt>,
-    /// The offer sent on the callee leg (reused on failover); `None` for a delayed offer.
-    pub(crate) offer: Option<Vec<u8>>,
+    /// Who offers on the callee leg, and how far a delayed offer got.
+    pub(crate) offer: CalleeOffer,
     /// Session interval asked on the callee leg (0: none).
     pub(crate) se: u32,
     /// Min-SE sent on the callee leg.
@@ -152,6 +171,18 @@ impl Setup {
         self.pracks.clear();
         self.rseqs.clear();
     }
+}
+
+/// Where a call stands. There is no ending phase: a call is torn down in the input that ends
+/// it (`B2bua::end_call`) and leaves the call table at once.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// The caller awaits a final response while the callee side is tried (failover, 422
+    /// retry, forks' early dialogs). Boxed: the setup state is large and short-lived.
+    Setup(Box<Setup>),
+    /// The caller got its 2xx (or the call was restored from its stored record): both legs
+    /// have confirmed dialogs. A 2xx awaiting its ACK is [`Call::ack_wait`].
+    Confirmed,
 }
 
 /// How the offer/answer of a relayed INVITE/UPDATE stands.
@@ -229,7 +260,8 @@ pub(crate) struct Call {
     pub(crate) flows: Vec<FlowSlot>,
     /// Every flow id the call used (for the CDR).
     pub(crate) flow_ids: Vec<u64>,
-    pub(crate) setup: Option<Setup>,
+    /// Where the call stands: in setup (with the setup's state) or confirmed.
+    pub(crate) phase: Phase,
     pub(crate) ack_wait: Option<AckWait>,
     pub(crate) relays: Vec<Relay>,
     /// Our own session refresh in flight: (leg, transaction, method).
@@ -252,6 +284,35 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// The setup state, while the call is in setup.
+    pub(crate) fn setup(&self) -> Option<&Setup> {
+        match &self.phase {
+            Phase::Setup(s) => Some(s),
+            Phase::Confirmed => None,
+        }
+    }
+
+    pub(crate) fn setup_mut(&mut self) -> Option<&mut Setup> {
+        match &mut self.phase {
+            Phase::Setup(s) => Some(s),
+            Phase::Confirmed => None,
+        }
+    }
+
+    /// The caller still awaits its final response.
+    pub(crate) fn in_setup(&self) -> bool {
+        matches!(self.phase, Phase::Setup(_))
+    }
+
+    /// Ends the setup phase (the call is confirmed, or being torn down): its state, if it
+    /// was in setup.
+    pub(crate) fn take_setup(&mut self) -> Option<Box<Setup>> {
+        match std::mem::replace(&mut self.phase, Phase::Confirmed) {
+            Phase::Setup(s) => Some(s),
+            Phase::Confirmed => None,
+        }
+    }
+
     pub(crate) fn leg(&self, side: Side) -> &Leg {
         match side {
             Side::Ext => &self.legs[0],
@@ -289,7 +350,7 @@ impl Call {
     /// setup) the most recent early dialog.
     pub(crate) fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
         let callee = self.caller().other();
-        let Call { legs, setup, .. } = self;
+        let Call { legs, phase, .. } = self;
         let leg = match side {
             Side::Ext => &mut legs[0],
             Side::Int => &mut legs[1],
@@ -298,7 +359,10 @@ impl Call {
             return leg.dialog.as_mut();
         }
         if side == callee {
-            return setup.as_mut().and_then(|s| s.early.last_mut());
+            return match phase {
+                Phase::Setup(s) => s.early.last_mut(),
+                Phase::Confirmed => None,
+            };
         }
         None
     }

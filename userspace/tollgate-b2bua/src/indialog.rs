@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
 
 use crate::b2bua::B2bua;
-use crate::call::{AckPlan, AckWait, OfferState, Relay, TxRole};
+use crate::call::{AckPlan, AckWait, CalleeOffer, OfferState, Relay, TxRole};
 use crate::calls::dialog_key;
 use crate::headers::copy_headers;
 use crate::own_headers;
@@ -87,8 +87,7 @@ impl B2bua {
             let d = if call.leg(side).dialog.is_some() {
                 call.leg_mut(side).dialog.as_mut()
             } else {
-                call.setup
-                    .as_mut()
+                call.setup_mut()
                     .and_then(|s| s.early.iter_mut().find(|d| d.id.remote_tag == from_tag))
             };
             let Some(d) = d else {
@@ -102,7 +101,7 @@ impl B2bua {
             self.reply(tx, code, None, now, |_| {});
             return;
         }
-        let in_setup = call.setup.is_some();
+        let in_setup = call.in_setup();
         let negotiating = call.negotiating();
         match method {
             Method::Bye => {
@@ -263,8 +262,7 @@ impl B2bua {
             return;
         };
         let map = call
-            .setup
-            .as_ref()
+            .setup()
             .and_then(|s| s.pracks.iter().find(|p| Some(p.our_rseq) == rseq).cloned());
         let Some(map) = map.filter(|_| from == call.caller()) else {
             self.reply(tx, 481, None, now, |_| {});
@@ -284,8 +282,10 @@ impl B2bua {
         };
         if answer.is_some() {
             self.finish_offer(id);
-            if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup.as_mut()) {
-                s.early_exchange = true;
+            if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup_mut())
+                && s.offer == CalleeOffer::Delayed
+            {
+                s.offer = CalleeOffer::EarlyExchange;
             }
         }
         let Some(call) = self.calls.get(&id) else {
@@ -297,7 +297,7 @@ impl B2bua {
         let Some(d) = self
             .calls
             .get_mut(&id)
-            .and_then(|c| c.setup.as_mut())
+            .and_then(|c| c.setup_mut())
             .and_then(|s| {
                 s.early
                     .iter_mut()

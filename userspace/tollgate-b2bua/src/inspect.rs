@@ -188,7 +188,7 @@ fn flow_view(spec: &MediaFlowSpec) -> FlowView {
 }
 
 fn phase(call: &Call) -> CallPhase {
-    if call.setup.is_some() {
+    if call.in_setup() {
         CallPhase::Setup
     } else if call.ack_wait.is_some() {
         CallPhase::Answering
@@ -214,7 +214,7 @@ fn summary(id: CallId, call: &Call, now: Instant) -> CallSummary {
 fn leg_view(call: &Call, leg: &Leg) -> LegView {
     let dialog = leg.dialog.as_ref().or_else(|| {
         (leg.side != call.caller())
-            .then(|| call.setup.as_ref().and_then(|s| s.early.last()))
+            .then(|| call.setup().and_then(|s| s.early.last()))
             .flatten()
     });
     let peer = match (leg.conn, leg.fallback) {

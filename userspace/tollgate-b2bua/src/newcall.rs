@@ -18,7 +18,7 @@ use tollgate_sip::{Dialog, Message, Method, SessionExpires, TxId};
 
 use crate::admission::{Ask, Refusal};
 use crate::b2bua::B2bua;
-use crate::call::{Attempt, Call, Leg, Numbers, Setup, TxRole};
+use crate::call::{Attempt, Call, CalleeOffer, Leg, Numbers, Phase, Setup, TxRole};
 use crate::config::{Trunk, normalize};
 use crate::own_headers;
 use crate::setup::{allows_update, offer_with_ports, sdp_body, uri_user};
@@ -504,23 +504,22 @@ impl B2bua {
             media: Some(neg.media),
             flows: Vec::new(),
             flow_ids: Vec::new(),
-            setup: Some(Setup {
+            phase: Phase::Setup(Box::new(Setup {
                 caller_tx: req.tx,
                 callee_tx: None,
                 cseq: 1,
                 early: Vec::new(),
                 provisional: false,
                 early_answers: Vec::new(),
-                early_exchange: false,
                 failover: routed.failover,
-                offer: neg.offer,
+                offer: neg.offer.map_or(CalleeOffer::Delayed, CalleeOffer::Sent),
                 se: neg.se,
                 min_se: neg.min_se,
                 retried_422: false,
                 pracks: Vec::new(),
                 rseqs: Vec::new(),
                 no_answer: Some(no_answer),
-            }),
+            })),
             ack_wait: None,
             relays: Vec::new(),
             refresh: None,

@@ -31,7 +31,7 @@ use tollgate_sip::{Dialog, DialogId, DialogState, NameAddr, Uri};
 use tollgate_sdp::StreamPlan;
 
 use crate::b2bua::B2bua;
-use crate::call::{Call, FlowSlot, Leg, Numbers, SessionTimer};
+use crate::call::{Call, FlowSlot, Leg, Numbers, Phase, SessionTimer};
 use crate::calls::dialog_key;
 use crate::media::flow_spec;
 use crate::types::{CallEvent, EndCause, Output};
@@ -276,7 +276,7 @@ fn dialog_from(call_id: &str, local_tag: &str, r: &DialogRecord) -> Result<Dialo
 
 /// Whether `call` is in a state worth storing: answered, acknowledged, nothing in flight.
 pub(crate) fn is_stable(call: &Call) -> bool {
-    call.setup.is_none()
+    !call.in_setup()
         && call.ack_wait.is_none()
         && call.relays.is_empty()
         && call.refresh.is_none()
@@ -515,7 +515,7 @@ impl B2bua {
             media: ok.then(|| r.media.clone()),
             flows,
             flow_ids: r.flow_ids.clone(),
-            setup: None,
+            phase: Phase::Confirmed,
             ack_wait: None,
             relays: Vec::new(),
             refresh: None,

@@ -14,7 +14,7 @@ use tollgate_sip::{
 };
 
 use crate::b2bua::{B2bua, Failure, map_status};
-use crate::call::{AckPlan, AckWait, Attempt, PrackMap, SessionTimer, TxRole};
+use crate::call::{AckPlan, AckWait, Attempt, CalleeOffer, PrackMap, SessionTimer, TxRole};
 use crate::config::normalize;
 use crate::headers::{copy_headers, crosses};
 use crate::media::sync_flows;
@@ -71,7 +71,7 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return false;
         };
-        let Some(setup) = call.setup.as_ref() else {
+        let Some(setup) = call.setup() else {
             return false;
         };
         let caller = call.caller();
@@ -107,7 +107,7 @@ impl B2bua {
         from.display = n.display.clone();
         let call_id = call.leg(callee).call_id.clone();
         let cseq = setup.cseq;
-        let offer = setup.offer.clone();
+        let offer = setup.offer.body().cloned();
         let (se, min_se) = (setup.se, setup.min_se);
         let caller_tx = setup.caller_tx;
         let caller_100rel = call.leg(call.caller()).peer_100rel;
@@ -157,7 +157,7 @@ impl B2bua {
             return false;
         };
         self.register_tx(id, tx, TxRole::CalleeInvite);
-        if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup.as_mut()) {
+        if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup_mut()) {
             s.callee_tx = Some(tx);
             s.provisional = false;
             s.early.clear();
@@ -178,13 +178,13 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let current = call.setup.as_ref().and_then(|s| s.callee_tx) == Some(tx);
+        let current = call.setup().and_then(|s| s.callee_tx) == Some(tx);
         if !current {
             // Answered already (or an earlier failover attempt): a 2xx from another fork or
             // a stale attempt is ACKed and BYEd; a retransmitted 2xx of the confirmed dialog
             // is ignored.
             let callee = call.caller().other();
-            let same = call.setup.is_none()
+            let same = !call.in_setup()
                 && call.leg(callee).dialog.as_ref().is_some_and(|d| {
                     Some(d.id.remote_tag.as_str()) == msg.to().and_then(|t| t.tag())
                 });
@@ -235,7 +235,7 @@ impl B2bua {
             };
             callee = call.caller().other();
             via_transport = Self::leg_transport(call, callee);
-            let Some(setup) = call.setup.as_mut() else {
+            let Some(setup) = call.setup_mut() else {
                 return;
             };
             setup.provisional = true;
@@ -266,7 +266,7 @@ impl B2bua {
             // dialog) is neither PRACKed nor relayed again.
             let tag = msg.to().and_then(|t| t.tag()).unwrap_or("").to_owned();
             let rseq = msg.headers.rseq().unwrap_or(0);
-            let Some(setup) = self.calls.get_mut(&id).and_then(|c| c.setup.as_mut()) else {
+            let Some(setup) = self.calls.get_mut(&id).and_then(|c| c.setup_mut()) else {
                 return;
             };
             let tracked = setup.rseqs.len();
@@ -290,7 +290,7 @@ impl B2bua {
             let prack = self
                 .calls
                 .get_mut(&id)
-                .and_then(|c| c.setup.as_mut())
+                .and_then(|c| c.setup_mut())
                 .and_then(|s| {
                     s.early
                         .iter_mut()
@@ -319,7 +319,7 @@ impl B2bua {
         };
         let caller_transport = Self::leg_transport(call, caller);
         let caller_tag = call.leg(caller).local_tag.clone();
-        let Some(setup) = call.setup.as_mut() else {
+        let Some(setup) = call.setup_mut() else {
             return;
         };
         if answer.is_some()
@@ -337,7 +337,7 @@ impl B2bua {
             let leg = call.leg_mut(caller);
             leg.rseq = leg.rseq.wrapping_add(1);
             let our = leg.rseq;
-            if let Some(setup) = call.setup.as_mut() {
+            if let Some(setup) = call.setup_mut() {
                 if setup.pracks.len() >= MAX_PRACKS {
                     // The caller has not PRACKed the oldest: forget it (its PRACK gets a 481).
                     setup.pracks.remove(0);
@@ -372,12 +372,12 @@ impl B2bua {
     fn take_early_offer(&mut self, id: CallId, callee: Side, msg: &Message) -> Option<Vec<u8>> {
         let body = sdp_body(msg)?;
         let call = self.calls.get(&id)?;
-        let setup = call.setup.as_ref()?;
+        let setup = call.setup()?;
         let idle = call
             .media
             .as_ref()
             .is_some_and(|m| m.pending_offerer().is_none() && m.last_sent(callee.sdp()).is_none());
-        if setup.offer.is_some() || setup.early_exchange || !idle {
+        if setup.offer != CalleeOffer::Delayed || !idle {
             return None;
         }
         let body = body.to_vec();
@@ -494,7 +494,7 @@ impl B2bua {
         };
         let caller = call.caller();
         let callee = caller.other();
-        let Some(setup) = call.setup.as_mut() else {
+        let Some(setup) = call.setup_mut() else {
             return;
         };
         // The callee's dialog: confirm its early dialog or create it from the 2xx.
@@ -515,8 +515,8 @@ impl B2bua {
             return;
         };
         dialog.state = DialogState::Confirmed;
-        let offered = setup.offer.is_some();
-        let early_exchange = setup.early_exchange;
+        let offered = setup.offer.body().is_some();
+        let early_exchange = setup.offer == CalleeOffer::EarlyExchange;
         let early_answer = !setup.early_answers.is_empty();
         // Forking: this dialog's own early answer, when another fork's is in force.
         let own_early = setup
@@ -601,7 +601,7 @@ impl B2bua {
         };
         let caller_transport = Self::leg_transport(call, caller);
         let caller_tag = call.leg(caller).local_tag.clone();
-        let Some(setup) = call.setup.take() else {
+        let Some(setup) = call.take_setup() else {
             return;
         };
         if let Some(d) = call.leg_mut(caller).dialog.as_mut() {
@@ -651,7 +651,7 @@ impl B2bua {
     fn negotiate_session_timers(&mut self, id: CallId, resp: &Message) -> Option<(u32, Refresher)> {
         let min_se = self.cfg.sip.min_se;
         let call = self.calls.get_mut(&id)?;
-        let setup = call.setup.as_ref()?;
+        let setup = call.setup()?;
         if setup.se == 0 {
             return None;
         }
@@ -700,7 +700,7 @@ impl B2bua {
         };
         let caller = call.caller();
         let caller_tag = call.leg(caller).local_tag.clone();
-        let Some(setup) = call.setup.as_mut() else {
+        let Some(setup) = call.setup_mut() else {
             return;
         };
         // RFC 4028 §7.4: 422 names the Min-SE to retry with (once).
@@ -723,7 +723,7 @@ impl B2bua {
         let caller_tx = self
             .calls
             .get(&id)
-            .and_then(|c| c.setup.as_ref())
+            .and_then(|c| c.setup())
             .map(|s| s.caller_tx);
         let status = map_status(code);
         if let Some(ctx) = caller_tx
@@ -749,7 +749,7 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        if call.setup.as_ref().and_then(|s| s.callee_tx) != Some(tx) {
+        if call.setup().and_then(|s| s.callee_tx) != Some(tx) {
             return;
         }
         let (cause, status, as_code) = match why {
@@ -810,7 +810,7 @@ impl B2bua {
             let Some(call) = self.calls.get_mut(&id) else {
                 return false;
             };
-            let Some(setup) = call.setup.as_mut() else {
+            let Some(setup) = call.setup_mut() else {
                 return false;
             };
             if setup.failover.is_empty() {
