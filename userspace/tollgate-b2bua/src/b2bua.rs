@@ -27,6 +27,7 @@ use crate::admission::Admission;
 use crate::call::{Call, TxRole};
 use crate::calls::CallTable;
 use crate::config::Config;
+use crate::effects::{Effects, Origin};
 use crate::media::Pools;
 use crate::newcall::Received;
 use crate::own_headers;
@@ -795,21 +796,18 @@ impl B2bua {
             self.on_cancel(tx, cancels, now, out);
             return;
         }
+        let from = Origin {
+            tx,
+            side: info.side,
+            peer,
+        };
+        let fx = &mut Effects::new(now, out);
         if msg.to().and_then(|t| t.tag()).is_some() {
-            self.in_dialog(tx, info.side, conn, peer, msg, now, out);
+            self.in_dialog(Received { from, conn, msg }, fx);
             return;
         }
         match method {
-            Method::Invite => {
-                let req = Received {
-                    tx,
-                    side: info.side,
-                    conn,
-                    peer,
-                    msg,
-                };
-                self.new_call(req, now, out);
-            }
+            Method::Invite => self.new_call(Received { from, conn, msg }, fx),
             Method::Options => {
                 self.reply(tx, 200, None, now, |r| {
                     own_headers::set_allow(r);
@@ -818,20 +816,9 @@ impl B2bua {
                 });
             }
             Method::Bye | Method::Update | Method::Prack | Method::Info => {
-                self.refuse_no_such_call(tx, info.side, peer, &method, now, out);
+                self.refuse_no_such_call(from, &method, fx);
             }
-            _ => {
-                self.refuse(
-                    tx,
-                    info.side,
-                    peer,
-                    &method,
-                    405,
-                    RefuseReason::MethodNotAllowed,
-                    now,
-                    out,
-                );
-            }
+            _ => self.refuse(from, &method, 405, RefuseReason::MethodNotAllowed, fx),
         }
     }
 
@@ -839,51 +826,35 @@ impl B2bua {
     /// hold (counted as `no_such_call`).
     pub(crate) fn refuse_no_such_call(
         &mut self,
-        tx: TxId,
-        side: Side,
-        peer: SocketAddr,
+        from: Origin,
         method: &Method,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
-        self.refuse(
-            tx,
-            side,
-            peer,
-            method,
-            481,
-            RefuseReason::NoSuchCall,
-            now,
-            out,
-        );
+        self.refuse(from, method, 481, RefuseReason::NoSuchCall, fx);
     }
 
     /// Answers `code` on a server transaction and counts the refusal.
-    #[allow(clippy::too_many_arguments, reason = "one call site per refusal kind")]
     pub(crate) fn refuse(
         &mut self,
-        tx: TxId,
-        side: Side,
-        peer: SocketAddr,
+        from: Origin,
         method: &Method,
         code: u16,
         reason: RefuseReason,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let retry_after = self.cfg.sip.retry_after;
-        self.reply(tx, code, None, now, |r| match code {
+        self.reply(from.tx, code, None, fx.now, |r| match code {
             405 => own_headers::set_allow(r),
             503 => own_headers::retry_after(r, u64::from(retry_after)),
             _ => {}
         });
-        out.push(Output::Event(CallEvent::Refused {
-            side,
-            peer,
+        fx.event(CallEvent::Refused {
+            side: from.side,
+            peer: from.peer,
             method: method.to_string(),
             reason,
             status: code,
-        }));
+        });
     }
 
     fn on_cancel(&mut self, tx: TxId, cancels: Option<TxId>, now: Instant, out: &mut Vec<Output>) {

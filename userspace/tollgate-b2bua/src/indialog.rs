@@ -3,7 +3,6 @@
 //! OPTIONS, MESSAGE and NOTIFY relayed; ACK for 2xx forwarded leg to leg; session refreshes
 //! Tollgate sends itself (RFC 4028) and their expiry.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
@@ -11,11 +10,13 @@ use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
 use crate::b2bua::B2bua;
 use crate::call::{AckPlan, AckWait, CalleeOffer, OfferState, Relay, TxRole};
 use crate::calls::dialog_key;
+use crate::effects::Effects;
 use crate::headers::copy_headers;
+use crate::newcall::Received;
 use crate::own_headers;
 use crate::setup::{sdp_body, set_sdp};
 use crate::timers::{TimerPurpose, later};
-use crate::types::{CallId, ConnId, EndCause, Output, Side};
+use crate::types::{CallId, EndCause, Output, Side};
 
 /// Why the other leg's 2xx to a relayed offer/answer could not be used.
 #[derive(Debug, Clone, Copy)]
@@ -43,24 +44,25 @@ impl Broken {
     }
 }
 
+/// One request to relay to the other leg.
+struct Relayed<'m> {
+    /// The requester's server transaction.
+    server_tx: TxId,
+    /// The side the request came from.
+    from: Side,
+    msg: &'m Message,
+    /// The SDP for the relayed copy (INVITE/UPDATE), already rewritten.
+    body: Option<Vec<u8>>,
+    offer: OfferState,
+}
+
 const SESSION_EXPIRED: &str = "SIP;cause=408;text=\"Session Timer Expired\"";
 
 impl B2bua {
     /// A request with a To tag.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the fields of one received request"
-    )]
-    pub(crate) fn in_dialog(
-        &mut self,
-        tx: TxId,
-        side: Side,
-        conn: Option<ConnId>,
-        peer: SocketAddr,
-        msg: Message,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
+    pub(crate) fn in_dialog(&mut self, req: Received, fx: &mut Effects<'_>) {
+        let Received { from, conn, msg } = req;
+        let (tx, side, now) = (from.tx, from.side, fx.now);
         let Some(method) = msg.method().cloned() else {
             return;
         };
@@ -72,7 +74,7 @@ impl B2bua {
         // A dialog index entry without its call is treated like no dialog at all.
         let found = self.calls.by_dialog(&key);
         let Some((id, call)) = found.and_then(|id| self.calls.get_mut(&id).map(|c| (id, c))) else {
-            self.refuse_no_such_call(tx, side, peer, &method, now, out);
+            self.refuse_no_such_call(from, &method, fx);
             return;
         };
         if let Some(c) = conn {
@@ -91,7 +93,7 @@ impl B2bua {
                     .and_then(|s| s.early.iter_mut().find(|d| d.id.remote_tag == from_tag))
             };
             let Some(d) = d else {
-                self.refuse_no_such_call(tx, side, peer, &method, now, out);
+                self.refuse_no_such_call(from, &method, fx);
                 return;
             };
             d.on_request(&msg)
@@ -119,7 +121,7 @@ impl B2bua {
                     .headers
                     .get_value(&HeaderName::Reason)
                     .map(str::to_owned);
-                self.end_call(id, cause, status, reason.as_deref(), now, out);
+                self.end_call(id, cause, status, reason.as_deref(), now, fx.out);
             }
             Method::Invite | Method::Update => {
                 if (method == Method::Invite && in_setup) || negotiating {
@@ -128,11 +130,18 @@ impl B2bua {
                     });
                     return;
                 }
-                self.relay_offer(id, tx, side, &msg, now, out);
+                self.relay_offer(id, tx, side, &msg, now, fx.out);
             }
-            Method::Prack => self.relay_prack(id, tx, side, &msg, now, out),
+            Method::Prack => self.relay_prack(id, tx, side, &msg, now, fx.out),
             Method::Info | Method::Options | Method::Message | Method::Notify => {
-                self.relay(id, tx, side, &msg, None, OfferState::None, now, out);
+                let r = Relayed {
+                    server_tx: tx,
+                    from: side,
+                    msg: &msg,
+                    body: None,
+                    offer: OfferState::None,
+                };
+                self.relay(id, r, fx);
             }
             _ => self.reply(tx, 405, None, now, |r| {
                 own_headers::set_allow(r);
@@ -141,18 +150,15 @@ impl B2bua {
     }
 
     /// Builds the request for the other leg and sends it; registers the relay.
-    #[allow(clippy::too_many_arguments, reason = "one relayed request")]
-    fn relay(
-        &mut self,
-        id: CallId,
-        server_tx: TxId,
-        from: Side,
-        msg: &Message,
-        body: Option<Vec<u8>>,
-        offer: OfferState,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) -> bool {
+    fn relay(&mut self, id: CallId, r: Relayed<'_>, fx: &mut Effects<'_>) -> bool {
+        let Relayed {
+            server_tx,
+            from,
+            msg,
+            body,
+            offer,
+        } = r;
+        let now = fx.now;
         let Some(method) = msg.method().cloned() else {
             return false;
         };
@@ -202,7 +208,7 @@ impl B2bua {
         let guard = (method == Method::Invite).then(|| {
             let at = later(now, self.cfg.sip.no_answer());
             self.timers
-                .set(TimerPurpose::InviteGuard(id, client_tx), at, out)
+                .set(TimerPurpose::InviteGuard(id, client_tx), at, fx.out)
         });
         if let Some(c) = self.calls.get_mut(&id) {
             c.relays.push(Relay {
@@ -239,7 +245,14 @@ impl B2bua {
             None if is_invite => (None, OfferState::InResponse),
             None => (None, OfferState::None),
         };
-        self.relay(id, tx, from, msg, body, state, now, out);
+        let r = Relayed {
+            server_tx: tx,
+            from,
+            msg,
+            body,
+            offer: state,
+        };
+        self.relay(id, r, &mut Effects::new(now, out));
     }
 
     /// PRACK from the caller for a reliable provisional we relayed: PRACK the callee's, with
@@ -408,35 +421,31 @@ impl B2bua {
             let _ = d.on_response(&msg);
         }
         let ack = method == Method::Invite;
-        let (body, plan) = match offer {
+        let outcome = match offer {
             OfferState::FromRequester => match self.take_answer(id, responder, &msg, out) {
                 Ok(Some(b)) => {
                     self.finish_offer(id);
-                    (Some(b), AckPlan::Forward)
+                    Ok((Some(b), AckPlan::Forward))
                 }
-                Ok(None) => {
-                    self.relay_broken(id, responder, server_tx, ack, Broken::NoSdp, now, out);
-                    return;
-                }
-                Err(()) => {
-                    self.relay_broken(id, responder, server_tx, ack, Broken::BadSdp, now, out);
-                    return;
-                }
+                Ok(None) => Err((ack, Broken::NoSdp)),
+                Err(()) => Err((ack, Broken::BadSdp)),
             },
             OfferState::InResponse => match sdp_body(&msg).map(<[u8]>::to_vec) {
                 Some(b) => match self.take_offer(id, responder, &b) {
-                    Ok(o) => (Some(o), AckPlan::Answer),
-                    Err(_) => {
-                        self.relay_broken(id, responder, server_tx, true, Broken::BadSdp, now, out);
-                        return;
-                    }
+                    Ok(o) => Ok((Some(o), AckPlan::Answer)),
+                    Err(_) => Err((true, Broken::BadSdp)),
                 },
-                None => {
-                    self.relay_broken(id, responder, server_tx, true, Broken::NoSdp, now, out);
-                    return;
-                }
+                None => Err((true, Broken::NoSdp)),
             },
-            OfferState::None => (None, AckPlan::Forward),
+            OfferState::None => Ok((None, AckPlan::Forward)),
+        };
+        let (body, plan) = match outcome {
+            Ok(x) => x,
+            Err((ack, broken)) => {
+                let fx = &mut Effects::new(now, out);
+                self.relay_broken(id, responder, (server_tx, ack), broken, fx);
+                return;
+            }
         };
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -491,20 +500,15 @@ impl B2bua {
     /// The other leg's 2xx to a relayed offer/answer was unusable: ACK it (INVITE), answer the
     /// requester's transaction and end the call (a caller still waiting for its INVITE gets
     /// the same status).
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one call site per failure kind; a struct would only rename them"
-    )]
     fn relay_broken(
         &mut self,
         id: CallId,
         responder: Side,
-        server_tx: TxId,
-        ack: bool,
+        (server_tx, ack): (TxId, bool),
         broken: Broken,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
+        let now = fx.now;
         if ack && let Some(call) = self.calls.get(&id) {
             let transport = Self::leg_transport(call, responder);
             let target = Self::target_of(&self.flows, call, responder);
@@ -523,7 +527,7 @@ impl B2bua {
         self.reply(server_tx, status, None, now, |r| {
             own_headers::warning(r, warning);
         });
-        self.end_call(id, cause, status, None, now, out);
+        self.end_call(id, cause, status, None, now, fx.out);
     }
 
     /// A relayed request's transaction on the other leg timed out or failed: 408 back.

@@ -57,6 +57,7 @@ pub mod b2bua;
 mod call;
 mod calls;
 pub mod config;
+mod effects;
 pub mod error;
 mod headers;
 mod indialog;

@@ -14,28 +14,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tollgate_sdp::{MediaSession, Sdp};
-use tollgate_sip::{Dialog, Message, Method, SessionExpires, TxId};
+use tollgate_sip::{Dialog, Message, Method, SessionExpires};
 
 use crate::admission::{Ask, Refusal};
 use crate::b2bua::B2bua;
 use crate::call::{Attempt, Call, CalleeOffer, Leg, Numbers, Phase, Setup, TxRole};
 use crate::config::{Trunk, normalize};
+use crate::effects::{Effects, Origin};
 use crate::own_headers;
 use crate::setup::{allows_update, offer_with_ports, sdp_body, uri_user};
 use crate::timers::{TimerPurpose, later};
-use crate::types::{
-    CallEvent, ConnId, Direction, EndCause, Output, RefuseReason, Side, Target, Transport,
-};
+use crate::types::{CallEvent, ConnId, Direction, EndCause, RefuseReason, Side, Target, Transport};
 
-/// An out-of-dialog request as the transaction layer handed it over.
+/// A request as the transaction layer handed it over.
 #[derive(Debug)]
 pub(crate) struct Received {
-    /// Its server transaction.
-    pub(crate) tx: TxId,
-    pub(crate) side: Side,
-    /// The connection it came on (none for a datagram-like flow).
+    /// Its server transaction, side and peer.
+    pub(crate) from: Origin,
+    /// The connection it came on, if it came on one the driver holds.
     pub(crate) conn: Option<ConnId>,
-    pub(crate) peer: SocketAddr,
     pub(crate) msg: Message,
 }
 
@@ -113,38 +110,38 @@ struct Negotiated {
 
 impl B2bua {
     /// An out-of-dialog INVITE: a new call, or a refusal.
-    pub(crate) fn new_call(&mut self, req: Received, now: Instant, out: &mut Vec<Output>) {
+    pub(crate) fn new_call(&mut self, req: Received, fx: &mut Effects<'_>) {
         let result = self
-            .route(&req, now)
+            .route(&req, fx.now)
             .and_then(|routed| Ok((routed, self.negotiate(&req)?)))
-            .and_then(|(routed, neg)| self.open_legs(&req, routed, neg, now, out));
+            .and_then(|(routed, neg)| self.open_legs(&req, routed, neg, fx));
         if let Err(r) = result {
-            self.refuse_call(&req, r, now, out);
+            self.refuse_call(req.from, r, fx);
         }
     }
 
     /// The one refusal path of a new call: releases its ports, answers the INVITE and emits
     /// the events.
-    fn refuse_call(&mut self, req: &Received, r: CallRefusal, now: Instant, out: &mut Vec<Output>) {
+    fn refuse_call(&mut self, from: Origin, r: CallRefusal, fx: &mut Effects<'_>) {
         if let Some(media) = r.media {
             for p in (*media).close() {
                 self.pools.release(&p);
             }
         }
-        let (tx, side, peer) = (req.tx, req.side, req.peer);
+        let (tx, now) = (from.tx, fx.now);
         let status = r.status;
         match r.answer {
             Answer::Plain => {
-                self.refuse(tx, side, peer, &Method::Invite, status, r.reason, now, out);
+                self.refuse(from, &Method::Invite, status, r.reason, fx);
                 return;
             }
             Answer::NotAdmitted { trunk, secs } => {
                 self.reply(tx, status, None, now, |m| own_headers::retry_after(m, secs));
-                self.refused_event(req, status, r.reason, out);
-                out.push(Output::Event(CallEvent::NotAdmitted {
+                refused_event(from, status, r.reason, fx);
+                fx.event(CallEvent::NotAdmitted {
                     trunk,
                     reason: r.reason,
-                }));
+                });
                 return;
             }
             Answer::MinSe(min_se) => {
@@ -162,23 +159,7 @@ impl B2bua {
                 self.reply(tx, status, None, now, |m| own_headers::warning(m, &why));
             }
         }
-        self.refused_event(req, status, r.reason, out);
-    }
-
-    fn refused_event(
-        &self,
-        req: &Received,
-        status: u16,
-        reason: RefuseReason,
-        out: &mut Vec<Output>,
-    ) {
-        out.push(Output::Event(CallEvent::Refused {
-            side: req.side,
-            peer: req.peer,
-            method: Method::Invite.to_string(),
-            reason,
-            status,
-        }));
+        refused_event(from, status, r.reason, fx);
     }
 
     /// Step 1: whether the core takes a call now, its numbers, and where it goes (admission
@@ -191,7 +172,7 @@ impl B2bua {
             return Err(CallRefusal::plain(503, RefuseReason::Overload));
         }
         let msg = &req.msg;
-        let direction = match req.side {
+        let direction = match req.from.side {
             Side::Ext => Direction::Inbound,
             Side::Int => Direction::Outbound,
         };
@@ -211,7 +192,7 @@ impl B2bua {
         // (cloning a trunk would clone its rewrite rules' regexes and their lazy DFA caches).
         let cfg = Arc::clone(&self.cfg);
         let (trunk, caller_fallback, callee_fallback, failover) = match direction {
-            Direction::Inbound => self.route_inbound(&cfg, req.peer, now)?,
+            Direction::Inbound => self.route_inbound(&cfg, req.from.peer, now)?,
             Direction::Outbound => self.route_outbound(&cfg, &called_received, now)?,
         };
         let rules = match direction {
@@ -399,7 +380,7 @@ impl B2bua {
                     &mut self.rng,
                     &self.rewrite,
                     &mut media,
-                    req.side,
+                    req.from.side,
                     &sdp,
                 );
                 // On error the rewrite has released the ports it took.
@@ -443,10 +424,9 @@ impl B2bua {
         req: &Received,
         routed: Routed,
         neg: Negotiated,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) -> Result<(), CallRefusal> {
-        let (side, msg) = (req.side, &req.msg);
+        let (side, msg, now) = (req.from.side, &req.msg, fx.now);
         let caller_tag = self.new_tag();
         let caller_transport = match routed.caller_fallback {
             Target::Addr { transport, .. } => transport,
@@ -493,7 +473,7 @@ impl B2bua {
         let no_answer_at = later(now, self.cfg.sip.no_answer());
         let no_answer = self
             .timers
-            .set(TimerPurpose::NoAnswer(id), no_answer_at, out);
+            .set(TimerPurpose::NoAnswer(id), no_answer_at, fx.out);
         let direction = routed.direction;
         let trunk = routed.trunk;
         let call = Call {
@@ -505,7 +485,7 @@ impl B2bua {
             flows: Vec::new(),
             flow_ids: Vec::new(),
             phase: Phase::Setup(Box::new(Setup {
-                caller_tx: req.tx,
+                caller_tx: req.from.tx,
                 callee_tx: None,
                 cseq: 1,
                 early: Vec::new(),
@@ -545,15 +525,26 @@ impl B2bua {
             now,
         );
         self.calls.insert(id, call);
-        self.register_tx(id, req.tx, TxRole::CallerInvite);
-        out.push(Output::Event(CallEvent::Started {
+        self.register_tx(id, req.from.tx, TxRole::CallerInvite);
+        fx.event(CallEvent::Started {
             call: id,
             direction,
             trunk: Some(trunk),
-        }));
+        });
         if !self.send_callee_invite(id, now) {
-            self.end_call(id, EndCause::TransportError, 503, None, now, out);
+            self.end_call(id, EndCause::TransportError, 503, None, now, fx.out);
         }
         Ok(())
     }
+}
+
+/// [`CallEvent::Refused`] for a refused INVITE.
+fn refused_event(from: Origin, status: u16, reason: RefuseReason, fx: &mut Effects<'_>) {
+    fx.event(CallEvent::Refused {
+        side: from.side,
+        peer: from.peer,
+        method: Method::Invite.to_string(),
+        reason,
+        status,
+    });
 }
