@@ -1,9 +1,11 @@
 //! [`B2bua`]: the call state machine the driver calls with [`Input`]s.
 //!
-//! Plumbing lives here: the transaction layer (one `tollgate-sip` [`TransactionLayer`] for both
-//! sides, its flows mapped to driver connections and addresses), timers, the refusal checks
-//! that run before a transaction exists, keepalives, reloads and teardown. Call setup is in
-//! `setup.rs`, in-dialog handling in `indialog.rs`.
+//! Plumbing lives here: inputs, the transaction layer (one `tollgate-sip` [`TransactionLayer`]
+//! for both sides) and the dispatch of its actions, the refusal checks that run before a
+//! transaction exists, persistence and reloads. The state it holds has homes of its own:
+//! `calls.rs` (call table), `timers.rs`, `trunks.rs` (keepalives), `transport.rs` (flows).
+//! A new call is `newcall.rs`, call setup `setup.rs`, in-dialog handling `indialog.rs`,
+//! teardown `teardown.rs`.
 //!
 //! Teardown is immediate: when a call ends (BYE, CANCEL, error, timer) its BYE/CANCEL/final
 //! responses are sent, its flows removed, its ports freed and its CDR written in the same
@@ -17,14 +19,13 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 use tollgate_sdp::{CryptoPolicy, RewriteConfig};
-use tollgate_sip::transaction::{State as TxState, cancel_for};
 use tollgate_sip::{
-    Action, Dialog, Flow, HeaderName, Host, Message, Method, NameAddr, SipUri, TransactionConfig,
+    Action, Flow, HeaderName, Host, Message, Method, NameAddr, SipUri, TransactionConfig,
     TransactionLayer, TxId, UaPolicy, Uri, Via, check_request, check_response,
 };
 
 use crate::admission::Admission;
-use crate::call::{Call, TxRole};
+use crate::call::TxRole;
 use crate::calls::CallTable;
 use crate::config::Config;
 use crate::effects::{Effects, Origin};
@@ -33,94 +34,17 @@ use crate::newcall::Received;
 use crate::own_headers;
 use crate::ports::PortPool;
 use crate::record::{self, WallClock};
+use crate::teardown::Orphan;
 use crate::timers::{TimerPurpose, Timers, later};
+use crate::transport::FlowTable;
 use crate::trunks::Trunks;
 use crate::types::{
-    CallEvent, CallId, Cdr, ConnId, EndCause, Input, Output, RefuseReason, Side, Target, TimerId,
+    CallEvent, CallId, ConnId, EndCause, Input, Output, RefuseReason, Side, Target, TimerId,
     Transport,
 };
 
 /// The CSPRNG the core draws SRTP keys, tags, Call-IDs and branches from.
 pub type Rng = Box<dyn FnMut(&mut [u8]) + Send>;
-
-/// An INVITE client transaction whose call is gone.
-#[derive(Debug, Clone)]
-pub(crate) struct Orphan {
-    /// Send CANCEL when a provisional arrives.
-    pub(crate) cancel_on_provisional: bool,
-    /// Reason header (RFC 3326) for that CANCEL.
-    pub(crate) reason: Option<String>,
-    pub(crate) guard: TimerId,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum FlowKey {
-    Conn(Side, ConnId),
-    Addr(Side, SocketAddr, Transport),
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FlowInfo {
-    pub(crate) side: Side,
-    pub(crate) target: Target,
-    /// For connections: the peer's address.
-    pub(crate) peer: Option<SocketAddr>,
-}
-
-/// Maps transaction-layer flows to driver targets.
-#[derive(Debug, Default)]
-pub(crate) struct FlowTable {
-    next: u64,
-    by_key: FxHashMap<FlowKey, Flow>,
-    info: FxHashMap<Flow, FlowInfo>,
-}
-
-impl FlowTable {
-    fn get_or_add(&mut self, key: FlowKey, info: FlowInfo) -> Flow {
-        if let Some(f) = self.by_key.get(&key) {
-            return *f;
-        }
-        self.next += 1;
-        let f = Flow(self.next);
-        self.by_key.insert(key, f);
-        self.info.insert(f, info);
-        f
-    }
-
-    pub(crate) fn conn(&mut self, side: Side, conn: ConnId, peer: SocketAddr) -> Flow {
-        self.get_or_add(
-            FlowKey::Conn(side, conn),
-            FlowInfo {
-                side,
-                target: Target::Conn(conn),
-                peer: Some(peer),
-            },
-        )
-    }
-
-    pub(crate) fn target(&mut self, side: Side, target: Target) -> Flow {
-        let key = match target {
-            Target::Conn(c) => FlowKey::Conn(side, c),
-            Target::Addr { addr, transport } => FlowKey::Addr(side, addr, transport),
-        };
-        self.get_or_add(
-            key,
-            FlowInfo {
-                side,
-                target,
-                peer: None,
-            },
-        )
-    }
-
-    pub(crate) fn info(&self, flow: Flow) -> Option<FlowInfo> {
-        self.info.get(&flow).copied()
-    }
-
-    pub(crate) fn is_open(&self, side: Side, conn: ConnId) -> bool {
-        self.by_key.contains_key(&FlowKey::Conn(side, conn))
-    }
-}
 
 /// How a client transaction failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,20 +204,7 @@ impl B2bua {
                 error,
             } => self.on_invalid(side, conn, peer, &error, out),
             Input::Timer(id) => self.on_timer(id, now, out),
-            Input::ConnectFailed { side, addr } => {
-                let flows: Vec<Flow> = self
-                    .flows
-                    .by_key
-                    .iter()
-                    .filter(
-                        |(k, _)| matches!(k, FlowKey::Addr(s, a, _) if *s == side && *a == addr),
-                    )
-                    .map(|(_, f)| *f)
-                    .collect();
-                for f in flows {
-                    self.layer.flow_failed(f);
-                }
-            }
+            Input::ConnectFailed { side, addr } => self.on_connect_failed(side, addr),
             Input::ConnClosed { side, conn } => self.on_conn_closed(side, conn),
             Input::MediaInactive { call } => {
                 self.end_call(
@@ -482,23 +393,6 @@ impl B2bua {
         self.trunks.set_enabled(name, enabled)
     }
 
-    /// Ends call `id` at an operator's request ([`Input::Hangup`]): BYE on both confirmed legs
-    /// (CANCEL toward a ringing callee, 480 to a waiting caller), each with
-    /// `Reason: Q.850;cause=16` and the operator's text; the CDR's cause is `operator` and its
-    /// note the text.
-    fn hangup(&mut self, id: CallId, reason: &str, now: Instant, out: &mut Vec<Output>) {
-        let text: String = reason
-            .chars()
-            .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
-            .take(120)
-            .collect();
-        let header = format!("Q.850;cause=16;text=\"operator: {text}\"");
-        if let Some(c) = self.calls.get_mut(&id) {
-            c.note = Some(reason.to_owned());
-        }
-        self.end_call(id, EndCause::Operator, 480, Some(&header), now, out);
-    }
-
     // ----- timers --------------------------------------------------------------------------
 
     fn on_timer(&mut self, id: TimerId, now: Instant, out: &mut Vec<Output>) {
@@ -525,95 +419,6 @@ impl B2bua {
             }
             TimerPurpose::Keepalive(name) => self.on_keepalive_timer(&name, now, out),
             TimerPurpose::InviteGuard(call, tx) => self.on_invite_guard(call, tx, now, out),
-        }
-    }
-
-    // ----- transport -----------------------------------------------------------------------
-
-    fn on_conn_closed(&mut self, side: Side, conn: ConnId) {
-        let Some(flow) = self.flows.by_key.get(&FlowKey::Conn(side, conn)).copied() else {
-            return;
-        };
-        let peer = self.flows.info(flow).and_then(|i| i.peer);
-        self.layer.flow_failed(flow);
-        self.flows.by_key.remove(&FlowKey::Conn(side, conn));
-        self.flows.info.remove(&flow);
-        // A connection the driver opened toward an address we target: its transactions fail
-        // too (the driver would open a new one for the next request).
-        if let Some(peer) = peer {
-            let addr_flows: Vec<Flow> = self
-                .flows
-                .by_key
-                .iter()
-                .filter(|(k, _)| matches!(k, FlowKey::Addr(s, a, _) if *s == side && *a == peer))
-                .map(|(_, f)| *f)
-                .collect();
-            for f in addr_flows {
-                self.layer.flow_failed(f);
-            }
-        }
-    }
-
-    /// Sends a request in a new client transaction toward `target`.
-    pub(crate) fn send_request(
-        &mut self,
-        side: Side,
-        target: Target,
-        msg: Message,
-        now: Instant,
-    ) -> Option<TxId> {
-        let flow = self.flows.target(side, target);
-        self.layer.send_request(msg, flow, now).ok()
-    }
-
-    /// Sends a message outside any transaction (ACK for 2xx).
-    pub(crate) fn send_stateless(&mut self, side: Side, target: Target, msg: Message) {
-        let flow = self.flows.target(side, target);
-        self.layer.send_stateless(msg, flow);
-    }
-
-    /// Responds on a server transaction, building the response from its request.
-    pub(crate) fn reply(
-        &mut self,
-        tx: TxId,
-        code: u16,
-        to_tag: Option<&str>,
-        now: Instant,
-        edit: impl FnOnce(&mut Message),
-    ) {
-        let fresh;
-        let tag = match to_tag {
-            Some(t) => t,
-            None => {
-                fresh = self.new_tag();
-                fresh.as_str()
-            }
-        };
-        let Some(req) = self.layer.request(tx) else {
-            return;
-        };
-        let mut resp = Message::response_to(req, code, None, Some(tag));
-        edit(&mut resp);
-        let _ = self.layer.send_response(tx, resp, now);
-    }
-
-    /// Where requests toward a leg's peer go now.
-    pub(crate) fn target_of(flows: &FlowTable, call: &Call, side: Side) -> Target {
-        let leg = call.leg(side);
-        match leg.conn {
-            Some(c) if flows.is_open(side, c) => Target::Conn(c),
-            _ => leg.fallback,
-        }
-    }
-
-    /// The transport of a leg (its fallback address's).
-    pub(crate) fn leg_transport(call: &Call, side: Side) -> Transport {
-        match call.leg(side).fallback {
-            Target::Addr { transport, .. } => transport,
-            Target::Conn(_) => match side {
-                Side::Ext => Transport::Tcp,
-                Side::Int => Transport::Tls,
-            },
         }
     }
 
@@ -906,20 +711,6 @@ impl B2bua {
         }
     }
 
-    /// Sends CANCEL for a pending INVITE client transaction, with `reason` (RFC 3326) if given.
-    pub(crate) fn send_cancel(&mut self, invite_tx: TxId, reason: Option<&str>, now: Instant) {
-        let Some(mut cancel) = self.layer.request(invite_tx).and_then(cancel_for) else {
-            return;
-        };
-        if let Some(v) = reason {
-            own_headers::reason(&mut cancel, v);
-        }
-        let Some(flow) = self.layer.flow(invite_tx) else {
-            return;
-        };
-        let _ = self.layer.send_request(cancel, flow, now);
-    }
-
     fn on_response(&mut self, tx: TxId, msg: Message, now: Instant, out: &mut Vec<Output>) {
         if self.trunks.keepalive_response(tx, &msg, out) {
             return;
@@ -936,45 +727,6 @@ impl B2bua {
         if self.orphans.contains_key(&tx) {
             self.orphan_response(tx, &msg, now);
         }
-    }
-
-    fn orphan_response(&mut self, tx: TxId, msg: &Message, now: Instant) {
-        let Some(code) = msg.status() else { return };
-        if (101..200).contains(&code) {
-            let send = self.orphans.get_mut(&tx).and_then(|o| {
-                std::mem::replace(&mut o.cancel_on_provisional, false).then(|| o.reason.clone())
-            });
-            if let Some(reason) = send {
-                self.send_cancel(tx, reason.as_deref(), now);
-            }
-        } else if (200..300).contains(&code) {
-            self.ack_and_bye(tx, msg, now);
-        }
-    }
-
-    /// A 2xx to an INVITE we no longer want (CANCEL/200 race, a second fork): ACK it and BYE
-    /// the dialog it created (RFC 3261 §15, §13.2.2.4).
-    pub(crate) fn ack_and_bye(&mut self, tx: TxId, resp: &Message, now: Instant) {
-        let (Some(req), Some(flow)) = (self.layer.request(tx), self.layer.flow(tx)) else {
-            return;
-        };
-        let Ok(mut d) = Dialog::from_uac(req, resp) else {
-            return;
-        };
-        let Some(info) = self.flows.info(flow) else {
-            return;
-        };
-        let transport = req.top_via().map_or(Transport::Tcp, |v| match v.transport {
-            tollgate_sip::Transport::Tls => Transport::Tls,
-            _ => Transport::Tcp,
-        });
-        let via = self.via(info.side, transport);
-        if let Some(ack) = d.ack_for_2xx(via) {
-            self.layer.send_stateless(ack, flow);
-        }
-        let via = self.via(info.side, transport);
-        let bye = d.new_request(Method::Bye, via);
-        let _ = self.layer.send_request(bye, flow, now);
     }
 
     fn on_tx_failure(&mut self, tx: TxId, why: Failure, now: Instant, out: &mut Vec<Output>) {
@@ -1042,189 +794,6 @@ impl B2bua {
     /// Registers a transaction for a call.
     pub(crate) fn register_tx(&mut self, call: CallId, tx: TxId, role: TxRole) {
         self.calls.register_tx(call, tx, role);
-    }
-
-    /// Abandons an INVITE client transaction (the call is gone or no longer wants it): CANCEL
-    /// now if a provisional came, else as soon as one comes; a late 2xx is ACKed and BYEd.
-    pub(crate) fn orphan_invite(
-        &mut self,
-        tx: TxId,
-        reason: Option<&str>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let state = self.layer.state(tx);
-        let cancel_now = match state {
-            Some(TxState::Proceeding) => true,
-            Some(TxState::Calling) => false,
-            // Accepted (2xx already in), Completed or gone: nothing to abandon.
-            _ => return,
-        };
-        if cancel_now {
-            self.send_cancel(tx, reason, now);
-        }
-        let guard_at = later(now, self.layer.config().timeout().saturating_mul(2));
-        let guard = self
-            .timers
-            .set(TimerPurpose::OrphanGuard(tx), guard_at, out);
-        self.orphans.insert(
-            tx,
-            Orphan {
-                cancel_on_provisional: !cancel_now,
-                reason: reason.map(str::to_owned),
-                guard,
-            },
-        );
-    }
-
-    // ----- teardown ------------------------------------------------------------------------
-
-    /// Ends a call now: final response to a caller still waiting, CANCEL toward a callee
-    /// still ringing, BYE on confirmed legs (not toward the side that sent BYE), pending relays
-    /// answered, flows removed, ports freed, timers cancelled, CDR and event.
-    pub(crate) fn end_call(
-        &mut self,
-        id: CallId,
-        cause: EndCause,
-        status: u16,
-        reason: Option<&str>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(mut call) = self.calls.remove(id) else {
-            return;
-        };
-        if call.stored.is_some() {
-            out.push(Output::ForgetCall { call: id });
-        }
-        if let Some(t) = &call.trunk {
-            self.admission.release(t);
-        }
-        let caller = call.caller();
-        let callee = caller.other();
-        let bye_from = match cause {
-            EndCause::Bye(s) => Some(s),
-            _ => None,
-        };
-        let final_status;
-        if let Some(setup) = call.take_setup() {
-            // A caller still waiting always gets a final error response: a status below 300
-            // here (an end meant for a confirmed call) must not leave its INVITE unanswered.
-            let status = if status >= 300 { status } else { 500 };
-            final_status = status;
-            if let Some(t) = setup.no_answer {
-                self.timers.cancel(t, out);
-            }
-            let tag = call.leg(caller).local_tag.clone();
-            let retry_after = self.cfg.sip.retry_after;
-            // A caller's CANCEL (or early BYE) carries its Reason on to the callee's CANCEL;
-            // any other end gives its Reason to the caller's final response.
-            let cancelled = cause == EndCause::Cancelled;
-            if status >= 300 && self.layer.state(setup.caller_tx) == Some(TxState::Proceeding) {
-                let reason_hdr = reason.filter(|_| !cancelled).map(str::to_owned);
-                self.reply(setup.caller_tx, status, Some(&tag), now, |r| {
-                    if status == 503 {
-                        own_headers::retry_after(r, u64::from(retry_after));
-                    }
-                    if let Some(v) = &reason_hdr {
-                        own_headers::reason(r, v);
-                    }
-                });
-            }
-            if let Some(ctx) = setup.callee_tx {
-                self.orphan_invite(ctx, reason.filter(|_| cancelled), now, out);
-            }
-        } else {
-            final_status = 200;
-            // A 2xx relayed but not yet ACKed: ACK the other leg's 2xx before its BYE.
-            if let Some(w) = call.ack_wait.take() {
-                let other = w.side.other();
-                let t = Self::leg_transport(&call, other);
-                let target = Self::target_of(&self.flows, &call, other);
-                let via = self.via(other, t);
-                if let Some(ack) = call.dialog_mut(other).and_then(|d| d.ack_for_2xx(via)) {
-                    self.send_stateless(other, target, ack);
-                }
-            }
-            for side in [caller, callee] {
-                if Some(side) == bye_from {
-                    continue;
-                }
-                let t = Self::leg_transport(&call, side);
-                let target = Self::target_of(&self.flows, &call, side);
-                let via = self.via(side, t);
-                let Some(d) = call.leg_mut(side).dialog.as_mut() else {
-                    continue;
-                };
-                let mut bye = d.new_request(Method::Bye, via);
-                if let Some(v) = reason {
-                    own_headers::reason(&mut bye, v);
-                }
-                let _ = self.send_request(side, target, bye, now);
-            }
-        }
-        // Relays in flight: answer the requester, abandon the relayed INVITE.
-        for r in std::mem::take(&mut call.relays) {
-            if let Some(g) = r.guard {
-                self.timers.cancel(g, out);
-            }
-            if self.layer.state(r.server_tx).is_some() {
-                let code = if r.method == Method::Invite { 487 } else { 481 };
-                self.reply(r.server_tx, code, None, now, |_| {});
-            }
-            if r.method == Method::Invite {
-                self.orphan_invite(r.client_tx, None, now, out);
-            }
-        }
-        if let Some((_, tx, Method::Invite)) = call.refresh.take() {
-            self.orphan_invite(tx, None, now, out);
-        }
-        if let Some(g) = call.refresh_guard.take() {
-            self.timers.cancel(g, out);
-        }
-        for leg in &mut call.legs {
-            if let Some(t) = leg.session.as_mut().and_then(|s| s.timer.take()) {
-                self.timers.cancel(t, out);
-            }
-        }
-        for f in std::mem::take(&mut call.flows) {
-            out.push(Output::RemoveMedia {
-                call: id,
-                flow: f.spec.id,
-            });
-        }
-        if let Some(m) = call.media.take() {
-            for r in m.close() {
-                self.pools.release(&r);
-            }
-        }
-        out.push(Output::Event(CallEvent::Ended {
-            call: id,
-            cause,
-            status: final_status,
-        }));
-        let ext_call_id = call.leg(Side::Ext).call_id.clone();
-        let int_call_id = call.leg(Side::Int).call_id.clone();
-        let n = std::mem::take(&mut call.numbers);
-        out.push(Output::Cdr(Cdr {
-            call: id,
-            direction: call.direction,
-            trunk: call.trunk.take(),
-            calling_received: n.calling_received,
-            calling_sent: n.calling_sent,
-            called_received: n.called_received,
-            called_sent: n.called_sent,
-            ext_call_id,
-            int_call_id,
-            start: call.start,
-            answer: call.answer,
-            end: now,
-            cause,
-            status: final_status,
-            flows: call.flow_ids,
-            note: call.note.take(),
-            restarts: call.restarts,
-        }));
     }
 
     // ----- reload ------------------------------------------------------------------------

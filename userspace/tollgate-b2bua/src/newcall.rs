@@ -21,8 +21,9 @@ use crate::b2bua::B2bua;
 use crate::call::{Attempt, Call, CalleeOffer, Leg, Numbers, Phase, Setup, TxRole};
 use crate::config::{Trunk, normalize};
 use crate::effects::{Effects, Origin};
+use crate::offer::offer_with_ports;
 use crate::own_headers;
-use crate::setup::{allows_update, offer_with_ports, sdp_body, uri_user};
+use crate::setup::{allows_update, sdp_body, uri_user};
 use crate::timers::{TimerPurpose, later};
 use crate::types::{CallEvent, ConnId, Direction, EndCause, RefuseReason, Side, Target, Transport};
 
