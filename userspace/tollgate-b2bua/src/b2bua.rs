@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 use tollgate_sdp::{CryptoPolicy, RewriteConfig};
 use tollgate_sip::{
-    Action, Flow, HeaderName, Host, Message, Method, NameAddr, SipUri, TransactionConfig,
-    TransactionLayer, TxId, UaPolicy, Uri, Via, check_request, check_response,
+    Action, Flow, HeaderName, Message, Method, TransactionConfig, TransactionLayer, TxId, UaPolicy,
+    check_request, check_response,
 };
 
 use crate::admission::Admission;
@@ -40,7 +40,6 @@ use crate::transport::FlowTable;
 use crate::trunks::Trunks;
 use crate::types::{
     CallEvent, CallId, ConnId, EndCause, Input, Output, RefuseReason, Side, Target, TimerId,
-    Transport,
 };
 
 /// The CSPRNG the core draws SRTP keys, tags, Call-IDs and branches from.
@@ -113,7 +112,7 @@ pub(crate) fn map_status(code: u16) -> u16 {
     }
 }
 
-fn hex_into(s: &mut String, bytes: &[u8]) {
+pub(crate) fn hex_into(s: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
         s.push(char::from(HEX[usize::from(b >> 4)]));
@@ -329,58 +328,6 @@ impl B2bua {
     /// Timers the core considers armed (for tests and metrics).
     pub fn armed_timers(&self) -> usize {
         self.timers.len()
-    }
-
-    // ----- identifiers -------------------------------------------------------------------
-
-    pub(crate) fn random_hex(&mut self, n: usize) -> String {
-        let mut b = [0u8; 16];
-        let n = n.min(16);
-        let Some(buf) = b.get_mut(..n) else {
-            return String::new();
-        };
-        (self.rng)(buf);
-        let mut s = String::with_capacity(2 * n);
-        hex_into(&mut s, buf);
-        s
-    }
-
-    pub(crate) fn new_tag(&mut self) -> String {
-        self.random_hex(8)
-    }
-
-    pub(crate) fn new_call_id(&mut self) -> String {
-        self.random_hex(12)
-    }
-
-    pub(crate) fn new_branch(&mut self) -> String {
-        let mut b = self.branch_prefix.clone();
-        let r = self.random_hex(8);
-        b.push_str(&r);
-        b
-    }
-
-    /// Our SIP address on `side`.
-    pub(crate) fn sip_addr(&self, side: Side) -> SocketAddr {
-        match side {
-            Side::Ext => self.cfg.ext.sip_addr,
-            Side::Int => self.cfg.int.sip_addr,
-        }
-    }
-
-    /// A Via for a request we send on `side` over `transport`, with a fresh branch.
-    pub(crate) fn via(&mut self, side: Side, transport: Transport) -> Via {
-        let a = self.sip_addr(side);
-        let branch = self.new_branch();
-        Via::new(transport.sip(), Host::ip(a.ip()), Some(a.port()), &branch)
-    }
-
-    /// Our Contact on `side`.
-    pub(crate) fn contact(&self, side: Side, transport: Transport) -> NameAddr {
-        let a = self.sip_addr(side);
-        let mut u = SipUri::new(Some("tollgate"), Host::ip(a.ip()), Some(a.port()));
-        u.params.set("transport", Some(transport.as_str()));
-        NameAddr::new(Uri::Sip(u))
     }
 
     pub(crate) fn trunk_by_ip(&self, ip: IpAddr) -> Option<usize> {

@@ -9,7 +9,8 @@ use tollgate_sdp::MediaSession;
 use tollgate_sip::{Dialog, Method, TxId};
 
 use crate::record::SrtpPosition;
-use crate::types::{ConnId, Direction, Side, Target, TimerId};
+use crate::transport::FlowTable;
+use crate::types::{ConnId, Direction, Side, Target, TimerId, Transport};
 
 /// What a transaction is to a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +325,26 @@ impl Call {
         match side {
             Side::Ext => &mut self.legs[0],
             Side::Int => &mut self.legs[1],
+        }
+    }
+
+    /// Where requests toward a leg's peer go now.
+    pub(crate) fn target(&self, flows: &FlowTable, side: Side) -> Target {
+        let leg = self.leg(side);
+        match leg.conn {
+            Some(c) if flows.is_open(side, c) => Target::Conn(c),
+            _ => leg.fallback,
+        }
+    }
+
+    /// The transport of a leg (its fallback address's).
+    pub(crate) fn transport(&self, side: Side) -> Transport {
+        match self.leg(side).fallback {
+            Target::Addr { transport, .. } => transport,
+            Target::Conn(_) => match side {
+                Side::Ext => Transport::Tcp,
+                Side::Int => Transport::Tls,
+            },
         }
     }
 

@@ -166,8 +166,8 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return false;
         };
-        let transport = Self::leg_transport(call, to);
-        let target = Self::target_of(&self.flows, call, to);
+        let transport = call.transport(to);
+        let target = call.target(&self.flows, to);
         let session = call
             .leg(to)
             .session
@@ -304,8 +304,8 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let transport = Self::leg_transport(call, to);
-        let target = Self::target_of(&self.flows, call, to);
+        let transport = call.transport(to);
+        let target = call.target(&self.flows, to);
         let via = self.via(to, transport);
         let Some(d) = self
             .calls
@@ -374,8 +374,8 @@ impl B2bua {
                 .require()
                 .any(|t| t.eq_ignore_ascii_case("100rel"));
             if reliable {
-                let transport = Self::leg_transport(call, responder);
-                let target = Self::target_of(&self.flows, call, responder);
+                let transport = call.transport(responder);
+                let target = call.target(&self.flows, responder);
                 let via = self.via(responder, transport);
                 if let Some(p) = self
                     .calls
@@ -450,7 +450,7 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let transport = Self::leg_transport(call, requester);
+        let transport = call.transport(requester);
         let session = call
             .leg(requester)
             .session
@@ -510,8 +510,8 @@ impl B2bua {
     ) {
         let now = fx.now;
         if ack && let Some(call) = self.calls.get(&id) {
-            let transport = Self::leg_transport(call, responder);
-            let target = Self::target_of(&self.flows, call, responder);
+            let transport = call.transport(responder);
+            let target = call.target(&self.flows, responder);
             let via = self.via(responder, transport);
             if let Some(a) = self
                 .calls
@@ -602,8 +602,8 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let transport = Self::leg_transport(call, other);
-        let target = Self::target_of(&self.flows, call, other);
+        let transport = call.transport(other);
+        let target = call.target(&self.flows, other);
         let via = self.via(other, transport);
         if let Some(mut ack) = self
             .calls
@@ -664,8 +664,8 @@ impl B2bua {
         } else {
             Method::Invite
         };
-        let transport = Self::leg_transport(call, side);
-        let target = Self::target_of(&self.flows, call, side);
+        let transport = call.transport(side);
+        let target = call.target(&self.flows, side);
         let via = self.via(side, transport);
         let Some(d) = self
             .calls
@@ -732,8 +732,8 @@ impl B2bua {
             return;
         };
         if method == Method::Invite {
-            let transport = Self::leg_transport(call, side);
-            let target = Self::target_of(&self.flows, call, side);
+            let transport = call.transport(side);
+            let target = call.target(&self.flows, side);
             let via = self.via(side, transport);
             if let Some(ack) = self
                 .calls

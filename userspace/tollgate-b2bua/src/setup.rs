@@ -230,7 +230,7 @@ impl B2bua {
                 return;
             };
             callee = call.caller().other();
-            via_transport = Self::leg_transport(call, callee);
+            via_transport = call.transport(callee);
             let Some(setup) = call.setup_mut() else {
                 return;
             };
@@ -281,7 +281,7 @@ impl B2bua {
         let relay_reliably = reliable && passthrough_cfg && call.leg(caller).peer_100rel;
         let tag = msg.to().and_then(|t| t.tag()).map(str::to_owned);
         if reliable && !relay_reliably {
-            let target = Self::target_of(&self.flows, call, callee);
+            let target = call.target(&self.flows, callee);
             let via = self.via(callee, via_transport);
             let prack = self
                 .calls
@@ -313,7 +313,7 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let caller_transport = Self::leg_transport(call, caller);
+        let caller_transport = call.transport(caller);
         let caller_tag = call.leg(caller).local_tag.clone();
         let Some(setup) = call.setup_mut() else {
             return;
@@ -482,7 +482,7 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let caller_transport = Self::leg_transport(call, caller);
+        let caller_transport = call.transport(caller);
         let caller_tag = call.leg(caller).local_tag.clone();
         let Some(setup) = call.take_setup() else {
             return;

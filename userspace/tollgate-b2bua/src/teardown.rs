@@ -130,8 +130,8 @@ impl B2bua {
         // A 2xx relayed but not yet ACKed: ACK the other leg's 2xx before its BYE.
         if let Some(w) = call.ack_wait.take() {
             let other = w.side.other();
-            let t = Self::leg_transport(call, other);
-            let target = Self::target_of(&self.flows, call, other);
+            let t = call.transport(other);
+            let target = call.target(&self.flows, other);
             let via = self.via(other, t);
             if let Some(ack) = call.dialog_mut(other).and_then(|d| d.ack_for_2xx(via)) {
                 self.send_stateless(other, target, ack);
@@ -141,8 +141,8 @@ impl B2bua {
             if Some(side) == bye_from {
                 continue;
             }
-            let t = Self::leg_transport(call, side);
-            let target = Self::target_of(&self.flows, call, side);
+            let t = call.transport(side);
+            let target = call.target(&self.flows, side);
             let via = self.via(side, t);
             let Some(d) = call.leg_mut(side).dialog.as_mut() else {
                 continue;

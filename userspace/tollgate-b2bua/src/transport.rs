@@ -1,5 +1,6 @@
 //! Transport plumbing of the core: [`FlowTable`] maps the transaction layer's flows to driver
-//! connections and addresses; the [`B2bua`] methods here send requests, stateless messages,
+//! connections and addresses; the [`B2bua`] methods here make our identifiers (tags, Call-IDs,
+//! branches, Via, Contact), send requests, stateless messages,
 //! responses and CANCELs through the transaction layer, pick where a leg's requests go, and
 //! fail the transactions of closed or unreachable connections.
 //!
@@ -11,10 +12,9 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 use tollgate_sip::transaction::cancel_for;
-use tollgate_sip::{Flow, Message, TxId};
+use tollgate_sip::{Flow, Host, Message, NameAddr, SipUri, TxId, Uri, Via};
 
-use crate::b2bua::B2bua;
-use crate::call::Call;
+use crate::b2bua::{B2bua, hex_into};
 use crate::own_headers;
 use crate::types::{ConnId, Side, Target, Transport};
 
@@ -104,6 +104,56 @@ impl FlowTable {
 }
 
 impl B2bua {
+    pub(crate) fn random_hex(&mut self, n: usize) -> String {
+        let mut b = [0u8; 16];
+        let n = n.min(16);
+        let Some(buf) = b.get_mut(..n) else {
+            return String::new();
+        };
+        (self.rng)(buf);
+        let mut s = String::with_capacity(2 * n);
+        hex_into(&mut s, buf);
+        s
+    }
+
+    pub(crate) fn new_tag(&mut self) -> String {
+        self.random_hex(8)
+    }
+
+    pub(crate) fn new_call_id(&mut self) -> String {
+        self.random_hex(12)
+    }
+
+    pub(crate) fn new_branch(&mut self) -> String {
+        let mut b = self.branch_prefix.clone();
+        let r = self.random_hex(8);
+        b.push_str(&r);
+        b
+    }
+
+    /// Our SIP address on `side`.
+    pub(crate) fn sip_addr(&self, side: Side) -> SocketAddr {
+        match side {
+            Side::Ext => self.cfg.ext.sip_addr,
+            Side::Int => self.cfg.int.sip_addr,
+        }
+    }
+
+    /// A Via for a request we send on `side` over `transport`, with a fresh branch.
+    pub(crate) fn via(&mut self, side: Side, transport: Transport) -> Via {
+        let a = self.sip_addr(side);
+        let branch = self.new_branch();
+        Via::new(transport.sip(), Host::ip(a.ip()), Some(a.port()), &branch)
+    }
+
+    /// Our Contact on `side`.
+    pub(crate) fn contact(&self, side: Side, transport: Transport) -> NameAddr {
+        let a = self.sip_addr(side);
+        let mut u = SipUri::new(Some("tollgate"), Host::ip(a.ip()), Some(a.port()));
+        u.params.set("transport", Some(transport.as_str()));
+        NameAddr::new(Uri::Sip(u))
+    }
+
     /// The driver closed a connection: its transactions fail, and so do those toward the
     /// peer's address (the driver would open a new connection for the next request).
     pub(crate) fn on_conn_closed(&mut self, side: Side, conn: ConnId) {
@@ -166,26 +216,6 @@ impl B2bua {
         let mut resp = Message::response_to(req, code, None, Some(tag));
         edit(&mut resp);
         let _ = self.layer.send_response(tx, resp, now);
-    }
-
-    /// Where requests toward a leg's peer go now.
-    pub(crate) fn target_of(flows: &FlowTable, call: &Call, side: Side) -> Target {
-        let leg = call.leg(side);
-        match leg.conn {
-            Some(c) if flows.is_open(side, c) => Target::Conn(c),
-            _ => leg.fallback,
-        }
-    }
-
-    /// The transport of a leg (its fallback address's).
-    pub(crate) fn leg_transport(call: &Call, side: Side) -> Transport {
-        match call.leg(side).fallback {
-            Target::Addr { transport, .. } => transport,
-            Target::Conn(_) => match side {
-                Side::Ext => Transport::Tcp,
-                Side::Int => Transport::Tls,
-            },
-        }
     }
 
     /// Sends CANCEL for a pending INVITE client transaction, with `reason` (RFC 3326) if given.
