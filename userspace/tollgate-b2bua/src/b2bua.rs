@@ -15,7 +15,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 use tollgate_sdp::{CryptoPolicy, RewriteConfig};
@@ -35,7 +35,7 @@ use crate::own_headers;
 use crate::ports::PortPool;
 use crate::record::{self, WallClock};
 use crate::teardown::Orphan;
-use crate::timers::{TimerPurpose, Timers, later};
+use crate::timers::{TimerPurpose, Timers};
 use crate::transport::FlowTable;
 use crate::trunks::Trunks;
 use crate::types::{
@@ -755,48 +755,6 @@ impl B2bua {
         self.admission.reconfigure(&cfg);
         self.cfg = Arc::new(cfg);
         self.arm_keepalives(now, out);
-    }
-
-    /// Re-arms a leg's session timer: refresh at half the interval when we refresh, expiry
-    /// at interval minus min(32 s, interval/3) when the peer does (RFC 4028 §10).
-    pub(crate) fn arm_session(
-        &mut self,
-        call: CallId,
-        side: Side,
-        after: Option<Duration>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(s) = self
-            .calls
-            .get_mut(&call)
-            .and_then(|c| c.leg_mut(side).session.as_mut())
-        else {
-            return;
-        };
-        let old = s.timer.take();
-        // RFC 4028's floor, whatever a peer said.
-        let interval = u64::from(s.interval.max(90));
-        let delay = after.unwrap_or_else(|| {
-            if s.we_refresh {
-                Duration::from_secs(interval / 2)
-            } else {
-                Duration::from_secs(interval - (interval / 3).min(32))
-            }
-        });
-        if let Some(t) = old {
-            self.timers.cancel(t, out);
-        }
-        let id = self
-            .timers
-            .set(TimerPurpose::Session(call, side), later(now, delay), out);
-        if let Some(s) = self
-            .calls
-            .get_mut(&call)
-            .and_then(|c| c.leg_mut(side).session.as_mut())
-        {
-            s.timer = Some(id);
-        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! In-dialog requests: BYE, re-INVITE and UPDATE (offer/answer relayed with the SDP rewrite,
 //! hold/resume, re-keying, 491 on glare), PRACK (reliable provisionals passed through), INFO,
-//! OPTIONS, MESSAGE and NOTIFY relayed; ACK for 2xx forwarded leg to leg; session refreshes
-//! Tollgate sends itself (RFC 4028) and their expiry.
+//! OPTIONS, MESSAGE and NOTIFY relayed; ACK for 2xx forwarded leg to leg. Session refreshes
+//! Tollgate sends itself are in `session`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
 
@@ -55,8 +55,6 @@ struct Relayed<'m> {
     body: Option<Vec<u8>>,
     offer: OfferState,
 }
-
-const SESSION_EXPIRED: &str = "SIP;cause=408;text=\"Session Timer Expired\"";
 
 impl B2bua {
     /// A request with a To tag.
@@ -618,192 +616,6 @@ impl B2bua {
         }
         if broken {
             self.end_call(id, EndCause::MediaNegotiation, 200, None, now, out);
-        }
-    }
-
-    /// A leg's session timer fired: refresh it (we are the refresher) or end the call (the
-    /// peer should have refreshed).
-    pub(crate) fn on_session_timer(
-        &mut self,
-        id: CallId,
-        side: Side,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let Some(s) = call.leg_mut(side).session.as_mut() else {
-            return;
-        };
-        s.timer = None;
-        let (interval, we) = (s.interval, s.we_refresh);
-        if !we {
-            self.end_call(
-                id,
-                EndCause::SessionExpired,
-                200,
-                Some(SESSION_EXPIRED),
-                now,
-                out,
-            );
-            return;
-        }
-        if call.negotiating() {
-            // Something is in progress (its success refreshes the session); look again soon.
-            self.arm_session(id, side, Some(Duration::from_secs(2)), now, out);
-            return;
-        }
-        let last = call
-            .media
-            .as_ref()
-            .and_then(|m| m.last_sent(side.sdp()))
-            .map(tollgate_sdp::Sdp::to_bytes);
-        let method = if call.leg(side).peer_update || last.is_none() {
-            Method::Update
-        } else {
-            Method::Invite
-        };
-        let transport = call.transport(side);
-        let target = call.target(&self.flows, side);
-        let via = self.via(side, transport);
-        let Some(d) = self
-            .calls
-            .get_mut(&id)
-            .and_then(|c| c.leg_mut(side).dialog.as_mut())
-        else {
-            return;
-        };
-        let mut req = d.new_request(method.clone(), via);
-        own_headers::supported(&mut req, &[own_headers::TIMER]);
-        own_headers::set_session_expires(&mut req, interval, Refresher::Uac);
-        if method == Method::Invite {
-            own_headers::allow(&mut req);
-            set_sdp(&mut req, last);
-        }
-        match self.send_request(side, target, req, now) {
-            Some(tx) => {
-                self.register_tx(id, tx, TxRole::Refresh(side));
-                let guard = (method == Method::Invite).then(|| {
-                    let at = later(now, self.cfg.sip.no_answer());
-                    self.timers.set(TimerPurpose::InviteGuard(id, tx), at, out)
-                });
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.refresh = Some((side, tx, method));
-                    c.refresh_guard = guard;
-                }
-            }
-            None => self.end_call(id, EndCause::RefreshFailed, 200, None, now, out),
-        }
-    }
-
-    /// A response to our session refresh.
-    pub(crate) fn refresh_response(
-        &mut self,
-        id: CallId,
-        side: Side,
-        tx: TxId,
-        msg: &Message,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(code) = msg.status() else { return };
-        if code < 200 {
-            return;
-        }
-        if !(200..300).contains(&code) {
-            self.refresh_failed(id, side, tx, code, now, out);
-            return;
-        }
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let Some((_, _, method)) = call.refresh.take() else {
-            return;
-        };
-        let guard = call.refresh_guard.take();
-        if let Some(d) = call.leg_mut(side).dialog.as_mut() {
-            let _ = d.on_response(msg);
-        }
-        if let Some(g) = guard {
-            self.timers.cancel(g, out);
-        }
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if method == Method::Invite {
-            let transport = call.transport(side);
-            let target = call.target(&self.flows, side);
-            let via = self.via(side, transport);
-            if let Some(ack) = self
-                .calls
-                .get_mut(&id)
-                .and_then(|c| c.leg_mut(side).dialog.as_ref())
-                .and_then(|d| d.ack_for_2xx(via))
-            {
-                self.send_stateless(side, target, ack);
-            }
-        }
-        self.arm_session(id, side, None, now, out);
-    }
-
-    /// Our refresh failed: 491 -> retry shortly; UPDATE refused as unknown -> retry with
-    /// re-INVITE; anything else (408, 481, timeout...) -> the session is gone, end the call.
-    pub(crate) fn refresh_failed(
-        &mut self,
-        id: CallId,
-        side: Side,
-        tx: TxId,
-        code: u16,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let Some((_, rtx, method)) = call.refresh.clone() else {
-            return;
-        };
-        if rtx != tx {
-            return;
-        }
-        call.refresh = None;
-        let guard = call.refresh_guard.take();
-        let peer_update = call.leg(side).peer_update;
-        if let Some(g) = guard {
-            self.timers.cancel(g, out);
-        }
-        match code {
-            491 => self.arm_session(id, side, Some(Duration::from_secs(2)), now, out),
-            405 | 501 if method == Method::Update && peer_update => {
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.leg_mut(side).peer_update = false;
-                }
-                self.arm_session(id, side, Some(Duration::from_secs(1)), now, out);
-            }
-            _ => self.end_call(id, EndCause::RefreshFailed, 200, None, now, out),
-        }
-    }
-
-    /// Timer C: a relayed re-INVITE (or our refresh re-INVITE) got no final response in
-    /// time. The peer is broken; the call ends (the pending INVITE is CANCELed, the requester
-    /// gets 487, both legs a BYE).
-    pub(crate) fn on_invite_guard(
-        &mut self,
-        id: CallId,
-        tx: TxId,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if let Some(r) = call.relays.iter_mut().find(|r| r.client_tx == tx) {
-            r.guard = None;
-            self.end_call(id, EndCause::Timeout, 200, None, now, out);
-        } else if call.refresh.as_ref().is_some_and(|(_, t, _)| *t == tx) {
-            call.refresh_guard = None;
-            self.end_call(id, EndCause::RefreshFailed, 200, None, now, out);
         }
     }
 }

@@ -73,6 +73,7 @@ mod offer;
 mod own_headers;
 pub mod ports;
 pub mod record;
+mod session;
 mod setup;
 mod teardown;
 mod timers;
