@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tollgate_relay::MediaFlowSpec;
 use tollgate_sdp::MediaSession;
-use tollgate_sip::{Dialog, Method, TxId};
+use tollgate_sip::{Dialog, Message, Method, TxId};
 
 use crate::record::SrtpPosition;
 use crate::transport::FlowTable;
@@ -163,7 +163,64 @@ pub(crate) struct Setup {
     pub(crate) no_answer: Option<TimerId>,
 }
 
+/// Early dialogs tracked per call (forks of the callee side); later forks' provisionals are
+/// still relayed, but not PRACKed nor used for early media.
+const MAX_EARLY_DIALOGS: usize = 16;
+/// Reliable provisionals relayed to the caller and awaiting its PRACK, per call.
+const MAX_PRACKS: usize = 32;
+
 impl Setup {
+    /// A provisional from the callee side: its early dialog is updated, or tracked if there is
+    /// room (`req`: the INVITE it answers). Returns whether its dialog is tracked (or it has
+    /// none): only then is its SDP used.
+    pub(crate) fn track_early(&mut self, msg: &Message, req: Option<&Message>) -> bool {
+        self.provisional = true;
+        if let Some(tag) = msg.to().and_then(|t| t.tag()) {
+            if let Some(pos) = self.early.iter().position(|d| d.id.remote_tag == tag) {
+                let mut d = self.early.remove(pos);
+                let _ = d.on_response(msg);
+                self.early.push(d);
+            } else if self.early.len() < MAX_EARLY_DIALOGS
+                && let Some(req) = req
+                && let Ok(d) = Dialog::from_uac(req, msg)
+            {
+                self.early.push(d);
+            }
+        }
+        msg.to()
+            .and_then(|t| t.tag())
+            .is_none_or(|tag| self.early.iter().any(|d| d.id.remote_tag == tag))
+    }
+
+    /// RFC 3262 §4: whether a reliable provisional with `rseq` on early dialog `tag` is new
+    /// (recorded); a retransmission (RSeq not above the last one of that early dialog) or a
+    /// fork beyond those tracked is not.
+    pub(crate) fn new_rseq(&mut self, tag: String, rseq: u32) -> bool {
+        let tracked = self.rseqs.len();
+        match self.rseqs.iter_mut().find(|(t, _)| *t == tag) {
+            Some((_, last)) if rseq <= *last => false,
+            Some((_, last)) => {
+                *last = rseq;
+                true
+            }
+            None if tracked < MAX_EARLY_DIALOGS => {
+                self.rseqs.push((tag, rseq));
+                true
+            }
+            // More forks than are tracked: this one's reliable provisionals are dropped.
+            None => false,
+        }
+    }
+
+    /// Remembers a reliable provisional relayed to the caller, for its PRACK.
+    pub(crate) fn map_prack(&mut self, map: PrackMap) {
+        if self.pracks.len() >= MAX_PRACKS {
+            // The caller has not PRACKed the oldest: forget it (its PRACK gets a 481).
+            self.pracks.remove(0);
+        }
+        self.pracks.push(map);
+    }
+
     /// Starts a new attempt toward the callee side (failover, 422 retry): a new CSeq, and
     /// nothing kept from the previous attempt's early dialogs.
     pub(crate) fn next_attempt(&mut self) {

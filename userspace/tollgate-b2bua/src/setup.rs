@@ -15,13 +15,7 @@ use crate::b2bua::B2bua;
 use crate::call::{AckPlan, AckWait, CalleeOffer, PrackMap, SessionTimer, TxRole};
 use crate::headers::{copy_headers, crosses};
 use crate::own_headers;
-use crate::types::{CallEvent, CallId, Direction, EndCause, Output, Target};
-
-/// Early dialogs tracked per call (forks of the callee side); later forks' provisionals are
-/// still relayed, but not PRACKed nor used for early media.
-const MAX_EARLY_DIALOGS: usize = 16;
-/// Reliable provisionals relayed to the caller and awaiting its PRACK, per call.
-const MAX_PRACKS: usize = 32;
+use crate::types::{CallEvent, CallId, Direction, EndCause, Output, Side, Target};
 
 /// The user part of a SIP URI, or the number of a `tel:` URI.
 pub(crate) fn uri_user(uri: &Uri) -> Option<String> {
@@ -59,6 +53,22 @@ pub(crate) fn set_sdp(msg: &mut Message, body: Option<Vec<u8>>) {
         Some(b) => msg.set_body(Some(MediaType::sdp()), b),
         None => msg.set_body(None, Vec::new()),
     }
+}
+
+/// Why a callee's 2xx cannot be used: how the call ends (cause, status).
+type Unusable = (EndCause, u16);
+
+/// What the callee's 2xx SDP is checked against.
+#[derive(Debug)]
+struct AnswerSdp {
+    /// Our INVITE carried an offer.
+    offered: bool,
+    /// A delayed offer was answered in a PRACK.
+    early_exchange: bool,
+    /// Some early answer was received.
+    early_answer: bool,
+    /// This dialog's own early answer, when another fork's is in force.
+    own_early: Option<Vec<u8>>,
 }
 
 impl B2bua {
@@ -234,23 +244,7 @@ impl B2bua {
             let Some(setup) = call.setup_mut() else {
                 return;
             };
-            setup.provisional = true;
-            if let Some(tag) = msg.to().and_then(|t| t.tag()) {
-                if let Some(pos) = setup.early.iter().position(|d| d.id.remote_tag == tag) {
-                    let mut d = setup.early.remove(pos);
-                    let _ = d.on_response(msg);
-                    setup.early.push(d);
-                } else if setup.early.len() < MAX_EARLY_DIALOGS
-                    && let Some(req) = self.layer.request(tx)
-                    && let Ok(d) = Dialog::from_uac(req, msg)
-                {
-                    setup.early.push(d);
-                }
-            }
-            tracked = msg
-                .to()
-                .and_then(|t| t.tag())
-                .is_none_or(|tag| setup.early.iter().any(|d| d.id.remote_tag == tag));
+            tracked = setup.track_early(msg, self.layer.request(tx));
         }
         let reliable = msg
             .headers
@@ -265,13 +259,8 @@ impl B2bua {
             let Some(setup) = self.calls.get_mut(&id).and_then(|c| c.setup_mut()) else {
                 return;
             };
-            let tracked = setup.rseqs.len();
-            match setup.rseqs.iter_mut().find(|(t, _)| *t == tag) {
-                Some((_, last)) if rseq <= *last => return,
-                Some((_, last)) => *last = rseq,
-                None if tracked < MAX_EARLY_DIALOGS => setup.rseqs.push((tag, rseq)),
-                // More forks than are tracked: this one's reliable provisionals are dropped.
-                None => return,
+            if !setup.new_rseq(tag, rseq) {
+                return;
             }
         }
         let Some(call) = self.calls.get(&id) else {
@@ -334,11 +323,7 @@ impl B2bua {
             leg.rseq = leg.rseq.wrapping_add(1);
             let our = leg.rseq;
             if let Some(setup) = call.setup_mut() {
-                if setup.pracks.len() >= MAX_PRACKS {
-                    // The caller has not PRACKed the oldest: forget it (its PRACK gets a 481).
-                    setup.pracks.remove(0);
-                }
-                setup.pracks.push(PrackMap {
+                setup.map_prack(PrackMap {
                     our_rseq: our,
                     callee_tag: tag,
                     callee_rseq,
@@ -417,60 +402,18 @@ impl B2bua {
         }
 
         // SDP: the answer to our offer, or (delayed offer) the callee's offer.
-        let (body, plan) = if offered {
-            match self.take_answer(id, callee, msg, out) {
-                Ok(Some(b)) => (Some(b), AckPlan::Forward),
-                Ok(None) if own_early.is_some() => {
-                    // The 2xx confirms a fork whose early answer was superseded by another
-                    // fork's: its own answer goes back in force.
-                    let body = own_early.unwrap_or_default();
-                    match self.take_answer_sdp(id, callee, &body, out) {
-                        Ok(Some(b)) => (Some(b), AckPlan::Forward),
-                        _ => {
-                            self.ack_and_bye(tx, msg, now);
-                            self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
-                            return;
-                        }
-                    }
-                }
-                Ok(None) if early_answer => {
-                    let last = self
-                        .calls
-                        .get(&id)
-                        .and_then(|c| c.media.as_ref())
-                        .and_then(|m| m.last_sent(caller.sdp()))
-                        .map(Sdp::to_bytes);
-                    (last, AckPlan::Forward)
-                }
-                Ok(None) => {
-                    self.ack_and_bye(tx, msg, now);
-                    self.end_call(id, EndCause::ProtocolError, 502, None, now, out);
-                    return;
-                }
-                Err(()) => {
-                    self.ack_and_bye(tx, msg, now);
-                    self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
-                    return;
-                }
-            }
-        } else if early_exchange {
-            // Offer and answer went in a reliable provisional and its PRACK: nothing new here.
-            (None, AckPlan::Forward)
-        } else {
-            match sdp_body(msg).map(<[u8]>::to_vec) {
-                Some(b) => match self.take_offer(id, callee, &b) {
-                    Ok(o) => (Some(o), AckPlan::Answer),
-                    Err(_) => {
-                        self.ack_and_bye(tx, msg, now);
-                        self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
-                        return;
-                    }
-                },
-                None => {
-                    self.ack_and_bye(tx, msg, now);
-                    self.end_call(id, EndCause::ProtocolError, 502, None, now, out);
-                    return;
-                }
+        let sdp = AnswerSdp {
+            offered,
+            early_exchange,
+            early_answer,
+            own_early,
+        };
+        let (body, plan) = match self.answer_sdp(id, (caller, callee), msg, sdp, out) {
+            Ok(x) => x,
+            Err((cause, status)) => {
+                self.ack_and_bye(tx, msg, now);
+                self.end_call(id, cause, status, None, now, out);
+                return;
             }
         };
         if plan == AckPlan::Forward {
@@ -524,6 +467,56 @@ impl B2bua {
         if timers.is_some() {
             self.arm_session(id, caller, None, now, out);
             self.arm_session(id, callee, None, now, out);
+        }
+    }
+
+    /// The SDP of the callee's 2xx: the answer to our offer (or a fork's own early answer, or
+    /// the early answer in force), nothing new after an early exchange, or (delayed offer) the
+    /// callee's offer for the caller. The error is how the call ends (the 2xx is ACKed and
+    /// BYEd).
+    fn answer_sdp(
+        &mut self,
+        id: CallId,
+        (caller, callee): (Side, Side),
+        msg: &Message,
+        sdp: AnswerSdp,
+        out: &mut Vec<Output>,
+    ) -> Result<(Option<Vec<u8>>, AckPlan), Unusable> {
+        if sdp.offered {
+            match self.take_answer(id, callee, msg, out) {
+                Ok(Some(b)) => Ok((Some(b), AckPlan::Forward)),
+                Ok(None) if sdp.own_early.is_some() => {
+                    // The 2xx confirms a fork whose early answer was superseded by another
+                    // fork's: its own answer goes back in force.
+                    let body = sdp.own_early.unwrap_or_default();
+                    match self.take_answer_sdp(id, callee, &body, out) {
+                        Ok(Some(b)) => Ok((Some(b), AckPlan::Forward)),
+                        _ => Err((EndCause::MediaNegotiation, 488)),
+                    }
+                }
+                Ok(None) if sdp.early_answer => {
+                    let last = self
+                        .calls
+                        .get(&id)
+                        .and_then(|c| c.media.as_ref())
+                        .and_then(|m| m.last_sent(caller.sdp()))
+                        .map(Sdp::to_bytes);
+                    Ok((last, AckPlan::Forward))
+                }
+                Ok(None) => Err((EndCause::ProtocolError, 502)),
+                Err(()) => Err((EndCause::MediaNegotiation, 488)),
+            }
+        } else if sdp.early_exchange {
+            // Offer and answer went in a reliable provisional and its PRACK: nothing new here.
+            Ok((None, AckPlan::Forward))
+        } else {
+            match sdp_body(msg).map(<[u8]>::to_vec) {
+                Some(b) => match self.take_offer(id, callee, &b) {
+                    Ok(o) => Ok((Some(o), AckPlan::Answer)),
+                    Err(_) => Err((EndCause::MediaNegotiation, 488)),
+                },
+                None => Err((EndCause::ProtocolError, 502)),
+            }
         }
     }
 
