@@ -44,6 +44,10 @@ impl Broken {
     }
 }
 
+/// The SDP for the requester and its ACK plan, or why the 2xx is unusable (and whether it
+/// must be ACKed).
+type RelayedSdp = Result<(Option<Vec<u8>>, AckPlan), (bool, Broken)>;
+
 /// One request to relay to the other leg.
 struct Relayed<'m> {
     /// The requester's server transaction.
@@ -366,29 +370,7 @@ impl B2bua {
         };
         let responder = requester.other();
         if code < 200 {
-            // Provisional to a re-INVITE: relayed without SDP; a reliable one is PRACKed here.
-            let reliable = msg
-                .headers
-                .require()
-                .any(|t| t.eq_ignore_ascii_case("100rel"));
-            if reliable {
-                let transport = call.transport(responder);
-                let target = call.target(&self.flows, responder);
-                let via = self.via(responder, transport);
-                if let Some(p) = self
-                    .calls
-                    .get_mut(&id)
-                    .and_then(|c| c.dialog_mut(responder))
-                    .and_then(|d| d.prack(&msg, via))
-                {
-                    let _ = self.send_request(responder, target, p, now);
-                }
-            }
-            if let Some(req) = self.layer.request(server_tx) {
-                let mut resp = Message::response_to(req, code, msg.reason(), None);
-                copy_headers(&msg, responder, &mut resp, &self.cfg.sip.pass_headers);
-                let _ = self.layer.send_response(server_tx, resp, now);
-            }
+            self.relay_provisional(id, (responder, server_tx), code, &msg, now);
             return;
         }
         let removed = call.relays.remove(pos);
@@ -419,24 +401,7 @@ impl B2bua {
             let _ = d.on_response(&msg);
         }
         let ack = method == Method::Invite;
-        let outcome = match offer {
-            OfferState::FromRequester => match self.take_answer(id, responder, &msg, out) {
-                Ok(Some(b)) => {
-                    self.finish_offer(id);
-                    Ok((Some(b), AckPlan::Forward))
-                }
-                Ok(None) => Err((ack, Broken::NoSdp)),
-                Err(()) => Err((ack, Broken::BadSdp)),
-            },
-            OfferState::InResponse => match sdp_body(&msg).map(<[u8]>::to_vec) {
-                Some(b) => match self.take_offer(id, responder, &b) {
-                    Ok(o) => Ok((Some(o), AckPlan::Answer)),
-                    Err(_) => Err((true, Broken::BadSdp)),
-                },
-                None => Err((true, Broken::NoSdp)),
-            },
-            OfferState::None => Ok((None, AckPlan::Forward)),
-        };
+        let outcome = self.relayed_sdp(id, responder, (offer, ack), &msg, out);
         let (body, plan) = match outcome {
             Ok(x) => x,
             Err((ack, broken)) => {
@@ -492,6 +457,74 @@ impl B2bua {
             for s in [requester, responder] {
                 self.arm_session(id, s, None, now, out);
             }
+        }
+    }
+
+    /// A provisional to a relayed re-INVITE: relayed without SDP; a reliable one is PRACKed
+    /// here.
+    fn relay_provisional(
+        &mut self,
+        id: CallId,
+        (responder, server_tx): (Side, TxId),
+        code: u16,
+        msg: &Message,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let reliable = msg
+            .headers
+            .require()
+            .any(|t| t.eq_ignore_ascii_case("100rel"));
+        if reliable {
+            let transport = call.transport(responder);
+            let target = call.target(&self.flows, responder);
+            let via = self.via(responder, transport);
+            if let Some(p) = self
+                .calls
+                .get_mut(&id)
+                .and_then(|c| c.dialog_mut(responder))
+                .and_then(|d| d.prack(msg, via))
+            {
+                let _ = self.send_request(responder, target, p, now);
+            }
+        }
+        if let Some(req) = self.layer.request(server_tx) {
+            let mut resp = Message::response_to(req, code, msg.reason(), None);
+            copy_headers(msg, responder, &mut resp, &self.cfg.sip.pass_headers);
+            let _ = self.layer.send_response(server_tx, resp, now);
+        }
+    }
+
+    /// The SDP of the other leg's 2xx to a relayed request, rewritten for the requester, and
+    /// what the requester's ACK must do; the error says why the 2xx is unusable (and whether
+    /// it must be ACKed).
+    fn relayed_sdp(
+        &mut self,
+        id: CallId,
+        responder: Side,
+        (offer, ack): (OfferState, bool),
+        msg: &Message,
+        out: &mut Vec<Output>,
+    ) -> RelayedSdp {
+        match offer {
+            OfferState::FromRequester => match self.take_answer(id, responder, msg, out) {
+                Ok(Some(b)) => {
+                    self.finish_offer(id);
+                    Ok((Some(b), AckPlan::Forward))
+                }
+                Ok(None) => Err((ack, Broken::NoSdp)),
+                Err(()) => Err((ack, Broken::BadSdp)),
+            },
+            OfferState::InResponse => match sdp_body(msg).map(<[u8]>::to_vec) {
+                Some(b) => match self.take_offer(id, responder, &b) {
+                    Ok(o) => Ok((Some(o), AckPlan::Answer)),
+                    Err(_) => Err((true, Broken::BadSdp)),
+                },
+                None => Err((true, Broken::NoSdp)),
+            },
+            OfferState::None => Ok((None, AckPlan::Forward)),
         }
     }
 
