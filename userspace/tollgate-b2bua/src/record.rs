@@ -440,28 +440,9 @@ impl B2bua {
         report
     }
 
-    /// One record; the error says whether the call exists (and was ended with BYEs).
-    fn restore_one(
-        &mut self,
-        r: &CallRecord,
-        wall: &WallClock,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) -> Result<(), (RestoreError, bool)> {
-        let id = r.call;
-        if self.calls.contains_key(&id) {
-            return Err((RestoreError::Duplicate(id), false));
-        }
-        let ext = leg_from(Side::Ext, &r.legs[0]).map_err(|e| (e, false))?;
-        let int = leg_from(Side::Int, &r.legs[1]).map_err(|e| (e, false))?;
-        let keys = [
-            dialog_key(Side::Ext, &ext.call_id, &ext.local_tag),
-            dialog_key(Side::Int, &int.call_id, &int.local_tag),
-        ];
-        if let Some(k) = keys.iter().find(|k| self.calls.by_dialog(k).is_some()) {
-            return Err((RestoreError::DialogTaken(k.clone()), false));
-        }
-        // Ports, then flows: the first problem ends the call (after its legs exist).
+    /// Claims a record's relay ports and rebuilds its flows; on the first problem every port
+    /// claimed is released.
+    fn claim_media(&mut self, r: &CallRecord) -> Result<Vec<FlowSlot>, RestoreError> {
         let mut problem = None;
         let mut claimed = Vec::new();
         for p in r.media.held_ports() {
@@ -500,13 +481,42 @@ impl B2bua {
                 }
             }
         }
-        let ok = problem.is_none();
-        if !ok {
+        if let Some(e) = problem {
             for p in &claimed {
                 self.pools.release(p);
             }
-            flows.clear();
+            return Err(e);
         }
+        Ok(flows)
+    }
+
+    /// One record; the error says whether the call exists (and was ended with BYEs).
+    fn restore_one(
+        &mut self,
+        r: &CallRecord,
+        wall: &WallClock,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Result<(), (RestoreError, bool)> {
+        let id = r.call;
+        if self.calls.contains_key(&id) {
+            return Err((RestoreError::Duplicate(id), false));
+        }
+        let ext = leg_from(Side::Ext, &r.legs[0]).map_err(|e| (e, false))?;
+        let int = leg_from(Side::Int, &r.legs[1]).map_err(|e| (e, false))?;
+        let keys = [
+            dialog_key(Side::Ext, &ext.call_id, &ext.local_tag),
+            dialog_key(Side::Int, &int.call_id, &int.local_tag),
+        ];
+        if let Some(k) = keys.iter().find(|k| self.calls.by_dialog(k).is_some()) {
+            return Err((RestoreError::DialogTaken(k.clone()), false));
+        }
+        // Ports, then flows: the first problem ends the call (after its legs exist).
+        let (flows, problem) = match self.claim_media(r) {
+            Ok(flows) => (flows, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        let ok = problem.is_none();
         let call = Call {
             direction: r.direction,
             start: wall.instant(r.start_ms),
