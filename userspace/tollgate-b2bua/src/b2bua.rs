@@ -17,7 +17,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustc_hash::FxHashMap;
 use tollgate_sdp::{CryptoPolicy, RewriteConfig};
 use tollgate_sip::{
     Action, Flow, HeaderName, Message, Method, TransactionConfig, TransactionLayer, TxId, UaPolicy,
@@ -34,7 +33,7 @@ use crate::newcall::Received;
 use crate::own_headers;
 use crate::ports::PortPool;
 use crate::record::{self, WallClock};
-use crate::teardown::Orphan;
+use crate::teardown::Orphans;
 use crate::timers::{TimerPurpose, Timers};
 use crate::transport::FlowTable;
 use crate::trunks::Trunks;
@@ -66,7 +65,8 @@ pub struct B2bua {
     pub(crate) next_flow: u64,
     /// The calls in progress and their dialog and transaction indexes.
     pub(crate) calls: CallTable,
-    pub(crate) orphans: FxHashMap<TxId, Orphan>,
+    /// INVITE client transactions whose call is gone.
+    pub(crate) orphans: Orphans,
     /// Armed timers and what each is for.
     pub(crate) timers: Timers,
     pub(crate) flows: FlowTable,
@@ -149,7 +149,7 @@ impl B2bua {
             branch_prefix,
             next_flow: 1,
             calls: CallTable::default(),
-            orphans: FxHashMap::default(),
+            orphans: Orphans::default(),
             timers: Timers::default(),
             flows: FlowTable::default(),
             pools,
@@ -359,7 +359,7 @@ impl B2bua {
             }
             TimerPurpose::Session(call, side) => self.on_session_timer(call, side, now, out),
             TimerPurpose::OrphanGuard(tx) => {
-                if self.orphans.remove(&tx).is_some() && self.layer.state(tx).is_some() {
+                if self.orphans.remove(tx).is_some() && self.layer.state(tx).is_some() {
                     // RFC 3261 §9.1: no final response 64·T1 after CANCEL: give up on it.
                     self.layer.transport_error(tx);
                 }
@@ -671,7 +671,7 @@ impl B2bua {
             }
             return;
         }
-        if self.orphans.contains_key(&tx) {
+        if self.orphans.contains(tx) {
             self.orphan_response(tx, &msg, now);
         }
     }
@@ -701,8 +701,8 @@ impl B2bua {
         if self.trunks.keepalive_terminated(tx) {
             return;
         }
-        if let Some(o) = self.orphans.remove(&tx) {
-            self.timers.cancel(o.guard, out);
+        if let Some(guard) = self.orphans.remove(tx) {
+            self.timers.cancel(guard, out);
             return;
         }
         let Some((call, role)) = self.calls.unregister_tx(tx) else {

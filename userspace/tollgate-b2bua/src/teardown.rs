@@ -5,9 +5,11 @@
 //! provisional, ACK and BYE for a late 2xx, a guard timer bounding each.
 //!
 //! It must not keep a call alive: once `end_call` starts, the call is out of the call table.
+//! [`Orphans`] changes only here (and is forgotten by `B2bua` when a transaction ends).
 
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use tollgate_sip::transaction::State as TxState;
 use tollgate_sip::{Dialog, Message, Method, TxId};
 
@@ -20,12 +22,36 @@ use crate::types::{CallEvent, CallId, Cdr, EndCause, Output, Side, TimerId, Tran
 
 /// An INVITE client transaction whose call is gone.
 #[derive(Debug, Clone)]
-pub(crate) struct Orphan {
+struct Orphan {
     /// Send CANCEL when a provisional arrives.
-    pub(crate) cancel_on_provisional: bool,
+    cancel_on_provisional: bool,
     /// Reason header (RFC 3326) for that CANCEL.
-    pub(crate) reason: Option<String>,
-    pub(crate) guard: TimerId,
+    reason: Option<String>,
+    guard: TimerId,
+}
+
+/// The orphaned INVITE client transactions, by transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Orphans {
+    by_tx: FxHashMap<TxId, Orphan>,
+}
+
+impl Orphans {
+    pub(crate) fn contains(&self, tx: TxId) -> bool {
+        self.by_tx.contains_key(&tx)
+    }
+
+    /// Forgets an orphan; its guard timer, if it was one.
+    pub(crate) fn remove(&mut self, tx: TxId) -> Option<TimerId> {
+        self.by_tx.remove(&tx).map(|o| o.guard)
+    }
+
+    /// A provisional arrived: the Reason for the CANCEL to send now, if one is still owed.
+    fn cancel_owed(&mut self, tx: TxId) -> Option<Option<String>> {
+        self.by_tx.get_mut(&tx).and_then(|o| {
+            std::mem::replace(&mut o.cancel_on_provisional, false).then(|| o.reason.clone())
+        })
+    }
 }
 
 /// How a call ends: its cause, the status for a caller still waiting, and a Reason header.
@@ -235,7 +261,7 @@ impl B2bua {
         let guard = self
             .timers
             .set(TimerPurpose::OrphanGuard(tx), guard_at, out);
-        self.orphans.insert(
+        self.orphans.by_tx.insert(
             tx,
             Orphan {
                 cancel_on_provisional: !cancel_now,
@@ -248,9 +274,7 @@ impl B2bua {
     pub(crate) fn orphan_response(&mut self, tx: TxId, msg: &Message, now: Instant) {
         let Some(code) = msg.status() else { return };
         if (101..200).contains(&code) {
-            let send = self.orphans.get_mut(&tx).and_then(|o| {
-                std::mem::replace(&mut o.cancel_on_provisional, false).then(|| o.reason.clone())
-            });
+            let send = self.orphans.cancel_owed(tx);
             if let Some(reason) = send {
                 self.send_cancel(tx, reason.as_deref(), now);
             }
