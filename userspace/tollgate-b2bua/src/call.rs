@@ -267,6 +267,17 @@ pub(crate) struct Relay {
     pub(crate) guard: Option<TimerId>,
 }
 
+/// A session refresh Tollgate sent itself and awaits the answer to.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnRefresh {
+    /// Its transaction (registered as `TxRole::Refresh(leg)`).
+    pub(crate) tx: TxId,
+    /// UPDATE or re-INVITE.
+    pub(crate) method: Method,
+    /// Timer C of a refresh re-INVITE, while armed.
+    pub(crate) guard: Option<TimerId>,
+}
+
 /// What to do when the ACK for a 2xx we sent arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AckPlan {
@@ -322,10 +333,8 @@ pub(crate) struct Call {
     pub(crate) phase: Phase,
     pub(crate) ack_wait: Option<AckWait>,
     pub(crate) relays: Vec<Relay>,
-    /// Our own session refresh in flight: (leg, transaction, method).
-    pub(crate) refresh: Option<(Side, TxId, Method)>,
-    /// Timer C of our refresh re-INVITE.
-    pub(crate) refresh_guard: Option<TimerId>,
+    /// Our own session refresh in flight.
+    pub(crate) refresh: Option<OwnRefresh>,
     pub(crate) numbers: Numbers,
     /// Trunk (inbound: source; outbound: current attempt).
     pub(crate) trunk: Option<String>,

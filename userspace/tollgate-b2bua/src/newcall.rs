@@ -504,7 +504,6 @@ impl B2bua {
             ack_wait: None,
             relays: Vec::new(),
             refresh: None,
-            refresh_guard: None,
             numbers: routed.numbers,
             trunk: Some(trunk.clone()),
             learn_ns: routed.learn_ns,

@@ -529,7 +529,6 @@ impl B2bua {
             ack_wait: None,
             relays: Vec::new(),
             refresh: None,
-            refresh_guard: None,
             numbers: numbers_from(r),
             trunk: r.trunk.clone(),
             learn_ns: r.learn_ns,

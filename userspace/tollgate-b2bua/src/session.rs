@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tollgate_sip::{Message, Method, Refresher, TxId};
 
 use crate::b2bua::B2bua;
-use crate::call::TxRole;
+use crate::call::{OwnRefresh, TxRole};
 use crate::own_headers;
 use crate::setup::set_sdp;
 use crate::timers::{TimerPurpose, later};
@@ -130,8 +130,7 @@ impl B2bua {
                     self.timers.set(TimerPurpose::InviteGuard(id, tx), at, out)
                 });
                 if let Some(c) = self.calls.get_mut(&id) {
-                    c.refresh = Some((side, tx, method));
-                    c.refresh_guard = guard;
+                    c.refresh = Some(OwnRefresh { tx, method, guard });
                 }
             }
             None => self.end_call(id, EndCause::RefreshFailed, 200, None, now, out),
@@ -159,10 +158,9 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some((_, _, method)) = call.refresh.take() else {
+        let Some(OwnRefresh { method, guard, .. }) = call.refresh.take() else {
             return;
         };
-        let guard = call.refresh_guard.take();
         if let Some(d) = call.leg_mut(side).dialog.as_mut() {
             let _ = d.on_response(msg);
         }
@@ -202,14 +200,12 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some((_, rtx, method)) = call.refresh.clone() else {
-            return;
-        };
-        if rtx != tx {
+        if call.refresh.as_ref().is_none_or(|r| r.tx != tx) {
             return;
         }
-        call.refresh = None;
-        let guard = call.refresh_guard.take();
+        let Some(OwnRefresh { method, guard, .. }) = call.refresh.take() else {
+            return;
+        };
         let peer_update = call.leg(side).peer_update;
         if let Some(g) = guard {
             self.timers.cancel(g, out);
@@ -242,8 +238,8 @@ impl B2bua {
         if let Some(r) = call.relays.iter_mut().find(|r| r.client_tx == tx) {
             r.guard = None;
             self.end_call(id, EndCause::Timeout, 200, None, now, out);
-        } else if call.refresh.as_ref().is_some_and(|(_, t, _)| *t == tx) {
-            call.refresh_guard = None;
+        } else if let Some(r) = call.refresh.as_mut().filter(|r| r.tx == tx) {
+            r.guard = None;
             self.end_call(id, EndCause::RefreshFailed, 200, None, now, out);
         }
     }

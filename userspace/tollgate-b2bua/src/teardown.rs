@@ -197,11 +197,13 @@ impl B2bua {
                 self.orphan_invite(r.client_tx, None, now, fx.out);
             }
         }
-        if let Some((_, tx, Method::Invite)) = call.refresh.take() {
-            self.orphan_invite(tx, None, now, fx.out);
-        }
-        if let Some(g) = call.refresh_guard.take() {
-            self.timers.cancel(g, fx.out);
+        if let Some(r) = call.refresh.take() {
+            if r.method == Method::Invite {
+                self.orphan_invite(r.tx, None, now, fx.out);
+            }
+            if let Some(g) = r.guard {
+                self.timers.cancel(g, fx.out);
+            }
         }
         for leg in &mut call.legs {
             if let Some(t) = leg.session.as_mut().and_then(|s| s.timer.take()) {
