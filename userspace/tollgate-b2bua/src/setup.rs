@@ -15,7 +15,7 @@ use crate::b2bua::B2bua;
 use crate::call::{AckPlan, AckWait, CalleeOffer, PrackMap, SessionTimer, TxRole};
 use crate::headers::{copy_headers, crosses};
 use crate::own_headers;
-use crate::types::{CallEvent, CallId, Direction, EndCause, Output, Side, Target};
+use crate::types::{CallEvent, CallId, Direction, EndCause, Output, Side, Target, Transport};
 
 /// The user part of a SIP URI, or the number of a `tel:` URI.
 pub(crate) fn uri_user(uri: &Uri) -> Option<String> {
@@ -270,21 +270,7 @@ impl B2bua {
         let relay_reliably = reliable && passthrough_cfg && call.leg(caller).peer_100rel;
         let tag = msg.to().and_then(|t| t.tag()).map(str::to_owned);
         if reliable && !relay_reliably {
-            let target = call.target(&self.flows, callee);
-            let via = self.via(callee, via_transport);
-            let prack = self
-                .calls
-                .get_mut(&id)
-                .and_then(|c| c.setup_mut())
-                .and_then(|s| {
-                    s.early
-                        .iter_mut()
-                        .find(|d| Some(d.id.remote_tag.as_str()) == tag.as_deref())
-                })
-                .and_then(|d| d.prack(msg, via));
-            if let Some(p) = prack {
-                let _ = self.send_request(callee, target, p, now);
-            }
+            self.prack_callee(id, (callee, via_transport), tag.as_deref(), msg, now);
         }
         // Early media: an answer in the provisional response.
         let answer = if tracked {
@@ -346,6 +332,36 @@ impl B2bua {
         }
         set_sdp(&mut resp, answer.or(early_offer));
         let _ = self.layer.send_response(caller_tx, resp, now);
+    }
+
+    /// PRACKs a callee's reliable provisional on its early dialog (`tag`) ourselves, when it
+    /// does not go to the caller reliably.
+    fn prack_callee(
+        &mut self,
+        id: CallId,
+        (callee, transport): (Side, Transport),
+        tag: Option<&str>,
+        msg: &Message,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let target = call.target(&self.flows, callee);
+        let via = self.via(callee, transport);
+        let prack = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.setup_mut())
+            .and_then(|s| {
+                s.early
+                    .iter_mut()
+                    .find(|d| Some(d.id.remote_tag.as_str()) == tag)
+            })
+            .and_then(|d| d.prack(msg, via));
+        if let Some(p) = prack {
+            let _ = self.send_request(callee, target, p, now);
+        }
     }
 
     fn callee_answer(
