@@ -410,7 +410,7 @@ impl Admission {
             .min(MAX_BACKOFF);
         h.failures = h.failures.saturating_add(1);
         let d = for_.map_or(backoff, |d| d.min(MAX_BACKOFF));
-        let until = crate::b2bua::later(now, d);
+        let until = crate::timers::later(now, d);
         h.down_until = Some(h.down_until.map_or(until, |u| u.max(until)));
         !was_down
     }

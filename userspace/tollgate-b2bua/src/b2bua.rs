@@ -1,9 +1,11 @@
 //! [`B2bua`]: the call state machine the driver calls with [`Input`]s.
 //!
-//! Plumbing lives here: the transaction layer (one `tollgate-sip` [`TransactionLayer`] for both
-//! sides, its flows mapped to driver connections and addresses), timers, the refusal checks
-//! that run before a transaction exists, keepalives, reloads and teardown. Call setup is in
-//! `setup.rs`, in-dialog handling in `indialog.rs`.
+//! Plumbing lives here: inputs, the transaction layer (one `tollgate-sip` [`TransactionLayer`]
+//! for both sides) and the dispatch of its actions, the refusal checks that run before a
+//! transaction exists, persistence and reloads. The state it holds has homes of its own:
+//! `calls.rs` (call table), `timers.rs`, `trunks.rs` (keepalives), `transport.rs` (flows).
+//! A new call is `newcall.rs`, call setup `setup.rs`, in-dialog handling `indialog.rs`,
+//! teardown `teardown.rs`.
 //!
 //! Teardown is immediate: when a call ends (BYE, CANCEL, error, timer) its BYE/CANCEL/final
 //! responses are sent, its flows removed, its ports freed and its CDR written in the same
@@ -13,137 +15,34 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rustc_hash::FxHashMap;
 use tollgate_sdp::{CryptoPolicy, RewriteConfig};
-use tollgate_sip::transaction::{State as TxState, cancel_for};
 use tollgate_sip::{
-    Action, Dialog, Flow, HeaderName, Host, Message, Method, NameAddr, SipUri, TransactionConfig,
-    TransactionLayer, TxId, UaPolicy, Uri, Via, check_request, check_response,
+    Action, Flow, HeaderName, Message, Method, TransactionConfig, TransactionLayer, TxId, UaPolicy,
+    check_request, check_response,
 };
 
-use crate::admission::{Admission, Refusal};
-use crate::call::{Call, TxRole};
+use crate::admission::Admission;
+use crate::call::TxRole;
+use crate::calls::CallTable;
 use crate::config::Config;
+use crate::effects::{Effects, Origin};
 use crate::media::Pools;
+use crate::newcall::Received;
 use crate::own_headers;
 use crate::ports::PortPool;
 use crate::record::{self, WallClock};
+use crate::teardown::Orphans;
+use crate::timers::{TimerPurpose, Timers};
+use crate::transport::FlowTable;
+use crate::trunks::Trunks;
 use crate::types::{
-    CallEvent, CallId, Cdr, ConnId, EndCause, Input, Output, RefuseReason, Side, Target, TimerId,
-    Transport,
+    CallEvent, CallId, ConnId, EndCause, Input, Output, RefuseReason, Side, Target, TimerId,
 };
 
 /// The CSPRNG the core draws SRTP keys, tags, Call-IDs and branches from.
 pub type Rng = Box<dyn FnMut(&mut [u8]) + Send>;
-
-/// What a timer is for.
-#[derive(Debug, Clone)]
-pub(crate) enum TimerPurpose {
-    /// The transaction layer's next deadline.
-    Tx,
-    /// Ringing too long.
-    NoAnswer(CallId),
-    /// A leg's session refresh or expiry.
-    Session(CallId, Side),
-    /// Bound on an abandoned INVITE client transaction.
-    OrphanGuard(TxId),
-    /// Bound on a relayed re-INVITE or our refresh re-INVITE that got a provisional and no
-    /// final response (RFC 3261 Timer C).
-    InviteGuard(CallId, TxId),
-    /// A trunk's OPTIONS keepalive.
-    Keepalive(String),
-}
-
-/// An INVITE client transaction whose call is gone.
-#[derive(Debug, Clone)]
-pub(crate) struct Orphan {
-    /// Send CANCEL when a provisional arrives.
-    pub(crate) cancel_on_provisional: bool,
-    /// Reason header (RFC 3326) for that CANCEL.
-    pub(crate) reason: Option<String>,
-    pub(crate) guard: TimerId,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum FlowKey {
-    Conn(Side, ConnId),
-    Addr(Side, SocketAddr, Transport),
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FlowInfo {
-    pub(crate) side: Side,
-    pub(crate) target: Target,
-    /// For connections: the peer's address.
-    pub(crate) peer: Option<SocketAddr>,
-}
-
-/// Maps transaction-layer flows to driver targets.
-#[derive(Debug, Default)]
-pub(crate) struct FlowTable {
-    next: u64,
-    by_key: FxHashMap<FlowKey, Flow>,
-    info: FxHashMap<Flow, FlowInfo>,
-}
-
-impl FlowTable {
-    fn get_or_add(&mut self, key: FlowKey, info: FlowInfo) -> Flow {
-        if let Some(f) = self.by_key.get(&key) {
-            return *f;
-        }
-        self.next += 1;
-        let f = Flow(self.next);
-        self.by_key.insert(key, f);
-        self.info.insert(f, info);
-        f
-    }
-
-    pub(crate) fn conn(&mut self, side: Side, conn: ConnId, peer: SocketAddr) -> Flow {
-        self.get_or_add(
-            FlowKey::Conn(side, conn),
-            FlowInfo {
-                side,
-                target: Target::Conn(conn),
-                peer: Some(peer),
-            },
-        )
-    }
-
-    pub(crate) fn target(&mut self, side: Side, target: Target) -> Flow {
-        let key = match target {
-            Target::Conn(c) => FlowKey::Conn(side, c),
-            Target::Addr { addr, transport } => FlowKey::Addr(side, addr, transport),
-        };
-        self.get_or_add(
-            key,
-            FlowInfo {
-                side,
-                target,
-                peer: None,
-            },
-        )
-    }
-
-    pub(crate) fn info(&self, flow: Flow) -> Option<FlowInfo> {
-        self.info.get(&flow).copied()
-    }
-
-    pub(crate) fn is_open(&self, side: Side, conn: ConnId) -> bool {
-        self.by_key.contains_key(&FlowKey::Conn(side, conn))
-    }
-}
-
-/// A trunk's keepalive state.
-#[derive(Debug, Clone)]
-pub(crate) struct TrunkState {
-    pub(crate) up: bool,
-    /// Taken out of service by an operator: no new calls either way; keepalives go on.
-    pub(crate) disabled: bool,
-    pub(crate) timer: Option<TimerId>,
-    pub(crate) in_flight: Option<TxId>,
-}
 
 /// How a client transaction failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,22 +62,17 @@ pub struct B2bua {
     pub(crate) layer: TransactionLayer,
     /// Every branch we generate starts with this (loop detection).
     pub(crate) branch_prefix: String,
-    pub(crate) next_call: u64,
-    pub(crate) next_timer: u64,
     pub(crate) next_flow: u64,
-    /// Boxed: a `Call` is some 3.4 KB, and growing a table of them inline moves every call's
-    /// state at once (tens of ms at 10k calls).
-    pub(crate) calls: FxHashMap<CallId, Box<Call>>,
-    /// `side|Call-ID|our tag` -> call.
-    pub(crate) by_dialog: FxHashMap<String, CallId>,
-    pub(crate) by_tx: FxHashMap<TxId, (CallId, TxRole)>,
-    pub(crate) orphans: FxHashMap<TxId, Orphan>,
-    pub(crate) timers: FxHashMap<TimerId, TimerPurpose>,
-    pub(crate) tx_timer: Option<(TimerId, Instant)>,
+    /// The calls in progress and their dialog and transaction indexes.
+    pub(crate) calls: CallTable,
+    /// INVITE client transactions whose call is gone.
+    pub(crate) orphans: Orphans,
+    /// Armed timers and what each is for.
+    pub(crate) timers: Timers,
     pub(crate) flows: FlowTable,
     pub(crate) pools: Pools,
-    pub(crate) trunk_state: FxHashMap<String, TrunkState>,
-    pub(crate) keepalive_tx: FxHashMap<TxId, String>,
+    /// Trunk states and their keepalives.
+    pub(crate) trunks: Trunks,
     pub(crate) admission: Admission,
     pub(crate) draining: bool,
     /// Whether stable calls are emitted for the call-state store ([`B2bua::enable_store`]).
@@ -200,16 +94,6 @@ impl std::fmt::Debug for B2bua {
     }
 }
 
-pub(crate) fn dialog_key(side: Side, call_id: &str, tag: &str) -> String {
-    let mut k = String::with_capacity(call_id.len() + tag.len() + 6);
-    k.push_str(side.as_str());
-    k.push('|');
-    k.push_str(call_id);
-    k.push('|');
-    k.push_str(tag);
-    k
-}
-
 fn rewrite_config(cfg: &Config) -> RewriteConfig {
     RewriteConfig {
         offer_suites: cfg.media.srtp_suites.clone(),
@@ -228,14 +112,7 @@ pub(crate) fn map_status(code: u16) -> u16 {
     }
 }
 
-/// `now + d`, saturating far in the future instead of overflowing.
-pub(crate) fn later(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(now)
-}
-
-fn hex_into(s: &mut String, bytes: &[u8]) {
+pub(crate) fn hex_into(s: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
         s.push(char::from(HEX[usize::from(b >> 4)]));
@@ -262,21 +139,7 @@ impl B2bua {
             t1: cfg.sip.t1,
             auto_trying: true,
         });
-        let trunk_state = cfg
-            .trunks
-            .iter()
-            .map(|t| {
-                (
-                    t.name.clone(),
-                    TrunkState {
-                        up: true,
-                        disabled: false,
-                        timer: None,
-                        in_flight: None,
-                    },
-                )
-            })
-            .collect();
+        let trunks = Trunks::new(&cfg);
         let admission = Admission::new(&cfg);
         B2bua {
             rewrite: rewrite_config(&cfg),
@@ -284,19 +147,13 @@ impl B2bua {
             rng,
             layer,
             branch_prefix,
-            next_call: 1,
-            next_timer: 1,
             next_flow: 1,
-            calls: FxHashMap::default(),
-            by_dialog: FxHashMap::default(),
-            by_tx: FxHashMap::default(),
-            orphans: FxHashMap::default(),
-            timers: FxHashMap::default(),
-            tx_timer: None,
+            calls: CallTable::default(),
+            orphans: Orphans::default(),
+            timers: Timers::default(),
             flows: FlowTable::default(),
             pools,
-            trunk_state,
-            keepalive_tx: FxHashMap::default(),
+            trunks,
             admission,
             draining: false,
             store: false,
@@ -346,20 +203,7 @@ impl B2bua {
                 error,
             } => self.on_invalid(side, conn, peer, &error, out),
             Input::Timer(id) => self.on_timer(id, now, out),
-            Input::ConnectFailed { side, addr } => {
-                let flows: Vec<Flow> = self
-                    .flows
-                    .by_key
-                    .iter()
-                    .filter(
-                        |(k, _)| matches!(k, FlowKey::Addr(s, a, _) if *s == side && *a == addr),
-                    )
-                    .map(|(_, f)| *f)
-                    .collect();
-                for f in flows {
-                    self.layer.flow_failed(f);
-                }
-            }
+            Input::ConnectFailed { side, addr } => self.on_connect_failed(side, addr),
             Input::ConnClosed { side, conn } => self.on_conn_closed(side, conn),
             Input::MediaInactive { call } => {
                 self.end_call(
@@ -450,7 +294,7 @@ impl B2bua {
             .trunks
             .iter()
             .map(|t| {
-                let up = self.trunk_state.get(&t.name).is_none_or(|s| s.up);
+                let up = self.trunks.is_up(&t.name);
                 (t.name.clone(), up)
             })
             .collect()
@@ -486,254 +330,42 @@ impl B2bua {
         self.timers.len()
     }
 
-    // ----- identifiers -------------------------------------------------------------------
-
-    pub(crate) fn random_hex(&mut self, n: usize) -> String {
-        let mut b = [0u8; 16];
-        let n = n.min(16);
-        let Some(buf) = b.get_mut(..n) else {
-            return String::new();
-        };
-        (self.rng)(buf);
-        let mut s = String::with_capacity(2 * n);
-        hex_into(&mut s, buf);
-        s
-    }
-
-    pub(crate) fn new_tag(&mut self) -> String {
-        self.random_hex(8)
-    }
-
-    pub(crate) fn new_call_id(&mut self) -> String {
-        self.random_hex(12)
-    }
-
-    pub(crate) fn new_branch(&mut self) -> String {
-        let mut b = self.branch_prefix.clone();
-        let r = self.random_hex(8);
-        b.push_str(&r);
-        b
-    }
-
-    /// Our SIP address on `side`.
-    pub(crate) fn sip_addr(&self, side: Side) -> SocketAddr {
-        match side {
-            Side::Ext => self.cfg.ext.sip_addr,
-            Side::Int => self.cfg.int.sip_addr,
-        }
-    }
-
-    /// A Via for a request we send on `side` over `transport`, with a fresh branch.
-    pub(crate) fn via(&mut self, side: Side, transport: Transport) -> Via {
-        let a = self.sip_addr(side);
-        let branch = self.new_branch();
-        Via::new(transport.sip(), Host::ip(a.ip()), Some(a.port()), &branch)
-    }
-
-    /// Our Contact on `side`.
-    pub(crate) fn contact(&self, side: Side, transport: Transport) -> NameAddr {
-        let a = self.sip_addr(side);
-        let mut u = SipUri::new(Some("tollgate"), Host::ip(a.ip()), Some(a.port()));
-        u.params.set("transport", Some(transport.as_str()));
-        NameAddr::new(Uri::Sip(u))
-    }
-
     pub(crate) fn trunk_by_ip(&self, ip: IpAddr) -> Option<usize> {
         self.cfg.trunks.iter().position(|t| t.addr.ip() == ip)
-    }
-
-    /// The trunk takes calls: its keepalive says it is up and no operator disabled it.
-    pub(crate) fn trunk_up(&self, name: &str) -> bool {
-        self.trunk_state
-            .get(name)
-            .is_none_or(|s| s.up && !s.disabled)
     }
 
     /// Takes a trunk out of service (`enabled` false: new calls from it get 503, routes skip
     /// it; calls in progress go on) or puts it back. False if there is no such trunk.
     pub fn set_trunk_enabled(&mut self, name: &str, enabled: bool) -> bool {
-        match self.trunk_state.get_mut(name) {
-            Some(s) => {
-                s.disabled = !enabled;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Ends call `id` at an operator's request ([`Input::Hangup`]): BYE on both confirmed legs
-    /// (CANCEL toward a ringing callee, 480 to a waiting caller), each with
-    /// `Reason: Q.850;cause=16` and the operator's text; the CDR's cause is `operator` and its
-    /// note the text.
-    fn hangup(&mut self, id: CallId, reason: &str, now: Instant, out: &mut Vec<Output>) {
-        let text: String = reason
-            .chars()
-            .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
-            .take(120)
-            .collect();
-        let header = format!("Q.850;cause=16;text=\"operator: {text}\"");
-        if let Some(c) = self.calls.get_mut(&id) {
-            c.note = Some(reason.to_owned());
-        }
-        self.end_call(id, EndCause::Operator, 480, Some(&header), now, out);
+        self.trunks.set_enabled(name, enabled)
     }
 
     // ----- timers --------------------------------------------------------------------------
 
-    pub(crate) fn set_timer(
-        &mut self,
-        purpose: TimerPurpose,
-        at: Instant,
-        out: &mut Vec<Output>,
-    ) -> TimerId {
-        let id = TimerId(self.next_timer);
-        self.next_timer += 1;
-        self.timers.insert(id, purpose);
-        out.push(Output::SetTimer { id, at });
-        id
-    }
-
-    pub(crate) fn cancel_timer(&mut self, id: TimerId, out: &mut Vec<Output>) {
-        if self.timers.remove(&id).is_some() {
-            out.push(Output::CancelTimer(id));
-        }
-    }
-
     fn on_timer(&mut self, id: TimerId, now: Instant, out: &mut Vec<Output>) {
-        let Some(purpose) = self.timers.remove(&id) else {
+        let Some(purpose) = self.timers.fire(id) else {
             return;
         };
         if let TimerPurpose::Session(call, _) | TimerPurpose::InviteGuard(call, _) = purpose {
             self.touched.push(call);
         }
         match purpose {
-            TimerPurpose::Tx => {
-                self.tx_timer = None;
-                self.layer.on_timeout(now);
-            }
+            TimerPurpose::Tx => self.layer.on_timeout(now),
             TimerPurpose::NoAnswer(call) => {
-                if let Some(s) = self.calls.get_mut(&call).and_then(|c| c.setup.as_mut()) {
+                if let Some(s) = self.calls.get_mut(&call).and_then(|c| c.setup_mut()) {
                     s.no_answer = None;
                 }
                 self.end_call(call, EndCause::NoAnswer, 408, None, now, out);
             }
             TimerPurpose::Session(call, side) => self.on_session_timer(call, side, now, out),
             TimerPurpose::OrphanGuard(tx) => {
-                if self.orphans.remove(&tx).is_some() && self.layer.state(tx).is_some() {
+                if self.orphans.remove(tx).is_some() && self.layer.state(tx).is_some() {
                     // RFC 3261 §9.1: no final response 64·T1 after CANCEL: give up on it.
                     self.layer.transport_error(tx);
                 }
             }
             TimerPurpose::Keepalive(name) => self.on_keepalive_timer(&name, now, out),
             TimerPurpose::InviteGuard(call, tx) => self.on_invite_guard(call, tx, now, out),
-        }
-    }
-
-    fn rearm_tx_timer(&mut self, out: &mut Vec<Output>) {
-        let next = self.layer.next_deadline();
-        match (next, self.tx_timer) {
-            (Some(at), Some((_, cur))) if at == cur => {}
-            (Some(at), cur) => {
-                if let Some((id, _)) = cur {
-                    self.cancel_timer(id, out);
-                }
-                let id = self.set_timer(TimerPurpose::Tx, at, out);
-                self.tx_timer = Some((id, at));
-            }
-            (None, Some((id, _))) => {
-                self.cancel_timer(id, out);
-                self.tx_timer = None;
-            }
-            (None, None) => {}
-        }
-    }
-
-    // ----- transport -----------------------------------------------------------------------
-
-    fn on_conn_closed(&mut self, side: Side, conn: ConnId) {
-        let Some(flow) = self.flows.by_key.get(&FlowKey::Conn(side, conn)).copied() else {
-            return;
-        };
-        let peer = self.flows.info(flow).and_then(|i| i.peer);
-        self.layer.flow_failed(flow);
-        self.flows.by_key.remove(&FlowKey::Conn(side, conn));
-        self.flows.info.remove(&flow);
-        // A connection the driver opened toward an address we target: its transactions fail
-        // too (the driver would open a new one for the next request).
-        if let Some(peer) = peer {
-            let addr_flows: Vec<Flow> = self
-                .flows
-                .by_key
-                .iter()
-                .filter(|(k, _)| matches!(k, FlowKey::Addr(s, a, _) if *s == side && *a == peer))
-                .map(|(_, f)| *f)
-                .collect();
-            for f in addr_flows {
-                self.layer.flow_failed(f);
-            }
-        }
-    }
-
-    /// Sends a request in a new client transaction toward `target`.
-    pub(crate) fn send_request(
-        &mut self,
-        side: Side,
-        target: Target,
-        msg: Message,
-        now: Instant,
-    ) -> Option<TxId> {
-        let flow = self.flows.target(side, target);
-        self.layer.send_request(msg, flow, now).ok()
-    }
-
-    /// Sends a message outside any transaction (ACK for 2xx).
-    pub(crate) fn send_stateless(&mut self, side: Side, target: Target, msg: Message) {
-        let flow = self.flows.target(side, target);
-        self.layer.send_stateless(msg, flow);
-    }
-
-    /// Responds on a server transaction, building the response from its request.
-    pub(crate) fn reply(
-        &mut self,
-        tx: TxId,
-        code: u16,
-        to_tag: Option<&str>,
-        now: Instant,
-        edit: impl FnOnce(&mut Message),
-    ) {
-        let fresh;
-        let tag = match to_tag {
-            Some(t) => t,
-            None => {
-                fresh = self.new_tag();
-                fresh.as_str()
-            }
-        };
-        let Some(req) = self.layer.request(tx) else {
-            return;
-        };
-        let mut resp = Message::response_to(req, code, None, Some(tag));
-        edit(&mut resp);
-        let _ = self.layer.send_response(tx, resp, now);
-    }
-
-    /// Where requests toward a leg's peer go now.
-    pub(crate) fn target_of(flows: &FlowTable, call: &Call, side: Side) -> Target {
-        let leg = call.leg(side);
-        match leg.conn {
-            Some(c) if flows.is_open(side, c) => Target::Conn(c),
-            _ => leg.fallback,
-        }
-    }
-
-    /// The transport of a leg (its fallback address's).
-    pub(crate) fn leg_transport(call: &Call, side: Side) -> Transport {
-        match call.leg(side).fallback {
-            Target::Addr { transport, .. } => transport,
-            Target::Conn(_) => match side {
-                Side::Ext => Transport::Tcp,
-                Side::Int => Transport::Tls,
-            },
         }
     }
 
@@ -858,7 +490,7 @@ impl B2bua {
                 Action::Ack { tx, .. } => *tx,
                 _ => None,
             };
-            if let Some(&(call, _)) = tx.and_then(|t| self.by_tx.get(&t)) {
+            if let Some((call, _)) = tx.and_then(|t| self.calls.tx(t)) {
                 self.touched.push(call);
             }
             match a {
@@ -887,7 +519,7 @@ impl B2bua {
                 Action::StrayResponse { .. } | Action::SetTimer { .. } => {}
             }
         }
-        self.rearm_tx_timer(out);
+        self.timers.rearm_tx(self.layer.next_deadline(), out);
     }
 
     fn on_request(
@@ -916,12 +548,18 @@ impl B2bua {
             self.on_cancel(tx, cancels, now, out);
             return;
         }
+        let from = Origin {
+            tx,
+            side: info.side,
+            peer,
+        };
+        let fx = &mut Effects::new(now, out);
         if msg.to().and_then(|t| t.tag()).is_some() {
-            self.in_dialog(tx, info.side, conn, peer, msg, now, out);
+            self.in_dialog(Received { from, conn, msg }, fx);
             return;
         }
         match method {
-            Method::Invite => self.new_call(tx, info.side, conn, peer, msg, now, out),
+            Method::Invite => self.new_call(Received { from, conn, msg }, fx),
             Method::Options => {
                 self.reply(tx, 200, None, now, |r| {
                     own_headers::set_allow(r);
@@ -930,20 +568,9 @@ impl B2bua {
                 });
             }
             Method::Bye | Method::Update | Method::Prack | Method::Info => {
-                self.refuse_no_such_call(tx, info.side, peer, &method, now, out);
+                self.refuse_no_such_call(from, &method, fx);
             }
-            _ => {
-                self.refuse(
-                    tx,
-                    info.side,
-                    peer,
-                    &method,
-                    405,
-                    RefuseReason::MethodNotAllowed,
-                    now,
-                    out,
-                );
-            }
+            _ => self.refuse(from, &method, 405, RefuseReason::MethodNotAllowed, fx),
         }
     }
 
@@ -951,79 +578,35 @@ impl B2bua {
     /// hold (counted as `no_such_call`).
     pub(crate) fn refuse_no_such_call(
         &mut self,
-        tx: TxId,
-        side: Side,
-        peer: SocketAddr,
+        from: Origin,
         method: &Method,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
-        self.refuse(
-            tx,
-            side,
-            peer,
-            method,
-            481,
-            RefuseReason::NoSuchCall,
-            now,
-            out,
-        );
+        self.refuse(from, method, 481, RefuseReason::NoSuchCall, fx);
     }
 
     /// Answers `code` on a server transaction and counts the refusal.
-    #[allow(clippy::too_many_arguments, reason = "one call site per refusal kind")]
     pub(crate) fn refuse(
         &mut self,
-        tx: TxId,
-        side: Side,
-        peer: SocketAddr,
+        from: Origin,
         method: &Method,
         code: u16,
         reason: RefuseReason,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let retry_after = self.cfg.sip.retry_after;
-        self.reply(tx, code, None, now, |r| match code {
+        self.reply(from.tx, code, None, fx.now, |r| match code {
             405 => own_headers::set_allow(r),
             503 => own_headers::retry_after(r, u64::from(retry_after)),
             _ => {}
         });
-        out.push(Output::Event(CallEvent::Refused {
-            side,
-            peer,
+        fx.event(CallEvent::Refused {
+            side: from.side,
+            peer: from.peer,
             method: method.to_string(),
             reason,
             status: code,
-        }));
-    }
-
-    /// Answers a new call that admission refused: 503 with the Retry-After that says when a
-    /// retry can succeed, counted under its reason and trunk. Nothing was allocated for it.
-    pub(crate) fn refuse_admission(
-        &mut self,
-        tx: TxId,
-        (side, peer): (Side, SocketAddr),
-        trunk: &str,
-        refusal: Refusal,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let secs = refusal.retry_after.as_secs().max(1);
-        self.reply(tx, 503, None, now, |r| {
-            own_headers::retry_after(r, secs);
         });
-        out.push(Output::Event(CallEvent::Refused {
-            side,
-            peer,
-            method: Method::Invite.to_string(),
-            reason: refusal.reason,
-            status: 503,
-        }));
-        out.push(Output::Event(CallEvent::NotAdmitted {
-            trunk: trunk.to_owned(),
-            reason: refusal.reason,
-        }));
     }
 
     fn on_cancel(&mut self, tx: TxId, cancels: Option<TxId>, now: Instant, out: &mut Vec<Output>) {
@@ -1033,7 +616,7 @@ impl B2bua {
         };
         // The CANCEL's To tag is the INVITE's (none for an initial INVITE): reuse the tag the
         // INVITE's responses carry, if any.
-        let role = self.by_tx.get(&target).copied();
+        let role = self.calls.tx(target);
         // Its Reason (RFC 3326, e.g. a Q.850 cause) goes on to the CANCEL toward the callee.
         let cancel_reason = self
             .layer
@@ -1047,7 +630,7 @@ impl B2bua {
         self.reply(tx, 200, tag.as_deref(), now, |_| {});
         match role {
             Some((call, TxRole::CallerInvite)) => {
-                let in_setup = self.calls.get(&call).is_some_and(|c| c.setup.is_some());
+                let in_setup = self.calls.get(&call).is_some_and(|c| c.in_setup());
                 if in_setup {
                     self.end_call(
                         call,
@@ -1075,30 +658,11 @@ impl B2bua {
         }
     }
 
-    /// Sends CANCEL for a pending INVITE client transaction, with `reason` (RFC 3326) if given.
-    pub(crate) fn send_cancel(&mut self, invite_tx: TxId, reason: Option<&str>, now: Instant) {
-        let Some(mut cancel) = self.layer.request(invite_tx).and_then(cancel_for) else {
-            return;
-        };
-        if let Some(v) = reason {
-            own_headers::reason(&mut cancel, v);
-        }
-        let Some(flow) = self.layer.flow(invite_tx) else {
-            return;
-        };
-        let _ = self.layer.send_request(cancel, flow, now);
-    }
-
     fn on_response(&mut self, tx: TxId, msg: Message, now: Instant, out: &mut Vec<Output>) {
-        if let Some(name) = self.keepalive_tx.get(&tx).cloned() {
-            if let Some(code) = msg.status()
-                && code >= 200
-            {
-                self.set_trunk_up(&name, (200..300).contains(&code), code < 500, out);
-            }
+        if self.trunks.keepalive_response(tx, &msg, out) {
             return;
         }
-        if let Some(&(call, role)) = self.by_tx.get(&tx) {
+        if let Some((call, role)) = self.calls.tx(tx) {
             match role {
                 TxRole::CalleeInvite => self.callee_response(call, tx, msg, now, out),
                 TxRole::RelayClient => self.relay_response(call, tx, msg, now, out),
@@ -1107,56 +671,16 @@ impl B2bua {
             }
             return;
         }
-        if self.orphans.contains_key(&tx) {
+        if self.orphans.contains(tx) {
             self.orphan_response(tx, &msg, now);
         }
     }
 
-    fn orphan_response(&mut self, tx: TxId, msg: &Message, now: Instant) {
-        let Some(code) = msg.status() else { return };
-        if (101..200).contains(&code) {
-            let send = self.orphans.get_mut(&tx).and_then(|o| {
-                std::mem::replace(&mut o.cancel_on_provisional, false).then(|| o.reason.clone())
-            });
-            if let Some(reason) = send {
-                self.send_cancel(tx, reason.as_deref(), now);
-            }
-        } else if (200..300).contains(&code) {
-            self.ack_and_bye(tx, msg, now);
-        }
-    }
-
-    /// A 2xx to an INVITE we no longer want (CANCEL/200 race, a second fork): ACK it and BYE
-    /// the dialog it created (RFC 3261 §15, §13.2.2.4).
-    pub(crate) fn ack_and_bye(&mut self, tx: TxId, resp: &Message, now: Instant) {
-        let (Some(req), Some(flow)) = (self.layer.request(tx), self.layer.flow(tx)) else {
-            return;
-        };
-        let Ok(mut d) = Dialog::from_uac(req, resp) else {
-            return;
-        };
-        let Some(info) = self.flows.info(flow) else {
-            return;
-        };
-        let transport = req.top_via().map_or(Transport::Tcp, |v| match v.transport {
-            tollgate_sip::Transport::Tls => Transport::Tls,
-            _ => Transport::Tcp,
-        });
-        let via = self.via(info.side, transport);
-        if let Some(ack) = d.ack_for_2xx(via) {
-            self.layer.send_stateless(ack, flow);
-        }
-        let via = self.via(info.side, transport);
-        let bye = d.new_request(Method::Bye, via);
-        let _ = self.layer.send_request(bye, flow, now);
-    }
-
     fn on_tx_failure(&mut self, tx: TxId, why: Failure, now: Instant, out: &mut Vec<Output>) {
-        if let Some(name) = self.keepalive_tx.get(&tx).cloned() {
-            self.set_trunk_up(&name, false, false, out);
+        if self.trunks.keepalive_failed(tx, out) {
             return;
         }
-        let Some(&(call, role)) = self.by_tx.get(&tx) else {
+        let Some((call, role)) = self.calls.tx(tx) else {
             return;
         };
         match role {
@@ -1164,7 +688,7 @@ impl B2bua {
             TxRole::RelayClient => self.relay_failure(call, tx, now, out),
             TxRole::Refresh(side) => self.refresh_failed(call, side, tx, 408, now, out),
             TxRole::CallerInvite => {
-                let in_setup = self.calls.get(&call).is_some_and(|c| c.setup.is_some());
+                let in_setup = self.calls.get(&call).is_some_and(|c| c.in_setup());
                 if in_setup && why == Failure::Transport {
                     self.end_call(call, EndCause::TransportError, 503, None, now, out);
                 }
@@ -1174,22 +698,18 @@ impl B2bua {
     }
 
     fn on_terminated(&mut self, tx: TxId, now: Instant, out: &mut Vec<Output>) {
-        if let Some(name) = self.keepalive_tx.remove(&tx) {
-            if let Some(s) = self.trunk_state.get_mut(&name) {
-                s.in_flight = None;
-            }
+        if self.trunks.keepalive_terminated(tx) {
             return;
         }
-        if let Some(o) = self.orphans.remove(&tx) {
-            self.cancel_timer(o.guard, out);
+        if let Some(guard) = self.orphans.remove(tx) {
+            self.timers.cancel(guard, out);
             return;
         }
-        let Some((call, role)) = self.by_tx.remove(&tx) else {
+        let Some((call, role)) = self.calls.unregister_tx(tx) else {
             return;
         };
         let mut no_ack = false;
         if let Some(c) = self.calls.get_mut(&call) {
-            c.txs.retain(|t| *t != tx);
             if matches!(role, TxRole::CallerInvite | TxRole::RelayServer)
                 && c.ack_wait.is_some_and(|w| w.tx == tx)
             {
@@ -1220,317 +740,13 @@ impl B2bua {
 
     /// Registers a transaction for a call.
     pub(crate) fn register_tx(&mut self, call: CallId, tx: TxId, role: TxRole) {
-        self.by_tx.insert(tx, (call, role));
-        if let Some(c) = self.calls.get_mut(&call) {
-            c.txs.push(tx);
-        }
+        self.calls.register_tx(call, tx, role);
     }
 
-    /// Abandons an INVITE client transaction (the call is gone or no longer wants it): CANCEL
-    /// now if a provisional came, else as soon as one comes; a late 2xx is ACKed and BYEd.
-    pub(crate) fn orphan_invite(
-        &mut self,
-        tx: TxId,
-        reason: Option<&str>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let state = self.layer.state(tx);
-        let cancel_now = match state {
-            Some(TxState::Proceeding) => true,
-            Some(TxState::Calling) => false,
-            // Accepted (2xx already in), Completed or gone: nothing to abandon.
-            _ => return,
-        };
-        if cancel_now {
-            self.send_cancel(tx, reason, now);
-        }
-        let guard_at = later(now, self.layer.config().timeout().saturating_mul(2));
-        let guard = self.set_timer(TimerPurpose::OrphanGuard(tx), guard_at, out);
-        self.orphans.insert(
-            tx,
-            Orphan {
-                cancel_on_provisional: !cancel_now,
-                reason: reason.map(str::to_owned),
-                guard,
-            },
-        );
-    }
-
-    // ----- teardown ------------------------------------------------------------------------
-
-    /// Ends a call now: final response to a caller still waiting, CANCEL toward a callee
-    /// still ringing, BYE on confirmed legs (not toward the side that sent BYE), pending relays
-    /// answered, flows removed, ports freed, timers cancelled, CDR and event.
-    pub(crate) fn end_call(
-        &mut self,
-        id: CallId,
-        cause: EndCause,
-        status: u16,
-        reason: Option<&str>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(mut call) = self.calls.remove(&id) else {
-            return;
-        };
-        if call.stored.is_some() {
-            out.push(Output::ForgetCall { call: id });
-        }
-        if let Some(t) = &call.trunk {
-            self.admission.release(t);
-        }
-        for tx in std::mem::take(&mut call.txs) {
-            self.by_tx.remove(&tx);
-        }
-        for leg in &call.legs {
-            self.by_dialog
-                .remove(&dialog_key(leg.side, &leg.call_id, &leg.local_tag));
-        }
-        let caller = call.caller();
-        let callee = caller.other();
-        let bye_from = match cause {
-            EndCause::Bye(s) => Some(s),
-            _ => None,
-        };
-        let final_status;
-        if let Some(setup) = call.setup.take() {
-            // A caller still waiting always gets a final error response: a status below 300
-            // here (an end meant for a confirmed call) must not leave its INVITE unanswered.
-            let status = if status >= 300 { status } else { 500 };
-            final_status = status;
-            if let Some(t) = setup.no_answer {
-                self.cancel_timer(t, out);
-            }
-            let tag = call.leg(caller).local_tag.clone();
-            let retry_after = self.cfg.sip.retry_after;
-            // A caller's CANCEL (or early BYE) carries its Reason on to the callee's CANCEL;
-            // any other end gives its Reason to the caller's final response.
-            let cancelled = cause == EndCause::Cancelled;
-            if status >= 300 && self.layer.state(setup.caller_tx) == Some(TxState::Proceeding) {
-                let reason_hdr = reason.filter(|_| !cancelled).map(str::to_owned);
-                self.reply(setup.caller_tx, status, Some(&tag), now, |r| {
-                    if status == 503 {
-                        own_headers::retry_after(r, u64::from(retry_after));
-                    }
-                    if let Some(v) = &reason_hdr {
-                        own_headers::reason(r, v);
-                    }
-                });
-            }
-            if let Some(ctx) = setup.callee_tx {
-                self.orphan_invite(ctx, reason.filter(|_| cancelled), now, out);
-            }
-        } else {
-            final_status = 200;
-            // A 2xx relayed but not yet ACKed: ACK the other leg's 2xx before its BYE.
-            if let Some(w) = call.ack_wait.take() {
-                let other = w.side.other();
-                let t = Self::leg_transport(&call, other);
-                let target = Self::target_of(&self.flows, &call, other);
-                let via = self.via(other, t);
-                if let Some(ack) = call.dialog_mut(other).and_then(|d| d.ack_for_2xx(via)) {
-                    self.send_stateless(other, target, ack);
-                }
-            }
-            for side in [caller, callee] {
-                if Some(side) == bye_from {
-                    continue;
-                }
-                let t = Self::leg_transport(&call, side);
-                let target = Self::target_of(&self.flows, &call, side);
-                let via = self.via(side, t);
-                let Some(d) = call.leg_mut(side).dialog.as_mut() else {
-                    continue;
-                };
-                let mut bye = d.new_request(Method::Bye, via);
-                if let Some(v) = reason {
-                    own_headers::reason(&mut bye, v);
-                }
-                let _ = self.send_request(side, target, bye, now);
-            }
-        }
-        // Relays in flight: answer the requester, abandon the relayed INVITE.
-        for r in std::mem::take(&mut call.relays) {
-            if let Some(g) = r.guard {
-                self.cancel_timer(g, out);
-            }
-            if self.layer.state(r.server_tx).is_some() {
-                let code = if r.method == Method::Invite { 487 } else { 481 };
-                self.reply(r.server_tx, code, None, now, |_| {});
-            }
-            if r.method == Method::Invite {
-                self.orphan_invite(r.client_tx, None, now, out);
-            }
-        }
-        if let Some((_, tx, Method::Invite)) = call.refresh.take() {
-            self.orphan_invite(tx, None, now, out);
-        }
-        if let Some(g) = call.refresh_guard.take() {
-            self.cancel_timer(g, out);
-        }
-        for leg in &mut call.legs {
-            if let Some(t) = leg.session.as_mut().and_then(|s| s.timer.take()) {
-                self.cancel_timer(t, out);
-            }
-        }
-        for f in std::mem::take(&mut call.flows) {
-            out.push(Output::RemoveMedia {
-                call: id,
-                flow: f.spec.id,
-            });
-        }
-        if let Some(m) = call.media.take() {
-            for r in m.close() {
-                self.pools.release(&r);
-            }
-        }
-        out.push(Output::Event(CallEvent::Ended {
-            call: id,
-            cause,
-            status: final_status,
-        }));
-        let ext_call_id = call.leg(Side::Ext).call_id.clone();
-        let int_call_id = call.leg(Side::Int).call_id.clone();
-        let n = std::mem::take(&mut call.numbers);
-        out.push(Output::Cdr(Cdr {
-            call: id,
-            direction: call.direction,
-            trunk: call.trunk.take(),
-            calling_received: n.calling_received,
-            calling_sent: n.calling_sent,
-            called_received: n.called_received,
-            called_sent: n.called_sent,
-            ext_call_id,
-            int_call_id,
-            start: call.start,
-            answer: call.answer,
-            end: now,
-            cause,
-            status: final_status,
-            flows: call.flow_ids,
-            note: call.note.take(),
-            restarts: call.restarts,
-        }));
-    }
-
-    // ----- keepalives, reload --------------------------------------------------------------
-
-    fn arm_keepalives(&mut self, now: Instant, out: &mut Vec<Output>) {
-        let names: Vec<String> = self
-            .cfg
-            .trunks
-            .iter()
-            .filter(|t| !t.keepalive.is_zero())
-            .map(|t| t.name.clone())
-            .collect();
-        for name in names {
-            let armed = self
-                .trunk_state
-                .get(&name)
-                .is_some_and(|s| s.timer.is_some());
-            if !armed {
-                let id = self.set_timer(TimerPurpose::Keepalive(name.clone()), now, out);
-                if let Some(s) = self.trunk_state.get_mut(&name) {
-                    s.timer = Some(id);
-                }
-            }
-        }
-    }
-
-    fn on_keepalive_timer(&mut self, name: &str, now: Instant, out: &mut Vec<Output>) {
-        let Some(trunk) = self.cfg.trunks.iter().find(|t| t.name == name).cloned() else {
-            return;
-        };
-        let Some(state) = self.trunk_state.get_mut(name) else {
-            return;
-        };
-        state.timer = None;
-        if trunk.keepalive.is_zero() {
-            return;
-        }
-        let busy = state
-            .in_flight
-            .is_some_and(|tx| self.layer.state(tx).is_some());
-        if !busy {
-            let via = self.via(Side::Ext, trunk.transport);
-            let host = Host::ip(trunk.addr.ip());
-            let ruri = Uri::Sip(SipUri::new(None, host.clone(), Some(trunk.addr.port())));
-            let ext = self.cfg.ext.sip_addr;
-            let tag = self.new_tag();
-            let from = NameAddr::new(Uri::Sip(SipUri::new(
-                Some("tollgate"),
-                Host::ip(ext.ip()),
-                Some(ext.port()),
-            )))
-            .with_param("tag", Some(&tag));
-            let call_id = self.new_call_id();
-            let mut req = Message::new_request(tollgate_sip::NewRequest::new(
-                Method::Options,
-                ruri.clone(),
-                via,
-                from,
-                NameAddr::new(ruri),
-                &call_id,
-                1,
-            ));
-            own_headers::accept_sdp(&mut req);
-            let target = Target::Addr {
-                addr: trunk.addr,
-                transport: trunk.transport,
-            };
-            if let Some(tx) = self.send_request(Side::Ext, target, req, now) {
-                self.keepalive_tx.insert(tx, name.to_owned());
-                if let Some(s) = self.trunk_state.get_mut(name) {
-                    s.in_flight = Some(tx);
-                }
-            }
-        }
-        let id = self.set_timer(
-            TimerPurpose::Keepalive(name.to_owned()),
-            later(now, trunk.keepalive),
-            out,
-        );
-        if let Some(s) = self.trunk_state.get_mut(name) {
-            s.timer = Some(id);
-        }
-    }
-
-    /// Keepalive result: `up` for a 2xx; down for a timeout, transport error or 5xx/6xx;
-    /// other answers (`alive` but not 2xx) leave the state as it is.
-    fn set_trunk_up(&mut self, name: &str, up: bool, alive: bool, out: &mut Vec<Output>) {
-        if !up && alive {
-            return;
-        }
-        if let Some(s) = self.trunk_state.get_mut(name)
-            && s.up != up
-        {
-            s.up = up;
-            out.push(Output::Event(CallEvent::TrunkStatus {
-                trunk: name.to_owned(),
-                up,
-            }));
-        }
-    }
+    // ----- reload ------------------------------------------------------------------------
 
     fn reload(&mut self, cfg: Config, now: Instant, out: &mut Vec<Output>) {
-        let mut states = FxHashMap::default();
-        for t in &cfg.trunks {
-            let s = self.trunk_state.remove(&t.name).unwrap_or(TrunkState {
-                up: true,
-                disabled: false,
-                timer: None,
-                in_flight: None,
-            });
-            states.insert(t.name.clone(), s);
-        }
-        // Keepalive timers of removed trunks: cancel.
-        for (_, s) in std::mem::take(&mut self.trunk_state) {
-            if let Some(t) = s.timer {
-                self.cancel_timer(t, out);
-            }
-        }
-        self.trunk_state = states;
+        self.trunks.reload(&cfg, &mut self.timers, out);
         self.pools.ext.reconfigure(cfg.media.ext_ports.clone());
         self.pools.int.reconfigure(cfg.media.int_ports.clone());
         self.pools.ext_ip = cfg.ext.media_ip;
@@ -1539,46 +755,6 @@ impl B2bua {
         self.admission.reconfigure(&cfg);
         self.cfg = Arc::new(cfg);
         self.arm_keepalives(now, out);
-    }
-
-    /// Re-arms a leg's session timer: refresh at half the interval when we refresh, expiry
-    /// at interval minus min(32 s, interval/3) when the peer does (RFC 4028 §10).
-    pub(crate) fn arm_session(
-        &mut self,
-        call: CallId,
-        side: Side,
-        after: Option<Duration>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(s) = self
-            .calls
-            .get_mut(&call)
-            .and_then(|c| c.leg_mut(side).session.as_mut())
-        else {
-            return;
-        };
-        let old = s.timer.take();
-        // RFC 4028's floor, whatever a peer said.
-        let interval = u64::from(s.interval.max(90));
-        let delay = after.unwrap_or_else(|| {
-            if s.we_refresh {
-                Duration::from_secs(interval / 2)
-            } else {
-                Duration::from_secs(interval - (interval / 3).min(32))
-            }
-        });
-        if let Some(t) = old {
-            self.cancel_timer(t, out);
-        }
-        let id = self.set_timer(TimerPurpose::Session(call, side), later(now, delay), out);
-        if let Some(s) = self
-            .calls
-            .get_mut(&call)
-            .and_then(|c| c.leg_mut(side).session.as_mut())
-        {
-            s.timer = Some(id);
-        }
     }
 }
 

@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use tollgate_common::spec::MediaFlowSpec;
 use tollgate_sdp::MediaSession;
-use tollgate_sip::{Dialog, Method, TxId};
+use tollgate_sip::{Dialog, Message, Method, TxId};
 
 use crate::record::SrtpPosition;
-use crate::types::{ConnId, Direction, Side, Target, TimerId};
+use crate::transport::FlowTable;
+use crate::types::{ConnId, Direction, Side, Target, TimerId, Transport};
 
 /// What a transaction is to a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +107,28 @@ pub(crate) enum Attempt {
     NextHop(SocketAddr),
 }
 
+/// The offer/answer of the callee leg during setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CalleeOffer {
+    /// Our INVITE toward the callee carries this offer (reused on failover).
+    Sent(Vec<u8>),
+    /// Delayed offer: the callee offers, in a reliable provisional or in its 2xx.
+    Delayed,
+    /// Delayed offer whose callee offer came in a reliable provisional and was answered in the
+    /// caller's PRACK (RFC 3262 §5): the 2xx carries no SDP exchange.
+    EarlyExchange,
+}
+
+impl CalleeOffer {
+    /// The offer our INVITE carries, if we offer.
+    pub(crate) fn body(&self) -> Option<&Vec<u8>> {
+        match self {
+            CalleeOffer::Sent(b) => Some(b),
+            CalleeOffer::Delayed | CalleeOffer::EarlyExchange => None,
+        }
+    }
+}
+
 /// The call before the caller got a final response.
 #[derive(Debug)]
 pub(crate) struct Setup {
@@ -122,13 +145,10 @@ pub(crate) struct Setup {
     /// SDP answers received in provisional responses, per callee early dialog (To tag): a
     /// forking proxy can give each fork its own early media. The answer in force is the last.
     pub(crate) early_answers: Vec<(String, Vec<u8>)>,
-    /// Delayed offer: the callee's offer came in a reliable provisional and the caller's PRACK
-    /// answered it (RFC 3262 §5), so the 2xx carries no SDP exchange.
-    pub(crate) early_exchange: bool,
     /// Where the callee-side INVITE may go next if the current attempt fails, in order.
     pub(crate) failover: Vec<Attempt>,
-    /// The offer sent on the callee leg (reused on failover); `None` for a delayed offer.
-    pub(crate) offer: Option<Vec<u8>>,
+    /// Who offers on the callee leg, and how far a delayed offer got.
+    pub(crate) offer: CalleeOffer,
     /// Session interval asked on the callee leg (0: none).
     pub(crate) se: u32,
     /// Min-SE sent on the callee leg.
@@ -143,7 +163,64 @@ pub(crate) struct Setup {
     pub(crate) no_answer: Option<TimerId>,
 }
 
+/// Early dialogs tracked per call (forks of the callee side); later forks' provisionals are
+/// still relayed, but not PRACKed nor used for early media.
+const MAX_EARLY_DIALOGS: usize = 16;
+/// Reliable provisionals relayed to the caller and awaiting its PRACK, per call.
+const MAX_PRACKS: usize = 32;
+
 impl Setup {
+    /// A provisional from the callee side: its early dialog is updated, or tracked if there is
+    /// room (`req`: the INVITE it answers). Returns whether its dialog is tracked (or it has
+    /// none): only then is its SDP used.
+    pub(crate) fn track_early(&mut self, msg: &Message, req: Option<&Message>) -> bool {
+        self.provisional = true;
+        if let Some(tag) = msg.to().and_then(|t| t.tag()) {
+            if let Some(pos) = self.early.iter().position(|d| d.id.remote_tag == tag) {
+                let mut d = self.early.remove(pos);
+                let _ = d.on_response(msg);
+                self.early.push(d);
+            } else if self.early.len() < MAX_EARLY_DIALOGS
+                && let Some(req) = req
+                && let Ok(d) = Dialog::from_uac(req, msg)
+            {
+                self.early.push(d);
+            }
+        }
+        msg.to()
+            .and_then(|t| t.tag())
+            .is_none_or(|tag| self.early.iter().any(|d| d.id.remote_tag == tag))
+    }
+
+    /// RFC 3262 §4: whether a reliable provisional with `rseq` on early dialog `tag` is new
+    /// (recorded); a retransmission (RSeq not above the last one of that early dialog) or a
+    /// fork beyond those tracked is not.
+    pub(crate) fn new_rseq(&mut self, tag: String, rseq: u32) -> bool {
+        let tracked = self.rseqs.len();
+        match self.rseqs.iter_mut().find(|(t, _)| *t == tag) {
+            Some((_, last)) if rseq <= *last => false,
+            Some((_, last)) => {
+                *last = rseq;
+                true
+            }
+            None if tracked < MAX_EARLY_DIALOGS => {
+                self.rseqs.push((tag, rseq));
+                true
+            }
+            // More forks than are tracked: this one's reliable provisionals are dropped.
+            None => false,
+        }
+    }
+
+    /// Remembers a reliable provisional relayed to the caller, for its PRACK.
+    pub(crate) fn map_prack(&mut self, map: PrackMap) {
+        if self.pracks.len() >= MAX_PRACKS {
+            // The caller has not PRACKed the oldest: forget it (its PRACK gets a 481).
+            self.pracks.remove(0);
+        }
+        self.pracks.push(map);
+    }
+
     /// Starts a new attempt toward the callee side (failover, 422 retry): a new CSeq, and
     /// nothing kept from the previous attempt's early dialogs.
     pub(crate) fn next_attempt(&mut self) {
@@ -152,6 +229,18 @@ impl Setup {
         self.pracks.clear();
         self.rseqs.clear();
     }
+}
+
+/// Where a call stands. There is no ending phase: a call is torn down in the input that ends
+/// it (`B2bua::end_call`) and leaves the call table at once.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// The caller awaits a final response while the callee side is tried (failover, 422
+    /// retry, forks' early dialogs). Boxed: the setup state is large and short-lived.
+    Setup(Box<Setup>),
+    /// The caller got its 2xx (or the call was restored from its stored record): both legs
+    /// have confirmed dialogs. A 2xx awaiting its ACK is [`Call::ack_wait`].
+    Confirmed,
 }
 
 /// How the offer/answer of a relayed INVITE/UPDATE stands.
@@ -175,6 +264,17 @@ pub(crate) struct Relay {
     pub(crate) client_tx: TxId,
     pub(crate) offer: OfferState,
     /// Timer C of a relayed re-INVITE.
+    pub(crate) guard: Option<TimerId>,
+}
+
+/// A session refresh Tollgate sent itself and awaits the answer to.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnRefresh {
+    /// Its transaction (registered as `TxRole::Refresh(leg)`).
+    pub(crate) tx: TxId,
+    /// UPDATE or re-INVITE.
+    pub(crate) method: Method,
+    /// Timer C of a refresh re-INVITE, while armed.
     pub(crate) guard: Option<TimerId>,
 }
 
@@ -229,13 +329,12 @@ pub(crate) struct Call {
     pub(crate) flows: Vec<FlowSlot>,
     /// Every flow id the call used (for the CDR).
     pub(crate) flow_ids: Vec<u64>,
-    pub(crate) setup: Option<Setup>,
+    /// Where the call stands: in setup (with the setup's state) or confirmed.
+    pub(crate) phase: Phase,
     pub(crate) ack_wait: Option<AckWait>,
     pub(crate) relays: Vec<Relay>,
-    /// Our own session refresh in flight: (leg, transaction, method).
-    pub(crate) refresh: Option<(Side, TxId, Method)>,
-    /// Timer C of our refresh re-INVITE.
-    pub(crate) refresh_guard: Option<TimerId>,
+    /// Our own session refresh in flight.
+    pub(crate) refresh: Option<OwnRefresh>,
     pub(crate) numbers: Numbers,
     /// Trunk (inbound: source; outbound: current attempt).
     pub(crate) trunk: Option<String>,
@@ -252,6 +351,35 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// The setup state, while the call is in setup.
+    pub(crate) fn setup(&self) -> Option<&Setup> {
+        match &self.phase {
+            Phase::Setup(s) => Some(s),
+            Phase::Confirmed => None,
+        }
+    }
+
+    pub(crate) fn setup_mut(&mut self) -> Option<&mut Setup> {
+        match &mut self.phase {
+            Phase::Setup(s) => Some(s),
+            Phase::Confirmed => None,
+        }
+    }
+
+    /// The caller still awaits its final response.
+    pub(crate) fn in_setup(&self) -> bool {
+        matches!(self.phase, Phase::Setup(_))
+    }
+
+    /// Ends the setup phase (the call is confirmed, or being torn down): its state, if it
+    /// was in setup.
+    pub(crate) fn take_setup(&mut self) -> Option<Box<Setup>> {
+        match std::mem::replace(&mut self.phase, Phase::Confirmed) {
+            Phase::Setup(s) => Some(s),
+            Phase::Confirmed => None,
+        }
+    }
+
     pub(crate) fn leg(&self, side: Side) -> &Leg {
         match side {
             Side::Ext => &self.legs[0],
@@ -263,6 +391,26 @@ impl Call {
         match side {
             Side::Ext => &mut self.legs[0],
             Side::Int => &mut self.legs[1],
+        }
+    }
+
+    /// Where requests toward a leg's peer go now.
+    pub(crate) fn target(&self, flows: &FlowTable, side: Side) -> Target {
+        let leg = self.leg(side);
+        match leg.conn {
+            Some(c) if flows.is_open(side, c) => Target::Conn(c),
+            _ => leg.fallback,
+        }
+    }
+
+    /// The transport of a leg (its fallback address's).
+    pub(crate) fn transport(&self, side: Side) -> Transport {
+        match self.leg(side).fallback {
+            Target::Addr { transport, .. } => transport,
+            Target::Conn(_) => match side {
+                Side::Ext => Transport::Tcp,
+                Side::Int => Transport::Tls,
+            },
         }
     }
 
@@ -289,7 +437,7 @@ impl Call {
     /// setup) the most recent early dialog.
     pub(crate) fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
         let callee = self.caller().other();
-        let Call { legs, setup, .. } = self;
+        let Call { legs, phase, .. } = self;
         let leg = match side {
             Side::Ext => &mut legs[0],
             Side::Int => &mut legs[1],
@@ -298,7 +446,10 @@ impl Call {
             return leg.dialog.as_mut();
         }
         if side == callee {
-            return setup.as_mut().and_then(|s| s.early.last_mut());
+            return match phase {
+                Phase::Setup(s) => s.early.last_mut(),
+                Phase::Confirmed => None,
+            };
         }
         None
     }

@@ -1,19 +1,22 @@
 //! In-dialog requests: BYE, re-INVITE and UPDATE (offer/answer relayed with the SDP rewrite,
 //! hold/resume, re-keying, 491 on glare), PRACK (reliable provisionals passed through), INFO,
-//! OPTIONS, MESSAGE and NOTIFY relayed; ACK for 2xx forwarded leg to leg; session refreshes
-//! Tollgate sends itself (RFC 4028) and their expiry.
+//! OPTIONS, MESSAGE and NOTIFY relayed; ACK for 2xx forwarded leg to leg. Session refreshes
+//! Tollgate sends itself are in `session`.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
 
-use crate::b2bua::{B2bua, TimerPurpose, dialog_key, later};
-use crate::call::{AckPlan, AckWait, OfferState, Relay, TxRole};
+use crate::b2bua::B2bua;
+use crate::call::{AckPlan, AckWait, CalleeOffer, OfferState, Relay, TxRole};
+use crate::calls::dialog_key;
+use crate::effects::Effects;
 use crate::headers::copy_headers;
+use crate::newcall::Received;
 use crate::own_headers;
 use crate::setup::{sdp_body, set_sdp};
-use crate::types::{CallId, ConnId, EndCause, Output, Side};
+use crate::timers::{TimerPurpose, later};
+use crate::types::{CallId, EndCause, Output, Side};
 
 /// Why the other leg's 2xx to a relayed offer/answer could not be used.
 #[derive(Debug, Clone, Copy)]
@@ -41,24 +44,27 @@ impl Broken {
     }
 }
 
-const SESSION_EXPIRED: &str = "SIP;cause=408;text=\"Session Timer Expired\"";
+/// The SDP for the requester and its ACK plan, or why the 2xx is unusable (and whether it
+/// must be ACKed).
+type RelayedSdp = Result<(Option<Vec<u8>>, AckPlan), (bool, Broken)>;
+
+/// One request to relay to the other leg.
+struct Relayed<'m> {
+    /// The requester's server transaction.
+    server_tx: TxId,
+    /// The side the request came from.
+    from: Side,
+    msg: &'m Message,
+    /// The SDP for the relayed copy (INVITE/UPDATE), already rewritten.
+    body: Option<Vec<u8>>,
+    offer: OfferState,
+}
 
 impl B2bua {
     /// A request with a To tag.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the fields of one received request"
-    )]
-    pub(crate) fn in_dialog(
-        &mut self,
-        tx: TxId,
-        side: Side,
-        conn: Option<ConnId>,
-        peer: SocketAddr,
-        msg: Message,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
+    pub(crate) fn in_dialog(&mut self, req: Received, fx: &mut Effects<'_>) {
+        let Received { from, conn, msg } = req;
+        let (tx, side, now) = (from.tx, from.side, fx.now);
         let Some(method) = msg.method().cloned() else {
             return;
         };
@@ -68,9 +74,9 @@ impl B2bua {
             msg.to().and_then(|t| t.tag()).unwrap_or(""),
         );
         // A dialog index entry without its call is treated like no dialog at all.
-        let found = self.by_dialog.get(&key).copied();
+        let found = self.calls.by_dialog(&key);
         let Some((id, call)) = found.and_then(|id| self.calls.get_mut(&id).map(|c| (id, c))) else {
-            self.refuse_no_such_call(tx, side, peer, &method, now, out);
+            self.refuse_no_such_call(from, &method, fx);
             return;
         };
         if let Some(c) = conn {
@@ -85,12 +91,11 @@ impl B2bua {
             let d = if call.leg(side).dialog.is_some() {
                 call.leg_mut(side).dialog.as_mut()
             } else {
-                call.setup
-                    .as_mut()
+                call.setup_mut()
                     .and_then(|s| s.early.iter_mut().find(|d| d.id.remote_tag == from_tag))
             };
             let Some(d) = d else {
-                self.refuse_no_such_call(tx, side, peer, &method, now, out);
+                self.refuse_no_such_call(from, &method, fx);
                 return;
             };
             d.on_request(&msg)
@@ -100,7 +105,7 @@ impl B2bua {
             self.reply(tx, code, None, now, |_| {});
             return;
         }
-        let in_setup = call.setup.is_some();
+        let in_setup = call.in_setup();
         let negotiating = call.negotiating();
         match method {
             Method::Bye => {
@@ -118,7 +123,7 @@ impl B2bua {
                     .headers
                     .get_value(&HeaderName::Reason)
                     .map(str::to_owned);
-                self.end_call(id, cause, status, reason.as_deref(), now, out);
+                self.end_call(id, cause, status, reason.as_deref(), now, fx.out);
             }
             Method::Invite | Method::Update => {
                 if (method == Method::Invite && in_setup) || negotiating {
@@ -127,11 +132,18 @@ impl B2bua {
                     });
                     return;
                 }
-                self.relay_offer(id, tx, side, &msg, now, out);
+                self.relay_offer(id, tx, side, &msg, now, fx.out);
             }
-            Method::Prack => self.relay_prack(id, tx, side, &msg, now, out),
+            Method::Prack => self.relay_prack(id, tx, side, &msg, now, fx.out),
             Method::Info | Method::Options | Method::Message | Method::Notify => {
-                self.relay(id, tx, side, &msg, None, OfferState::None, now, out);
+                let r = Relayed {
+                    server_tx: tx,
+                    from: side,
+                    msg: &msg,
+                    body: None,
+                    offer: OfferState::None,
+                };
+                self.relay(id, r, fx);
             }
             _ => self.reply(tx, 405, None, now, |r| {
                 own_headers::set_allow(r);
@@ -140,18 +152,15 @@ impl B2bua {
     }
 
     /// Builds the request for the other leg and sends it; registers the relay.
-    #[allow(clippy::too_many_arguments, reason = "one relayed request")]
-    fn relay(
-        &mut self,
-        id: CallId,
-        server_tx: TxId,
-        from: Side,
-        msg: &Message,
-        body: Option<Vec<u8>>,
-        offer: OfferState,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) -> bool {
+    fn relay(&mut self, id: CallId, r: Relayed<'_>, fx: &mut Effects<'_>) -> bool {
+        let Relayed {
+            server_tx,
+            from,
+            msg,
+            body,
+            offer,
+        } = r;
+        let now = fx.now;
         let Some(method) = msg.method().cloned() else {
             return false;
         };
@@ -159,8 +168,8 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return false;
         };
-        let transport = Self::leg_transport(call, to);
-        let target = Self::target_of(&self.flows, call, to);
+        let transport = call.transport(to);
+        let target = call.target(&self.flows, to);
         let session = call
             .leg(to)
             .session
@@ -200,7 +209,8 @@ impl B2bua {
         self.register_tx(id, client_tx, TxRole::RelayClient);
         let guard = (method == Method::Invite).then(|| {
             let at = later(now, self.cfg.sip.no_answer());
-            self.set_timer(TimerPurpose::InviteGuard(id, client_tx), at, out)
+            self.timers
+                .set(TimerPurpose::InviteGuard(id, client_tx), at, fx.out)
         });
         if let Some(c) = self.calls.get_mut(&id) {
             c.relays.push(Relay {
@@ -237,7 +247,14 @@ impl B2bua {
             None if is_invite => (None, OfferState::InResponse),
             None => (None, OfferState::None),
         };
-        self.relay(id, tx, from, msg, body, state, now, out);
+        let r = Relayed {
+            server_tx: tx,
+            from,
+            msg,
+            body,
+            offer: state,
+        };
+        self.relay(id, r, &mut Effects::new(now, out));
     }
 
     /// PRACK from the caller for a reliable provisional we relayed: PRACK the callee's, with
@@ -260,8 +277,7 @@ impl B2bua {
             return;
         };
         let map = call
-            .setup
-            .as_ref()
+            .setup()
             .and_then(|s| s.pracks.iter().find(|p| Some(p.our_rseq) == rseq).cloned());
         let Some(map) = map.filter(|_| from == call.caller()) else {
             self.reply(tx, 481, None, now, |_| {});
@@ -281,20 +297,22 @@ impl B2bua {
         };
         if answer.is_some() {
             self.finish_offer(id);
-            if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup.as_mut()) {
-                s.early_exchange = true;
+            if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup_mut())
+                && s.offer == CalleeOffer::Delayed
+            {
+                s.offer = CalleeOffer::EarlyExchange;
             }
         }
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let transport = Self::leg_transport(call, to);
-        let target = Self::target_of(&self.flows, call, to);
+        let transport = call.transport(to);
+        let target = call.target(&self.flows, to);
         let via = self.via(to, transport);
         let Some(d) = self
             .calls
             .get_mut(&id)
-            .and_then(|c| c.setup.as_mut())
+            .and_then(|c| c.setup_mut())
             .and_then(|s| {
                 s.early
                     .iter_mut()
@@ -352,34 +370,12 @@ impl B2bua {
         };
         let responder = requester.other();
         if code < 200 {
-            // Provisional to a re-INVITE: relayed without SDP; a reliable one is PRACKed here.
-            let reliable = msg
-                .headers
-                .require()
-                .any(|t| t.eq_ignore_ascii_case("100rel"));
-            if reliable {
-                let transport = Self::leg_transport(call, responder);
-                let target = Self::target_of(&self.flows, call, responder);
-                let via = self.via(responder, transport);
-                if let Some(p) = self
-                    .calls
-                    .get_mut(&id)
-                    .and_then(|c| c.dialog_mut(responder))
-                    .and_then(|d| d.prack(&msg, via))
-                {
-                    let _ = self.send_request(responder, target, p, now);
-                }
-            }
-            if let Some(req) = self.layer.request(server_tx) {
-                let mut resp = Message::response_to(req, code, msg.reason(), None);
-                copy_headers(&msg, responder, &mut resp, &self.cfg.sip.pass_headers);
-                let _ = self.layer.send_response(server_tx, resp, now);
-            }
+            self.relay_provisional(id, (responder, server_tx), code, &msg, now);
             return;
         }
         let removed = call.relays.remove(pos);
         if let Some(g) = removed.guard {
-            self.cancel_timer(g, out);
+            self.timers.cancel(g, out);
         }
         let session_method = matches!(method, Method::Invite | Method::Update);
         if !(200..300).contains(&code) {
@@ -405,40 +401,19 @@ impl B2bua {
             let _ = d.on_response(&msg);
         }
         let ack = method == Method::Invite;
-        let (body, plan) = match offer {
-            OfferState::FromRequester => match self.take_answer(id, responder, &msg, out) {
-                Ok(Some(b)) => {
-                    self.finish_offer(id);
-                    (Some(b), AckPlan::Forward)
-                }
-                Ok(None) => {
-                    self.relay_broken(id, responder, server_tx, ack, Broken::NoSdp, now, out);
-                    return;
-                }
-                Err(()) => {
-                    self.relay_broken(id, responder, server_tx, ack, Broken::BadSdp, now, out);
-                    return;
-                }
-            },
-            OfferState::InResponse => match sdp_body(&msg).map(<[u8]>::to_vec) {
-                Some(b) => match self.take_offer(id, responder, &b) {
-                    Ok(o) => (Some(o), AckPlan::Answer),
-                    Err(_) => {
-                        self.relay_broken(id, responder, server_tx, true, Broken::BadSdp, now, out);
-                        return;
-                    }
-                },
-                None => {
-                    self.relay_broken(id, responder, server_tx, true, Broken::NoSdp, now, out);
-                    return;
-                }
-            },
-            OfferState::None => (None, AckPlan::Forward),
+        let outcome = self.relayed_sdp(id, responder, (offer, ack), &msg, out);
+        let (body, plan) = match outcome {
+            Ok(x) => x,
+            Err((ack, broken)) => {
+                let fx = &mut Effects::new(now, out);
+                self.relay_broken(id, responder, (server_tx, ack), broken, fx);
+                return;
+            }
         };
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let transport = Self::leg_transport(call, requester);
+        let transport = call.transport(requester);
         let session = call
             .leg(requester)
             .session
@@ -485,26 +460,89 @@ impl B2bua {
         }
     }
 
+    /// A provisional to a relayed re-INVITE: relayed without SDP; a reliable one is PRACKed
+    /// here.
+    fn relay_provisional(
+        &mut self,
+        id: CallId,
+        (responder, server_tx): (Side, TxId),
+        code: u16,
+        msg: &Message,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let reliable = msg
+            .headers
+            .require()
+            .any(|t| t.eq_ignore_ascii_case("100rel"));
+        if reliable {
+            let transport = call.transport(responder);
+            let target = call.target(&self.flows, responder);
+            let via = self.via(responder, transport);
+            if let Some(p) = self
+                .calls
+                .get_mut(&id)
+                .and_then(|c| c.dialog_mut(responder))
+                .and_then(|d| d.prack(msg, via))
+            {
+                let _ = self.send_request(responder, target, p, now);
+            }
+        }
+        if let Some(req) = self.layer.request(server_tx) {
+            let mut resp = Message::response_to(req, code, msg.reason(), None);
+            copy_headers(msg, responder, &mut resp, &self.cfg.sip.pass_headers);
+            let _ = self.layer.send_response(server_tx, resp, now);
+        }
+    }
+
+    /// The SDP of the other leg's 2xx to a relayed request, rewritten for the requester, and
+    /// what the requester's ACK must do; the error says why the 2xx is unusable (and whether
+    /// it must be ACKed).
+    fn relayed_sdp(
+        &mut self,
+        id: CallId,
+        responder: Side,
+        (offer, ack): (OfferState, bool),
+        msg: &Message,
+        out: &mut Vec<Output>,
+    ) -> RelayedSdp {
+        match offer {
+            OfferState::FromRequester => match self.take_answer(id, responder, msg, out) {
+                Ok(Some(b)) => {
+                    self.finish_offer(id);
+                    Ok((Some(b), AckPlan::Forward))
+                }
+                Ok(None) => Err((ack, Broken::NoSdp)),
+                Err(()) => Err((ack, Broken::BadSdp)),
+            },
+            OfferState::InResponse => match sdp_body(msg).map(<[u8]>::to_vec) {
+                Some(b) => match self.take_offer(id, responder, &b) {
+                    Ok(o) => Ok((Some(o), AckPlan::Answer)),
+                    Err(_) => Err((true, Broken::BadSdp)),
+                },
+                None => Err((true, Broken::NoSdp)),
+            },
+            OfferState::None => Ok((None, AckPlan::Forward)),
+        }
+    }
+
     /// The other leg's 2xx to a relayed offer/answer was unusable: ACK it (INVITE), answer the
     /// requester's transaction and end the call (a caller still waiting for its INVITE gets
     /// the same status).
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one call site per failure kind; a struct would only rename them"
-    )]
     fn relay_broken(
         &mut self,
         id: CallId,
         responder: Side,
-        server_tx: TxId,
-        ack: bool,
+        (server_tx, ack): (TxId, bool),
         broken: Broken,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
+        let now = fx.now;
         if ack && let Some(call) = self.calls.get(&id) {
-            let transport = Self::leg_transport(call, responder);
-            let target = Self::target_of(&self.flows, call, responder);
+            let transport = call.transport(responder);
+            let target = call.target(&self.flows, responder);
             let via = self.via(responder, transport);
             if let Some(a) = self
                 .calls
@@ -520,7 +558,7 @@ impl B2bua {
         self.reply(server_tx, status, None, now, |r| {
             own_headers::warning(r, warning);
         });
-        self.end_call(id, cause, status, None, now, out);
+        self.end_call(id, cause, status, None, now, fx.out);
     }
 
     /// A relayed request's transaction on the other leg timed out or failed: 408 back.
@@ -539,7 +577,7 @@ impl B2bua {
         };
         let r = call.relays.remove(pos);
         if let Some(g) = r.guard {
-            self.cancel_timer(g, out);
+            self.timers.cancel(g, out);
         }
         if r.offer == OfferState::FromRequester {
             self.offer_failed(id);
@@ -562,14 +600,14 @@ impl B2bua {
         };
         let side = info.side;
         let id = tx
-            .and_then(|t| self.by_tx.get(&t).map(|(c, _)| *c))
+            .and_then(|t| self.calls.tx(t).map(|(c, _)| c))
             .or_else(|| {
                 let key = dialog_key(
                     side,
                     msg.call_id().unwrap_or(""),
                     msg.to().and_then(|t| t.tag()).unwrap_or(""),
                 );
-                self.by_dialog.get(&key).copied()
+                self.calls.by_dialog(&key)
             });
         let Some(id) = id else { return };
         self.touched.push(id);
@@ -595,8 +633,8 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let transport = Self::leg_transport(call, other);
-        let target = Self::target_of(&self.flows, call, other);
+        let transport = call.transport(other);
+        let target = call.target(&self.flows, other);
         let via = self.via(other, transport);
         if let Some(mut ack) = self
             .calls
@@ -611,192 +649,6 @@ impl B2bua {
         }
         if broken {
             self.end_call(id, EndCause::MediaNegotiation, 200, None, now, out);
-        }
-    }
-
-    /// A leg's session timer fired: refresh it (we are the refresher) or end the call (the
-    /// peer should have refreshed).
-    pub(crate) fn on_session_timer(
-        &mut self,
-        id: CallId,
-        side: Side,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let Some(s) = call.leg_mut(side).session.as_mut() else {
-            return;
-        };
-        s.timer = None;
-        let (interval, we) = (s.interval, s.we_refresh);
-        if !we {
-            self.end_call(
-                id,
-                EndCause::SessionExpired,
-                200,
-                Some(SESSION_EXPIRED),
-                now,
-                out,
-            );
-            return;
-        }
-        if call.negotiating() {
-            // Something is in progress (its success refreshes the session); look again soon.
-            self.arm_session(id, side, Some(Duration::from_secs(2)), now, out);
-            return;
-        }
-        let last = call
-            .media
-            .as_ref()
-            .and_then(|m| m.last_sent(side))
-            .map(tollgate_sdp::Sdp::to_bytes);
-        let method = if call.leg(side).peer_update || last.is_none() {
-            Method::Update
-        } else {
-            Method::Invite
-        };
-        let transport = Self::leg_transport(call, side);
-        let target = Self::target_of(&self.flows, call, side);
-        let via = self.via(side, transport);
-        let Some(d) = self
-            .calls
-            .get_mut(&id)
-            .and_then(|c| c.leg_mut(side).dialog.as_mut())
-        else {
-            return;
-        };
-        let mut req = d.new_request(method.clone(), via);
-        own_headers::supported(&mut req, &[own_headers::TIMER]);
-        own_headers::set_session_expires(&mut req, interval, Refresher::Uac);
-        if method == Method::Invite {
-            own_headers::allow(&mut req);
-            set_sdp(&mut req, last);
-        }
-        match self.send_request(side, target, req, now) {
-            Some(tx) => {
-                self.register_tx(id, tx, TxRole::Refresh(side));
-                let guard = (method == Method::Invite).then(|| {
-                    let at = later(now, self.cfg.sip.no_answer());
-                    self.set_timer(TimerPurpose::InviteGuard(id, tx), at, out)
-                });
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.refresh = Some((side, tx, method));
-                    c.refresh_guard = guard;
-                }
-            }
-            None => self.end_call(id, EndCause::RefreshFailed, 200, None, now, out),
-        }
-    }
-
-    /// A response to our session refresh.
-    pub(crate) fn refresh_response(
-        &mut self,
-        id: CallId,
-        side: Side,
-        tx: TxId,
-        msg: &Message,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(code) = msg.status() else { return };
-        if code < 200 {
-            return;
-        }
-        if !(200..300).contains(&code) {
-            self.refresh_failed(id, side, tx, code, now, out);
-            return;
-        }
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let Some((_, _, method)) = call.refresh.take() else {
-            return;
-        };
-        let guard = call.refresh_guard.take();
-        if let Some(d) = call.leg_mut(side).dialog.as_mut() {
-            let _ = d.on_response(msg);
-        }
-        if let Some(g) = guard {
-            self.cancel_timer(g, out);
-        }
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if method == Method::Invite {
-            let transport = Self::leg_transport(call, side);
-            let target = Self::target_of(&self.flows, call, side);
-            let via = self.via(side, transport);
-            if let Some(ack) = self
-                .calls
-                .get_mut(&id)
-                .and_then(|c| c.leg_mut(side).dialog.as_ref())
-                .and_then(|d| d.ack_for_2xx(via))
-            {
-                self.send_stateless(side, target, ack);
-            }
-        }
-        self.arm_session(id, side, None, now, out);
-    }
-
-    /// Our refresh failed: 491 -> retry shortly; UPDATE refused as unknown -> retry with
-    /// re-INVITE; anything else (408, 481, timeout...) -> the session is gone, end the call.
-    pub(crate) fn refresh_failed(
-        &mut self,
-        id: CallId,
-        side: Side,
-        tx: TxId,
-        code: u16,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let Some((_, rtx, method)) = call.refresh.clone() else {
-            return;
-        };
-        if rtx != tx {
-            return;
-        }
-        call.refresh = None;
-        let guard = call.refresh_guard.take();
-        let peer_update = call.leg(side).peer_update;
-        if let Some(g) = guard {
-            self.cancel_timer(g, out);
-        }
-        match code {
-            491 => self.arm_session(id, side, Some(Duration::from_secs(2)), now, out),
-            405 | 501 if method == Method::Update && peer_update => {
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.leg_mut(side).peer_update = false;
-                }
-                self.arm_session(id, side, Some(Duration::from_secs(1)), now, out);
-            }
-            _ => self.end_call(id, EndCause::RefreshFailed, 200, None, now, out),
-        }
-    }
-
-    /// Timer C: a relayed re-INVITE (or our refresh re-INVITE) got no final response in
-    /// time. The peer is broken; the call ends (the pending INVITE is CANCELed, the requester
-    /// gets 487, both legs a BYE).
-    pub(crate) fn on_invite_guard(
-        &mut self,
-        id: CallId,
-        tx: TxId,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if let Some(r) = call.relays.iter_mut().find(|r| r.client_tx == tx) {
-            r.guard = None;
-            self.end_call(id, EndCause::Timeout, 200, None, now, out);
-        } else if call.refresh.as_ref().is_some_and(|(_, t, _)| *t == tx) {
-            call.refresh_guard = None;
-            self.end_call(id, EndCause::RefreshFailed, 200, None, now, out);
         }
     }
 }

@@ -188,7 +188,7 @@ fn flow_view(spec: &MediaFlowSpec) -> FlowView {
 }
 
 fn phase(call: &Call) -> CallPhase {
-    if call.setup.is_some() {
+    if call.in_setup() {
         CallPhase::Setup
     } else if call.ack_wait.is_some() {
         CallPhase::Answering
@@ -214,7 +214,7 @@ fn summary(id: CallId, call: &Call, now: Instant) -> CallSummary {
 fn leg_view(call: &Call, leg: &Leg) -> LegView {
     let dialog = leg.dialog.as_ref().or_else(|| {
         (leg.side != call.caller())
-            .then(|| call.setup.as_ref().and_then(|s| s.early.last()))
+            .then(|| call.setup().and_then(|s| s.early.last()))
             .flatten()
     });
     let peer = match (leg.conn, leg.fallback) {
@@ -278,19 +278,16 @@ impl B2bua {
         self.cfg
             .trunks
             .iter()
-            .map(|t| {
-                let state = self.trunk_state.get(&t.name);
-                TrunkView {
-                    name: t.name.clone(),
-                    addr: t.addr,
-                    disabled: state.is_some_and(|s| s.disabled),
-                    options_up: state.is_none_or(|s| s.up),
-                    down_for: self.admission.down_for(t.addr, now),
-                    calls: self.admission.active(&t.name),
-                    cps: self.admission.recent_cps(&t.name, now),
-                    max_cps: t.max_cps.map_or(0, |r| r.per_second),
-                    max_calls: t.max_calls,
-                }
+            .map(|t| TrunkView {
+                name: t.name.clone(),
+                addr: t.addr,
+                disabled: self.trunks.is_disabled(&t.name),
+                options_up: self.trunks.is_up(&t.name),
+                down_for: self.admission.down_for(t.addr, now),
+                calls: self.admission.active(&t.name),
+                cps: self.admission.recent_cps(&t.name, now),
+                max_cps: t.max_cps.map_or(0, |r| r.per_second),
+                max_calls: t.max_calls,
             })
             .collect()
     }

@@ -10,9 +10,13 @@
 //!
 //! * [`types`] — the driver contract ([`Input`], [`Output`], [`Cdr`], [`CallEvent`], ids).
 //! * [`config`] — [`Config`] (sides, trunks, routes, media, SIP settings), number rewriting.
-//! * [`b2bua`] — [`B2bua`], the state machine the driver calls; call setup and in-dialog
-//!   handling live in private modules (`setup`, `indialog`), per-call state in `call`, the
-//!   plan-to-flow mapping in `media`.
+//! * [`b2bua`] — [`B2bua`], the state machine the driver calls. Its parts live in private
+//!   modules, each owning its state: `calls` (the call table and its dialog/transaction
+//!   indexes), `timers` (timer ids and purposes), `trunks` (trunk state, OPTIONS keepalives),
+//!   `transport` (flows, sending). Call logic: `newcall` (route, negotiate, open legs, one
+//!   refusal path), `setup` (the callee side's responses, failover), `indialog` (relays,
+//!   session timers), `teardown` (ending calls, orphaned INVITEs); per-call state and its
+//!   `Phase` in `call`, the effects context in `effects`, the plan-to-flow mapping in `media`.
 //! * [`ports`] — relay port pools.
 //! * [`inspect`] — read-only views of calls and trunks for operators (keys redacted).
 //! * `admission` — rate and concurrency limits per trunk and overall, next hops' rate caps and
@@ -56,16 +60,26 @@
 mod admission;
 pub mod b2bua;
 mod call;
+mod calls;
 pub mod config;
+mod effects;
 pub mod error;
+mod failover;
 mod headers;
 mod indialog;
 pub mod inspect;
 mod media;
+mod newcall;
+mod offer;
 mod own_headers;
 pub mod ports;
 pub mod record;
+mod session;
 mod setup;
+mod teardown;
+mod timers;
+mod transport;
+mod trunks;
 pub mod types;
 
 pub use b2bua::{B2bua, Rng, supported_tags};

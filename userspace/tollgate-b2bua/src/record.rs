@@ -30,8 +30,9 @@ use tollgate_sip::{Dialog, DialogId, DialogState, NameAddr, Uri};
 
 use tollgate_sdp::StreamPlan;
 
-use crate::b2bua::{B2bua, dialog_key};
-use crate::call::{Call, FlowSlot, Leg, Numbers, SessionTimer};
+use crate::b2bua::B2bua;
+use crate::call::{Call, FlowSlot, Leg, Numbers, Phase, SessionTimer};
+use crate::calls::dialog_key;
 use crate::media::flow_spec;
 use crate::types::{CallEvent, EndCause, Output};
 use crate::types::{CallId, Direction, Side, Target, Transport};
@@ -275,7 +276,7 @@ fn dialog_from(call_id: &str, local_tag: &str, r: &DialogRecord) -> Result<Dialo
 
 /// Whether `call` is in a state worth storing: answered, acknowledged, nothing in flight.
 pub(crate) fn is_stable(call: &Call) -> bool {
-    call.setup.is_none()
+    !call.in_setup()
         && call.ack_wait.is_none()
         && call.relays.is_empty()
         && call.refresh.is_none()
@@ -439,28 +440,9 @@ impl B2bua {
         report
     }
 
-    /// One record; the error says whether the call exists (and was ended with BYEs).
-    fn restore_one(
-        &mut self,
-        r: &CallRecord,
-        wall: &WallClock,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) -> Result<(), (RestoreError, bool)> {
-        let id = r.call;
-        if self.calls.contains_key(&id) {
-            return Err((RestoreError::Duplicate(id), false));
-        }
-        let ext = leg_from(Side::Ext, &r.legs[0]).map_err(|e| (e, false))?;
-        let int = leg_from(Side::Int, &r.legs[1]).map_err(|e| (e, false))?;
-        let keys = [
-            dialog_key(Side::Ext, &ext.call_id, &ext.local_tag),
-            dialog_key(Side::Int, &int.call_id, &int.local_tag),
-        ];
-        if let Some(k) = keys.iter().find(|k| self.by_dialog.contains_key(*k)) {
-            return Err((RestoreError::DialogTaken(k.clone()), false));
-        }
-        // Ports, then flows: the first problem ends the call (after its legs exist).
+    /// Claims a record's relay ports and rebuilds its flows; on the first problem every port
+    /// claimed is released.
+    fn claim_media(&mut self, r: &CallRecord) -> Result<Vec<FlowSlot>, RestoreError> {
         let mut problem = None;
         let mut claimed = Vec::new();
         for p in r.media.held_ports() {
@@ -499,13 +481,42 @@ impl B2bua {
                 }
             }
         }
-        let ok = problem.is_none();
-        if !ok {
+        if let Some(e) = problem {
             for p in &claimed {
                 self.pools.release(p);
             }
-            flows.clear();
+            return Err(e);
         }
+        Ok(flows)
+    }
+
+    /// One record; the error says whether the call exists (and was ended with BYEs).
+    fn restore_one(
+        &mut self,
+        r: &CallRecord,
+        wall: &WallClock,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Result<(), (RestoreError, bool)> {
+        let id = r.call;
+        if self.calls.contains_key(&id) {
+            return Err((RestoreError::Duplicate(id), false));
+        }
+        let ext = leg_from(Side::Ext, &r.legs[0]).map_err(|e| (e, false))?;
+        let int = leg_from(Side::Int, &r.legs[1]).map_err(|e| (e, false))?;
+        let keys = [
+            dialog_key(Side::Ext, &ext.call_id, &ext.local_tag),
+            dialog_key(Side::Int, &int.call_id, &int.local_tag),
+        ];
+        if let Some(k) = keys.iter().find(|k| self.calls.by_dialog(k).is_some()) {
+            return Err((RestoreError::DialogTaken(k.clone()), false));
+        }
+        // Ports, then flows: the first problem ends the call (after its legs exist).
+        let (flows, problem) = match self.claim_media(r) {
+            Ok(flows) => (flows, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        let ok = problem.is_none();
         let call = Call {
             direction: r.direction,
             start: wall.instant(r.start_ms),
@@ -514,11 +525,10 @@ impl B2bua {
             media: ok.then(|| r.media.clone()),
             flows,
             flow_ids: r.flow_ids.clone(),
-            setup: None,
+            phase: Phase::Confirmed,
             ack_wait: None,
             relays: Vec::new(),
             refresh: None,
-            refresh_guard: None,
             numbers: numbers_from(r),
             trunk: r.trunk.clone(),
             learn_ns: r.learn_ns,
@@ -528,13 +538,9 @@ impl B2bua {
             // Known to the store: its end deletes the record.
             stored: Some(0),
         };
-        let [k_ext, k_int] = keys;
-        self.by_dialog.insert(k_ext, id);
-        self.by_dialog.insert(k_int, id);
         if let Some(t) = &call.trunk {
             self.admission.adopt(t);
         }
-        self.next_call = self.next_call.max(id.saturating_add(1));
         if let Some(max) = call.flow_ids.iter().max() {
             self.next_flow = self.next_flow.max(max.saturating_add(1));
         }
@@ -557,7 +563,7 @@ impl B2bua {
             .into_iter()
             .filter(|s| call.leg(*s).session.is_some())
             .collect();
-        self.calls.insert(id, Box::new(call));
+        self.calls.insert(id, call);
         out.push(Output::Event(CallEvent::Restored { call: id }));
         if let Some(e) = problem {
             self.end_call(

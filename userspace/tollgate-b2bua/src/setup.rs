@@ -1,36 +1,21 @@
-//! Call setup, both directions: the caller's INVITE (checks, number normalisation, routing,
-//! the SDP offer rewrite, the INVITE toward the callee side), the callee side's responses
-//! (18x with early media, reliable provisionals, 2xx, errors with failover) and the session
-//! timer negotiation (RFC 4028) done when the call is answered.
+//! Call setup, both directions, once `newcall` has opened the call: the INVITE toward the
+//! callee side (and its re-sends on failover / 422), the callee side's responses
+//! (18x with early media, reliable provisionals, 2xx; errors go to `failover`) and the session
+//! timer negotiation (RFC 4028) done when the call is answered. SDP steps are in `offer`.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
-use tollgate_sdp::{MediaSession, Sdp};
+use tollgate_sdp::Sdp;
 use tollgate_sip::{
     Dialog, DialogState, HeaderName, Host, MediaType, Message, Method, NameAddr, NewRequest,
-    Refresher, SessionExpires, SipUri, TxId, Uri,
+    Refresher, SipUri, TxId, Uri,
 };
 
-use crate::admission::{Ask, Refusal};
-use crate::b2bua::{B2bua, Failure, TimerPurpose, dialog_key, later, map_status};
-use crate::call::{
-    AckPlan, AckWait, Attempt, Call, Leg, Numbers, PrackMap, SessionTimer, Setup, TxRole,
-};
-use crate::config::{Trunk, normalize};
+use crate::b2bua::B2bua;
+use crate::call::{AckPlan, AckWait, CalleeOffer, PrackMap, SessionTimer, TxRole};
 use crate::headers::{copy_headers, crosses};
-use crate::media::sync_flows;
 use crate::own_headers;
-use crate::types::{
-    CallEvent, CallId, ConnId, Direction, EndCause, Output, RefuseReason, Side, Target, Transport,
-};
-
-/// Early dialogs tracked per call (forks of the callee side); later forks' provisionals are
-/// still relayed, but not PRACKed nor used for early media.
-const MAX_EARLY_DIALOGS: usize = 16;
-/// Reliable provisionals relayed to the caller and awaiting its PRACK, per call.
-const MAX_PRACKS: usize = 32;
+use crate::types::{CallEvent, CallId, Direction, EndCause, Output, Side, Target, Transport};
 
 /// The user part of a SIP URI, or the number of a `tel:` URI.
 pub(crate) fn uri_user(uri: &Uri) -> Option<String> {
@@ -70,437 +55,29 @@ pub(crate) fn set_sdp(msg: &mut Message, body: Option<Vec<u8>>) {
     }
 }
 
+/// Why a callee's 2xx cannot be used: how the call ends (cause, status).
+type Unusable = (EndCause, u16);
+
+/// What the callee's 2xx SDP is checked against.
+#[derive(Debug)]
+struct AnswerSdp {
+    /// Our INVITE carried an offer.
+    offered: bool,
+    /// A delayed offer was answered in a PRACK.
+    early_exchange: bool,
+    /// Some early answer was received.
+    early_answer: bool,
+    /// This dialog's own early answer, when another fork's is in force.
+    own_early: Option<Vec<u8>>,
+}
+
 impl B2bua {
-    /// An out-of-dialog INVITE: a new call, or a refusal.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the fields of one received request"
-    )]
-    pub(crate) fn new_call(
-        &mut self,
-        tx: TxId,
-        side: Side,
-        conn: Option<ConnId>,
-        peer: SocketAddr,
-        msg: Message,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let inv = Method::Invite;
-        if self.draining {
-            self.refuse(tx, side, peer, &inv, 503, RefuseReason::Draining, now, out);
-            return;
-        }
-        if self.calls.len() >= self.cfg.sip.max_calls {
-            self.refuse(tx, side, peer, &inv, 503, RefuseReason::Overload, now, out);
-            return;
-        }
-        let direction = match side {
-            Side::Ext => Direction::Inbound,
-            Side::Int => Direction::Outbound,
-        };
-        let called_received = msg
-            .request_uri()
-            .and_then(uri_user)
-            .or_else(|| msg.to().and_then(|t| uri_user(&t.uri)))
-            .unwrap_or_default();
-        let calling_received = msg
-            .from()
-            .and_then(|f| uri_user(&f.uri))
-            .unwrap_or_else(|| "anonymous".to_owned());
-
-        if called_received.is_empty() {
-            self.refuse(
-                tx,
-                side,
-                peer,
-                &inv,
-                484,
-                RefuseReason::BadRequest,
-                now,
-                out,
-            );
-            return;
-        }
-
-        // Trunk (inbound) or route (outbound), borrowed from a handle on the configuration
-        // (cloning a trunk would clone its rewrite rules' regexes and their lazy DFA caches).
-        // Admission is checked here, before anything is allocated for the call.
-        let cfg = Arc::clone(&self.cfg);
-        let (trunk, caller_fallback, callee_fallback, failover) = match direction {
-            Direction::Inbound => {
-                let Some(t) = self.trunk_by_ip(peer.ip()).and_then(|i| cfg.trunks.get(i)) else {
-                    self.refuse(
-                        tx,
-                        side,
-                        peer,
-                        &inv,
-                        403,
-                        RefuseReason::UnknownTrunk,
-                        now,
-                        out,
-                    );
-                    return;
-                };
-                let ask = Ask {
-                    trunk: &t.name,
-                    from_trunk: true,
-                    next_hop: cfg.int.next_hop,
-                };
-                let disabled = self.trunk_state.get(&t.name).is_some_and(|s| s.disabled);
-                let mut admitted = if disabled {
-                    Err(Refusal {
-                        reason: RefuseReason::TrunkDisabled,
-                        retry_after: std::time::Duration::from_secs(u64::from(
-                            cfg.sip.retry_after.max(1),
-                        )),
-                    })
-                } else {
-                    self.admission.check(ask, now)
-                };
-                // The next hop is down or capped: the first alternate that takes the call.
-                let mut hop = cfg.int.next_hop;
-                if let Err(r) = admitted
-                    && matches!(
-                        r.reason,
-                        RefuseReason::NextHopDown | RefuseReason::NextHopRate
-                    )
-                    && let Some(alt) = cfg
-                        .int
-                        .alternates
-                        .iter()
-                        .map(|(a, _)| *a)
-                        .find(|a| self.admission.check_next_hop(*a, now).is_ok())
-                {
-                    hop = alt;
-                    admitted = self.admission.check(
-                        Ask {
-                            next_hop: alt,
-                            ..ask
-                        },
-                        now,
-                    );
-                }
-                if let Err(r) = admitted {
-                    self.refuse_admission(tx, (side, peer), &t.name, r, now, out);
-                    return;
-                }
-                let later_hops: Vec<Attempt> = cfg
-                    .int
-                    .next_hops()
-                    .map(|(a, _)| a)
-                    .skip_while(|a| *a != hop)
-                    .skip(1)
-                    .map(Attempt::NextHop)
-                    .collect();
-                (
-                    t,
-                    Target::Addr {
-                        addr: t.addr,
-                        transport: t.transport,
-                    },
-                    Target::Addr {
-                        addr: hop,
-                        transport: Transport::Tls,
-                    },
-                    later_hops,
-                )
-            }
-            Direction::Outbound => {
-                let Some(route) = cfg
-                    .routes
-                    .iter()
-                    .find(|r| r.pattern.is_match(&called_received))
-                else {
-                    self.refuse(tx, side, peer, &inv, 404, RefuseReason::NoRoute, now, out);
-                    return;
-                };
-                // The first trunk of the route that is up and admits the call; the ones after
-                // it that are up are the failover list (checked again when their turn comes).
-                let up: Vec<&Trunk> = route
-                    .trunks
-                    .iter()
-                    .filter(|n| self.trunk_up(n))
-                    .filter_map(|n| cfg.trunks.iter().find(|t| &t.name == n))
-                    .collect();
-                let mut up = up.into_iter();
-                let mut first_refusal: Option<(&str, Refusal)> = None;
-                let mut chosen = None;
-                for t in up.by_ref() {
-                    let ask = Ask {
-                        trunk: &t.name,
-                        from_trunk: false,
-                        next_hop: t.addr,
-                    };
-                    match self.admission.check(ask, now) {
-                        Ok(()) => {
-                            chosen = Some(t);
-                            break;
-                        }
-                        Err(r) => {
-                            first_refusal.get_or_insert((&t.name, r));
-                        }
-                    }
-                }
-                let Some(t) = chosen else {
-                    match first_refusal {
-                        Some((name, r)) => {
-                            self.refuse_admission(tx, (side, peer), name, r, now, out);
-                        }
-                        None => {
-                            self.refuse(tx, side, peer, &inv, 503, RefuseReason::NoRoute, now, out);
-                        }
-                    }
-                    return;
-                };
-                (
-                    t,
-                    Target::Addr {
-                        addr: cfg.int.next_hop,
-                        transport: Transport::Tls,
-                    },
-                    Target::Addr {
-                        addr: t.addr,
-                        transport: t.transport,
-                    },
-                    up.map(|t| Attempt::Trunk(t.name.clone())).collect(),
-                )
-            }
-        };
-        let rules = match direction {
-            Direction::Inbound => &trunk.inbound,
-            Direction::Outbound => &trunk.outbound,
-        };
-        let numbers = Numbers {
-            called_sent: normalize(rules, &called_received),
-            calling_sent: normalize(rules, &calling_received),
-            called_received,
-            calling_received,
-            display: msg.from().and_then(|f| f.display.clone()),
-        };
-
-        // RFC 4028 §8.1: an interval below our Min-SE gets 422.
-        let sip = self.cfg.sip.clone();
-        let asked = msg.headers.session_expires().cloned();
-        if sip.session_expires > 0
-            && let Some(se) = &asked
-            && se.delta < sip.min_se
-        {
-            self.reply(tx, 422, None, now, |r| r.headers.set_min_se(sip.min_se));
-            out.push(Output::Event(CallEvent::Refused {
-                side,
-                peer,
-                method: inv.to_string(),
-                reason: RefuseReason::IntervalTooSmall,
-                status: 422,
-            }));
-            return;
-        }
-
-        // The offer, rewritten for the other side (ports allocated here).
-        let mut media = {
-            let rng = &mut self.rng;
-            MediaSession::new(&mut |b: &mut [u8]| rng(b))
-        };
-        let offer = match sdp_body(&msg) {
-            None => None,
-            Some(body) => {
-                let sdp = match Sdp::parse(body) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let text = format!("Bad Request (SDP: {e})");
-                        self.reply(tx, 400, None, now, |r| {
-                            r.start = tollgate_sip::StartLine::Response {
-                                code: 400,
-                                reason: text,
-                            };
-                        });
-                        out.push(Output::Event(CallEvent::Refused {
-                            side,
-                            peer,
-                            method: inv.to_string(),
-                            reason: RefuseReason::NotAcceptable,
-                            status: 400,
-                        }));
-                        return;
-                    }
-                };
-                match offer_with_ports(
-                    &mut self.pools,
-                    &mut self.rng,
-                    &self.rewrite,
-                    &mut media,
-                    side,
-                    &sdp,
-                ) {
-                    Ok(o) => Some(o),
-                    Err(e) => {
-                        if e.is_resource_exhaustion() {
-                            // Out of relay ports: our overload, answered like the call limit.
-                            self.refuse(
-                                tx,
-                                side,
-                                peer,
-                                &inv,
-                                503,
-                                RefuseReason::Overload,
-                                now,
-                                out,
-                            );
-                            return;
-                        }
-                        let code = e.status_code();
-                        let why = e.to_string();
-                        self.reply(tx, code, None, now, |r| {
-                            own_headers::warning(r, &why);
-                        });
-                        out.push(Output::Event(CallEvent::Refused {
-                            side,
-                            peer,
-                            method: inv.to_string(),
-                            reason: RefuseReason::NotAcceptable,
-                            status: code,
-                        }));
-                        return;
-                    }
-                }
-            }
-        };
-
-        // The caller's dialog.
-        let caller_tag = self.new_tag();
-        let caller_transport = match caller_fallback {
-            Target::Addr { transport, .. } => transport,
-            Target::Conn(_) => Transport::Tcp,
-        };
-        let contact = self.contact(side, caller_transport);
-        let dialog = match Dialog::from_uas(&msg, &caller_tag, contact, false) {
-            Ok(d) => d,
-            Err(e) => {
-                for r in media.close() {
-                    self.pools.release(&r);
-                }
-                let code = e.response().map_or(400, |(c, _)| c);
-                self.refuse(
-                    tx,
-                    side,
-                    peer,
-                    &inv,
-                    code,
-                    RefuseReason::BadRequest,
-                    now,
-                    out,
-                );
-                return;
-            }
-        };
-        let mut caller_leg = Leg::new(
-            side,
-            msg.call_id().unwrap_or_default().to_owned(),
-            caller_tag,
-            caller_fallback,
-        );
-        caller_leg.dialog = Some(dialog);
-        caller_leg.conn = conn;
-        caller_leg.peer_100rel = msg.headers.supports("100rel");
-        caller_leg.peer_timer = msg.headers.supports("timer");
-        caller_leg.peer_update = allows_update(&msg);
-        caller_leg.asked_refresher = asked.as_ref().and_then(SessionExpires::refresher);
-        let callee_call_id = self.new_call_id();
-        let callee_tag = self.new_tag();
-        let callee_leg = Leg::new(side.other(), callee_call_id, callee_tag, callee_fallback);
-
-        let se = if sip.session_expires == 0 {
-            0
-        } else {
-            asked
-                .as_ref()
-                .map_or(sip.session_expires, |a| a.delta.min(sip.session_expires))
-        };
-        let min_se = msg
-            .headers
-            .min_se()
-            .map_or(sip.min_se, |m| m.delta.max(sip.min_se));
-
-        let id = self.next_call;
-        self.next_call += 1;
-        let (ext, int) = match side {
-            Side::Ext => (caller_leg, callee_leg),
-            Side::Int => (callee_leg, caller_leg),
-        };
-        for leg in [&ext, &int] {
-            self.by_dialog
-                .insert(dialog_key(leg.side, &leg.call_id, &leg.local_tag), id);
-        }
-        let no_answer =
-            self.set_timer(TimerPurpose::NoAnswer(id), later(now, sip.no_answer()), out);
-        let call = Call {
-            direction,
-            start: now,
-            answer: None,
-            legs: [ext, int],
-            media: Some(media),
-            flows: Vec::new(),
-            flow_ids: Vec::new(),
-            setup: Some(Setup {
-                caller_tx: tx,
-                callee_tx: None,
-                cseq: 1,
-                early: Vec::new(),
-                provisional: false,
-                early_answers: Vec::new(),
-                early_exchange: false,
-                failover,
-                offer,
-                se,
-                min_se,
-                retried_422: false,
-                pracks: Vec::new(),
-                rseqs: Vec::new(),
-                no_answer: Some(no_answer),
-            }),
-            ack_wait: None,
-            relays: Vec::new(),
-            refresh: None,
-            refresh_guard: None,
-            numbers,
-            trunk: Some(trunk.name.clone()),
-            learn_ns: u64::try_from(trunk.nat_learn.as_nanos()).unwrap_or(u64::MAX),
-            txs: Vec::new(),
-            note: None,
-            restarts: 0,
-            stored: None,
-        };
-        let next_hop = match callee_fallback {
-            Target::Addr { addr, .. } => addr,
-            Target::Conn(_) => cfg.int.next_hop,
-        };
-        self.admission.commit(
-            Ask {
-                trunk: &trunk.name,
-                from_trunk: direction == Direction::Inbound,
-                next_hop,
-            },
-            now,
-        );
-        self.calls.insert(id, Box::new(call));
-        self.register_tx(id, tx, TxRole::CallerInvite);
-        out.push(Output::Event(CallEvent::Started {
-            call: id,
-            direction,
-            trunk: Some(trunk.name.clone()),
-        }));
-        if !self.send_callee_invite(id, now) {
-            self.end_call(id, EndCause::TransportError, 503, None, now, out);
-        }
-    }
-
     /// Sends (or re-sends, on failover / 422) the INVITE toward the callee side.
     pub(crate) fn send_callee_invite(&mut self, id: CallId, now: Instant) -> bool {
         let Some(call) = self.calls.get(&id) else {
             return false;
         };
-        let Some(setup) = call.setup.as_ref() else {
+        let Some(setup) = call.setup() else {
             return false;
         };
         let caller = call.caller();
@@ -536,7 +113,7 @@ impl B2bua {
         from.display = n.display.clone();
         let call_id = call.leg(callee).call_id.clone();
         let cseq = setup.cseq;
-        let offer = setup.offer.clone();
+        let offer = setup.offer.body().cloned();
         let (se, min_se) = (setup.se, setup.min_se);
         let caller_tx = setup.caller_tx;
         let caller_100rel = call.leg(call.caller()).peer_100rel;
@@ -586,7 +163,7 @@ impl B2bua {
             return false;
         };
         self.register_tx(id, tx, TxRole::CalleeInvite);
-        if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup.as_mut()) {
+        if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup_mut()) {
             s.callee_tx = Some(tx);
             s.provisional = false;
             s.early.clear();
@@ -607,13 +184,13 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let current = call.setup.as_ref().and_then(|s| s.callee_tx) == Some(tx);
+        let current = call.setup().and_then(|s| s.callee_tx) == Some(tx);
         if !current {
             // Answered already (or an earlier failover attempt): a 2xx from another fork or
             // a stale attempt is ACKed and BYEd; a retransmitted 2xx of the confirmed dialog
             // is ignored.
             let callee = call.caller().other();
-            let same = call.setup.is_none()
+            let same = !call.in_setup()
                 && call.leg(callee).dialog.as_ref().is_some_and(|d| {
                     Some(d.id.remote_tag.as_str()) == msg.to().and_then(|t| t.tag())
                 });
@@ -663,27 +240,11 @@ impl B2bua {
                 return;
             };
             callee = call.caller().other();
-            via_transport = Self::leg_transport(call, callee);
-            let Some(setup) = call.setup.as_mut() else {
+            via_transport = call.transport(callee);
+            let Some(setup) = call.setup_mut() else {
                 return;
             };
-            setup.provisional = true;
-            if let Some(tag) = msg.to().and_then(|t| t.tag()) {
-                if let Some(pos) = setup.early.iter().position(|d| d.id.remote_tag == tag) {
-                    let mut d = setup.early.remove(pos);
-                    let _ = d.on_response(msg);
-                    setup.early.push(d);
-                } else if setup.early.len() < MAX_EARLY_DIALOGS
-                    && let Some(req) = self.layer.request(tx)
-                    && let Ok(d) = Dialog::from_uac(req, msg)
-                {
-                    setup.early.push(d);
-                }
-            }
-            tracked = msg
-                .to()
-                .and_then(|t| t.tag())
-                .is_none_or(|tag| setup.early.iter().any(|d| d.id.remote_tag == tag));
+            tracked = setup.track_early(msg, self.layer.request(tx));
         }
         let reliable = msg
             .headers
@@ -695,16 +256,11 @@ impl B2bua {
             // dialog) is neither PRACKed nor relayed again.
             let tag = msg.to().and_then(|t| t.tag()).unwrap_or("").to_owned();
             let rseq = msg.headers.rseq().unwrap_or(0);
-            let Some(setup) = self.calls.get_mut(&id).and_then(|c| c.setup.as_mut()) else {
+            let Some(setup) = self.calls.get_mut(&id).and_then(|c| c.setup_mut()) else {
                 return;
             };
-            let tracked = setup.rseqs.len();
-            match setup.rseqs.iter_mut().find(|(t, _)| *t == tag) {
-                Some((_, last)) if rseq <= *last => return,
-                Some((_, last)) => *last = rseq,
-                None if tracked < MAX_EARLY_DIALOGS => setup.rseqs.push((tag, rseq)),
-                // More forks than are tracked: this one's reliable provisionals are dropped.
-                None => return,
+            if !setup.new_rseq(tag, rseq) {
+                return;
             }
         }
         let Some(call) = self.calls.get(&id) else {
@@ -714,21 +270,7 @@ impl B2bua {
         let relay_reliably = reliable && passthrough_cfg && call.leg(caller).peer_100rel;
         let tag = msg.to().and_then(|t| t.tag()).map(str::to_owned);
         if reliable && !relay_reliably {
-            let target = Self::target_of(&self.flows, call, callee);
-            let via = self.via(callee, via_transport);
-            let prack = self
-                .calls
-                .get_mut(&id)
-                .and_then(|c| c.setup.as_mut())
-                .and_then(|s| {
-                    s.early
-                        .iter_mut()
-                        .find(|d| Some(d.id.remote_tag.as_str()) == tag.as_deref())
-                })
-                .and_then(|d| d.prack(msg, via));
-            if let Some(p) = prack {
-                let _ = self.send_request(callee, target, p, now);
-            }
+            self.prack_callee(id, (callee, via_transport), tag.as_deref(), msg, now);
         }
         // Early media: an answer in the provisional response.
         let answer = if tracked {
@@ -746,9 +288,9 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let caller_transport = Self::leg_transport(call, caller);
+        let caller_transport = call.transport(caller);
         let caller_tag = call.leg(caller).local_tag.clone();
-        let Some(setup) = call.setup.as_mut() else {
+        let Some(setup) = call.setup_mut() else {
             return;
         };
         if answer.is_some()
@@ -766,12 +308,8 @@ impl B2bua {
             let leg = call.leg_mut(caller);
             leg.rseq = leg.rseq.wrapping_add(1);
             let our = leg.rseq;
-            if let Some(setup) = call.setup.as_mut() {
-                if setup.pracks.len() >= MAX_PRACKS {
-                    // The caller has not PRACKed the oldest: forget it (its PRACK gets a 481).
-                    setup.pracks.remove(0);
-                }
-                setup.pracks.push(PrackMap {
+            if let Some(setup) = call.setup_mut() {
+                setup.map_prack(PrackMap {
                     our_rseq: our,
                     callee_tag: tag,
                     callee_rseq,
@@ -796,116 +334,33 @@ impl B2bua {
         let _ = self.layer.send_response(caller_tx, resp, now);
     }
 
-    /// The callee's offer in a provisional, for a delayed-offer call whose offer/answer has not
-    /// started: rewritten for the caller's leg.
-    fn take_early_offer(&mut self, id: CallId, callee: Side, msg: &Message) -> Option<Vec<u8>> {
-        let body = sdp_body(msg)?;
-        let call = self.calls.get(&id)?;
-        let setup = call.setup.as_ref()?;
-        let idle = call
-            .media
-            .as_ref()
-            .is_some_and(|m| m.pending_offerer().is_none() && m.last_sent(callee).is_none());
-        if setup.offer.is_some() || setup.early_exchange || !idle {
-            return None;
-        }
-        let body = body.to_vec();
-        self.take_offer(id, callee, &body).ok()
-    }
-
-    /// Processes an SDP answer from `from` to the pending offer: installs/updates the flows
-    /// and returns the rewritten answer. `Ok(None)`: no SDP or no offer pending;
-    /// `Err(())`: the answer is unusable.
-    pub(crate) fn take_answer(
+    /// PRACKs a callee's reliable provisional on its early dialog (`tag`) ourselves, when it
+    /// does not go to the caller reliably.
+    fn prack_callee(
         &mut self,
         id: CallId,
-        from: Side,
+        (callee, transport): (Side, Transport),
+        tag: Option<&str>,
         msg: &Message,
-        out: &mut Vec<Output>,
-    ) -> Result<Option<Vec<u8>>, ()> {
-        match sdp_body(msg) {
-            Some(body) => self.take_answer_sdp(id, from, body, out),
-            None => Ok(None),
-        }
-    }
-
-    /// [`Self::take_answer`] of an SDP body.
-    fn take_answer_sdp(
-        &mut self,
-        id: CallId,
-        from: Side,
-        body: &[u8],
-        out: &mut Vec<Output>,
-    ) -> Result<Option<Vec<u8>>, ()> {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return Ok(None);
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
         };
-        let Some(media) = call.media.as_mut() else {
-            return Ok(None);
-        };
-        match media.pending_offerer() {
-            Some(o) if o == from.other() => {}
-            _ => return Ok(None),
-        }
-        let sdp = Sdp::parse(body).map_err(|_| ())?;
-        let ans = media
-            .process_answer(&self.rewrite, from, &sdp)
-            .map_err(|_| ())?;
-        for r in &ans.released {
-            self.pools.release(r);
-        }
-        sync_flows(
-            id,
-            &mut call.flows,
-            &mut call.flow_ids,
-            &ans.plan,
-            call.learn_ns,
-            &mut self.next_flow,
-            out,
-        );
-        Ok(Some(ans.sdp.to_bytes()))
-    }
-
-    /// Processes an SDP offer from `from` (re-INVITE, UPDATE, an offer in a 2xx): allocates
-    /// ports and returns the rewritten offer. `Err(status)` to answer the request with.
-    pub(crate) fn take_offer(
-        &mut self,
-        id: CallId,
-        from: Side,
-        body: &[u8],
-    ) -> Result<Vec<u8>, u16> {
-        let sdp = Sdp::parse(body).map_err(|_| 400u16)?;
-        let Some(media) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) else {
-            return Err(500);
-        };
-        match offer_with_ports(
-            &mut self.pools,
-            &mut self.rng,
-            &self.rewrite,
-            media,
-            from,
-            &sdp,
-        ) {
-            Ok(o) => Ok(o),
-            Err(e) => Err(e.status_code()),
-        }
-    }
-
-    /// Drops a pending offer that failed, freeing the ports only it held.
-    pub(crate) fn offer_failed(&mut self, id: CallId) {
-        if let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) {
-            for r in m.offer_failed() {
-                self.pools.release(&r);
-            }
-        }
-    }
-
-    /// The offer/answer exchange is complete: frees ports only the pending offer held.
-    pub(crate) fn finish_offer(&mut self, id: CallId) {
-        if let Some(m) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) {
-            for r in m.finish_offer() {
-                self.pools.release(&r);
-            }
+        let target = call.target(&self.flows, callee);
+        let via = self.via(callee, transport);
+        let prack = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.setup_mut())
+            .and_then(|s| {
+                s.early
+                    .iter_mut()
+                    .find(|d| Some(d.id.remote_tag.as_str()) == tag)
+            })
+            .and_then(|d| d.prack(msg, via));
+        if let Some(p) = prack {
+            let _ = self.send_request(callee, target, p, now);
         }
     }
 
@@ -923,7 +378,7 @@ impl B2bua {
         };
         let caller = call.caller();
         let callee = caller.other();
-        let Some(setup) = call.setup.as_mut() else {
+        let Some(setup) = call.setup_mut() else {
             return;
         };
         // The callee's dialog: confirm its early dialog or create it from the 2xx.
@@ -944,8 +399,8 @@ impl B2bua {
             return;
         };
         dialog.state = DialogState::Confirmed;
-        let offered = setup.offer.is_some();
-        let early_exchange = setup.early_exchange;
+        let offered = setup.offer.body().is_some();
+        let early_exchange = setup.offer == CalleeOffer::EarlyExchange;
         let early_answer = !setup.early_answers.is_empty();
         // Forking: this dialog's own early answer, when another fork's is in force.
         let own_early = setup
@@ -963,60 +418,18 @@ impl B2bua {
         }
 
         // SDP: the answer to our offer, or (delayed offer) the callee's offer.
-        let (body, plan) = if offered {
-            match self.take_answer(id, callee, msg, out) {
-                Ok(Some(b)) => (Some(b), AckPlan::Forward),
-                Ok(None) if own_early.is_some() => {
-                    // The 2xx confirms a fork whose early answer was superseded by another
-                    // fork's: its own answer goes back in force.
-                    let body = own_early.unwrap_or_default();
-                    match self.take_answer_sdp(id, callee, &body, out) {
-                        Ok(Some(b)) => (Some(b), AckPlan::Forward),
-                        _ => {
-                            self.ack_and_bye(tx, msg, now);
-                            self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
-                            return;
-                        }
-                    }
-                }
-                Ok(None) if early_answer => {
-                    let last = self
-                        .calls
-                        .get(&id)
-                        .and_then(|c| c.media.as_ref())
-                        .and_then(|m| m.last_sent(caller))
-                        .map(Sdp::to_bytes);
-                    (last, AckPlan::Forward)
-                }
-                Ok(None) => {
-                    self.ack_and_bye(tx, msg, now);
-                    self.end_call(id, EndCause::ProtocolError, 502, None, now, out);
-                    return;
-                }
-                Err(()) => {
-                    self.ack_and_bye(tx, msg, now);
-                    self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
-                    return;
-                }
-            }
-        } else if early_exchange {
-            // Offer and answer went in a reliable provisional and its PRACK: nothing new here.
-            (None, AckPlan::Forward)
-        } else {
-            match sdp_body(msg).map(<[u8]>::to_vec) {
-                Some(b) => match self.take_offer(id, callee, &b) {
-                    Ok(o) => (Some(o), AckPlan::Answer),
-                    Err(_) => {
-                        self.ack_and_bye(tx, msg, now);
-                        self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
-                        return;
-                    }
-                },
-                None => {
-                    self.ack_and_bye(tx, msg, now);
-                    self.end_call(id, EndCause::ProtocolError, 502, None, now, out);
-                    return;
-                }
+        let sdp = AnswerSdp {
+            offered,
+            early_exchange,
+            early_answer,
+            own_early,
+        };
+        let (body, plan) = match self.answer_sdp(id, (caller, callee), msg, sdp, out) {
+            Ok(x) => x,
+            Err((cause, status)) => {
+                self.ack_and_bye(tx, msg, now);
+                self.end_call(id, cause, status, None, now, out);
+                return;
             }
         };
         if plan == AckPlan::Forward {
@@ -1028,9 +441,9 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let caller_transport = Self::leg_transport(call, caller);
+        let caller_transport = call.transport(caller);
         let caller_tag = call.leg(caller).local_tag.clone();
-        let Some(setup) = call.setup.take() else {
+        let Some(setup) = call.take_setup() else {
             return;
         };
         if let Some(d) = call.leg_mut(caller).dialog.as_mut() {
@@ -1046,7 +459,7 @@ impl B2bua {
         let caller_peer_timer = call.leg(caller).peer_timer;
         let contact = self.contact(caller, caller_transport);
         if let Some(t) = setup.no_answer {
-            self.cancel_timer(t, out);
+            self.timers.cancel(t, out);
         }
         if let Some(req) = self.layer.request(setup.caller_tx) {
             let mut resp = Message::response_to(req, code, msg.reason(), Some(&caller_tag));
@@ -1073,6 +486,56 @@ impl B2bua {
         }
     }
 
+    /// The SDP of the callee's 2xx: the answer to our offer (or a fork's own early answer, or
+    /// the early answer in force), nothing new after an early exchange, or (delayed offer) the
+    /// callee's offer for the caller. The error is how the call ends (the 2xx is ACKed and
+    /// BYEd).
+    fn answer_sdp(
+        &mut self,
+        id: CallId,
+        (caller, callee): (Side, Side),
+        msg: &Message,
+        sdp: AnswerSdp,
+        out: &mut Vec<Output>,
+    ) -> Result<(Option<Vec<u8>>, AckPlan), Unusable> {
+        if sdp.offered {
+            match self.take_answer(id, callee, msg, out) {
+                Ok(Some(b)) => Ok((Some(b), AckPlan::Forward)),
+                Ok(None) if sdp.own_early.is_some() => {
+                    // The 2xx confirms a fork whose early answer was superseded by another
+                    // fork's: its own answer goes back in force.
+                    let body = sdp.own_early.unwrap_or_default();
+                    match self.take_answer_sdp(id, callee, &body, out) {
+                        Ok(Some(b)) => Ok((Some(b), AckPlan::Forward)),
+                        _ => Err((EndCause::MediaNegotiation, 488)),
+                    }
+                }
+                Ok(None) if sdp.early_answer => {
+                    let last = self
+                        .calls
+                        .get(&id)
+                        .and_then(|c| c.media.as_ref())
+                        .and_then(|m| m.last_sent(caller))
+                        .map(Sdp::to_bytes);
+                    Ok((last, AckPlan::Forward))
+                }
+                Ok(None) => Err((EndCause::ProtocolError, 502)),
+                Err(()) => Err((EndCause::MediaNegotiation, 488)),
+            }
+        } else if sdp.early_exchange {
+            // Offer and answer went in a reliable provisional and its PRACK: nothing new here.
+            Ok((None, AckPlan::Forward))
+        } else {
+            match sdp_body(msg).map(<[u8]>::to_vec) {
+                Some(b) => match self.take_offer(id, callee, &b) {
+                    Ok(o) => Ok((Some(o), AckPlan::Answer)),
+                    Err(_) => Err((EndCause::MediaNegotiation, 488)),
+                },
+                None => Err((EndCause::ProtocolError, 502)),
+            }
+        }
+    }
+
     /// RFC 4028 at answer time. Callee leg: the interval and refresher of its 2xx (none: we
     /// refresh at the interval we asked). Caller leg: the same interval; the caller refreshes
     /// if it supports timers (or the refresher it asked for), else we do. Returns the caller's
@@ -1080,7 +543,7 @@ impl B2bua {
     fn negotiate_session_timers(&mut self, id: CallId, resp: &Message) -> Option<(u32, Refresher)> {
         let min_se = self.cfg.sip.min_se;
         let call = self.calls.get_mut(&id)?;
-        let setup = call.setup.as_ref()?;
+        let setup = call.setup()?;
         if setup.se == 0 {
             return None;
         }
@@ -1114,230 +577,5 @@ impl B2bua {
                 Refresher::Uac
             },
         ))
-    }
-
-    fn callee_rejected(
-        &mut self,
-        id: CallId,
-        code: u16,
-        msg: &Message,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let caller = call.caller();
-        let caller_tag = call.leg(caller).local_tag.clone();
-        let Some(setup) = call.setup.as_mut() else {
-            return;
-        };
-        // RFC 4028 §7.4: 422 names the Min-SE to retry with (once).
-        if code == 422
-            && setup.se > 0
-            && !setup.retried_422
-            && let Some(m) = msg.headers.min_se()
-        {
-            setup.retried_422 = true;
-            setup.se = setup.se.max(m.delta);
-            setup.min_se = setup.min_se.max(m.delta);
-            setup.next_attempt();
-            if self.send_callee_invite(id, now) {
-                return;
-            }
-        }
-        if matches!(code, 503 | 408) && self.try_failover(id, code, now, out) {
-            return;
-        }
-        let caller_tx = self
-            .calls
-            .get(&id)
-            .and_then(|c| c.setup.as_ref())
-            .map(|s| s.caller_tx);
-        let status = map_status(code);
-        if let Some(ctx) = caller_tx
-            && let Some(req) = self.layer.request(ctx)
-        {
-            let reason = if status == code { msg.reason() } else { None };
-            let mut resp = Message::response_to(req, status, reason, Some(&caller_tag));
-            copy_headers(msg, caller.other(), &mut resp, &self.cfg.sip.pass_headers);
-            let _ = self.layer.send_response(ctx, resp, now);
-        }
-        self.end_call(id, EndCause::Rejected(code), status, None, now, out);
-    }
-
-    /// The callee-side INVITE timed out or its connection failed.
-    pub(crate) fn callee_failure(
-        &mut self,
-        id: CallId,
-        tx: TxId,
-        why: Failure,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(call) = self.calls.get(&id) else {
-            return;
-        };
-        if call.setup.as_ref().and_then(|s| s.callee_tx) != Some(tx) {
-            return;
-        }
-        let (cause, status, as_code) = match why {
-            Failure::Timeout => (EndCause::Timeout, 504, 408),
-            Failure::Transport => (EndCause::TransportError, 503, 503),
-        };
-        if let Some(addr) = self.callee_addr(id)
-            && self.admission.failed(addr, now)
-        {
-            out.push(Output::Event(CallEvent::NextHop { addr, up: false }));
-        }
-        if self.try_failover(id, as_code, now, out) {
-            return;
-        }
-        self.end_call(id, cause, status, None, now, out);
-    }
-
-    /// The callee-side INVITE's next hop answered `code`: admission marks it down on 503, or
-    /// clears its failures.
-    fn next_hop_answered(
-        &mut self,
-        id: CallId,
-        code: u16,
-        retry_after: Option<std::time::Duration>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(addr) = self.callee_addr(id) else {
-            return;
-        };
-        if let Some(up) = self.admission.answered(addr, code, retry_after, now) {
-            out.push(Output::Event(CallEvent::NextHop { addr, up }));
-        }
-    }
-
-    /// The address the call's callee-side INVITE goes to.
-    fn callee_addr(&self, id: CallId) -> Option<SocketAddr> {
-        let call = self.calls.get(&id)?;
-        match call.leg(call.caller().other()).fallback {
-            Target::Addr { addr, .. } => Some(addr),
-            Target::Conn(_) => None,
-        }
-    }
-
-    /// Failover after the callee side failed with `status`: the same INVITE (same offer and
-    /// relay ports, CSeq + 1) to the next place in the call's list that takes it: outbound, the
-    /// route's next trunk that is up, in service and has room; inbound, the next internal next
-    /// hop. A next hop marked down or at its cap is skipped.
-    fn try_failover(
-        &mut self,
-        id: CallId,
-        status: u16,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) -> bool {
-        let cfg = Arc::clone(&self.cfg);
-        loop {
-            let Some(call) = self.calls.get_mut(&id) else {
-                return false;
-            };
-            let Some(setup) = call.setup.as_mut() else {
-                return false;
-            };
-            if setup.failover.is_empty() {
-                return false;
-            }
-            let (addr, transport, trunk) = match setup.failover.remove(0) {
-                Attempt::NextHop(a) => (a, Transport::Tls, None),
-                Attempt::Trunk(name) => {
-                    let Some(t) = cfg.trunks.iter().find(|t| t.name == name) else {
-                        continue;
-                    };
-                    let usable = self
-                        .trunk_state
-                        .get(&name)
-                        .is_none_or(|s| s.up && !s.disabled)
-                        && self.admission.trunk_has_room(&name);
-                    if !usable {
-                        continue;
-                    }
-                    (t.addr, t.transport, Some(t))
-                }
-            };
-            if self.admission.check_next_hop(addr, now).is_err() {
-                continue;
-            }
-            setup.next_attempt();
-            let callee = call.caller().other();
-            let previous = call.leg_mut(callee).fallback;
-            call.leg_mut(callee).fallback = Target::Addr { addr, transport };
-            let (from, to) = match trunk {
-                Some(t) => {
-                    let n = &mut call.numbers;
-                    n.called_sent = normalize(&t.outbound, &n.called_received);
-                    n.calling_sent = normalize(&t.outbound, &n.calling_received);
-                    call.learn_ns = u64::try_from(t.nat_learn.as_nanos()).unwrap_or(u64::MAX);
-                    let from = call.trunk.replace(t.name.clone()).unwrap_or_default();
-                    self.admission.move_call(&from, &t.name);
-                    (from, t.name.clone())
-                }
-                None => {
-                    let from = match previous {
-                        Target::Addr { addr, .. } => addr.to_string(),
-                        Target::Conn(_) => String::new(),
-                    };
-                    (from, addr.to_string())
-                }
-            };
-            self.admission.take_next_hop(addr);
-            out.push(Output::Event(CallEvent::Failover {
-                call: id,
-                from,
-                to,
-                status,
-            }));
-            if self.send_callee_invite(id, now) {
-                return true;
-            }
-        }
-    }
-}
-
-/// Runs an SDP offer from `from` through the call's media session with relay ports from
-/// `pools`, and returns the rewritten offer. Ports the session lets go are returned to the
-/// pools; on failure so is every port this offer took.
-fn offer_with_ports(
-    pools: &mut crate::media::Pools,
-    rng: &mut crate::b2bua::Rng,
-    rewrite: &tollgate_sdp::RewriteConfig,
-    media: &mut MediaSession,
-    from: Side,
-    sdp: &Sdp,
-) -> Result<Vec<u8>, tollgate_sdp::NegotiationError> {
-    let mut allocated = Vec::new();
-    let result = media.process_offer(
-        rewrite,
-        from,
-        sdp,
-        &mut |req| {
-            let r = pools.alloc(req);
-            if let Some(r) = r {
-                allocated.push(r);
-            }
-            r
-        },
-        &mut |b: &mut [u8]| rng(b),
-    );
-    match result {
-        Ok(o) => {
-            for r in &o.released {
-                pools.release(r);
-            }
-            Ok(o.sdp.to_bytes())
-        }
-        Err(e) => {
-            for r in &allocated {
-                pools.release(r);
-            }
-            Err(e)
-        }
     }
 }

@@ -1,0 +1,202 @@
+//! Failover of the callee side during setup: a final error from the callee side (a 422 retried
+//! once with the larger interval, status mapping toward the caller), a failed INVITE client
+//! transaction (Timer B, transport), and the next attempt (the route's next trunk that is up,
+//! or the next internal next hop) after a 503, 408, Timer B or transport failure.
+//!
+//! It must not touch the call's SDP session (the offer is reused as sent) nor answer a call:
+//! a failover either sends a new INVITE or ends the call through `teardown`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tollgate_sip::{Message, TxId};
+
+use crate::b2bua::{B2bua, Failure, map_status};
+use crate::call::Attempt;
+use crate::config::normalize;
+use crate::headers::copy_headers;
+use crate::types::{CallEvent, CallId, EndCause, Output, Target, Transport};
+
+impl B2bua {
+    pub(crate) fn callee_rejected(
+        &mut self,
+        id: CallId,
+        code: u16,
+        msg: &Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let caller = call.caller();
+        let caller_tag = call.leg(caller).local_tag.clone();
+        let Some(setup) = call.setup_mut() else {
+            return;
+        };
+        // RFC 4028 §7.4: 422 names the Min-SE to retry with (once).
+        if code == 422
+            && setup.se > 0
+            && !setup.retried_422
+            && let Some(m) = msg.headers.min_se()
+        {
+            setup.retried_422 = true;
+            setup.se = setup.se.max(m.delta);
+            setup.min_se = setup.min_se.max(m.delta);
+            setup.next_attempt();
+            if self.send_callee_invite(id, now) {
+                return;
+            }
+        }
+        if matches!(code, 503 | 408) && self.try_failover(id, code, now, out) {
+            return;
+        }
+        let caller_tx = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.setup())
+            .map(|s| s.caller_tx);
+        let status = map_status(code);
+        if let Some(ctx) = caller_tx
+            && let Some(req) = self.layer.request(ctx)
+        {
+            let reason = if status == code { msg.reason() } else { None };
+            let mut resp = Message::response_to(req, status, reason, Some(&caller_tag));
+            copy_headers(msg, caller.other(), &mut resp, &self.cfg.sip.pass_headers);
+            let _ = self.layer.send_response(ctx, resp, now);
+        }
+        self.end_call(id, EndCause::Rejected(code), status, None, now, out);
+    }
+
+    /// The callee-side INVITE timed out or its connection failed.
+    pub(crate) fn callee_failure(
+        &mut self,
+        id: CallId,
+        tx: TxId,
+        why: Failure,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.setup().and_then(|s| s.callee_tx) != Some(tx) {
+            return;
+        }
+        let (cause, status, as_code) = match why {
+            Failure::Timeout => (EndCause::Timeout, 504, 408),
+            Failure::Transport => (EndCause::TransportError, 503, 503),
+        };
+        if let Some(addr) = self.callee_addr(id)
+            && self.admission.failed(addr, now)
+        {
+            out.push(Output::Event(CallEvent::NextHop { addr, up: false }));
+        }
+        if self.try_failover(id, as_code, now, out) {
+            return;
+        }
+        self.end_call(id, cause, status, None, now, out);
+    }
+
+    /// The callee-side INVITE's next hop answered `code`: admission marks it down on 503, or
+    /// clears its failures.
+    pub(crate) fn next_hop_answered(
+        &mut self,
+        id: CallId,
+        code: u16,
+        retry_after: Option<std::time::Duration>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(addr) = self.callee_addr(id) else {
+            return;
+        };
+        if let Some(up) = self.admission.answered(addr, code, retry_after, now) {
+            out.push(Output::Event(CallEvent::NextHop { addr, up }));
+        }
+    }
+
+    /// The address the call's callee-side INVITE goes to.
+    fn callee_addr(&self, id: CallId) -> Option<SocketAddr> {
+        let call = self.calls.get(&id)?;
+        match call.leg(call.caller().other()).fallback {
+            Target::Addr { addr, .. } => Some(addr),
+            Target::Conn(_) => None,
+        }
+    }
+
+    /// Failover after the callee side failed with `status`: the same INVITE (same offer and
+    /// relay ports, CSeq + 1) to the next place in the call's list that takes it: outbound, the
+    /// route's next trunk that is up, in service and has room; inbound, the next internal next
+    /// hop. A next hop marked down or at its cap is skipped.
+    fn try_failover(
+        &mut self,
+        id: CallId,
+        status: u16,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        let cfg = Arc::clone(&self.cfg);
+        loop {
+            let Some(call) = self.calls.get_mut(&id) else {
+                return false;
+            };
+            let Some(setup) = call.setup_mut() else {
+                return false;
+            };
+            if setup.failover.is_empty() {
+                return false;
+            }
+            let (addr, transport, trunk) = match setup.failover.remove(0) {
+                Attempt::NextHop(a) => (a, Transport::Tls, None),
+                Attempt::Trunk(name) => {
+                    let Some(t) = cfg.trunks.iter().find(|t| t.name == name) else {
+                        continue;
+                    };
+                    let usable =
+                        self.trunks.takes_calls(&name) && self.admission.trunk_has_room(&name);
+                    if !usable {
+                        continue;
+                    }
+                    (t.addr, t.transport, Some(t))
+                }
+            };
+            if self.admission.check_next_hop(addr, now).is_err() {
+                continue;
+            }
+            setup.next_attempt();
+            let callee = call.caller().other();
+            let previous = call.leg_mut(callee).fallback;
+            call.leg_mut(callee).fallback = Target::Addr { addr, transport };
+            let (from, to) = match trunk {
+                Some(t) => {
+                    let n = &mut call.numbers;
+                    n.called_sent = normalize(&t.outbound, &n.called_received);
+                    n.calling_sent = normalize(&t.outbound, &n.calling_received);
+                    call.learn_ns = u64::try_from(t.nat_learn.as_nanos()).unwrap_or(u64::MAX);
+                    let from = call.trunk.replace(t.name.clone()).unwrap_or_default();
+                    self.admission.move_call(&from, &t.name);
+                    (from, t.name.clone())
+                }
+                None => {
+                    let from = match previous {
+                        Target::Addr { addr, .. } => addr.to_string(),
+                        Target::Conn(_) => String::new(),
+                    };
+                    (from, addr.to_string())
+                }
+            };
+            self.admission.take_next_hop(addr);
+            out.push(Output::Event(CallEvent::Failover {
+                call: id,
+                from,
+                to,
+                status,
+            }));
+            if self.send_callee_invite(id, now) {
+                return true;
+            }
+        }
+    }
+}
