@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use rustc_hash::FxHashMap;
-use tollgate_relay::{DropReason, MediaFlowTable};
+use tollgate_relay::{Arrival, DropReason, MediaFlowTable};
 
 use crate::idle::POLL_MS;
 use crate::sys::{monotonic_ns, thread_cpu_ns};
@@ -277,7 +277,13 @@ fn drain_socket(
             dropped += 1;
             continue;
         };
-        let r = match table.relay(local, src, None, &mut b.bufs[i], len, now, false) {
+        let arrival = Arrival {
+            src,
+            src_mac: None,
+            now_ns: now,
+            src_checked: false,
+        };
+        let r = match table.relay(local, arrival, &mut b.bufs[i], len) {
             Ok(r) => r,
             Err(reason) => {
                 // Counted in the flow's counters too, when it has one.

@@ -11,7 +11,7 @@
 use std::sync::atomic::Ordering;
 
 use tollgate_relay::frame::{self, FrameError};
-use tollgate_relay::{DropReason, MediaFlowTable, Route};
+use tollgate_relay::{Arrival, DropReason, MediaFlowTable, Route, Side};
 
 use crate::afxdp::{Umem, XskSocket};
 use crate::idle::{IdleAction, IdlePolicy};
@@ -94,9 +94,8 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
         let mut work = relay_batch(
             &ctx,
             &mut table,
-            &mut io.umem,
-            &mut io.ext,
-            &mut io.int,
+            &mut io,
+            Side::Ext,
             &mut free,
             frame_size,
             now,
@@ -104,9 +103,8 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
         work += relay_batch(
             &ctx,
             &mut table,
-            &mut io.umem,
-            &mut io.int,
-            &mut io.ext,
+            &mut io,
+            Side::Int,
             &mut free,
             frame_size,
             now,
@@ -180,19 +178,23 @@ fn sleep(ctx: &WorkerCtx, io: &XskPair, timeout_ms: i32) {
 /// A received frame after pass 1: its parsed headers and the route to its flow (if any).
 type Staged = Result<(frame::UdpFrame, Option<Route>), FrameError>;
 
-/// Relays up to one batch from `rx` to `tx`; returns the number of frames received.
-#[allow(clippy::too_many_arguments)] // reason: the worker's disjoint borrows, passed apart.
+/// Relays up to one batch that arrived on the `from` side's socket out of the other side's;
+/// returns the number of frames received.
 #[inline]
 fn relay_batch(
     ctx: &WorkerCtx,
     table: &mut MediaFlowTable,
-    umem: &mut crate::afxdp::Umem,
-    rx: &mut XskSocket,
-    tx: &mut XskSocket,
+    io: &mut XskPair,
+    from: Side,
     free: &mut Vec<u64>,
     frame_size: u64,
     now: u64,
 ) -> u32 {
+    let umem = &mut io.umem;
+    let (rx, tx) = match from {
+        Side::Ext => (&mut io.ext, &mut io.int),
+        Side::Int => (&mut io.int, &mut io.ext),
+    };
     let n = rx.rx_available().min(BATCH);
     if n == 0 {
         return 0;
@@ -291,12 +293,14 @@ fn relay_frame(
     let r = table
         .relay_routed(
             &route,
-            parsed.src,
-            Some(parsed.src_mac),
+            Arrival {
+                src: parsed.src,
+                src_mac: Some(parsed.src_mac),
+                now_ns: now,
+                src_checked: true,
+            },
             buf,
             parsed.payload_len,
-            now,
-            true,
         )
         .map_err(|reason| (reason, None))?;
     let fail = |reason: DropReason| {

@@ -155,6 +155,23 @@ pub struct Relayed {
     side: Side,
 }
 
+/// Where and when a packet arrived, as the worker read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// The packet's source address.
+    pub src: SocketAddr,
+    /// The frame's source MAC (XDP path; `None` on the socket path). When a source is learned
+    /// on a leg whose next hop is unresolved, replies go back to that MAC until the control
+    /// plane resolves the neighbour (symmetric L2 path, true for direct peers and the usual
+    /// router).
+    pub src_mac: Option<Mac>,
+    /// Monotonic nanoseconds when it was received.
+    pub now_ns: u64,
+    /// The XDP program already enforced the source (it is latched here if it differs);
+    /// otherwise (socket path) the check and learning happen here.
+    pub src_checked: bool,
+}
+
 /// A worker's flows, keyed by local relay port.
 #[derive(Debug, Default)]
 pub struct MediaFlowTable {
@@ -486,43 +503,37 @@ impl MediaFlowTable {
     /// `buf[..Relayed::len]`; the caller sends it and then calls [`MediaFlowTable::sent`] or
     /// [`MediaFlowTable::dropped`]. On failure the drop is already counted.
     ///
-    /// `src_checked`: the XDP program already enforced the source (it is latched here if it
-    /// differs); otherwise (socket path) the check and learning happen here.
-    /// `src_mac`: the frame's source MAC (XDP path). When a source is learned on a leg whose
-    /// next hop is unresolved, replies go back to that MAC until the control plane resolves
-    /// the neighbour (symmetric L2 path, true for direct peers and the usual router).
-    #[allow(clippy::too_many_arguments)] // reason: the per-packet inputs, kept as plain values.
+    /// `arrival` says where from and when (see [`Arrival`]).
     #[inline]
     pub fn relay(
         &mut self,
         local: SocketAddr,
-        src: SocketAddr,
-        src_mac: Option<Mac>,
+        arrival: Arrival,
         buf: &mut [u8],
         len: usize,
-        now_ns: u64,
-        src_checked: bool,
     ) -> Result<Relayed, DropReason> {
         let Some(route) = self.route(local) else {
             return Err(DropReason::NoFlow);
         };
-        self.relay_routed(&route, src, src_mac, buf, len, now_ns, src_checked)
+        self.relay_routed(&route, arrival, buf, len)
     }
 
     /// [`MediaFlowTable::relay`] for a packet whose port was already looked up with
     /// [`MediaFlowTable::route`] (one hash lookup per packet instead of two).
-    #[allow(clippy::too_many_arguments)] // reason: see `relay`.
     #[inline]
     pub fn relay_routed(
         &mut self,
         route: &Route,
-        src: SocketAddr,
-        src_mac: Option<Mac>,
+        arrival: Arrival,
         buf: &mut [u8],
         len: usize,
-        now_ns: u64,
-        src_checked: bool,
     ) -> Result<Relayed, DropReason> {
+        let Arrival {
+            src,
+            src_mac,
+            now_ns,
+            src_checked,
+        } = arrival;
         let Some(pr) = self.current(route) else {
             return Err(DropReason::NoFlow);
         };
@@ -664,6 +675,17 @@ impl MediaFlowTable {
     }
 }
 
+/// A socket-path arrival (no MAC), for the tests.
+#[cfg(test)]
+fn arrival(src: SocketAddr, now_ns: u64, src_checked: bool) -> Arrival {
+    Arrival {
+        src,
+        src_mac: None,
+        now_ns,
+        src_checked,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,7 +752,12 @@ mod tests {
     ) -> Result<(Relayed, Vec<u8>), DropReason> {
         let mut buf = pkt.to_vec();
         buf.resize(pkt.len() + 32, 0);
-        let r = t.relay(sa(local), sa(src), None, &mut buf, pkt.len(), now, checked)?;
+        let r = t.relay(
+            sa(local),
+            arrival(sa(src), now, checked),
+            &mut buf,
+            pkt.len(),
+        )?;
         t.sent(&r, now);
         buf.truncate(r.len);
         Ok((r, buf))
@@ -990,7 +1017,7 @@ mod tests {
             let mut buf = rtp(1);
             let len = buf.len();
             buf.resize(len + 32, 0);
-            t.relay_routed(r, sa("10.0.1.2:4000"), None, &mut buf, len, 1, false)
+            t.relay_routed(r, arrival(sa("10.0.1.2:4000"), 1, false), &mut buf, len)
         };
         let r = t.route(sa("10.0.1.1:30000")).unwrap();
         t.prefetch(&r);
@@ -1051,7 +1078,7 @@ mod resume_tests {
     ) -> Result<Vec<u8>, DropReason> {
         let mut buf = pkt.to_vec();
         buf.resize(pkt.len() + 32, 0);
-        let r = t.relay(sa(local), sa(src), None, &mut buf, pkt.len(), 1, false)?;
+        let r = t.relay(sa(local), arrival(sa(src), 1, false), &mut buf, pkt.len())?;
         t.sent(&r, 1);
         buf.truncate(r.len);
         Ok(buf)
@@ -1356,12 +1383,9 @@ mod stats_tests {
             let r = t
                 .relay(
                     local,
-                    src,
-                    None,
+                    arrival(src, 1_000_000_000 + i * 20_000_000, false),
                     &mut p,
                     n,
-                    1_000_000_000 + i * 20_000_000,
-                    false,
                 )
                 .unwrap();
             t.sent(&r, 0);

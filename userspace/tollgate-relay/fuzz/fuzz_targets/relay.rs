@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use tollgate_relay::frame::{self, EgressHeader};
-use tollgate_relay::{FlowCounters, MediaFlowTable, LegSpec, MediaFlowSpec, TransformSpec};
+use tollgate_relay::{Arrival, FlowCounters, LegSpec, MediaFlowSpec, MediaFlowTable, TransformSpec};
 use tollgate_srtp::{KeyMaterial, Profile};
 
 fn leg(local: &str, rtcp: Option<&str>, remote: &str, learn: u64) -> LegSpec {
@@ -45,13 +45,15 @@ fuzz_target!(|data: &[u8]| {
     let Ok(f) = frame::parse(rest) else {
         // Not a frame: run the payload path alone on the raw bytes.
         for local in ["10.0.1.1:30000", "10.0.1.1:30001", "10.0.2.1:30000"] {
-            let _ = t.relay(local.parse().expect("literal"), "10.0.2.2:5000".parse().expect("literal"), None, &mut buf, rest.len(), 5, sel & 2 != 0);
+            let arrival = Arrival { src: "10.0.2.2:5000".parse().expect("literal"), src_mac: None, now_ns: 5, src_checked: sel & 2 != 0 };
+            let _ = t.relay(local.parse().expect("literal"), arrival, &mut buf, rest.len());
         }
         return;
     };
     let start = f.payload_off;
     let Some(payload) = buf.get_mut(start..) else { return };
-    if let Ok(r) = t.relay(f.dst, f.src, Some(f.src_mac), payload, f.payload_len, 5, sel & 2 != 0) {
+    let arrival = Arrival { src: f.src, src_mac: Some(f.src_mac), now_ns: 5, src_checked: sel & 2 != 0 };
+    if let Ok(r) = t.relay(f.dst, arrival, payload, f.payload_len) {
         let h: EgressHeader = r.header;
         let mut out = vec![0u8; h.len() + r.len];
         let (hd, pl) = out.split_at_mut(h.len());
