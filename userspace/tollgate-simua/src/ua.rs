@@ -193,6 +193,18 @@ pub struct CallReport {
     pub hung_up_here: bool,
 }
 
+/// What a dialog's call handle reports about how it began.
+struct CallFacts {
+    /// We sent the INVITE.
+    outgoing: bool,
+    /// INVITE to answer.
+    setup: Duration,
+    /// The other party's user part.
+    remote_user: String,
+    /// The user part that was called.
+    called_user: String,
+}
+
 impl Endpoint {
     /// Starts listening.
     pub async fn start(cfg: EndpointConfig) -> Result<Endpoint, UaError> {
@@ -459,10 +471,12 @@ impl Endpoint {
             conn,
             drx,
             media,
-            true,
-            setup,
-            to.to_owned(),
-            to.to_owned(),
+            CallFacts {
+                outgoing: true,
+                setup,
+                remote_user: to.to_owned(),
+                called_user: to.to_owned(),
+            },
         ))
     }
 
@@ -535,18 +549,20 @@ impl Endpoint {
             .map_err(|e| UaError::Protocol(format!("SRTP: {e}")))
     }
 
-    #[allow(clippy::too_many_arguments)] // reason: the pieces of a fresh dialog.
     fn spawn_dialog(
         &self,
         mut d: DialogState,
         conn: mpsc::UnboundedSender<Vec<u8>>,
         mut drx: mpsc::UnboundedReceiver<DialogMsg>,
         media: Option<MediaStream>,
-        outgoing: bool,
-        setup: Duration,
-        remote_user: String,
-        called_user: String,
+        facts: CallFacts,
     ) -> Call {
+        let CallFacts {
+            outgoing,
+            setup,
+            remote_user,
+            called_user,
+        } = facts;
         let (htx, mut hrx) = oneshot::channel::<oneshot::Sender<Result<(), UaError>>>();
         let (btx, brx) = oneshot::channel();
         let ep = self.clone();
@@ -968,10 +984,12 @@ async fn answer(
         conn,
         drx,
         media,
-        false,
-        started.elapsed(),
-        remote_user,
-        called,
+        CallFacts {
+            outgoing: false,
+            setup: started.elapsed(),
+            remote_user,
+            called_user: called,
+        },
     );
     let _ = ep.inner.incoming.send(call);
     Ok(())

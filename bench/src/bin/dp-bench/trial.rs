@@ -382,7 +382,6 @@ pub(crate) fn host_facts() -> Value {
 }
 
 /// Runs one path: start the relay, paced trial, search, 50% and 90% trials, stop.
-#[allow(clippy::too_many_arguments)] // reason: one call site, the benchmark's knobs.
 pub(crate) fn run_path(
     cli: &Cli,
     lab: &Lab,
