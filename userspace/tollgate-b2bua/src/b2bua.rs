@@ -19,8 +19,8 @@ use std::time::Instant;
 
 use tollgate_sdp::{CryptoPolicy, RewriteConfig};
 use tollgate_sip::{
-    Action, Flow, HeaderName, Message, Method, TransactionConfig, TransactionLayer, TxId, UaPolicy,
-    check_request, check_response,
+    Action, HeaderName, Message, Method, TransactionConfig, TransactionLayer, TransportFlow, TxId,
+    UaPolicy, check_request, check_response,
 };
 
 use crate::admission::Admission;
@@ -35,7 +35,7 @@ use crate::ports::PortPool;
 use crate::record::{self, WallClock};
 use crate::teardown::Orphans;
 use crate::timers::{TimerPurpose, Timers};
-use crate::transport::FlowTable;
+use crate::transport::TransportFlows;
 use crate::trunks::Trunks;
 use crate::types::{
     CallEvent, CallId, ConnId, EndCause, Input, Output, RefuseReason, Side, Target, TimerId,
@@ -69,7 +69,7 @@ pub struct B2bua {
     pub(crate) orphans: Orphans,
     /// Armed timers and what each is for.
     pub(crate) timers: Timers,
-    pub(crate) flows: FlowTable,
+    pub(crate) transport_flows: TransportFlows,
     pub(crate) pools: Pools,
     /// Trunk states and their keepalives.
     pub(crate) trunks: Trunks,
@@ -151,7 +151,7 @@ impl B2bua {
             calls: CallTable::default(),
             orphans: Orphans::default(),
             timers: Timers::default(),
-            flows: FlowTable::default(),
+            transport_flows: TransportFlows::default(),
             pools,
             trunks,
             admission,
@@ -380,7 +380,7 @@ impl B2bua {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let flow = self.flows.conn(side, conn, peer);
+        let flow = self.transport_flows.conn(side, conn, peer);
         if msg.is_request() {
             if let Some((resp, reason, status)) = self.precheck(side, peer, &msg) {
                 out.push(Output::Event(CallEvent::Refused {
@@ -495,7 +495,7 @@ impl B2bua {
             }
             match a {
                 Action::Send { flow, msg, .. } => {
-                    if let Some(info) = self.flows.info(flow) {
+                    if let Some(info) = self.transport_flows.info(flow) {
                         out.push(Output::Send {
                             side: info.side,
                             target: info.target,
@@ -525,13 +525,13 @@ impl B2bua {
     fn on_request(
         &mut self,
         tx: TxId,
-        flow: Flow,
+        flow: TransportFlow,
         msg: Message,
         cancels: Option<TxId>,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let Some(info) = self.flows.info(flow) else {
+        let Some(info) = self.transport_flows.info(flow) else {
             return;
         };
         let Some(method) = msg.method().cloned() else {

@@ -9,7 +9,7 @@ use tollgate_sdp::MediaSession;
 use tollgate_sip::{Dialog, Message, Method, TxId};
 
 use crate::record::SrtpPosition;
-use crate::transport::FlowTable;
+use crate::transport::TransportFlows;
 use crate::types::{ConnId, Direction, Side, Target, TimerId, Transport};
 
 /// What a transaction is to a call.
@@ -395,7 +395,7 @@ impl Call {
     }
 
     /// Where requests toward a leg's peer go now.
-    pub(crate) fn target(&self, flows: &FlowTable, side: Side) -> Target {
+    pub(crate) fn target(&self, flows: &TransportFlows, side: Side) -> Target {
         let leg = self.leg(side);
         match leg.conn {
             Some(c) if flows.is_open(side, c) => Target::Conn(c),

@@ -169,7 +169,7 @@ impl B2bua {
             return false;
         };
         let transport = call.transport(to);
-        let target = call.target(&self.flows, to);
+        let target = call.target(&self.transport_flows, to);
         let session = call
             .leg(to)
             .session
@@ -307,7 +307,7 @@ impl B2bua {
             return;
         };
         let transport = call.transport(to);
-        let target = call.target(&self.flows, to);
+        let target = call.target(&self.transport_flows, to);
         let via = self.via(to, transport);
         let Some(d) = self
             .calls
@@ -479,7 +479,7 @@ impl B2bua {
             .any(|t| t.eq_ignore_ascii_case("100rel"));
         if reliable {
             let transport = call.transport(responder);
-            let target = call.target(&self.flows, responder);
+            let target = call.target(&self.transport_flows, responder);
             let via = self.via(responder, transport);
             if let Some(p) = self
                 .calls
@@ -542,7 +542,7 @@ impl B2bua {
         let now = fx.now;
         if ack && let Some(call) = self.calls.get(&id) {
             let transport = call.transport(responder);
-            let target = call.target(&self.flows, responder);
+            let target = call.target(&self.transport_flows, responder);
             let via = self.via(responder, transport);
             if let Some(a) = self
                 .calls
@@ -590,12 +590,12 @@ impl B2bua {
     pub(crate) fn on_ack(
         &mut self,
         tx: Option<TxId>,
-        flow: tollgate_sip::Flow,
+        flow: tollgate_sip::TransportFlow,
         msg: Message,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let Some(info) = self.flows.info(flow) else {
+        let Some(info) = self.transport_flows.info(flow) else {
             return;
         };
         let side = info.side;
@@ -634,7 +634,7 @@ impl B2bua {
             return;
         };
         let transport = call.transport(other);
-        let target = call.target(&self.flows, other);
+        let target = call.target(&self.transport_flows, other);
         let via = self.via(other, transport);
         if let Some(mut ack) = self
             .calls

@@ -106,7 +106,7 @@ impl B2bua {
             Method::Invite
         };
         let transport = call.transport(side);
-        let target = call.target(&self.flows, side);
+        let target = call.target(&self.transport_flows, side);
         let via = self.via(side, transport);
         let Some(d) = self
             .calls
@@ -172,7 +172,7 @@ impl B2bua {
         };
         if method == Method::Invite {
             let transport = call.transport(side);
-            let target = call.target(&self.flows, side);
+            let target = call.target(&self.transport_flows, side);
             let via = self.via(side, transport);
             if let Some(ack) = self
                 .calls

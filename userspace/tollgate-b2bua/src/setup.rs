@@ -347,7 +347,7 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let target = call.target(&self.flows, callee);
+        let target = call.target(&self.transport_flows, callee);
         let via = self.via(callee, transport);
         let prack = self
             .calls

@@ -157,7 +157,7 @@ impl B2bua {
         if let Some(w) = call.ack_wait.take() {
             let other = w.side.other();
             let t = call.transport(other);
-            let target = call.target(&self.flows, other);
+            let target = call.target(&self.transport_flows, other);
             let via = self.via(other, t);
             if let Some(ack) = call.dialog_mut(other).and_then(|d| d.ack_for_2xx(via)) {
                 self.send_stateless(other, target, ack);
@@ -168,7 +168,7 @@ impl B2bua {
                 continue;
             }
             let t = call.transport(side);
-            let target = call.target(&self.flows, side);
+            let target = call.target(&self.transport_flows, side);
             let via = self.via(side, t);
             let Some(d) = call.leg_mut(side).dialog.as_mut() else {
                 continue;
@@ -294,7 +294,7 @@ impl B2bua {
         let Ok(mut d) = Dialog::from_uac(req, resp) else {
             return;
         };
-        let Some(info) = self.flows.info(flow) else {
+        let Some(info) = self.transport_flows.info(flow) else {
             return;
         };
         let transport = req.top_via().map_or(Transport::Tcp, |v| match v.transport {

@@ -1,4 +1,4 @@
-//! Transport plumbing of the core: [`FlowTable`] maps the transaction layer's flows to driver
+//! Transport plumbing of the core: [`TransportFlows`] maps the transaction layer's flows to driver
 //! connections and addresses; the [`B2bua`] methods here make our identifiers (tags, Call-IDs,
 //! branches, Via, Contact), send requests, stateless messages,
 //! responses and CANCELs through the transaction layer, pick where a leg's requests go, and
@@ -12,20 +12,20 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 use tollgate_sip::transaction::cancel_for;
-use tollgate_sip::{Flow, Host, Message, NameAddr, SipUri, TxId, Uri, Via};
+use tollgate_sip::{Host, Message, NameAddr, SipUri, TransportFlow, TxId, Uri, Via};
 
 use crate::b2bua::{B2bua, hex_into};
 use crate::own_headers;
 use crate::types::{ConnId, Side, Target, Transport};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum FlowKey {
+enum TransportFlowKey {
     Conn(Side, ConnId),
     Addr(Side, SocketAddr, Transport),
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct FlowInfo {
+pub(crate) struct TransportFlowInfo {
     pub(crate) side: Side,
     pub(crate) target: Target,
     /// For connections: the peer's address.
@@ -34,28 +34,28 @@ pub(crate) struct FlowInfo {
 
 /// Maps transaction-layer flows to driver targets.
 #[derive(Debug, Default)]
-pub(crate) struct FlowTable {
+pub(crate) struct TransportFlows {
     next: u64,
-    by_key: FxHashMap<FlowKey, Flow>,
-    info: FxHashMap<Flow, FlowInfo>,
+    by_key: FxHashMap<TransportFlowKey, TransportFlow>,
+    info: FxHashMap<TransportFlow, TransportFlowInfo>,
 }
 
-impl FlowTable {
-    fn get_or_add(&mut self, key: FlowKey, info: FlowInfo) -> Flow {
+impl TransportFlows {
+    fn get_or_add(&mut self, key: TransportFlowKey, info: TransportFlowInfo) -> TransportFlow {
         if let Some(f) = self.by_key.get(&key) {
             return *f;
         }
         self.next += 1;
-        let f = Flow(self.next);
+        let f = TransportFlow(self.next);
         self.by_key.insert(key, f);
         self.info.insert(f, info);
         f
     }
 
-    pub(crate) fn conn(&mut self, side: Side, conn: ConnId, peer: SocketAddr) -> Flow {
+    pub(crate) fn conn(&mut self, side: Side, conn: ConnId, peer: SocketAddr) -> TransportFlow {
         self.get_or_add(
-            FlowKey::Conn(side, conn),
-            FlowInfo {
+            TransportFlowKey::Conn(side, conn),
+            TransportFlowInfo {
                 side,
                 target: Target::Conn(conn),
                 peer: Some(peer),
@@ -63,14 +63,14 @@ impl FlowTable {
         )
     }
 
-    pub(crate) fn target(&mut self, side: Side, target: Target) -> Flow {
+    pub(crate) fn target(&mut self, side: Side, target: Target) -> TransportFlow {
         let key = match target {
-            Target::Conn(c) => FlowKey::Conn(side, c),
-            Target::Addr { addr, transport } => FlowKey::Addr(side, addr, transport),
+            Target::Conn(c) => TransportFlowKey::Conn(side, c),
+            Target::Addr { addr, transport } => TransportFlowKey::Addr(side, addr, transport),
         };
         self.get_or_add(
             key,
-            FlowInfo {
+            TransportFlowInfo {
                 side,
                 target,
                 peer: None,
@@ -78,26 +78,33 @@ impl FlowTable {
         )
     }
 
-    pub(crate) fn info(&self, flow: Flow) -> Option<FlowInfo> {
+    pub(crate) fn info(&self, flow: TransportFlow) -> Option<TransportFlowInfo> {
         self.info.get(&flow).copied()
     }
 
     pub(crate) fn is_open(&self, side: Side, conn: ConnId) -> bool {
-        self.by_key.contains_key(&FlowKey::Conn(side, conn))
+        self.by_key
+            .contains_key(&TransportFlowKey::Conn(side, conn))
     }
 
     /// Forgets a closed connection's flow: the flow and the peer's address.
-    fn close_conn(&mut self, side: Side, conn: ConnId) -> Option<(Flow, Option<SocketAddr>)> {
-        let flow = self.by_key.remove(&FlowKey::Conn(side, conn))?;
+    fn close_conn(
+        &mut self,
+        side: Side,
+        conn: ConnId,
+    ) -> Option<(TransportFlow, Option<SocketAddr>)> {
+        let flow = self.by_key.remove(&TransportFlowKey::Conn(side, conn))?;
         let peer = self.info.remove(&flow).and_then(|i| i.peer);
         Some((flow, peer))
     }
 
     /// The flows toward address `addr` on `side` (any transport).
-    fn addr_flows(&self, side: Side, addr: SocketAddr) -> Vec<Flow> {
+    fn addr_flows(&self, side: Side, addr: SocketAddr) -> Vec<TransportFlow> {
         self.by_key
             .iter()
-            .filter(|(k, _)| matches!(k, FlowKey::Addr(s, a, _) if *s == side && *a == addr))
+            .filter(
+                |(k, _)| matches!(k, TransportFlowKey::Addr(s, a, _) if *s == side && *a == addr),
+            )
             .map(|(_, f)| *f)
             .collect()
     }
@@ -157,12 +164,12 @@ impl B2bua {
     /// The driver closed a connection: its transactions fail, and so do those toward the
     /// peer's address (the driver would open a new connection for the next request).
     pub(crate) fn on_conn_closed(&mut self, side: Side, conn: ConnId) {
-        let Some((flow, peer)) = self.flows.close_conn(side, conn) else {
+        let Some((flow, peer)) = self.transport_flows.close_conn(side, conn) else {
             return;
         };
         self.layer.flow_failed(flow);
         if let Some(peer) = peer {
-            for f in self.flows.addr_flows(side, peer) {
+            for f in self.transport_flows.addr_flows(side, peer) {
                 self.layer.flow_failed(f);
             }
         }
@@ -170,7 +177,7 @@ impl B2bua {
 
     /// The driver could not connect to `addr`: the transactions toward it fail.
     pub(crate) fn on_connect_failed(&mut self, side: Side, addr: SocketAddr) {
-        for f in self.flows.addr_flows(side, addr) {
+        for f in self.transport_flows.addr_flows(side, addr) {
             self.layer.flow_failed(f);
         }
     }
@@ -183,13 +190,13 @@ impl B2bua {
         msg: Message,
         now: Instant,
     ) -> Option<TxId> {
-        let flow = self.flows.target(side, target);
+        let flow = self.transport_flows.target(side, target);
         self.layer.send_request(msg, flow, now).ok()
     }
 
     /// Sends a message outside any transaction (ACK for 2xx).
     pub(crate) fn send_stateless(&mut self, side: Side, target: Target, msg: Message) {
-        let flow = self.flows.target(side, target);
+        let flow = self.transport_flows.target(side, target);
         self.layer.send_stateless(msg, flow);
     }
 

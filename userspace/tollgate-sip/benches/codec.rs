@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use tollgate_sip::{Flow, Framer, Message, TransactionLayer};
+use tollgate_sip::{Framer, Message, TransactionLayer, TransportFlow};
 
 const INVITE: &[u8] = b"INVITE sip:+15551234567@gw.example.com;user=phone SIP/2.0\r\n\
 Via: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport\r\n\
@@ -86,8 +86,8 @@ fn main() {
         resp.headers.pop_via();
         resp.headers.push_via_top(via);
         let now = t0 + Duration::from_secs(n);
-        let _ = layer.send_request(req, Flow(1), now);
-        layer.on_message(resp, Flow(1), now);
+        let _ = layer.send_request(req, TransportFlow(1), now);
+        layer.on_message(resp, TransportFlow(1), now);
         layer.on_timeout(now);
         black_box(layer.drain_actions().count());
     });

@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use tollgate_sip::{check_request, Action, Flow, Frame, Framer, Message, TransactionLayer, UaPolicy};
+//! use tollgate_sip::{check_request, Action, TransportFlow, Frame, Framer, Message, TransactionLayer, UaPolicy};
 //!
 //! let bytes = b"INVITE sip:+15551234@tollgate.example.com SIP/2.0\r\n\
 //! Via: SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bK1\r\n\
@@ -33,7 +33,7 @@
 //! if let Err(e) = check_request(&msg, &UaPolicy::default()) {
 //!     let _answer = e.error_response("our-tag"); // send it on the connection
 //! }
-//! layer.on_message(msg, Flow(1), now);
+//! layer.on_message(msg, TransportFlow(1), now);
 //! let mut invite_tx = None;
 //! while let Some(action) = layer.poll_action() {
 //!     match action {
@@ -70,7 +70,9 @@ pub use header::{Header, HeaderName, Headers, Typed};
 pub use message::{DEFAULT_MAX_SIZE, Message, ParseOptions, StartLine};
 pub use params::{Param, Params};
 pub use scan::{quote, unescape, unquote};
-pub use transaction::{Action, Flow, TimerKind, TransactionConfig, TransactionLayer, TxId};
+pub use transaction::{
+    Action, TimerKind, TransactionConfig, TransactionLayer, TransportFlow, TxId,
+};
 pub use types::{
     CSeq, MAGIC_COOKIE, MediaType, Method, MinSe, NameAddr, Refresher, SessionExpires, Transport,
     Via,

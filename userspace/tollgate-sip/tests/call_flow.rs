@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tollgate_sip::transaction::cancel_for;
 use tollgate_sip::{
-    Action, Dialog, DialogSet, DialogState, Flow, Frame, Framer, Host, Message, Method, NameAddr,
-    NewRequest, TransactionLayer, Transport, TxId, Uri, Via,
+    Action, Dialog, DialogSet, DialogState, Frame, Framer, Host, Message, Method, NameAddr,
+    NewRequest, TransactionLayer, Transport, TransportFlow, TxId, Uri, Via,
 };
 
 /// One endpoint: a transaction layer plus the framer of its single connection.
@@ -19,7 +19,7 @@ struct Ua {
     branch: u32,
 }
 
-const FLOW: Flow = Flow(1);
+const FLOW: TransportFlow = TransportFlow(1);
 
 impl Ua {
     fn new(host: &'static str) -> Self {

@@ -33,7 +33,7 @@ pub struct TxId(pub u64);
 /// Opaque handle of the transport flow (connection) a message came from or goes to. Chosen by
 /// the driver; the layer only carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Flow(pub u64);
+pub struct TransportFlow(pub u64);
 
 /// Transaction timers (RFC 3261 Table 4, RFC 6026).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -91,7 +91,7 @@ pub enum Action {
         /// Owning transaction.
         tx: Option<TxId>,
         /// Where to send.
-        flow: Flow,
+        flow: TransportFlow,
         /// The message.
         msg: Message,
     },
@@ -102,7 +102,7 @@ pub enum Action {
         /// The new server transaction.
         tx: TxId,
         /// Where it came from (responses go back here).
-        flow: Flow,
+        flow: TransportFlow,
         /// The request.
         msg: Message,
         /// For CANCEL: the INVITE server transaction it targets.
@@ -121,7 +121,7 @@ pub enum Action {
         /// Matched server INVITE transaction (RFC 6026), if still alive.
         tx: Option<TxId>,
         /// Where it came from.
-        flow: Flow,
+        flow: TransportFlow,
         /// The ACK.
         msg: Message,
     },
@@ -129,7 +129,7 @@ pub enum Action {
     /// transaction ended). A UA core ACKs-and-BYEs an unexpected 2xx to INVITE.
     StrayResponse {
         /// Where it came from.
-        flow: Flow,
+        flow: TransportFlow,
         /// The response.
         msg: Message,
     },
@@ -352,7 +352,7 @@ impl TransactionLayer {
     }
 
     /// The flow a transaction uses, if alive.
-    pub fn flow(&self, tx: TxId) -> Option<Flow> {
+    pub fn flow(&self, tx: TxId) -> Option<TransportFlow> {
         self.txs.get(&tx).map(|t| t.flow)
     }
 
@@ -385,7 +385,7 @@ impl TransactionLayer {
     }
 
     /// Sends a message outside any transaction (ACK for 2xx, stateless responses).
-    pub fn send_stateless(&mut self, msg: Message, flow: Flow) {
+    pub fn send_stateless(&mut self, msg: Message, flow: TransportFlow) {
         self.actions.push_back(Action::Send {
             tx: None,
             flow,
@@ -397,7 +397,7 @@ impl TransactionLayer {
     pub fn send_request(
         &mut self,
         req: Message,
-        flow: Flow,
+        flow: TransportFlow,
         now: Instant,
     ) -> Result<TxId, TxError> {
         let Some(method) = req.method().cloned() else {
@@ -456,7 +456,7 @@ impl TransactionLayer {
     }
 
     /// Reports that a flow (connection) failed: every transaction on it gets a transport error.
-    pub fn flow_failed(&mut self, flow: Flow) {
+    pub fn flow_failed(&mut self, flow: TransportFlow) {
         let mut ids: Vec<TxId> = self
             .txs
             .values()
@@ -489,7 +489,7 @@ impl TransactionLayer {
     }
 
     /// Feeds a message received on `flow`.
-    pub fn on_message(&mut self, msg: Message, flow: Flow, now: Instant) {
+    pub fn on_message(&mut self, msg: Message, flow: TransportFlow, now: Instant) {
         if msg.is_request() {
             self.on_request(msg, flow, now);
         } else {
@@ -497,7 +497,7 @@ impl TransactionLayer {
         }
     }
 
-    fn on_response(&mut self, msg: Message, flow: Flow, now: Instant) {
+    fn on_response(&mut self, msg: Message, flow: TransportFlow, now: Instant) {
         let key = match (msg.top_via().and_then(|v| v.branch()), msg.cseq()) {
             (Some(b), Some(c)) => ClientKey {
                 branch: b.to_owned(),
@@ -519,7 +519,7 @@ impl TransactionLayer {
         self.apply(id, out);
     }
 
-    fn on_request(&mut self, msg: Message, flow: Flow, now: Instant) {
+    fn on_request(&mut self, msg: Message, flow: TransportFlow, now: Instant) {
         let Some(method) = msg.method().cloned() else {
             return;
         };
@@ -605,7 +605,7 @@ impl TransactionLayer {
         for o in out {
             match o {
                 Out::Send(msg) => {
-                    let flow = self.txs.get(&id).map_or(Flow(0), |t| t.flow);
+                    let flow = self.txs.get(&id).map_or(TransportFlow(0), |t| t.flow);
                     self.actions.push_back(Action::Send {
                         tx: Some(id),
                         flow,
@@ -661,7 +661,7 @@ enum Key {
 enum Out {
     Send(Message),
     Deliver(Message),
-    Ack(Message, Flow),
+    Ack(Message, TransportFlow),
     Timer(TimerKind, Instant),
     Timeout(TimerKind),
     TransportError,

@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use super::{Flow, Key, Out, TimerKind, TransactionConfig, TxError, TxId, ack_for_non_2xx};
+use super::{
+    Key, Out, TimerKind, TransactionConfig, TransportFlow, TxError, TxId, ack_for_non_2xx,
+};
 use crate::message::Message;
 
 /// Which machine.
@@ -43,7 +45,7 @@ pub(super) struct Tx {
     pub(super) id: TxId,
     pub(super) kind: Kind,
     pub(super) state: State,
-    pub(super) flow: Flow,
+    pub(super) flow: TransportFlow,
     pub(super) request: Message,
     pub(super) key: Key,
     last_response: Option<Message>,
@@ -51,7 +53,13 @@ pub(super) struct Tx {
 }
 
 impl Tx {
-    pub(super) fn new(id: TxId, kind: Kind, flow: Flow, request: Message, key: Key) -> Self {
+    pub(super) fn new(
+        id: TxId,
+        kind: Kind,
+        flow: TransportFlow,
+        request: Message,
+        key: Key,
+    ) -> Self {
         let state = match kind {
             Kind::ClientInvite => State::Calling,
             Kind::ClientNonInvite | Kind::ServerNonInvite => State::Trying,
@@ -221,7 +229,7 @@ impl Tx {
     }
 
     /// An ACK matched this INVITE server transaction.
-    pub(super) fn on_ack(&mut self, ack: Message, flow: Flow, out: &mut Vec<Out>) {
+    pub(super) fn on_ack(&mut self, ack: Message, flow: TransportFlow, out: &mut Vec<Out>) {
         match self.state {
             State::Completed => {
                 // Timer I = 0 on reliable transports: Confirmed -> Terminated at once. The ACK

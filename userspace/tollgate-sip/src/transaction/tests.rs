@@ -39,7 +39,7 @@ fn response(req: &Message, code: u16, tag: Option<&str>) -> Message {
     Message::response_to(req, code, None, tag)
 }
 
-const FLOW: Flow = Flow(7);
+const FLOW: TransportFlow = TransportFlow(7);
 
 fn actions(l: &mut TransactionLayer) -> Vec<Action> {
     l.drain_actions().collect()
@@ -421,11 +421,17 @@ fn bare_cookie_branch_falls_back_to_rfc2543_matching() {
 fn transport_errors() {
     let t0 = Instant::now();
     let mut l = TransactionLayer::default();
-    let a = l.send_request(invite("z9hG4bKt1"), Flow(1), t0).unwrap();
-    let b = l.send_request(options("z9hG4bKt2"), Flow(1), t0).unwrap();
-    let c = l.send_request(options("z9hG4bKt3"), Flow(2), t0).unwrap();
+    let a = l
+        .send_request(invite("z9hG4bKt1"), TransportFlow(1), t0)
+        .unwrap();
+    let b = l
+        .send_request(options("z9hG4bKt2"), TransportFlow(1), t0)
+        .unwrap();
+    let c = l
+        .send_request(options("z9hG4bKt3"), TransportFlow(2), t0)
+        .unwrap();
     actions(&mut l);
-    l.flow_failed(Flow(1));
+    l.flow_failed(TransportFlow(1));
     assert_eq!(
         actions(&mut l),
         vec![
