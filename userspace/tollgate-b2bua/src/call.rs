@@ -170,6 +170,13 @@ const MAX_EARLY_DIALOGS: usize = 16;
 const MAX_PRACKS: usize = 32;
 
 impl Setup {
+    /// The callee's early dialog with this To tag, if it is tracked.
+    pub(crate) fn early_mut(&mut self, remote_tag: &str) -> Option<&mut Dialog> {
+        self.early
+            .iter_mut()
+            .find(|d| d.id.remote_tag == remote_tag)
+    }
+
     /// A provisional from the callee side: its early dialog is updated, or tracked if there is
     /// room (`req`: the INVITE it answers). Returns whether its dialog is tracked (or it has
     /// none): only then is its SDP used.

@@ -91,8 +91,7 @@ impl B2bua {
             let d = if call.leg(side).dialog.is_some() {
                 call.leg_mut(side).dialog.as_mut()
             } else {
-                call.setup_mut()
-                    .and_then(|s| s.early.iter_mut().find(|d| d.id.remote_tag == from_tag))
+                call.setup_mut().and_then(|s| s.early_mut(&from_tag))
             };
             let Some(d) = d else {
                 self.refuse_no_such_call(from, &method, fx);
@@ -313,11 +312,7 @@ impl B2bua {
             .calls
             .get_mut(&id)
             .and_then(|c| c.setup_mut())
-            .and_then(|s| {
-                s.early
-                    .iter_mut()
-                    .find(|d| d.id.remote_tag == map.callee_tag)
-            })
+            .and_then(|s| s.early_mut(&map.callee_tag))
         else {
             self.reply(tx, 481, None, now, |_| {});
             return;

@@ -353,11 +353,7 @@ impl B2bua {
             .calls
             .get_mut(&id)
             .and_then(|c| c.setup_mut())
-            .and_then(|s| {
-                s.early
-                    .iter_mut()
-                    .find(|d| Some(d.id.remote_tag.as_str()) == tag)
-            })
+            .and_then(|s| s.early_mut(tag?))
             .and_then(|d| d.prack(msg, via));
         if let Some(p) = prack {
             let _ = self.send_request(callee, target, p, now);
