@@ -589,6 +589,17 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.state.validate()?;
         self.ha.validate(self.state.backend)?;
+        self.validate_sides()?;
+        self.validate_tls_files()?;
+        self.validate_trunks_and_routes()?;
+        self.validate_media()?;
+        self.validate_sip()?;
+        self.validate_ops()?;
+        Ok(())
+    }
+
+    /// The two sides: specific listen, media and next-hop addresses on separate NICs, next-hop rates and names.
+    fn validate_sides(&self) -> Result<(), ConfigError> {
         check_specific("ext.sip_listen", self.ext.sip_listen)?;
         if let Some(t) = self.ext.tls_listen {
             check_specific("ext.tls_listen", t)?;
@@ -641,6 +652,11 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The TLS certificate, key and CA are readable files.
+    fn validate_tls_files(&self) -> Result<(), ConfigError> {
         for (k, p) in [
             ("tls.cert", &self.tls.cert),
             ("tls.key", &self.tls.key),
@@ -653,6 +669,11 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Trunks (unique names, addresses, rates) and the routes that name them.
+    fn validate_trunks_and_routes(&self) -> Result<(), ConfigError> {
         let mut names = HashSet::new();
         for (i, t) in self.trunks.iter().enumerate() {
             let k = format!("trunk[{i}]");
@@ -711,6 +732,11 @@ impl Config {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// `[media]`: workers, port ranges, SRTP suites, replay window, moderation.
+    fn validate_media(&self) -> Result<(), ConfigError> {
         let m = &self.media;
         if m.workers == 0 || m.workers > 64 {
             return Err(invalid("media.workers", "must be 1..=64"));
@@ -740,6 +766,11 @@ impl Config {
                 "must be 0..=1000 (µs of added latency at most)",
             ));
         }
+        Ok(())
+    }
+
+    /// `[sip]`: session timers, rates, message and stream limits, passed headers.
+    fn validate_sip(&self) -> Result<(), ConfigError> {
         let s = &self.sip;
         if s.min_se_s < 90 || s.session_expires_s < s.min_se_s {
             return Err(invalid(
@@ -797,6 +828,11 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// `[ops]` and the NICs: metrics never on the gateway NIC, HEP, interfaces, log format.
+    fn validate_ops(&self) -> Result<(), ConfigError> {
         if let Some(a) = self.ops.metrics_listen {
             check_specific("ops.metrics_listen", a)?;
             if self.ext_addresses().contains(&a.ip()) {
@@ -826,7 +862,7 @@ impl Config {
                     ),
                 ));
             }
-            if m.datapath == DatapathKind::Xdp {
+            if self.media.datapath == DatapathKind::Xdp {
                 return Err(invalid(
                     "int.interface",
                     "the XDP data path needs two NICs: must differ from ext.interface",
