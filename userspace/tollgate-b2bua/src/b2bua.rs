@@ -184,25 +184,26 @@ impl B2bua {
 
     /// Arms the initial timers: an OPTIONS keepalive to each trunk that has one, due now.
     pub fn start(&mut self, now: Instant, out: &mut Vec<Output>) {
-        self.arm_keepalives(now, out);
+        self.arm_keepalives(&mut Effects::new(now, out));
     }
 
     /// Handles one input; appends what the driver must do to `out`.
     pub fn handle(&mut self, input: Input, now: Instant, out: &mut Vec<Output>) {
+        let fx = &mut Effects::new(now, out);
         match input {
             Input::Message {
                 side,
                 conn,
                 peer,
                 msg,
-            } => self.on_message(side, conn, peer, msg, now, out),
+            } => self.on_message(side, conn, peer, msg, fx),
             Input::Invalid {
                 side,
                 conn,
                 peer,
                 error,
-            } => self.on_invalid(side, conn, peer, &error, out),
-            Input::Timer(id) => self.on_timer(id, now, out),
+            } => self.on_invalid(side, conn, peer, &error, fx.out),
+            Input::Timer(id) => self.on_timer(id, fx),
             Input::ConnectFailed { side, addr } => self.on_connect_failed(side, addr),
             Input::ConnClosed { side, conn } => self.on_conn_closed(side, conn),
             Input::MediaInactive { call } => {
@@ -211,13 +212,12 @@ impl B2bua {
                     EndCause::MediaTimeout,
                     408,
                     Some("SIP;cause=408;text=\"Media Timeout\""),
-                    now,
-                    out,
+                    fx,
                 );
             }
             Input::Drain => self.draining = true,
-            Input::Reload(cfg) => self.reload(*cfg, now, out),
-            Input::Hangup { call, reason } => self.hangup(call, &reason, now, out),
+            Input::Reload(cfg) => self.reload(*cfg, fx),
+            Input::Hangup { call, reason } => self.hangup(call, &reason, fx),
             Input::SrtpPosition {
                 call,
                 flow,
@@ -234,17 +234,17 @@ impl B2bua {
                 }
             }
         }
-        self.pump(now, out);
-        self.persist(now, out);
+        self.pump(fx);
+        self.persist(fx);
     }
 
     /// Emits the record of every touched call whose stable state changed.
-    pub(crate) fn persist(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub(crate) fn persist(&mut self, fx: &mut Effects<'_>) {
         if !self.store || self.touched.is_empty() {
             self.touched.clear();
             return;
         }
-        let wall = self.wall_clock(now);
+        let wall = self.wall_clock(fx.now);
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
         touched.dedup();
@@ -263,7 +263,7 @@ impl B2bua {
             let h = std::hash::Hasher::finish(&h);
             if call.stored != Some(h) {
                 call.stored = Some(h);
-                out.push(Output::StoreCall {
+                fx.out.push(Output::StoreCall {
                     call: id,
                     record: bytes,
                 });
@@ -342,7 +342,7 @@ impl B2bua {
 
     // ----- timers --------------------------------------------------------------------------
 
-    fn on_timer(&mut self, id: TimerId, now: Instant, out: &mut Vec<Output>) {
+    fn on_timer(&mut self, id: TimerId, fx: &mut Effects<'_>) {
         let Some(purpose) = self.timers.fire(id) else {
             return;
         };
@@ -350,22 +350,22 @@ impl B2bua {
             self.touched.push(call);
         }
         match purpose {
-            TimerPurpose::Tx => self.layer.on_timeout(now),
+            TimerPurpose::Tx => self.layer.on_timeout(fx.now),
             TimerPurpose::NoAnswer(call) => {
                 if let Some(s) = self.calls.get_mut(&call).and_then(|c| c.setup_mut()) {
                     s.no_answer = None;
                 }
-                self.end_call(call, EndCause::NoAnswer, 408, None, now, out);
+                self.end_call(call, EndCause::NoAnswer, 408, None, fx);
             }
-            TimerPurpose::Session(call, side) => self.on_session_timer(call, side, now, out),
+            TimerPurpose::Session(call, side) => self.on_session_timer(call, side, fx),
             TimerPurpose::OrphanGuard(tx) => {
                 if self.orphans.remove(tx).is_some() && self.layer.state(tx).is_some() {
                     // RFC 3261 §9.1: no final response 64·T1 after CANCEL: give up on it.
                     self.layer.transport_error(tx);
                 }
             }
-            TimerPurpose::Keepalive(name) => self.on_keepalive_timer(&name, now, out),
-            TimerPurpose::InviteGuard(call, tx) => self.on_invite_guard(call, tx, now, out),
+            TimerPurpose::Keepalive(name) => self.on_keepalive_timer(&name, fx),
+            TimerPurpose::InviteGuard(call, tx) => self.on_invite_guard(call, tx, fx),
         }
     }
 
@@ -377,13 +377,12 @@ impl B2bua {
         conn: ConnId,
         peer: SocketAddr,
         msg: Message,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let flow = self.transport_flows.conn(side, conn, peer);
         if msg.is_request() {
             if let Some((resp, reason, status)) = self.precheck(side, peer, &msg) {
-                out.push(Output::Event(CallEvent::Refused {
+                fx.out.push(Output::Event(CallEvent::Refused {
                     side,
                     peer,
                     method: msg.method().map(|m| m.to_string()).unwrap_or_default(),
@@ -391,7 +390,7 @@ impl B2bua {
                     status,
                 }));
                 if let Some(resp) = resp {
-                    out.push(Output::Send {
+                    fx.out.push(Output::Send {
                         side,
                         target: Target::Conn(conn),
                         msg: resp,
@@ -402,7 +401,7 @@ impl B2bua {
         } else if check_response(&msg).is_err() {
             return;
         }
-        self.layer.on_message(msg, flow, now);
+        self.layer.on_message(msg, flow, fx.now);
     }
 
     /// Stateless refusals before any transaction exists: unknown trunk (403), loops (482),
@@ -479,7 +478,7 @@ impl B2bua {
 
     // ----- transaction layer actions -------------------------------------------------------
 
-    pub(crate) fn pump(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub(crate) fn pump(&mut self, fx: &mut Effects<'_>) {
         while let Some(a) = self.layer.poll_action() {
             let tx = match &a {
                 Action::Request { tx, .. }
@@ -496,7 +495,7 @@ impl B2bua {
             match a {
                 Action::Send { flow, msg, .. } => {
                     if let Some(info) = self.transport_flows.info(flow) {
-                        out.push(Output::Send {
+                        fx.out.push(Output::Send {
                             side: info.side,
                             target: info.target,
                             msg,
@@ -508,18 +507,18 @@ impl B2bua {
                     flow,
                     msg,
                     cancels,
-                } => self.on_request(tx, flow, msg, cancels, now, out),
-                Action::Response { tx, msg } => self.on_response(tx, msg, now, out),
-                Action::Ack { tx, flow, msg } => self.on_ack(tx, flow, msg, now, out),
-                Action::Timeout { tx, .. } => self.on_tx_failure(tx, Failure::Timeout, now, out),
+                } => self.on_request(tx, flow, msg, cancels, fx),
+                Action::Response { tx, msg } => self.on_response(tx, msg, fx),
+                Action::Ack { tx, flow, msg } => self.on_ack(tx, flow, msg, fx),
+                Action::Timeout { tx, .. } => self.on_tx_failure(tx, Failure::Timeout, fx),
                 Action::TransportError { tx } => {
-                    self.on_tx_failure(tx, Failure::Transport, now, out);
+                    self.on_tx_failure(tx, Failure::Transport, fx);
                 }
-                Action::Terminated { tx } => self.on_terminated(tx, now, out),
+                Action::Terminated { tx } => self.on_terminated(tx, fx),
                 Action::StrayResponse { .. } | Action::SetTimer { .. } => {}
             }
         }
-        self.timers.rearm_tx(self.layer.next_deadline(), out);
+        self.timers.rearm_tx(self.layer.next_deadline(), fx.out);
     }
 
     fn on_request(
@@ -528,8 +527,7 @@ impl B2bua {
         flow: TransportFlow,
         msg: Message,
         cancels: Option<TxId>,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(info) = self.transport_flows.info(flow) else {
             return;
@@ -545,7 +543,7 @@ impl B2bua {
             .peer
             .unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
         if method == Method::Cancel {
-            self.on_cancel(tx, cancels, now, out);
+            self.on_cancel(tx, cancels, fx);
             return;
         }
         let from = Origin {
@@ -553,7 +551,6 @@ impl B2bua {
             side: info.side,
             peer,
         };
-        let fx = &mut Effects::new(now, out);
         if msg.to().and_then(|t| t.tag()).is_some() {
             self.in_dialog(Received { from, conn, msg }, fx);
             return;
@@ -561,7 +558,7 @@ impl B2bua {
         match method {
             Method::Invite => self.new_call(Received { from, conn, msg }, fx),
             Method::Options => {
-                self.reply(tx, 200, None, now, |r| {
+                self.reply(tx, 200, None, fx.now, |r| {
                     own_headers::set_allow(r);
                     own_headers::accept_sdp(r);
                     own_headers::set_supported(r, &[own_headers::TIMER]);
@@ -609,9 +606,9 @@ impl B2bua {
         });
     }
 
-    fn on_cancel(&mut self, tx: TxId, cancels: Option<TxId>, now: Instant, out: &mut Vec<Output>) {
+    fn on_cancel(&mut self, tx: TxId, cancels: Option<TxId>, fx: &mut Effects<'_>) {
         let Some(target) = cancels else {
-            self.reply(tx, 481, None, now, |_| {});
+            self.reply(tx, 481, None, fx.now, |_| {});
             return;
         };
         // The CANCEL's To tag is the INVITE's (none for an initial INVITE): reuse the tag the
@@ -627,19 +624,12 @@ impl B2bua {
             let c = self.calls.get(&call)?;
             Some(c.leg(c.caller()).local_tag.clone())
         });
-        self.reply(tx, 200, tag.as_deref(), now, |_| {});
+        self.reply(tx, 200, tag.as_deref(), fx.now, |_| {});
         match role {
             Some((call, TxRole::CallerInvite)) => {
                 let in_setup = self.calls.get(&call).is_some_and(|c| c.in_setup());
                 if in_setup {
-                    self.end_call(
-                        call,
-                        EndCause::Cancelled,
-                        487,
-                        cancel_reason.as_deref(),
-                        now,
-                        out,
-                    );
+                    self.end_call(call, EndCause::Cancelled, 487, cancel_reason.as_deref(), fx);
                 }
             }
             Some((_, TxRole::RelayServer)) => {
@@ -651,58 +641,58 @@ impl B2bua {
                         .map(|r| r.client_tx)
                 });
                 if let Some(ctx) = client {
-                    self.send_cancel(ctx, cancel_reason.as_deref(), now);
+                    self.send_cancel(ctx, cancel_reason.as_deref(), fx.now);
                 }
             }
             _ => {}
         }
     }
 
-    fn on_response(&mut self, tx: TxId, msg: Message, now: Instant, out: &mut Vec<Output>) {
-        if self.trunks.keepalive_response(tx, &msg, out) {
+    fn on_response(&mut self, tx: TxId, msg: Message, fx: &mut Effects<'_>) {
+        if self.trunks.keepalive_response(tx, &msg, fx.out) {
             return;
         }
         if let Some((call, role)) = self.calls.tx(tx) {
             match role {
-                TxRole::CalleeInvite => self.callee_response(call, tx, msg, now, out),
-                TxRole::RelayClient => self.relay_response(call, tx, msg, now, out),
-                TxRole::Refresh(side) => self.refresh_response(call, side, tx, &msg, now, out),
+                TxRole::CalleeInvite => self.callee_response(call, tx, msg, fx),
+                TxRole::RelayClient => self.relay_response(call, tx, msg, fx),
+                TxRole::Refresh(side) => self.refresh_response(call, side, tx, &msg, fx),
                 TxRole::CallerInvite | TxRole::RelayServer => {}
             }
             return;
         }
         if self.orphans.contains(tx) {
-            self.orphan_response(tx, &msg, now);
+            self.orphan_response(tx, &msg, fx.now);
         }
     }
 
-    fn on_tx_failure(&mut self, tx: TxId, why: Failure, now: Instant, out: &mut Vec<Output>) {
-        if self.trunks.keepalive_failed(tx, out) {
+    fn on_tx_failure(&mut self, tx: TxId, why: Failure, fx: &mut Effects<'_>) {
+        if self.trunks.keepalive_failed(tx, fx.out) {
             return;
         }
         let Some((call, role)) = self.calls.tx(tx) else {
             return;
         };
         match role {
-            TxRole::CalleeInvite => self.callee_failure(call, tx, why, now, out),
-            TxRole::RelayClient => self.relay_failure(call, tx, now, out),
-            TxRole::Refresh(side) => self.refresh_failed(call, side, tx, 408, now, out),
+            TxRole::CalleeInvite => self.callee_failure(call, tx, why, fx),
+            TxRole::RelayClient => self.relay_failure(call, tx, fx),
+            TxRole::Refresh(side) => self.refresh_failed(call, side, tx, 408, fx),
             TxRole::CallerInvite => {
                 let in_setup = self.calls.get(&call).is_some_and(|c| c.in_setup());
                 if in_setup && why == Failure::Transport {
-                    self.end_call(call, EndCause::TransportError, 503, None, now, out);
+                    self.end_call(call, EndCause::TransportError, 503, None, fx);
                 }
             }
             TxRole::RelayServer => {}
         }
     }
 
-    fn on_terminated(&mut self, tx: TxId, now: Instant, out: &mut Vec<Output>) {
+    fn on_terminated(&mut self, tx: TxId, fx: &mut Effects<'_>) {
         if self.trunks.keepalive_terminated(tx) {
             return;
         }
         if let Some(guard) = self.orphans.remove(tx) {
-            self.timers.cancel(guard, out);
+            self.timers.cancel(guard, fx.out);
             return;
         }
         let Some((call, role)) = self.calls.unregister_tx(tx) else {
@@ -734,7 +724,7 @@ impl B2bua {
             }
         }
         if no_ack {
-            self.end_call(call, EndCause::NoAck, 200, None, now, out);
+            self.end_call(call, EndCause::NoAck, 200, None, fx);
         }
     }
 
@@ -745,8 +735,8 @@ impl B2bua {
 
     // ----- reload ------------------------------------------------------------------------
 
-    fn reload(&mut self, cfg: Config, now: Instant, out: &mut Vec<Output>) {
-        self.trunks.reload(&cfg, &mut self.timers, out);
+    fn reload(&mut self, cfg: Config, fx: &mut Effects<'_>) {
+        self.trunks.reload(&cfg, &mut self.timers, fx.out);
         self.pools.ext.reconfigure(cfg.media.ext_ports.clone());
         self.pools.int.reconfigure(cfg.media.int_ports.clone());
         self.pools.ext_ip = cfg.ext.media_ip;
@@ -754,7 +744,7 @@ impl B2bua {
         self.rewrite = rewrite_config(&cfg);
         self.admission.reconfigure(&cfg);
         self.cfg = Arc::new(cfg);
-        self.arm_keepalives(now, out);
+        self.arm_keepalives(fx);
     }
 }
 

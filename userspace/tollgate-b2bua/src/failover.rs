@@ -8,13 +8,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tollgate_sip::{Message, TxId};
 
 use crate::b2bua::{B2bua, Failure, map_status};
 use crate::call::Attempt;
 use crate::config::normalize;
+use crate::effects::Effects;
 use crate::headers::copy_headers;
 use crate::types::{CallEvent, CallId, EndCause, Output, Target, Transport};
 
@@ -24,8 +24,7 @@ impl B2bua {
         id: CallId,
         code: u16,
         msg: &Message,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -45,11 +44,11 @@ impl B2bua {
             setup.se = setup.se.max(m.delta);
             setup.min_se = setup.min_se.max(m.delta);
             setup.next_attempt();
-            if self.send_callee_invite(id, now) {
+            if self.send_callee_invite(id, fx.now) {
                 return;
             }
         }
-        if matches!(code, 503 | 408) && self.try_failover(id, code, now, out) {
+        if matches!(code, 503 | 408) && self.try_failover(id, code, fx) {
             return;
         }
         let caller_tx = self
@@ -64,9 +63,9 @@ impl B2bua {
             let reason = if status == code { msg.reason() } else { None };
             let mut resp = Message::response_to(req, status, reason, Some(&caller_tag));
             copy_headers(msg, caller.other(), &mut resp, &self.cfg.sip.pass_headers);
-            let _ = self.layer.send_response(ctx, resp, now);
+            let _ = self.layer.send_response(ctx, resp, fx.now);
         }
-        self.end_call(id, EndCause::Rejected(code), status, None, now, out);
+        self.end_call(id, EndCause::Rejected(code), status, None, fx);
     }
 
     /// The callee-side INVITE timed out or its connection failed.
@@ -75,8 +74,7 @@ impl B2bua {
         id: CallId,
         tx: TxId,
         why: Failure,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(call) = self.calls.get(&id) else {
             return;
@@ -89,14 +87,15 @@ impl B2bua {
             Failure::Transport => (EndCause::TransportError, 503, 503),
         };
         if let Some(addr) = self.callee_addr(id)
-            && self.admission.failed(addr, now)
+            && self.admission.failed(addr, fx.now)
         {
-            out.push(Output::Event(CallEvent::NextHop { addr, up: false }));
+            fx.out
+                .push(Output::Event(CallEvent::NextHop { addr, up: false }));
         }
-        if self.try_failover(id, as_code, now, out) {
+        if self.try_failover(id, as_code, fx) {
             return;
         }
-        self.end_call(id, cause, status, None, now, out);
+        self.end_call(id, cause, status, None, fx);
     }
 
     /// The callee-side INVITE's next hop answered `code`: admission marks it down on 503, or
@@ -106,14 +105,13 @@ impl B2bua {
         id: CallId,
         code: u16,
         retry_after: Option<std::time::Duration>,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(addr) = self.callee_addr(id) else {
             return;
         };
-        if let Some(up) = self.admission.answered(addr, code, retry_after, now) {
-            out.push(Output::Event(CallEvent::NextHop { addr, up }));
+        if let Some(up) = self.admission.answered(addr, code, retry_after, fx.now) {
+            fx.out.push(Output::Event(CallEvent::NextHop { addr, up }));
         }
     }
 
@@ -130,13 +128,7 @@ impl B2bua {
     /// relay ports, CSeq + 1) to the next place in the call's list that takes it: outbound, the
     /// route's next trunk that is up, in service and has room; inbound, the next internal next
     /// hop. A next hop marked down or at its cap is skipped.
-    fn try_failover(
-        &mut self,
-        id: CallId,
-        status: u16,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) -> bool {
+    fn try_failover(&mut self, id: CallId, status: u16, fx: &mut Effects<'_>) -> bool {
         let cfg = Arc::clone(&self.cfg);
         loop {
             let Some(call) = self.calls.get_mut(&id) else {
@@ -162,7 +154,7 @@ impl B2bua {
                     (t.addr, t.transport, Some(t))
                 }
             };
-            if self.admission.check_next_hop(addr, now).is_err() {
+            if self.admission.check_next_hop(addr, fx.now).is_err() {
                 continue;
             }
             setup.next_attempt();
@@ -188,13 +180,13 @@ impl B2bua {
                 }
             };
             self.admission.take_next_hop(addr);
-            out.push(Output::Event(CallEvent::Failover {
+            fx.out.push(Output::Event(CallEvent::Failover {
                 call: id,
                 from,
                 to,
                 status,
             }));
-            if self.send_callee_invite(id, now) {
+            if self.send_callee_invite(id, fx.now) {
                 return true;
             }
         }

@@ -122,7 +122,7 @@ impl B2bua {
                     .headers
                     .get_value(&HeaderName::Reason)
                     .map(str::to_owned);
-                self.end_call(id, cause, status, reason.as_deref(), now, fx.out);
+                self.end_call(id, cause, status, reason.as_deref(), fx);
             }
             Method::Invite | Method::Update => {
                 if (method == Method::Invite && in_setup) || negotiating {
@@ -131,9 +131,9 @@ impl B2bua {
                     });
                     return;
                 }
-                self.relay_offer(id, tx, side, &msg, now, fx.out);
+                self.relay_offer(id, tx, side, &msg, fx);
             }
-            Method::Prack => self.relay_prack(id, tx, side, &msg, now, fx.out),
+            Method::Prack => self.relay_prack(id, tx, side, &msg, fx),
             Method::Info | Method::Options | Method::Message | Method::Notify => {
                 let r = Relayed {
                     server_tx: tx,
@@ -231,15 +231,14 @@ impl B2bua {
         tx: TxId,
         from: Side,
         msg: &Message,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let is_invite = msg.method() == Some(&Method::Invite);
         let (body, state) = match sdp_body(msg).map(<[u8]>::to_vec) {
             Some(b) => match self.take_offer(id, from, &b) {
                 Ok(o) => (Some(o), OfferState::FromRequester),
                 Err(code) => {
-                    self.reply(tx, code, None, now, |_| {});
+                    self.reply(tx, code, None, fx.now, |_| {});
                     return;
                 }
             },
@@ -253,7 +252,7 @@ impl B2bua {
             body,
             offer: state,
         };
-        self.relay(id, r, &mut Effects::new(now, out));
+        self.relay(id, r, fx);
     }
 
     /// PRACK from the caller for a reliable provisional we relayed: PRACK the callee's, with
@@ -264,8 +263,7 @@ impl B2bua {
         tx: TxId,
         from: Side,
         msg: &Message,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let rseq = msg
             .headers
@@ -279,18 +277,18 @@ impl B2bua {
             .setup()
             .and_then(|s| s.pracks.iter().find(|p| Some(p.our_rseq) == rseq).cloned());
         let Some(map) = map.filter(|_| from == call.caller()) else {
-            self.reply(tx, 481, None, now, |_| {});
+            self.reply(tx, 481, None, fx.now, |_| {});
             return;
         };
         let to = from.other();
         // The answer to the callee's offer (only taken when that offer is pending).
-        let answer = match self.take_answer(id, from, msg, out) {
+        let answer = match self.take_answer(id, from, msg, fx.out) {
             Ok(a) => a,
             Err(()) => {
-                self.reply(tx, 488, None, now, |r| {
+                self.reply(tx, 488, None, fx.now, |r| {
                     own_headers::warning(r, "the answer in the PRACK could not be negotiated");
                 });
-                self.end_call(id, EndCause::MediaNegotiation, 488, None, now, out);
+                self.end_call(id, EndCause::MediaNegotiation, 488, None, fx);
                 return;
             }
         };
@@ -314,7 +312,7 @@ impl B2bua {
             .and_then(|c| c.setup_mut())
             .and_then(|s| s.early_mut(&map.callee_tag))
         else {
-            self.reply(tx, 481, None, now, |_| {});
+            self.reply(tx, 481, None, fx.now, |_| {});
             return;
         };
         let mut req = d.new_request(Method::Prack, via);
@@ -322,8 +320,8 @@ impl B2bua {
         if answer.is_some() {
             set_sdp(&mut req, answer);
         }
-        let Some(client_tx) = self.send_request(to, target, req, now) else {
-            self.reply(tx, 503, None, now, |_| {});
+        let Some(client_tx) = self.send_request(to, target, req, fx.now) else {
+            self.reply(tx, 503, None, fx.now, |_| {});
             return;
         };
         self.register_tx(id, tx, TxRole::RelayServer);
@@ -346,8 +344,7 @@ impl B2bua {
         id: CallId,
         client_tx: TxId,
         msg: Message,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(code) = msg.status() else { return };
         let Some(call) = self.calls.get_mut(&id) else {
@@ -365,12 +362,12 @@ impl B2bua {
         };
         let responder = requester.other();
         if code < 200 {
-            self.relay_provisional(id, (responder, server_tx), code, &msg, now);
+            self.relay_provisional(id, (responder, server_tx), code, &msg, fx.now);
             return;
         }
         let removed = call.relays.remove(pos);
         if let Some(g) = removed.guard {
-            self.timers.cancel(g, out);
+            self.timers.cancel(g, fx.out);
         }
         let session_method = matches!(method, Method::Invite | Method::Update);
         if !(200..300).contains(&code) {
@@ -382,7 +379,7 @@ impl B2bua {
                 let reason = if status == code { msg.reason() } else { None };
                 let mut resp = Message::response_to(req, status, reason, None);
                 copy_headers(&msg, responder, &mut resp, &self.cfg.sip.pass_headers);
-                let _ = self.layer.send_response(server_tx, resp, now);
+                let _ = self.layer.send_response(server_tx, resp, fx.now);
             }
             return;
         }
@@ -396,11 +393,10 @@ impl B2bua {
             let _ = d.on_response(&msg);
         }
         let ack = method == Method::Invite;
-        let outcome = self.relayed_sdp(id, responder, (offer, ack), &msg, out);
+        let outcome = self.relayed_sdp(id, responder, (offer, ack), &msg, fx.out);
         let (body, plan) = match outcome {
             Ok(x) => x,
             Err((ack, broken)) => {
-                let fx = &mut Effects::new(now, out);
                 self.relay_broken(id, responder, (server_tx, ack), broken, fx);
                 return;
             }
@@ -445,12 +441,12 @@ impl B2bua {
             } else if !msg.body.is_empty() {
                 resp.set_body(msg.headers.content_type().cloned(), msg.body.clone());
             }
-            let _ = self.layer.send_response(server_tx, resp, now);
+            let _ = self.layer.send_response(server_tx, resp, fx.now);
         }
         if session_method {
             // A successful re-INVITE/UPDATE refreshed both legs' sessions.
             for s in [requester, responder] {
-                self.arm_session(id, s, None, now, out);
+                self.arm_session(id, s, None, fx);
             }
         }
     }
@@ -553,17 +549,11 @@ impl B2bua {
         self.reply(server_tx, status, None, now, |r| {
             own_headers::warning(r, warning);
         });
-        self.end_call(id, cause, status, None, now, fx.out);
+        self.end_call(id, cause, status, None, fx);
     }
 
     /// A relayed request's transaction on the other leg timed out or failed: 408 back.
-    pub(crate) fn relay_failure(
-        &mut self,
-        id: CallId,
-        client_tx: TxId,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
+    pub(crate) fn relay_failure(&mut self, id: CallId, client_tx: TxId, fx: &mut Effects<'_>) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -572,12 +562,12 @@ impl B2bua {
         };
         let r = call.relays.remove(pos);
         if let Some(g) = r.guard {
-            self.timers.cancel(g, out);
+            self.timers.cancel(g, fx.out);
         }
         if r.offer == OfferState::FromRequester {
             self.offer_failed(id);
         }
-        self.reply(r.server_tx, 408, None, now, |_| {});
+        self.reply(r.server_tx, 408, None, fx.now, |_| {});
     }
 
     /// ACK for a 2xx we sent: forward it to the other leg (with the answer, when the 2xx
@@ -587,8 +577,7 @@ impl B2bua {
         tx: Option<TxId>,
         flow: tollgate_sip::TransportFlow,
         msg: Message,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(info) = self.transport_flows.info(flow) else {
             return;
@@ -617,7 +606,7 @@ impl B2bua {
         let other = side.other();
         let (body, broken) = match w.plan {
             AckPlan::Forward => (None, false),
-            AckPlan::Answer => match self.take_answer(id, side, &msg, out) {
+            AckPlan::Answer => match self.take_answer(id, side, &msg, fx.out) {
                 Ok(Some(b)) => {
                     self.finish_offer(id);
                     (Some(b), false)
@@ -643,7 +632,7 @@ impl B2bua {
             self.send_stateless(other, target, ack);
         }
         if broken {
-            self.end_call(id, EndCause::MediaNegotiation, 200, None, now, out);
+            self.end_call(id, EndCause::MediaNegotiation, 200, None, fx);
         }
     }
 }

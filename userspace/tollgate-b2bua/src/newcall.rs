@@ -532,7 +532,7 @@ impl B2bua {
             trunk: Some(trunk),
         });
         if !self.send_callee_invite(id, now) {
-            self.end_call(id, EndCause::TransportError, 503, None, now, fx.out);
+            self.end_call(id, EndCause::TransportError, 503, None, fx);
         }
         Ok(())
     }

@@ -33,6 +33,7 @@ use tollgate_sdp::StreamPlan;
 use crate::b2bua::B2bua;
 use crate::call::{Call, FlowSlot, Leg, Numbers, Phase, SessionTimer};
 use crate::calls::dialog_key;
+use crate::effects::Effects;
 use crate::media::flow_spec;
 use crate::types::{CallEvent, EndCause, Output};
 use crate::types::{CallId, Direction, Side, Target, Transport};
@@ -418,8 +419,9 @@ impl B2bua {
         now: Instant,
         out: &mut Vec<Output>,
     ) -> RestoreReport {
+        let fx = &mut Effects::new(now, out);
         let mut report = RestoreReport::default();
-        let wall = self.wall_clock(now);
+        let wall = self.wall_clock(fx.now);
         for (key, bytes) in records {
             let r = match decode(bytes) {
                 Ok(r) => r,
@@ -429,14 +431,14 @@ impl B2bua {
                 }
             };
             let id = r.call;
-            match self.restore_one(&r, &wall, now, out) {
+            match self.restore_one(&r, &wall, fx) {
                 Ok(()) => report.restored.push(id),
                 Err((e, true)) => report.ended.push((id, e)),
                 Err((e, false)) => report.unreadable.push((key.clone(), e)),
             }
         }
-        self.pump(now, out);
-        self.persist(now, out);
+        self.pump(fx);
+        self.persist(fx);
         report
     }
 
@@ -495,8 +497,7 @@ impl B2bua {
         &mut self,
         r: &CallRecord,
         wall: &WallClock,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) -> Result<(), (RestoreError, bool)> {
         let id = r.call;
         if self.calls.contains_key(&id) {
@@ -557,27 +558,26 @@ impl B2bua {
                     },
                 })
             });
-            out.push(Output::InstallMedia { call: id, spec });
+            fx.out.push(Output::InstallMedia { call: id, spec });
         }
         let sessions: Vec<Side> = [Side::Ext, Side::Int]
             .into_iter()
             .filter(|s| call.leg(*s).session.is_some())
             .collect();
         self.calls.insert(id, call);
-        out.push(Output::Event(CallEvent::Restored { call: id }));
+        fx.out.push(Output::Event(CallEvent::Restored { call: id }));
         if let Some(e) = problem {
             self.end_call(
                 id,
                 EndCause::RestoreFailed,
                 500,
                 Some("SIP;cause=500;text=\"Call state could not be restored\""),
-                now,
-                out,
+                fx,
             );
             return Err((e, true));
         }
         for s in sessions {
-            self.arm_session(id, s, None, now, out);
+            self.arm_session(id, s, None, fx);
         }
         self.touched.push(id);
         Ok(())

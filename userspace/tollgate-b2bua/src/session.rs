@@ -6,16 +6,17 @@
 //! It must not negotiate the interval (that is done at answer, in `setup`) nor relay peers'
 //! requests (`indialog`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tollgate_sip::{Message, Method, Refresher, TxId};
 
 use crate::b2bua::B2bua;
 use crate::call::{OwnRefresh, TxRole};
+use crate::effects::Effects;
 use crate::own_headers;
 use crate::setup::set_sdp;
 use crate::timers::{TimerPurpose, later};
-use crate::types::{CallId, EndCause, Output, Side};
+use crate::types::{CallId, EndCause, Side};
 
 const SESSION_EXPIRED: &str = "SIP;cause=408;text=\"Session Timer Expired\"";
 
@@ -27,8 +28,7 @@ impl B2bua {
         call: CallId,
         side: Side,
         after: Option<Duration>,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(s) = self
             .calls
@@ -48,11 +48,13 @@ impl B2bua {
             }
         });
         if let Some(t) = old {
-            self.timers.cancel(t, out);
+            self.timers.cancel(t, fx.out);
         }
-        let id = self
-            .timers
-            .set(TimerPurpose::Session(call, side), later(now, delay), out);
+        let id = self.timers.set(
+            TimerPurpose::Session(call, side),
+            later(fx.now, delay),
+            fx.out,
+        );
         if let Some(s) = self
             .calls
             .get_mut(&call)
@@ -64,13 +66,7 @@ impl B2bua {
 
     /// A leg's session timer fired: refresh it (we are the refresher) or end the call (the
     /// peer should have refreshed).
-    pub(crate) fn on_session_timer(
-        &mut self,
-        id: CallId,
-        side: Side,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
+    pub(crate) fn on_session_timer(&mut self, id: CallId, side: Side, fx: &mut Effects<'_>) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -80,19 +76,12 @@ impl B2bua {
         s.timer = None;
         let (interval, we) = (s.interval, s.we_refresh);
         if !we {
-            self.end_call(
-                id,
-                EndCause::SessionExpired,
-                200,
-                Some(SESSION_EXPIRED),
-                now,
-                out,
-            );
+            self.end_call(id, EndCause::SessionExpired, 200, Some(SESSION_EXPIRED), fx);
             return;
         }
         if call.negotiating() {
             // Something is in progress (its success refreshes the session); look again soon.
-            self.arm_session(id, side, Some(Duration::from_secs(2)), now, out);
+            self.arm_session(id, side, Some(Duration::from_secs(2)), fx);
             return;
         }
         let last = call
@@ -122,18 +111,19 @@ impl B2bua {
             own_headers::allow(&mut req);
             set_sdp(&mut req, last);
         }
-        match self.send_request(side, target, req, now) {
+        match self.send_request(side, target, req, fx.now) {
             Some(tx) => {
                 self.register_tx(id, tx, TxRole::Refresh(side));
                 let guard = (method == Method::Invite).then(|| {
-                    let at = later(now, self.cfg.sip.no_answer());
-                    self.timers.set(TimerPurpose::InviteGuard(id, tx), at, out)
+                    let at = later(fx.now, self.cfg.sip.no_answer());
+                    self.timers
+                        .set(TimerPurpose::InviteGuard(id, tx), at, fx.out)
                 });
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.refresh = Some(OwnRefresh { tx, method, guard });
                 }
             }
-            None => self.end_call(id, EndCause::RefreshFailed, 200, None, now, out),
+            None => self.end_call(id, EndCause::RefreshFailed, 200, None, fx),
         }
     }
 
@@ -144,15 +134,14 @@ impl B2bua {
         side: Side,
         tx: TxId,
         msg: &Message,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(code) = msg.status() else { return };
         if code < 200 {
             return;
         }
         if !(200..300).contains(&code) {
-            self.refresh_failed(id, side, tx, code, now, out);
+            self.refresh_failed(id, side, tx, code, fx);
             return;
         }
         let Some(call) = self.calls.get_mut(&id) else {
@@ -165,7 +154,7 @@ impl B2bua {
             let _ = d.on_response(msg);
         }
         if let Some(g) = guard {
-            self.timers.cancel(g, out);
+            self.timers.cancel(g, fx.out);
         }
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -183,7 +172,7 @@ impl B2bua {
                 self.send_stateless(side, target, ack);
             }
         }
-        self.arm_session(id, side, None, now, out);
+        self.arm_session(id, side, None, fx);
     }
 
     /// Our refresh failed: 491 -> retry shortly; UPDATE refused as unknown -> retry with
@@ -194,8 +183,7 @@ impl B2bua {
         side: Side,
         tx: TxId,
         code: u16,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -208,39 +196,33 @@ impl B2bua {
         };
         let peer_update = call.leg(side).peer_update;
         if let Some(g) = guard {
-            self.timers.cancel(g, out);
+            self.timers.cancel(g, fx.out);
         }
         match code {
-            491 => self.arm_session(id, side, Some(Duration::from_secs(2)), now, out),
+            491 => self.arm_session(id, side, Some(Duration::from_secs(2)), fx),
             405 | 501 if method == Method::Update && peer_update => {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.leg_mut(side).peer_update = false;
                 }
-                self.arm_session(id, side, Some(Duration::from_secs(1)), now, out);
+                self.arm_session(id, side, Some(Duration::from_secs(1)), fx);
             }
-            _ => self.end_call(id, EndCause::RefreshFailed, 200, None, now, out),
+            _ => self.end_call(id, EndCause::RefreshFailed, 200, None, fx),
         }
     }
 
     /// Timer C: a relayed re-INVITE (or our refresh re-INVITE) got no final response in
     /// time. The peer is broken; the call ends (the pending INVITE is CANCELed, the requester
     /// gets 487, both legs a BYE).
-    pub(crate) fn on_invite_guard(
-        &mut self,
-        id: CallId,
-        tx: TxId,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
+    pub(crate) fn on_invite_guard(&mut self, id: CallId, tx: TxId, fx: &mut Effects<'_>) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         if let Some(r) = call.relays.iter_mut().find(|r| r.client_tx == tx) {
             r.guard = None;
-            self.end_call(id, EndCause::Timeout, 200, None, now, out);
+            self.end_call(id, EndCause::Timeout, 200, None, fx);
         } else if let Some(r) = call.refresh.as_mut().filter(|r| r.tx == tx) {
             r.guard = None;
-            self.end_call(id, EndCause::RefreshFailed, 200, None, now, out);
+            self.end_call(id, EndCause::RefreshFailed, 200, None, fx);
         }
     }
 }

@@ -13,6 +13,7 @@ use tollgate_sip::{
 
 use crate::b2bua::B2bua;
 use crate::call::{AckPlan, AckWait, CalleeOffer, PrackMap, SessionTimer, TxRole};
+use crate::effects::Effects;
 use crate::headers::{copy_headers, crosses};
 use crate::own_headers;
 use crate::types::{CallEvent, CallId, Direction, EndCause, Output, Side, Target, Transport};
@@ -177,8 +178,7 @@ impl B2bua {
         id: CallId,
         tx: TxId,
         msg: Message,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(code) = msg.status() else { return };
         let Some(call) = self.calls.get(&id) else {
@@ -195,7 +195,7 @@ impl B2bua {
                     Some(d.id.remote_tag.as_str()) == msg.to().and_then(|t| t.tag())
                 });
             if (200..300).contains(&code) && !same {
-                self.ack_and_bye(tx, &msg, now);
+                self.ack_and_bye(tx, &msg, fx.now);
             }
             return;
         }
@@ -211,24 +211,17 @@ impl B2bua {
                     digits.get(..end)?.parse::<u64>().ok()
                 })
                 .map(std::time::Duration::from_secs);
-            self.next_hop_answered(id, code, retry_after, now, out);
+            self.next_hop_answered(id, code, retry_after, fx);
         }
         match code {
             100 => {}
-            101..=199 => self.callee_provisional(id, tx, &msg, now, out),
-            200..=299 => self.callee_answer(id, tx, &msg, now, out),
-            _ => self.callee_rejected(id, code, &msg, now, out),
+            101..=199 => self.callee_provisional(id, tx, &msg, fx),
+            200..=299 => self.callee_answer(id, tx, &msg, fx),
+            _ => self.callee_rejected(id, code, &msg, fx),
         }
     }
 
-    fn callee_provisional(
-        &mut self,
-        id: CallId,
-        tx: TxId,
-        msg: &Message,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
+    fn callee_provisional(&mut self, id: CallId, tx: TxId, msg: &Message, fx: &mut Effects<'_>) {
         let Some(code) = msg.status() else { return };
         let passthrough_cfg = self.cfg.sip.prack_passthrough;
         let via_transport;
@@ -270,11 +263,11 @@ impl B2bua {
         let relay_reliably = reliable && passthrough_cfg && call.leg(caller).peer_100rel;
         let tag = msg.to().and_then(|t| t.tag()).map(str::to_owned);
         if reliable && !relay_reliably {
-            self.prack_callee(id, (callee, via_transport), tag.as_deref(), msg, now);
+            self.prack_callee(id, (callee, via_transport), tag.as_deref(), msg, fx.now);
         }
         // Early media: an answer in the provisional response.
         let answer = if tracked {
-            self.take_answer(id, callee, msg, out).ok().flatten()
+            self.take_answer(id, callee, msg, fx.out).ok().flatten()
         } else {
             None
         };
@@ -331,7 +324,7 @@ impl B2bua {
             own_headers::rseq(&mut resp, r);
         }
         set_sdp(&mut resp, answer.or(early_offer));
-        let _ = self.layer.send_response(caller_tx, resp, now);
+        let _ = self.layer.send_response(caller_tx, resp, fx.now);
     }
 
     /// PRACKs a callee's reliable provisional on its early dialog (`tag`) ourselves, when it
@@ -360,14 +353,7 @@ impl B2bua {
         }
     }
 
-    fn callee_answer(
-        &mut self,
-        id: CallId,
-        tx: TxId,
-        msg: &Message,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
+    fn callee_answer(&mut self, id: CallId, tx: TxId, msg: &Message, fx: &mut Effects<'_>) {
         let Some(code) = msg.status() else { return };
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -391,7 +377,7 @@ impl B2bua {
         };
         let Some(mut dialog) = dialog else {
             // No usable dialog (e.g. no Contact): nothing can be ACKed or BYEd properly.
-            self.end_call(id, EndCause::ProtocolError, 502, None, now, out);
+            self.end_call(id, EndCause::ProtocolError, 502, None, fx);
             return;
         };
         dialog.state = DialogState::Confirmed;
@@ -420,11 +406,11 @@ impl B2bua {
             early_answer,
             own_early,
         };
-        let (body, plan) = match self.answer_sdp(id, (caller, callee), msg, sdp, out) {
+        let (body, plan) = match self.answer_sdp(id, (caller, callee), msg, sdp, fx.out) {
             Ok(x) => x,
             Err((cause, status)) => {
-                self.ack_and_bye(tx, msg, now);
-                self.end_call(id, cause, status, None, now, out);
+                self.ack_and_bye(tx, msg, fx.now);
+                self.end_call(id, cause, status, None, fx);
                 return;
             }
         };
@@ -445,7 +431,7 @@ impl B2bua {
         if let Some(d) = call.leg_mut(caller).dialog.as_mut() {
             d.state = DialogState::Confirmed;
         }
-        call.answer = Some(now);
+        call.answer = Some(fx.now);
         call.ack_wait = Some(AckWait {
             side: caller,
             tx: setup.caller_tx,
@@ -455,7 +441,7 @@ impl B2bua {
         let caller_peer_timer = call.leg(caller).peer_timer;
         let contact = self.contact(caller, caller_transport);
         if let Some(t) = setup.no_answer {
-            self.timers.cancel(t, out);
+            self.timers.cancel(t, fx.out);
         }
         if let Some(req) = self.layer.request(setup.caller_tx) {
             let mut resp = Message::response_to(req, code, msg.reason(), Some(&caller_tag));
@@ -470,15 +456,15 @@ impl B2bua {
                 own_headers::set_session_expires(&mut resp, interval, refresher);
             }
             set_sdp(&mut resp, body);
-            let _ = self.layer.send_response(setup.caller_tx, resp, now);
+            let _ = self.layer.send_response(setup.caller_tx, resp, fx.now);
         }
-        out.push(Output::Event(CallEvent::Answered {
+        fx.out.push(Output::Event(CallEvent::Answered {
             call: id,
-            setup: now.saturating_duration_since(started),
+            setup: fx.now.saturating_duration_since(started),
         }));
         if timers.is_some() {
-            self.arm_session(id, caller, None, now, out);
-            self.arm_session(id, callee, None, now, out);
+            self.arm_session(id, caller, None, fx);
+            self.arm_session(id, callee, None, fx);
         }
     }
 

@@ -72,14 +72,13 @@ impl B2bua {
         cause: EndCause,
         status: u16,
         reason: Option<&str>,
-        now: Instant,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let Some(mut call) = self.calls.remove(id) else {
             return;
         };
         if call.stored.is_some() {
-            out.push(Output::ForgetCall { call: id });
+            fx.out.push(Output::ForgetCall { call: id });
         }
         if let Some(t) = &call.trunk {
             self.admission.release(t);
@@ -89,7 +88,6 @@ impl B2bua {
             status,
             reason,
         };
-        let fx = &mut Effects::new(now, out);
         let final_status = match call.take_setup() {
             Some(setup) => self.abandon_setup(&call, &setup, end, fx),
             None => {
@@ -104,7 +102,7 @@ impl B2bua {
             status: final_status,
         });
         fx.out
-            .push(Output::Cdr(cdr(id, *call, cause, final_status, now)));
+            .push(Output::Cdr(cdr(id, *call, cause, final_status, fx.now)));
     }
 
     /// A call ends in setup: the waiting caller gets a final error, the callee-side INVITE is
@@ -140,7 +138,7 @@ impl B2bua {
             });
         }
         if let Some(ctx) = setup.callee_tx {
-            self.orphan_invite(ctx, reason.filter(|_| cancelled), now, fx.out);
+            self.orphan_invite(ctx, reason.filter(|_| cancelled), fx);
         }
         status
     }
@@ -194,12 +192,12 @@ impl B2bua {
                 self.reply(r.server_tx, code, None, now, |_| {});
             }
             if r.method == Method::Invite {
-                self.orphan_invite(r.client_tx, None, now, fx.out);
+                self.orphan_invite(r.client_tx, None, fx);
             }
         }
         if let Some(r) = call.refresh.take() {
             if r.method == Method::Invite {
-                self.orphan_invite(r.tx, None, now, fx.out);
+                self.orphan_invite(r.tx, None, fx);
             }
             if let Some(g) = r.guard {
                 self.timers.cancel(g, fx.out);
@@ -227,7 +225,7 @@ impl B2bua {
     /// (CANCEL toward a ringing callee, 480 to a waiting caller), each with
     /// `Reason: Q.850;cause=16` and the operator's text; the CDR's cause is `operator` and its
     /// note the text.
-    pub(crate) fn hangup(&mut self, id: CallId, reason: &str, now: Instant, out: &mut Vec<Output>) {
+    pub(crate) fn hangup(&mut self, id: CallId, reason: &str, fx: &mut Effects<'_>) {
         let text: String = reason
             .chars()
             .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
@@ -237,18 +235,12 @@ impl B2bua {
         if let Some(c) = self.calls.get_mut(&id) {
             c.note = Some(reason.to_owned());
         }
-        self.end_call(id, EndCause::Operator, 480, Some(&header), now, out);
+        self.end_call(id, EndCause::Operator, 480, Some(&header), fx);
     }
 
     /// Abandons an INVITE client transaction (the call is gone or no longer wants it): CANCEL
     /// now if a provisional came, else as soon as one comes; a late 2xx is ACKed and BYEd.
-    pub(crate) fn orphan_invite(
-        &mut self,
-        tx: TxId,
-        reason: Option<&str>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) {
+    pub(crate) fn orphan_invite(&mut self, tx: TxId, reason: Option<&str>, fx: &mut Effects<'_>) {
         let state = self.layer.state(tx);
         let cancel_now = match state {
             Some(TxState::Proceeding) => true,
@@ -257,12 +249,12 @@ impl B2bua {
             _ => return,
         };
         if cancel_now {
-            self.send_cancel(tx, reason, now);
+            self.send_cancel(tx, reason, fx.now);
         }
-        let guard_at = later(now, self.layer.config().timeout().saturating_mul(2));
+        let guard_at = later(fx.now, self.layer.config().timeout().saturating_mul(2));
         let guard = self
             .timers
-            .set(TimerPurpose::OrphanGuard(tx), guard_at, out);
+            .set(TimerPurpose::OrphanGuard(tx), guard_at, fx.out);
         self.orphans.by_tx.insert(
             tx,
             Orphan {

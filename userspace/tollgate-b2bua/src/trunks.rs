@@ -5,13 +5,12 @@
 //! in this file. It must not decide about calls: admission limits live in `admission`, routing
 //! and failover in `setup`; they only ask [`Trunks::takes_calls`] / [`Trunks::is_disabled`].
 
-use std::time::Instant;
-
 use rustc_hash::FxHashMap;
 use tollgate_sip::{Host, Message, Method, NameAddr, SipUri, TxId, Uri};
 
 use crate::b2bua::B2bua;
 use crate::config::Config;
+use crate::effects::Effects;
 use crate::own_headers;
 use crate::timers::{TimerPurpose, Timers, later};
 use crate::types::{CallEvent, Output, Side, Target, TimerId};
@@ -165,7 +164,7 @@ impl Trunks {
 
 impl B2bua {
     /// Arms the keepalive of every trunk that has one and whose timer is not armed: due now.
-    pub(crate) fn arm_keepalives(&mut self, now: Instant, out: &mut Vec<Output>) {
+    pub(crate) fn arm_keepalives(&mut self, fx: &mut Effects<'_>) {
         let names: Vec<String> = self
             .cfg
             .trunks
@@ -180,9 +179,10 @@ impl B2bua {
                 .get(&name)
                 .is_some_and(|s| s.timer.is_some());
             if !armed {
+                let due = fx.now;
                 let id = self
                     .timers
-                    .set(TimerPurpose::Keepalive(name.clone()), now, out);
+                    .set(TimerPurpose::Keepalive(name.clone()), due, fx.out);
                 self.trunks.set_timer(&name, id);
             }
         }
@@ -190,7 +190,7 @@ impl B2bua {
 
     /// A trunk's keepalive is due: an OPTIONS unless the last one is still going, and the next
     /// due one interval later.
-    pub(crate) fn on_keepalive_timer(&mut self, name: &str, now: Instant, out: &mut Vec<Output>) {
+    pub(crate) fn on_keepalive_timer(&mut self, name: &str, fx: &mut Effects<'_>) {
         let Some(trunk) = self.cfg.trunks.iter().find(|t| t.name == name).cloned() else {
             return;
         };
@@ -231,7 +231,7 @@ impl B2bua {
                 addr: trunk.addr,
                 transport: trunk.transport,
             };
-            if let Some(tx) = self.send_request(Side::Ext, target, req, now) {
+            if let Some(tx) = self.send_request(Side::Ext, target, req, fx.now) {
                 self.trunks.keepalive_tx.insert(tx, name.to_owned());
                 if let Some(s) = self.trunks.state.get_mut(name) {
                     s.in_flight = Some(tx);
@@ -240,8 +240,8 @@ impl B2bua {
         }
         let id = self.timers.set(
             TimerPurpose::Keepalive(name.to_owned()),
-            later(now, trunk.keepalive),
-            out,
+            later(fx.now, trunk.keepalive),
+            fx.out,
         );
         self.trunks.set_timer(name, id);
     }
