@@ -634,12 +634,10 @@ impl B2bua {
             }
             Some((_, TxRole::RelayServer)) => {
                 // A re-INVITE relayed to the other leg: cancel it there; its 487 comes back.
-                let client = self.calls.values().find_map(|c| {
-                    c.relays
-                        .iter()
-                        .find(|r| r.server_tx == target)
-                        .map(|r| r.client_tx)
-                });
+                let client = self
+                    .calls
+                    .values()
+                    .find_map(|c| c.relayed_client_tx(target));
                 if let Some(ctx) = client {
                     self.send_cancel(ctx, cancel_reason.as_deref(), fx.now);
                 }
@@ -698,31 +696,10 @@ impl B2bua {
         let Some((call, role)) = self.calls.unregister_tx(tx) else {
             return;
         };
-        let mut no_ack = false;
-        if let Some(c) = self.calls.get_mut(&call) {
-            if matches!(role, TxRole::CallerInvite | TxRole::RelayServer)
-                && c.ack_wait.is_some_and(|w| w.tx == tx)
-            {
-                no_ack = true;
-            }
-            if role == TxRole::RelayServer || role == TxRole::RelayClient {
-                // A relay whose both transactions are over is finished.
-                let done = |t: TxId| t == tx;
-                if let Some(r) = c
-                    .relays
-                    .iter_mut()
-                    .find(|r| done(r.server_tx) || done(r.client_tx))
-                {
-                    if r.server_tx == tx {
-                        r.server_tx = TxId(0);
-                    } else {
-                        r.client_tx = TxId(0);
-                    }
-                }
-                c.relays
-                    .retain(|r| !(r.server_tx == TxId(0) && r.client_tx == TxId(0)));
-            }
-        }
+        let no_ack = self
+            .calls
+            .get_mut(&call)
+            .is_some_and(|c| c.tx_terminated(tx, role));
         if no_ack {
             self.end_call(call, EndCause::NoAck, 200, None, fx);
         }

@@ -2,15 +2,17 @@
 //! setup phase, in-dialog relays and session timers.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tollgate_common::spec::MediaFlowSpec;
 use tollgate_sdp::MediaSession;
-use tollgate_sip::{Dialog, Message, Method, TxId};
+use tollgate_sip::{Dialog, Message, Method, Refresher, TxId, Via};
 
+use crate::own_headers;
 use crate::record::SrtpPosition;
+use crate::setup::set_sdp;
 use crate::transport::TransportFlows;
-use crate::types::{ConnId, Direction, Side, Target, TimerId, Transport};
+use crate::types::{ConnId, Direction, EndCause, Side, Target, TimerId, Transport};
 
 /// What a transaction is to a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,20 @@ pub(crate) struct SessionTimer {
     pub(crate) we_refresh: bool,
     /// The armed refresh or expiry timer.
     pub(crate) timer: Option<TimerId>,
+}
+
+impl SessionTimer {
+    /// When its timer is due from now: refresh at half the interval when we refresh, expiry
+    /// at interval minus min(32 s, interval/3) when the peer does (RFC 4028 §10). The
+    /// interval is at least RFC 4028's floor of 90 s, whatever a peer said.
+    pub(crate) fn due_in(&self) -> Duration {
+        let interval = u64::from(self.interval.max(90));
+        if self.we_refresh {
+            Duration::from_secs(interval / 2)
+        } else {
+            Duration::from_secs(interval - (interval / 3).min(32))
+        }
+    }
 }
 
 /// One leg: one SIP dialog with one peer.
@@ -459,5 +475,99 @@ impl Call {
             };
         }
         None
+    }
+
+    /// Our session refresh of `side` with `interval`, on that leg's dialog: UPDATE when the
+    /// peer allows it (or no SDP was sent on the leg yet), else a re-INVITE with the SDP last
+    /// sent there. `None` without a confirmed dialog.
+    pub(crate) fn refresh_request(
+        &mut self,
+        side: Side,
+        interval: u32,
+        via: Via,
+    ) -> Option<(Method, Message)> {
+        let last = self
+            .media
+            .as_ref()
+            .and_then(|m| m.last_sent(side))
+            .map(tollgate_sdp::Sdp::to_bytes);
+        let method = if self.leg(side).peer_update || last.is_none() {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let d = self.leg_mut(side).dialog.as_mut()?;
+        let mut req = d.new_request(method.clone(), via);
+        own_headers::supported(&mut req, &[own_headers::TIMER]);
+        own_headers::set_session_expires(&mut req, interval, Refresher::Uac);
+        if method == Method::Invite {
+            own_headers::allow(&mut req);
+            set_sdp(&mut req, last);
+        }
+        Some((method, req))
+    }
+
+    /// A 2xx to our refresh on `side`: the refresh is over and the leg's dialog takes the
+    /// response. The refresh that was in flight, if any.
+    pub(crate) fn refresh_answered(&mut self, side: Side, msg: &Message) -> Option<OwnRefresh> {
+        let r = self.refresh.take()?;
+        if let Some(d) = self.leg_mut(side).dialog.as_mut() {
+            let _ = d.on_response(msg);
+        }
+        Some(r)
+    }
+
+    /// Our refresh `tx` is over (it failed): the refresh, if `tx` is the one in flight.
+    pub(crate) fn take_refresh(&mut self, tx: TxId) -> Option<OwnRefresh> {
+        if self.refresh.as_ref().is_none_or(|r| r.tx != tx) {
+            return None;
+        }
+        self.refresh.take()
+    }
+
+    /// Timer C of re-INVITE `tx` fired (a relayed one or our refresh): the guard is disarmed
+    /// and the call must end with the returned cause; `None` if `tx` is neither.
+    pub(crate) fn invite_guard_fired(&mut self, tx: TxId) -> Option<EndCause> {
+        if let Some(r) = self.relays.iter_mut().find(|r| r.client_tx == tx) {
+            r.guard = None;
+            Some(EndCause::Timeout)
+        } else if let Some(r) = self.refresh.as_mut().filter(|r| r.tx == tx) {
+            r.guard = None;
+            Some(EndCause::RefreshFailed)
+        } else {
+            None
+        }
+    }
+
+    /// Transaction `tx` of this call (its `role`) is terminated: a relay whose both
+    /// transactions are over is finished. Whether the call now ends for want of an ACK (the
+    /// 2xx awaiting it was sent on `tx`).
+    pub(crate) fn tx_terminated(&mut self, tx: TxId, role: TxRole) -> bool {
+        let no_ack = matches!(role, TxRole::CallerInvite | TxRole::RelayServer)
+            && self.ack_wait.is_some_and(|w| w.tx == tx);
+        if role == TxRole::RelayServer || role == TxRole::RelayClient {
+            if let Some(r) = self
+                .relays
+                .iter_mut()
+                .find(|r| r.server_tx == tx || r.client_tx == tx)
+            {
+                if r.server_tx == tx {
+                    r.server_tx = TxId(0);
+                } else {
+                    r.client_tx = TxId(0);
+                }
+            }
+            self.relays
+                .retain(|r| !(r.server_tx == TxId(0) && r.client_tx == TxId(0)));
+        }
+        no_ack
+    }
+
+    /// The client transaction a request received on `server_tx` was relayed on, if any.
+    pub(crate) fn relayed_client_tx(&self, server_tx: TxId) -> Option<TxId> {
+        self.relays
+            .iter()
+            .find(|r| r.server_tx == server_tx)
+            .map(|r| r.client_tx)
     }
 }

@@ -8,13 +8,11 @@
 
 use std::time::Duration;
 
-use tollgate_sip::{Message, Method, Refresher, TxId};
+use tollgate_sip::{Message, Method, TxId};
 
 use crate::b2bua::B2bua;
 use crate::call::{OwnRefresh, TxRole};
 use crate::effects::Effects;
-use crate::own_headers;
-use crate::setup::set_sdp;
 use crate::timers::{TimerPurpose, later};
 use crate::types::{CallId, EndCause, Side};
 
@@ -38,15 +36,7 @@ impl B2bua {
             return;
         };
         let old = s.timer.take();
-        // RFC 4028's floor, whatever a peer said.
-        let interval = u64::from(s.interval.max(90));
-        let delay = after.unwrap_or_else(|| {
-            if s.we_refresh {
-                Duration::from_secs(interval / 2)
-            } else {
-                Duration::from_secs(interval - (interval / 3).min(32))
-            }
-        });
+        let delay = after.unwrap_or_else(|| s.due_in());
         if let Some(t) = old {
             self.timers.cancel(t, fx.out);
         }
@@ -84,33 +74,15 @@ impl B2bua {
             self.arm_session(id, side, Some(Duration::from_secs(2)), fx);
             return;
         }
-        let last = call
-            .media
-            .as_ref()
-            .and_then(|m| m.last_sent(side))
-            .map(tollgate_sdp::Sdp::to_bytes);
-        let method = if call.leg(side).peer_update || last.is_none() {
-            Method::Update
-        } else {
-            Method::Invite
-        };
         let transport = call.transport(side);
         let target = call.target(&self.transport_flows, side);
         let via = self.via(side, transport);
-        let Some(d) = self
-            .calls
-            .get_mut(&id)
-            .and_then(|c| c.leg_mut(side).dialog.as_mut())
-        else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let mut req = d.new_request(method.clone(), via);
-        own_headers::supported(&mut req, &[own_headers::TIMER]);
-        own_headers::set_session_expires(&mut req, interval, Refresher::Uac);
-        if method == Method::Invite {
-            own_headers::allow(&mut req);
-            set_sdp(&mut req, last);
-        }
+        let Some((method, req)) = call.refresh_request(side, interval, via) else {
+            return;
+        };
         match self.send_request(side, target, req, fx.now) {
             Some(tx) => {
                 self.register_tx(id, tx, TxRole::Refresh(side));
@@ -147,12 +119,9 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(OwnRefresh { method, guard, .. }) = call.refresh.take() else {
+        let Some(OwnRefresh { method, guard, .. }) = call.refresh_answered(side, msg) else {
             return;
         };
-        if let Some(d) = call.leg_mut(side).dialog.as_mut() {
-            let _ = d.on_response(msg);
-        }
         if let Some(g) = guard {
             self.timers.cancel(g, fx.out);
         }
@@ -188,10 +157,7 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if call.refresh.as_ref().is_none_or(|r| r.tx != tx) {
-            return;
-        }
-        let Some(OwnRefresh { method, guard, .. }) = call.refresh.take() else {
+        let Some(OwnRefresh { method, guard, .. }) = call.take_refresh(tx) else {
             return;
         };
         let peer_update = call.leg(side).peer_update;
@@ -217,12 +183,8 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if let Some(r) = call.relays.iter_mut().find(|r| r.client_tx == tx) {
-            r.guard = None;
-            self.end_call(id, EndCause::Timeout, 200, None, fx);
-        } else if let Some(r) = call.refresh.as_mut().filter(|r| r.tx == tx) {
-            r.guard = None;
-            self.end_call(id, EndCause::RefreshFailed, 200, None, fx);
+        if let Some(cause) = call.invite_guard_fired(tx) {
+            self.end_call(id, cause, 200, None, fx);
         }
     }
 }
