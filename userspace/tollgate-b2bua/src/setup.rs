@@ -2,6 +2,11 @@
 //! callee side (and its re-sends on failover / 422), the callee side's responses
 //! (18x with early media, reliable provisionals, 2xx; errors go to `failover`) and the session
 //! timer negotiation (RFC 4028) done when the call is answered. SDP steps are in `offer`.
+//!
+//! The steps that concern one call only (is a response from the current attempt, an early
+//! answer, the callee's confirmed dialog, the caller's 2xx ending setup, RFC 4028 at answer)
+//! are methods on `Call`, `Setup` and `Leg` at the end of the file; `B2bua` looks the call up,
+//! calls them and sends what they produce.
 
 use std::time::Instant;
 
@@ -12,7 +17,9 @@ use tollgate_sip::{
 };
 
 use crate::b2bua::B2bua;
-use crate::call::{AckPlan, AckWait, CalleeOffer, PrackMap, SessionTimer, TxRole};
+use crate::call::{
+    AckPlan, AckWait, Call, CalleeOffer, Leg, PrackMap, SessionTimer, Setup, TxRole,
+};
 use crate::effects::Effects;
 use crate::headers::{copy_headers, crosses};
 use crate::own_headers;
@@ -165,9 +172,7 @@ impl B2bua {
         };
         self.register_tx(id, tx, TxRole::CalleeInvite);
         if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup_mut()) {
-            s.callee_tx = Some(tx);
-            s.provisional = false;
-            s.early.clear();
+            s.attempt_sent(tx);
         }
         true
     }
@@ -184,17 +189,11 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let current = call.setup().and_then(|s| s.callee_tx) == Some(tx);
-        if !current {
+        if !call.is_current_attempt(tx) {
             // Answered already (or an earlier failover attempt): a 2xx from another fork or
             // a stale attempt is ACKed and BYEd; a retransmitted 2xx of the confirmed dialog
             // is ignored.
-            let callee = call.caller().other();
-            let same = !call.in_setup()
-                && call.leg(callee).dialog.as_ref().is_some_and(|d| {
-                    Some(d.id.remote_tag.as_str()) == msg.to().and_then(|t| t.tag())
-                });
-            if (200..300).contains(&code) && !same {
+            if (200..300).contains(&code) && !call.is_confirmed_callee(&msg) {
                 self.ack_and_bye(tx, &msg, fx.now);
             }
             return;
@@ -289,8 +288,7 @@ impl B2bua {
         if answer.is_some()
             && let (Some(t), Some(b)) = (tag.as_deref(), sdp_body(msg))
         {
-            setup.early_answers.retain(|(x, _)| x != t);
-            setup.early_answers.push((t.to_owned(), b.to_vec()));
+            setup.early_answer(t, b);
         }
         let caller_tx = setup.caller_tx;
         let mut rseq = None;
@@ -298,18 +296,7 @@ impl B2bua {
             && let (Some(tag), Some(callee_rseq), Some(cseq)) =
                 (tag, msg.headers.rseq(), msg.cseq().map(|c| c.seq))
         {
-            let leg = call.leg_mut(caller);
-            leg.rseq = leg.rseq.wrapping_add(1);
-            let our = leg.rseq;
-            if let Some(setup) = call.setup_mut() {
-                setup.map_prack(PrackMap {
-                    our_rseq: our,
-                    callee_tag: tag,
-                    callee_rseq,
-                    callee_cseq: cseq,
-                });
-            }
-            rseq = Some(our);
+            rseq = Some(call.relay_reliably(tag, callee_rseq, cseq));
         }
         let contact = self.contact(caller, caller_transport);
         let Some(req) = self.layer.request(caller_tx) else {
@@ -363,49 +350,16 @@ impl B2bua {
         let Some(setup) = call.setup_mut() else {
             return;
         };
-        // The callee's dialog: confirm its early dialog or create it from the 2xx.
         let tag = msg.to().and_then(|t| t.tag()).unwrap_or("").to_owned();
-        let dialog = match setup.early.iter().position(|d| d.id.remote_tag == tag) {
-            Some(pos) => {
-                let mut d = setup.early.remove(pos);
-                d.on_response(msg).ok().map(|()| d)
-            }
-            None => self
-                .layer
-                .request(tx)
-                .and_then(|req| Dialog::from_uac(req, msg).ok()),
-        };
-        let Some(mut dialog) = dialog else {
+        let Some(dialog) = setup.callee_dialog(&tag, msg, self.layer.request(tx)) else {
             // No usable dialog (e.g. no Contact): nothing can be ACKed or BYEd properly.
             self.end_call(id, EndCause::ProtocolError, 502, None, fx);
             return;
         };
-        dialog.state = DialogState::Confirmed;
-        let offered = setup.offer.body().is_some();
-        let early_exchange = setup.offer == CalleeOffer::EarlyExchange;
-        let early_answer = !setup.early_answers.is_empty();
-        // Forking: this dialog's own early answer, when another fork's is in force.
-        let own_early = setup
-            .early_answers
-            .iter()
-            .find(|(t, _)| *t == tag)
-            .filter(|_| setup.early_answers.last().map(|(t, _)| t) != Some(&tag))
-            .map(|(_, b)| b.clone());
-        {
-            let leg = call.leg_mut(callee);
-            leg.dialog = Some(dialog);
-            leg.peer_update = allows_update(msg);
-            leg.peer_timer = msg.headers.supports("timer");
-            leg.peer_100rel = msg.headers.supports("100rel");
-        }
+        let sdp = setup.answer_sdp(&tag);
+        call.leg_mut(callee).confirm(dialog, msg);
 
         // SDP: the answer to our offer, or (delayed offer) the callee's offer.
-        let sdp = AnswerSdp {
-            offered,
-            early_exchange,
-            early_answer,
-            own_early,
-        };
         let (body, plan) = match self.answer_sdp(id, (caller, callee), msg, sdp, fx.out) {
             Ok(x) => x,
             Err((cause, status)) => {
@@ -419,24 +373,16 @@ impl B2bua {
         }
 
         // Session timers (RFC 4028), then the 2xx to the caller.
-        let timers = self.negotiate_session_timers(id, msg);
+        let min_se = self.cfg.sip.min_se;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        let timers = call.negotiate_session_timers(msg, min_se);
         let caller_transport = call.transport(caller);
         let caller_tag = call.leg(caller).local_tag.clone();
-        let Some(setup) = call.take_setup() else {
+        let Some(setup) = call.answered(fx.now, plan) else {
             return;
         };
-        if let Some(d) = call.leg_mut(caller).dialog.as_mut() {
-            d.state = DialogState::Confirmed;
-        }
-        call.answer = Some(fx.now);
-        call.ack_wait = Some(AckWait {
-            side: caller,
-            tx: setup.caller_tx,
-            plan,
-        });
         let started = call.start;
         let caller_peer_timer = call.leg(caller).peer_timer;
         let contact = self.contact(caller, caller_transport);
@@ -517,14 +463,131 @@ impl B2bua {
             }
         }
     }
+}
+
+impl Setup {
+    /// The INVITE of a new attempt is sent on `tx`: nothing of the previous one's responses
+    /// is kept.
+    fn attempt_sent(&mut self, tx: TxId) {
+        self.callee_tx = Some(tx);
+        self.provisional = false;
+        self.early.clear();
+    }
+
+    /// Records the SDP answer in a provisional of early dialog `tag`: the answer in force.
+    fn early_answer(&mut self, tag: &str, body: &[u8]) {
+        self.early_answers.retain(|(x, _)| x != tag);
+        self.early_answers.push((tag.to_owned(), body.to_vec()));
+    }
+
+    /// The callee's dialog of its 2xx, confirmed: its early dialog (`tag`), or one created
+    /// from the 2xx and our INVITE (`invite`). `None` if it is unusable (e.g. no Contact).
+    fn callee_dialog(
+        &mut self,
+        tag: &str,
+        msg: &Message,
+        invite: Option<&Message>,
+    ) -> Option<Dialog> {
+        let mut dialog = match self.early.iter().position(|d| d.id.remote_tag == tag) {
+            Some(pos) => {
+                let mut d = self.early.remove(pos);
+                d.on_response(msg).ok().map(|()| d)
+            }
+            None => invite.and_then(|req| Dialog::from_uac(req, msg).ok()),
+        }?;
+        dialog.state = DialogState::Confirmed;
+        Some(dialog)
+    }
+
+    /// What the SDP of the 2xx on early dialog `tag` is checked against.
+    fn answer_sdp(&self, tag: &str) -> AnswerSdp {
+        AnswerSdp {
+            offered: self.offer.body().is_some(),
+            early_exchange: self.offer == CalleeOffer::EarlyExchange,
+            early_answer: !self.early_answers.is_empty(),
+            // Forking: this dialog's own early answer, when another fork's is in force.
+            own_early: self
+                .early_answers
+                .iter()
+                .find(|(t, _)| t == tag)
+                .filter(|_| self.early_answers.last().map(|(t, _)| t.as_str()) != Some(tag))
+                .map(|(_, b)| b.clone()),
+        }
+    }
+}
+
+impl Leg {
+    /// The callee's 2xx confirmed `dialog`: the leg has it, and what the peer supports.
+    fn confirm(&mut self, dialog: Dialog, msg: &Message) {
+        self.dialog = Some(dialog);
+        self.peer_update = allows_update(msg);
+        self.peer_timer = msg.headers.supports("timer");
+        self.peer_100rel = msg.headers.supports("100rel");
+    }
+}
+
+impl Call {
+    /// `tx` is the current attempt's INVITE toward the callee side (the call is in setup).
+    fn is_current_attempt(&self, tx: TxId) -> bool {
+        self.setup().and_then(|s| s.callee_tx) == Some(tx)
+    }
+
+    /// `msg` is from the callee's confirmed dialog (a retransmitted 2xx, once answered).
+    fn is_confirmed_callee(&self, msg: &Message) -> bool {
+        let callee = self.caller().other();
+        !self.in_setup()
+            && self
+                .leg(callee)
+                .dialog
+                .as_ref()
+                .is_some_and(|d| Some(d.id.remote_tag.as_str()) == msg.to().and_then(|t| t.tag()))
+    }
+
+    /// A callee's reliable provisional (early dialog `tag`, its RSeq and CSeq) goes to the
+    /// caller reliably: the RSeq it gets on the caller leg, mapped for the caller's PRACK.
+    fn relay_reliably(&mut self, tag: String, callee_rseq: u32, callee_cseq: u32) -> u32 {
+        let caller = self.caller();
+        let leg = self.leg_mut(caller);
+        leg.rseq = leg.rseq.wrapping_add(1);
+        let our = leg.rseq;
+        if let Some(setup) = self.setup_mut() {
+            setup.map_prack(PrackMap {
+                our_rseq: our,
+                callee_tag: tag,
+                callee_rseq,
+                callee_cseq,
+            });
+        }
+        our
+    }
+
+    /// The caller gets its 2xx at `now`: setup is over, the caller's dialog confirmed, and the
+    /// 2xx awaits its ACK (`plan`). The setup state, if the call was in setup.
+    fn answered(&mut self, now: Instant, plan: AckPlan) -> Option<Box<Setup>> {
+        let caller = self.caller();
+        let setup = self.take_setup()?;
+        if let Some(d) = self.leg_mut(caller).dialog.as_mut() {
+            d.state = DialogState::Confirmed;
+        }
+        self.answer = Some(now);
+        self.ack_wait = Some(AckWait {
+            side: caller,
+            tx: setup.caller_tx,
+            plan,
+        });
+        Some(setup)
+    }
 
     /// RFC 4028 at answer time. Callee leg: the interval and refresher of its 2xx (none: we
     /// refresh at the interval we asked). Caller leg: the same interval; the caller refreshes
     /// if it supports timers (or the refresher it asked for), else we do. Returns the caller's
     /// 2xx Session-Expires (interval, refresher).
-    fn negotiate_session_timers(&mut self, id: CallId, resp: &Message) -> Option<(u32, Refresher)> {
-        let min_se = self.cfg.sip.min_se;
-        let call = self.calls.get_mut(&id)?;
+    pub(crate) fn negotiate_session_timers(
+        &mut self,
+        resp: &Message,
+        min_se: u32,
+    ) -> Option<(u32, Refresher)> {
+        let call = self;
         let setup = call.setup()?;
         if setup.se == 0 {
             return None;
