@@ -2,13 +2,19 @@
 //! hold/resume, re-keying, 491 on glare), PRACK (reliable provisionals passed through), INFO,
 //! OPTIONS, MESSAGE and NOTIFY relayed; ACK for 2xx forwarded leg to leg. Session refreshes
 //! Tollgate sends itself are in `session`.
+//!
+//! What concerns the call alone (which dialog a request belongs to, how a BYE ends it, the
+//! relayed copy of a request, the relay or ACK a response or ACK completes, a PRACK's mapping)
+//! is methods on `Call`, `Leg` and `Setup` at the end of the file.
 
 use std::time::Instant;
 
-use tollgate_sip::{HeaderName, Message, Method, Refresher, TxId};
+use tollgate_sip::{DialogError, HeaderName, Message, Method, Refresher, TxId, Via};
 
 use crate::b2bua::B2bua;
-use crate::call::{AckPlan, AckWait, CalleeOffer, OfferState, Relay, TxRole};
+use crate::call::{
+    AckPlan, AckWait, Call, CalleeOffer, Leg, OfferState, PrackMap, Relay, Setup, TxRole,
+};
 use crate::calls::dialog_key;
 use crate::effects::Effects;
 use crate::headers::copy_headers;
@@ -83,21 +89,9 @@ impl B2bua {
             call.leg_mut(side).conn = Some(c);
         }
         self.touched.push(id);
-        let caller = call.caller();
-        let from_tag = msg.from().and_then(|f| f.tag()).unwrap_or("").to_owned();
-        // The dialog the request belongs to: the leg's dialog, or an early dialog of the
-        // callee leg (matched by the callee's tag).
-        let check = {
-            let d = if call.leg(side).dialog.is_some() {
-                call.leg_mut(side).dialog.as_mut()
-            } else {
-                call.setup_mut().and_then(|s| s.early_mut(&from_tag))
-            };
-            let Some(d) = d else {
-                self.refuse_no_such_call(from, &method, fx);
-                return;
-            };
-            d.on_request(&msg)
+        let Some(check) = call.on_request(side, &msg) else {
+            self.refuse_no_such_call(from, &method, fx);
+            return;
         };
         if let Err(e) = check {
             let code = e.response().map_or(400, |(c, _)| c);
@@ -106,16 +100,11 @@ impl B2bua {
         }
         let in_setup = call.in_setup();
         let negotiating = call.negotiating();
+        let bye = call.bye_outcome(side);
         match method {
             Method::Bye => {
                 self.reply(tx, 200, None, now, |_| {});
-                let (cause, status) = if in_setup && side == caller {
-                    (EndCause::Cancelled, 487)
-                } else if in_setup {
-                    (EndCause::Bye(side), 480)
-                } else {
-                    (EndCause::Bye(side), 200)
-                };
+                let (cause, status) = bye;
                 // The hang-up cause (RFC 3326 Reason, e.g. a Q.850 cause from the PSTN) goes on
                 // to the other leg.
                 let reason = msg
@@ -169,34 +158,18 @@ impl B2bua {
         };
         let transport = call.transport(to);
         let target = call.target(&self.transport_flows, to);
-        let session = call
-            .leg(to)
-            .session
-            .as_ref()
-            .map(|s| (s.interval, s.we_refresh));
         let via = self.via(to, transport);
-        let Some(d) = self.calls.get_mut(&id).and_then(|c| c.dialog_mut(to)) else {
+        let pass = &self.cfg.sip.pass_headers;
+        let Some(req) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.relay_request(from, msg, (via, body), pass))
+        else {
             self.reply(server_tx, 500, None, now, |r| {
                 own_headers::retry_after(r, 1);
             });
             return false;
         };
-        let mut req = d.new_request(method.clone(), via);
-        copy_headers(msg, from, &mut req, &self.cfg.sip.pass_headers);
-        if matches!(method, Method::Invite | Method::Update) {
-            own_headers::allow(&mut req);
-            if let Some((interval, we)) = session {
-                own_headers::supported(&mut req, &[own_headers::TIMER]);
-                own_headers::set_session_expires(
-                    &mut req,
-                    interval,
-                    if we { Refresher::Uac } else { Refresher::Uas },
-                );
-            }
-            set_sdp(&mut req, body);
-        } else if !msg.body.is_empty() {
-            req.set_body(msg.headers.content_type().cloned(), msg.body.clone());
-        }
         let Some(client_tx) = self.send_request(to, target, req, now) else {
             if offer == OfferState::FromRequester {
                 self.offer_failed(id);
@@ -273,9 +246,7 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        let map = call
-            .setup()
-            .and_then(|s| s.pracks.iter().find(|p| Some(p.our_rseq) == rseq).cloned());
+        let map = call.setup().and_then(|s| s.prack_map(rseq?));
         let Some(map) = map.filter(|_| from == call.caller()) else {
             self.reply(tx, 481, None, fx.now, |_| {});
             return;
@@ -294,10 +265,8 @@ impl B2bua {
         };
         if answer.is_some() {
             self.finish_offer(id);
-            if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup_mut())
-                && s.offer == CalleeOffer::Delayed
-            {
-                s.offer = CalleeOffer::EarlyExchange;
+            if let Some(s) = self.calls.get_mut(&id).and_then(|c| c.setup_mut()) {
+                s.early_exchanged();
             }
         }
         let Some(call) = self.calls.get(&id) else {
@@ -405,11 +374,7 @@ impl B2bua {
             return;
         };
         let transport = call.transport(requester);
-        let session = call
-            .leg(requester)
-            .session
-            .as_ref()
-            .map(|s| (s.interval, s.we_refresh));
+        let session = call.leg(requester).session_terms();
         let peer_timer = call.leg(requester).peer_timer;
         if method == Method::Invite {
             call.ack_wait = Some(AckWait {
@@ -557,10 +522,9 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(pos) = call.relays.iter().position(|r| r.client_tx == client_tx) else {
+        let Some(r) = call.take_relay(client_tx) else {
             return;
         };
-        let r = call.relays.remove(pos);
         if let Some(g) = r.guard {
             self.timers.cancel(g, fx.out);
         }
@@ -598,11 +562,9 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(w) = call.ack_wait else { return };
-        if w.side != side || tx.is_some_and(|t| t != w.tx) {
+        let Some(w) = call.take_ack_wait(side, tx) else {
             return;
-        }
-        call.ack_wait = None;
+        };
         let other = side.other();
         let (body, broken) = match w.plan {
             AckPlan::Forward => (None, false),
@@ -633,6 +595,105 @@ impl B2bua {
         }
         if broken {
             self.end_call(id, EndCause::MediaNegotiation, 200, None, fx);
+        }
+    }
+}
+
+impl Call {
+    /// A request of this call's dialog on `side` updates it: the leg's dialog, or (callee leg
+    /// in setup) the early dialog of the callee's tag. `None` if there is no such dialog; the
+    /// error is how to answer a request that does not fit it.
+    fn on_request(&mut self, side: Side, msg: &Message) -> Option<Result<(), DialogError>> {
+        let from_tag = msg.from().and_then(|f| f.tag()).unwrap_or("");
+        let d = if self.leg(side).dialog.is_some() {
+            self.leg_mut(side).dialog.as_mut()
+        } else {
+            self.setup_mut().and_then(|s| s.early_mut(from_tag))
+        };
+        Some(d?.on_request(msg))
+    }
+
+    /// How a BYE from `side` ends the call: its cause, and the status a caller still waiting
+    /// for its final response gets.
+    fn bye_outcome(&self, side: Side) -> (EndCause, u16) {
+        let in_setup = self.in_setup();
+        if in_setup && side == self.caller() {
+            (EndCause::Cancelled, 487)
+        } else if in_setup {
+            (EndCause::Bye(side), 480)
+        } else {
+            (EndCause::Bye(side), 200)
+        }
+    }
+
+    /// The copy of `msg` (received on `from`) for the other leg, on that leg's dialog with
+    /// `via` and, for INVITE/UPDATE, `body` (already rewritten) and the leg's session timer;
+    /// `pass`: the extra headers that cross. `None` without a dialog to send it on.
+    fn relay_request(
+        &mut self,
+        from: Side,
+        msg: &Message,
+        (via, body): (Via, Option<Vec<u8>>),
+        pass: &[String],
+    ) -> Option<Message> {
+        let method = msg.method()?.clone();
+        let to = from.other();
+        let session = self.leg(to).session_terms();
+        let d = self.dialog_mut(to)?;
+        let mut req = d.new_request(method.clone(), via);
+        copy_headers(msg, from, &mut req, pass);
+        if matches!(method, Method::Invite | Method::Update) {
+            own_headers::allow(&mut req);
+            if let Some((interval, we)) = session {
+                own_headers::supported(&mut req, &[own_headers::TIMER]);
+                own_headers::set_session_expires(
+                    &mut req,
+                    interval,
+                    if we { Refresher::Uac } else { Refresher::Uas },
+                );
+            }
+            set_sdp(&mut req, body);
+        } else if !msg.body.is_empty() {
+            req.set_body(msg.headers.content_type().cloned(), msg.body.clone());
+        }
+        Some(req)
+    }
+
+    /// The relay whose request went out on `client_tx`, no longer tracked.
+    fn take_relay(&mut self, client_tx: TxId) -> Option<Relay> {
+        let pos = self.relays.iter().position(|r| r.client_tx == client_tx)?;
+        Some(self.relays.remove(pos))
+    }
+
+    /// An ACK arrived on `side` (for server transaction `tx`, if known): the 2xx it
+    /// acknowledges no longer waits, if it is the one waiting.
+    fn take_ack_wait(&mut self, side: Side, tx: Option<TxId>) -> Option<AckWait> {
+        let w = self.ack_wait?;
+        if w.side != side || tx.is_some_and(|t| t != w.tx) {
+            return None;
+        }
+        self.ack_wait = None;
+        Some(w)
+    }
+}
+
+impl Leg {
+    /// The leg's session interval and whether Tollgate refreshes it, once negotiated.
+    pub(crate) fn session_terms(&self) -> Option<(u32, bool)> {
+        self.session.as_ref().map(|s| (s.interval, s.we_refresh))
+    }
+}
+
+impl Setup {
+    /// The reliable provisional relayed to the caller with RSeq `rseq` (named in its PRACK).
+    fn prack_map(&self, rseq: u32) -> Option<PrackMap> {
+        self.pracks.iter().find(|p| p.our_rseq == rseq).cloned()
+    }
+
+    /// The caller's PRACK answered the callee's delayed offer: the 2xx brings no new SDP.
+    fn early_exchanged(&mut self) {
+        if self.offer == CalleeOffer::Delayed {
+            self.offer = CalleeOffer::EarlyExchange;
         }
     }
 }
