@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 use tollgate_sip::transaction::State as TxState;
-use tollgate_sip::{Dialog, Message, Method, TxId};
+use tollgate_sip::{Dialog, Message, Method, TxId, Via};
 
 use crate::b2bua::B2bua;
 use crate::call::{Call, Setup};
@@ -102,7 +102,7 @@ impl B2bua {
             status: final_status,
         });
         fx.out
-            .push(Output::Cdr(cdr(id, *call, cause, final_status, fx.now)));
+            .push(Output::Cdr(call.into_cdr(id, cause, final_status, fx.now)));
     }
 
     /// A call ends in setup: the waiting caller gets a final error, the callee-side INVITE is
@@ -168,14 +168,9 @@ impl B2bua {
             let t = call.transport(side);
             let target = call.target(&self.transport_flows, side);
             let via = self.via(side, t);
-            let Some(d) = call.leg_mut(side).dialog.as_mut() else {
-                continue;
-            };
-            let mut bye = d.new_request(Method::Bye, via);
-            if let Some(v) = end.reason {
-                own_headers::reason(&mut bye, v);
+            if let Some(bye) = call.bye(side, via, end.reason) {
+                let _ = self.send_request(side, target, bye, fx.now);
             }
-            let _ = self.send_request(side, target, bye, fx.now);
         }
     }
 
@@ -203,10 +198,8 @@ impl B2bua {
                 self.timers.cancel(g, fx.out);
             }
         }
-        for leg in &mut call.legs {
-            if let Some(t) = leg.session.as_mut().and_then(|s| s.timer.take()) {
-                self.timers.cancel(t, fx.out);
-            }
+        for t in call.take_session_timers() {
+            self.timers.cancel(t, fx.out);
         }
         for f in std::mem::take(&mut call.flows) {
             fx.out.push(Output::RemoveMedia {
@@ -303,28 +296,49 @@ impl B2bua {
     }
 }
 
-/// The CDR of an ended call.
-fn cdr(id: CallId, mut call: Call, cause: EndCause, status: u16, end: Instant) -> Cdr {
-    let ext_call_id = call.leg(Side::Ext).call_id.clone();
-    let int_call_id = call.leg(Side::Int).call_id.clone();
-    let n = std::mem::take(&mut call.numbers);
-    Cdr {
-        call: id,
-        direction: call.direction,
-        trunk: call.trunk.take(),
-        calling_received: n.calling_received,
-        calling_sent: n.calling_sent,
-        called_received: n.called_received,
-        called_sent: n.called_sent,
-        ext_call_id,
-        int_call_id,
-        start: call.start,
-        answer: call.answer,
-        end,
-        cause,
-        status,
-        flows: call.flow_ids,
-        note: call.note.take(),
-        restarts: call.restarts,
+impl Call {
+    /// A BYE on `side`'s confirmed dialog, with `reason` (RFC 3326) if given.
+    fn bye(&mut self, side: Side, via: Via, reason: Option<&str>) -> Option<Message> {
+        let d = self.leg_mut(side).dialog.as_mut()?;
+        let mut bye = d.new_request(Method::Bye, via);
+        if let Some(v) = reason {
+            own_headers::reason(&mut bye, v);
+        }
+        Some(bye)
+    }
+
+    /// The legs' armed session timers, no longer armed as far as the call knows.
+    fn take_session_timers(&mut self) -> Vec<TimerId> {
+        self.legs
+            .iter_mut()
+            .filter_map(|l| l.session.as_mut().and_then(|s| s.timer.take()))
+            .collect()
+    }
+
+    /// The CDR of the call, ended at `end` with `cause` and the caller's final `status`.
+    fn into_cdr(self: Box<Call>, id: CallId, cause: EndCause, status: u16, end: Instant) -> Cdr {
+        let mut call = *self;
+        let ext_call_id = call.leg(Side::Ext).call_id.clone();
+        let int_call_id = call.leg(Side::Int).call_id.clone();
+        let n = std::mem::take(&mut call.numbers);
+        Cdr {
+            call: id,
+            direction: call.direction,
+            trunk: call.trunk.take(),
+            calling_received: n.calling_received,
+            calling_sent: n.calling_sent,
+            called_received: n.called_received,
+            called_sent: n.called_sent,
+            ext_call_id,
+            int_call_id,
+            start: call.start,
+            answer: call.answer,
+            end,
+            cause,
+            status,
+            flows: call.flow_ids,
+            note: call.note.take(),
+            restarts: call.restarts,
+        }
     }
 }
