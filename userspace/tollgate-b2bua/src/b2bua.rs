@@ -660,7 +660,7 @@ impl B2bua {
             return;
         }
         if self.orphans.contains(tx) {
-            self.orphan_response(tx, &msg, fx.now);
+            self.orphan_response(tx, &msg, fx);
         }
     }
 

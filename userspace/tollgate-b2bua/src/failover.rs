@@ -44,7 +44,7 @@ impl B2bua {
             setup.se = setup.se.max(m.delta);
             setup.min_se = setup.min_se.max(m.delta);
             setup.next_attempt();
-            if self.send_callee_invite(id, fx.now) {
+            if self.send_callee_invite(id, fx) {
                 return;
             }
         }
@@ -186,7 +186,7 @@ impl B2bua {
                 to,
                 status,
             }));
-            if self.send_callee_invite(id, fx.now) {
+            if self.send_callee_invite(id, fx) {
                 return true;
             }
         }

@@ -7,8 +7,6 @@
 //! relayed copy of a request, the relay or ACK a response or ACK completes, a PRACK's mapping)
 //! is methods on `Call`, `Leg` and `Setup` at the end of the file.
 
-use std::time::Instant;
-
 use tollgate_sip::{DialogError, HeaderName, Message, Method, Refresher, TxId, Via};
 
 use crate::b2bua::B2bua;
@@ -331,7 +329,7 @@ impl B2bua {
         };
         let responder = requester.other();
         if code < 200 {
-            self.relay_provisional(id, (responder, server_tx), code, &msg, fx.now);
+            self.relay_provisional(id, (responder, server_tx), code, &msg, fx);
             return;
         }
         let removed = call.relays.remove(pos);
@@ -424,7 +422,7 @@ impl B2bua {
         (responder, server_tx): (Side, TxId),
         code: u16,
         msg: &Message,
-        now: Instant,
+        fx: &mut Effects<'_>,
     ) {
         let Some(call) = self.calls.get(&id) else {
             return;
@@ -443,13 +441,13 @@ impl B2bua {
                 .and_then(|c| c.dialog_mut(responder))
                 .and_then(|d| d.prack(msg, via))
             {
-                let _ = self.send_request(responder, target, p, now);
+                let _ = self.send_request(responder, target, p, fx.now);
             }
         }
         if let Some(req) = self.layer.request(server_tx) {
             let mut resp = Message::response_to(req, code, msg.reason(), None);
             copy_headers(msg, responder, &mut resp, &self.cfg.sip.pass_headers);
-            let _ = self.layer.send_response(server_tx, resp, now);
+            let _ = self.layer.send_response(server_tx, resp, fx.now);
         }
     }
 

@@ -531,7 +531,7 @@ impl B2bua {
             direction,
             trunk: Some(trunk),
         });
-        if !self.send_callee_invite(id, now) {
+        if !self.send_callee_invite(id, fx) {
             self.end_call(id, EndCause::TransportError, 503, None, fx);
         }
         Ok(())

@@ -81,7 +81,7 @@ struct AnswerSdp {
 
 impl B2bua {
     /// Sends (or re-sends, on failover / 422) the INVITE toward the callee side.
-    pub(crate) fn send_callee_invite(&mut self, id: CallId, now: Instant) -> bool {
+    pub(crate) fn send_callee_invite(&mut self, id: CallId, fx: &mut Effects<'_>) -> bool {
         let Some(call) = self.calls.get(&id) else {
             return false;
         };
@@ -167,7 +167,7 @@ impl B2bua {
             own_headers::min_se(&mut req, min_se);
         }
         set_sdp(&mut req, offer);
-        let Some(tx) = self.send_request(callee, target, req, now) else {
+        let Some(tx) = self.send_request(callee, target, req, fx.now) else {
             return false;
         };
         self.register_tx(id, tx, TxRole::CalleeInvite);
@@ -194,7 +194,7 @@ impl B2bua {
             // a stale attempt is ACKed and BYEd; a retransmitted 2xx of the confirmed dialog
             // is ignored.
             if (200..300).contains(&code) && !call.is_confirmed_callee(&msg) {
-                self.ack_and_bye(tx, &msg, fx.now);
+                self.ack_and_bye(tx, &msg, fx);
             }
             return;
         }
@@ -262,7 +262,7 @@ impl B2bua {
         let relay_reliably = reliable && passthrough_cfg && call.leg(caller).peer_100rel;
         let tag = msg.to().and_then(|t| t.tag()).map(str::to_owned);
         if reliable && !relay_reliably {
-            self.prack_callee(id, (callee, via_transport), tag.as_deref(), msg, fx.now);
+            self.prack_callee(id, (callee, via_transport), tag.as_deref(), msg, fx);
         }
         // Early media: an answer in the provisional response.
         let answer = if tracked {
@@ -322,7 +322,7 @@ impl B2bua {
         (callee, transport): (Side, Transport),
         tag: Option<&str>,
         msg: &Message,
-        now: Instant,
+        fx: &mut Effects<'_>,
     ) {
         let Some(call) = self.calls.get(&id) else {
             return;
@@ -336,7 +336,7 @@ impl B2bua {
             .and_then(|s| s.early_mut(tag?))
             .and_then(|d| d.prack(msg, via));
         if let Some(p) = prack {
-            let _ = self.send_request(callee, target, p, now);
+            let _ = self.send_request(callee, target, p, fx.now);
         }
     }
 
@@ -363,7 +363,7 @@ impl B2bua {
         let (body, plan) = match self.answer_sdp(id, (caller, callee), msg, sdp, fx.out) {
             Ok(x) => x,
             Err((cause, status)) => {
-                self.ack_and_bye(tx, msg, fx.now);
+                self.ack_and_bye(tx, msg, fx);
                 self.end_call(id, cause, status, None, fx);
                 return;
             }

@@ -258,21 +258,21 @@ impl B2bua {
         );
     }
 
-    pub(crate) fn orphan_response(&mut self, tx: TxId, msg: &Message, now: Instant) {
+    pub(crate) fn orphan_response(&mut self, tx: TxId, msg: &Message, fx: &mut Effects<'_>) {
         let Some(code) = msg.status() else { return };
         if (101..200).contains(&code) {
             let send = self.orphans.cancel_owed(tx);
             if let Some(reason) = send {
-                self.send_cancel(tx, reason.as_deref(), now);
+                self.send_cancel(tx, reason.as_deref(), fx.now);
             }
         } else if (200..300).contains(&code) {
-            self.ack_and_bye(tx, msg, now);
+            self.ack_and_bye(tx, msg, fx);
         }
     }
 
     /// A 2xx to an INVITE we no longer want (CANCEL/200 race, a second fork): ACK it and BYE
     /// the dialog it created (RFC 3261 §15, §13.2.2.4).
-    pub(crate) fn ack_and_bye(&mut self, tx: TxId, resp: &Message, now: Instant) {
+    pub(crate) fn ack_and_bye(&mut self, tx: TxId, resp: &Message, fx: &mut Effects<'_>) {
         let (Some(req), Some(flow)) = (self.layer.request(tx), self.layer.flow(tx)) else {
             return;
         };
@@ -292,7 +292,7 @@ impl B2bua {
         }
         let via = self.via(info.side, transport);
         let bye = d.new_request(Method::Bye, via);
-        let _ = self.layer.send_request(bye, flow, now);
+        let _ = self.layer.send_request(bye, flow, fx.now);
     }
 }
 
