@@ -61,7 +61,7 @@ pub struct B2bua {
     pub(crate) rewrite: RewriteConfig,
     pub(crate) layer: TransactionLayer,
     /// Every branch we generate starts with this (loop detection).
-    pub(crate) branch_prefix: String,
+    branch_prefix: String,
     pub(crate) next_flow: u64,
     /// The calls in progress and their dialog and transaction indexes.
     pub(crate) calls: CallTable,
@@ -74,13 +74,13 @@ pub struct B2bua {
     /// Trunk states and their keepalives.
     pub(crate) trunks: Trunks,
     pub(crate) admission: Admission,
-    pub(crate) draining: bool,
+    draining: bool,
     /// Whether stable calls are emitted for the call-state store ([`B2bua::enable_store`]).
-    pub(crate) store: bool,
+    store: bool,
     /// Calls an input reached this time: checked for a new stable state at its end.
-    pub(crate) touched: Vec<CallId>,
+    touched: Vec<CallId>,
     /// Reference point between `Instant`s and wall-clock time (records keep wall time).
-    pub(crate) wall: Option<WallClock>,
+    wall: Option<WallClock>,
 }
 
 impl std::fmt::Debug for B2bua {
@@ -703,6 +703,22 @@ impl B2bua {
         if no_ack {
             self.end_call(call, EndCause::NoAck, 200, None, fx);
         }
+    }
+
+    /// Marks call `id` as reached by this input: its record is checked for a new stable state
+    /// at the input's end.
+    pub(crate) fn touch(&mut self, id: CallId) {
+        self.touched.push(id);
+    }
+
+    /// Draining: new calls are refused.
+    pub(crate) fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// The prefix of every branch Tollgate generates (loop detection).
+    pub(crate) fn branch_prefix(&self) -> &str {
+        &self.branch_prefix
     }
 
     /// Registers a transaction for a call.

@@ -78,15 +78,21 @@ impl B2bua {
             msg.to().and_then(|t| t.tag()).unwrap_or(""),
         );
         // A dialog index entry without its call is treated like no dialog at all.
-        let found = self.calls.by_dialog(&key);
-        let Some((id, call)) = found.and_then(|id| self.calls.get_mut(&id).map(|c| (id, c))) else {
+        let Some(id) = self
+            .calls
+            .by_dialog(&key)
+            .filter(|id| self.calls.contains_key(id))
+        else {
             self.refuse_no_such_call(from, &method, fx);
+            return;
+        };
+        self.touch(id);
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         if let Some(c) = conn {
             call.leg_mut(side).conn = Some(c);
         }
-        self.touched.push(id);
         let Some(check) = call.on_request(side, &msg) else {
             self.refuse_no_such_call(from, &method, fx);
             return;
@@ -556,7 +562,7 @@ impl B2bua {
                 self.calls.by_dialog(&key)
             });
         let Some(id) = id else { return };
-        self.touched.push(id);
+        self.touch(id);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };

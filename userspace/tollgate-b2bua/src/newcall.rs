@@ -166,7 +166,7 @@ impl B2bua {
     /// Step 1: whether the core takes a call now, its numbers, and where it goes (admission
     /// checked here, before anything is allocated).
     fn route(&mut self, req: &Received, now: Instant) -> Result<Routed, CallRefusal> {
-        if self.draining {
+        if self.draining() {
             return Err(CallRefusal::plain(503, RefuseReason::Draining));
         }
         if self.calls.len() >= self.cfg.sip.max_calls {

@@ -579,7 +579,7 @@ impl B2bua {
         for s in sessions {
             self.arm_session(id, s, None, fx);
         }
-        self.touched.push(id);
+        self.touch(id);
         Ok(())
     }
 }

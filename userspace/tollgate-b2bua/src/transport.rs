@@ -132,7 +132,7 @@ impl B2bua {
     }
 
     pub(crate) fn new_branch(&mut self) -> String {
-        let mut b = self.branch_prefix.clone();
+        let mut b = self.branch_prefix().to_owned();
         let r = self.random_hex(8);
         b.push_str(&r);
         b
