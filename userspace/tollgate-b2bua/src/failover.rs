@@ -12,8 +12,8 @@ use std::sync::Arc;
 use tollgate_sip::{Message, TxId};
 
 use crate::b2bua::{B2bua, Failure, map_status};
-use crate::call::Attempt;
-use crate::config::normalize;
+use crate::call::{Attempt, Call, Setup};
+use crate::config::{Trunk, normalize};
 use crate::effects::Effects;
 use crate::headers::copy_headers;
 use crate::types::{CallEvent, CallId, EndCause, Output, Target, Transport};
@@ -36,17 +36,11 @@ impl B2bua {
         };
         // RFC 4028 §7.4: 422 names the Min-SE to retry with (once).
         if code == 422
-            && setup.se > 0
-            && !setup.retried_422
             && let Some(m) = msg.headers.min_se()
+            && setup.retry_422(m.delta)
+            && self.send_callee_invite(id, fx)
         {
-            setup.retried_422 = true;
-            setup.se = setup.se.max(m.delta);
-            setup.min_se = setup.min_se.max(m.delta);
-            setup.next_attempt();
-            if self.send_callee_invite(id, fx) {
-                return;
-            }
+            return;
         }
         if matches!(code, 503 | 408) && self.try_failover(id, code, fx) {
             return;
@@ -117,11 +111,7 @@ impl B2bua {
 
     /// The address the call's callee-side INVITE goes to.
     fn callee_addr(&self, id: CallId) -> Option<SocketAddr> {
-        let call = self.calls.get(&id)?;
-        match call.leg(call.caller().other()).fallback {
-            Target::Addr { addr, .. } => Some(addr),
-            Target::Conn(_) => None,
-        }
+        self.calls.get(&id)?.callee_addr()
     }
 
     /// Failover after the callee side failed with `status`: the same INVITE (same offer and
@@ -158,16 +148,10 @@ impl B2bua {
                 continue;
             }
             setup.next_attempt();
-            let callee = call.caller().other();
-            let previous = call.leg_mut(callee).fallback;
-            call.leg_mut(callee).fallback = Target::Addr { addr, transport };
+            let previous = call.redirect_callee(Target::Addr { addr, transport });
             let (from, to) = match trunk {
                 Some(t) => {
-                    let n = &mut call.numbers;
-                    n.called_sent = normalize(&t.outbound, &n.called_received);
-                    n.calling_sent = normalize(&t.outbound, &n.calling_received);
-                    call.learn_ns = u64::try_from(t.nat_learn.as_nanos()).unwrap_or(u64::MAX);
-                    let from = call.trunk.replace(t.name.clone()).unwrap_or_default();
+                    let from = call.switch_trunk(t);
                     self.admission.move_call(&from, &t.name);
                     (from, t.name.clone())
                 }
@@ -190,5 +174,46 @@ impl B2bua {
                 return true;
             }
         }
+    }
+}
+
+impl Setup {
+    /// RFC 4028 §7.4: a 422 names the Min-SE (`min_se`) to retry with, once. Whether to
+    /// retry: the next attempt asks that interval.
+    fn retry_422(&mut self, min_se: u32) -> bool {
+        if self.se == 0 || self.retried_422 {
+            return false;
+        }
+        self.retried_422 = true;
+        self.se = self.se.max(min_se);
+        self.min_se = self.min_se.max(min_se);
+        self.next_attempt();
+        true
+    }
+}
+
+impl Call {
+    /// The address the call's callee-side INVITE goes to.
+    fn callee_addr(&self) -> Option<SocketAddr> {
+        match self.leg(self.caller().other()).fallback {
+            Target::Addr { addr, .. } => Some(addr),
+            Target::Conn(_) => None,
+        }
+    }
+
+    /// The callee side is tried at `target` from now on: where it was tried before.
+    fn redirect_callee(&mut self, target: Target) -> Target {
+        let callee = self.caller().other();
+        std::mem::replace(&mut self.leg_mut(callee).fallback, target)
+    }
+
+    /// An outbound call moves to trunk `t`: its numbers as that trunk wants them, its NAT
+    /// learning window. The trunk it was on (empty if none).
+    fn switch_trunk(&mut self, t: &Trunk) -> String {
+        let n = &mut self.numbers;
+        n.called_sent = normalize(&t.outbound, &n.called_received);
+        n.calling_sent = normalize(&t.outbound, &n.calling_received);
+        self.learn_ns = u64::try_from(t.nat_learn.as_nanos()).unwrap_or(u64::MAX);
+        self.trunk.replace(t.name.clone()).unwrap_or_default()
     }
 }
