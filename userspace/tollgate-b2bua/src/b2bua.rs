@@ -224,12 +224,11 @@ impl B2bua {
                 side,
                 pos,
             } => {
-                if let Some(f) = self
+                if self
                     .calls
                     .get_mut(&call)
-                    .and_then(|c| c.flows.iter_mut().find(|f| f.spec.id == flow))
+                    .is_some_and(|c| c.srtp_position(flow, side, pos))
                 {
-                    f.srtp[side.index()] = Some(pos);
                     self.touched.push(call);
                 }
             }
@@ -258,11 +257,7 @@ impl B2bua {
             let Ok(bytes) = serde_json::to_vec(&rec) else {
                 continue;
             };
-            let mut h = rustc_hash::FxHasher::default();
-            std::hash::Hasher::write(&mut h, &bytes);
-            let h = std::hash::Hasher::finish(&h);
-            if call.stored != Some(h) {
-                call.stored = Some(h);
+            if call.newly_stored(&bytes) {
                 fx.out.push(Output::StoreCall {
                     call: id,
                     record: bytes,
@@ -620,10 +615,7 @@ impl B2bua {
             .request(tx)
             .and_then(|r| r.headers.get_value(&HeaderName::Reason))
             .map(str::to_owned);
-        let tag = role.and_then(|(call, _)| {
-            let c = self.calls.get(&call)?;
-            Some(c.leg(c.caller()).local_tag.clone())
-        });
+        let tag = role.and_then(|(call, _)| Some(self.calls.get(&call)?.caller_tag().to_owned()));
         self.reply(tx, 200, tag.as_deref(), fx.now, |_| {});
         match role {
             Some((call, TxRole::CallerInvite)) => {

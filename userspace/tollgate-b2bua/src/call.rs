@@ -570,4 +570,32 @@ impl Call {
             .find(|r| r.server_tx == server_tx)
             .map(|r| r.client_tx)
     }
+
+    /// Our tag on the caller leg.
+    pub(crate) fn caller_tag(&self) -> &str {
+        &self.leg(self.caller()).local_tag
+    }
+
+    /// The data plane reports where flow `flow`'s SRTP stream arriving on `side` stands.
+    /// False if the call has no such flow.
+    pub(crate) fn srtp_position(&mut self, flow: u64, side: Side, pos: SrtpPosition) -> bool {
+        let Some(f) = self.flows.iter_mut().find(|f| f.spec.id == flow) else {
+            return false;
+        };
+        f.srtp[side.index()] = Some(pos);
+        true
+    }
+
+    /// The call's stored record is now `bytes`: whether it differs from the one last emitted
+    /// for the store (then it is remembered as emitted).
+    pub(crate) fn newly_stored(&mut self, bytes: &[u8]) -> bool {
+        let mut h = rustc_hash::FxHasher::default();
+        std::hash::Hasher::write(&mut h, bytes);
+        let h = std::hash::Hasher::finish(&h);
+        if self.stored == Some(h) {
+            return false;
+        }
+        self.stored = Some(h);
+        true
+    }
 }
