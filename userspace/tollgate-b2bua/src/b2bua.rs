@@ -202,7 +202,7 @@ impl B2bua {
                 conn,
                 peer,
                 error,
-            } => self.on_invalid(side, conn, peer, &error, fx.out),
+            } => self.on_invalid(side, conn, peer, &error, fx),
             Input::Timer(id) => self.on_timer(id, fx),
             Input::ConnectFailed { side, addr } => self.on_connect_failed(side, addr),
             Input::ConnClosed { side, conn } => self.on_conn_closed(side, conn),
@@ -450,12 +450,12 @@ impl B2bua {
         conn: ConnId,
         peer: SocketAddr,
         error: &tollgate_sip::ParseError,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) {
         let tag = self.new_tag();
         let resp = error.error_response(&tag);
         let status = resp.as_ref().and_then(Message::status).unwrap_or(0);
-        out.push(Output::Event(CallEvent::Refused {
+        fx.out.push(Output::Event(CallEvent::Refused {
             side,
             peer,
             method: String::new(),
@@ -463,7 +463,7 @@ impl B2bua {
             status,
         }));
         if let Some(resp) = resp {
-            out.push(Output::Send {
+            fx.out.push(Output::Send {
                 side,
                 target: Target::Conn(conn),
                 msg: resp,

@@ -20,7 +20,7 @@ use crate::newcall::Received;
 use crate::own_headers;
 use crate::setup::{sdp_body, set_sdp};
 use crate::timers::{TimerPurpose, later};
-use crate::types::{CallId, EndCause, Output, Side};
+use crate::types::{CallId, EndCause, Side};
 
 /// Why the other leg's 2xx to a relayed offer/answer could not be used.
 #[derive(Debug, Clone, Copy)]
@@ -257,7 +257,7 @@ impl B2bua {
         };
         let to = from.other();
         // The answer to the callee's offer (only taken when that offer is pending).
-        let answer = match self.take_answer(id, from, msg, fx.out) {
+        let answer = match self.take_answer(id, from, msg, fx) {
             Ok(a) => a,
             Err(()) => {
                 self.reply(tx, 488, None, fx.now, |r| {
@@ -366,7 +366,7 @@ impl B2bua {
             let _ = d.on_response(&msg);
         }
         let ack = method == Method::Invite;
-        let outcome = self.relayed_sdp(id, responder, (offer, ack), &msg, fx.out);
+        let outcome = self.relayed_sdp(id, responder, (offer, ack), &msg, fx);
         let (body, plan) = match outcome {
             Ok(x) => x,
             Err((ack, broken)) => {
@@ -466,10 +466,10 @@ impl B2bua {
         responder: Side,
         (offer, ack): (OfferState, bool),
         msg: &Message,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) -> RelayedSdp {
         match offer {
-            OfferState::FromRequester => match self.take_answer(id, responder, msg, out) {
+            OfferState::FromRequester => match self.take_answer(id, responder, msg, fx) {
                 Ok(Some(b)) => {
                     self.finish_offer(id);
                     Ok((Some(b), AckPlan::Forward))
@@ -572,7 +572,7 @@ impl B2bua {
         let other = side.other();
         let (body, broken) = match w.plan {
             AckPlan::Forward => (None, false),
-            AckPlan::Answer => match self.take_answer(id, side, &msg, fx.out) {
+            AckPlan::Answer => match self.take_answer(id, side, &msg, fx) {
                 Ok(Some(b)) => {
                     self.finish_offer(id);
                     (Some(b), false)

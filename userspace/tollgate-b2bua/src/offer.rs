@@ -8,10 +8,11 @@ use tollgate_sdp::{MediaSession, Sdp};
 use tollgate_sip::Message;
 
 use crate::b2bua::B2bua;
-use crate::call::CalleeOffer;
+use crate::call::{Call, CalleeOffer};
+use crate::effects::Effects;
 use crate::media::sync_flows;
 use crate::setup::sdp_body;
-use crate::types::{CallId, Output, Side};
+use crate::types::{CallId, Side};
 
 impl B2bua {
     /// The callee's offer in a provisional, for a delayed-offer call whose offer/answer has not
@@ -23,13 +24,7 @@ impl B2bua {
         msg: &Message,
     ) -> Option<Vec<u8>> {
         let body = sdp_body(msg)?;
-        let call = self.calls.get(&id)?;
-        let setup = call.setup()?;
-        let idle = call
-            .media
-            .as_ref()
-            .is_some_and(|m| m.pending_offerer().is_none() && m.last_sent(callee).is_none());
-        if setup.offer != CalleeOffer::Delayed || !idle {
+        if !self.calls.get(&id)?.awaits_early_offer(callee) {
             return None;
         }
         let body = body.to_vec();
@@ -44,10 +39,10 @@ impl B2bua {
         id: CallId,
         from: Side,
         msg: &Message,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) -> Result<Option<Vec<u8>>, ()> {
         match sdp_body(msg) {
-            Some(body) => self.take_answer_sdp(id, from, body, out),
+            Some(body) => self.take_answer_sdp(id, from, body, fx),
             None => Ok(None),
         }
     }
@@ -58,7 +53,7 @@ impl B2bua {
         id: CallId,
         from: Side,
         body: &[u8],
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) -> Result<Option<Vec<u8>>, ()> {
         let Some(call) = self.calls.get_mut(&id) else {
             return Ok(None);
@@ -84,7 +79,7 @@ impl B2bua {
             &ans.plan,
             call.learn_ns,
             &mut self.next_flow,
-            out,
+            fx.out,
         );
         Ok(Some(ans.sdp.to_bytes()))
     }
@@ -130,6 +125,20 @@ impl B2bua {
                 self.pools.release(&r);
             }
         }
+    }
+}
+
+impl Call {
+    /// A delayed-offer call in setup whose offer/answer has not started: the callee's offer
+    /// may come in a provisional.
+    fn awaits_early_offer(&self, callee: Side) -> bool {
+        let idle = self
+            .media
+            .as_ref()
+            .is_some_and(|m| m.pending_offerer().is_none() && m.last_sent(callee).is_none());
+        self.setup()
+            .is_some_and(|s| s.offer == CalleeOffer::Delayed)
+            && idle
     }
 }
 

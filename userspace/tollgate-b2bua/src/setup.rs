@@ -266,7 +266,7 @@ impl B2bua {
         }
         // Early media: an answer in the provisional response.
         let answer = if tracked {
-            self.take_answer(id, callee, msg, fx.out).ok().flatten()
+            self.take_answer(id, callee, msg, fx).ok().flatten()
         } else {
             None
         };
@@ -360,7 +360,7 @@ impl B2bua {
         call.leg_mut(callee).confirm(dialog, msg);
 
         // SDP: the answer to our offer, or (delayed offer) the callee's offer.
-        let (body, plan) = match self.answer_sdp(id, (caller, callee), msg, sdp, fx.out) {
+        let (body, plan) = match self.answer_sdp(id, (caller, callee), msg, sdp, fx) {
             Ok(x) => x,
             Err((cause, status)) => {
                 self.ack_and_bye(tx, msg, fx);
@@ -424,16 +424,16 @@ impl B2bua {
         (caller, callee): (Side, Side),
         msg: &Message,
         sdp: AnswerSdp,
-        out: &mut Vec<Output>,
+        fx: &mut Effects<'_>,
     ) -> Result<(Option<Vec<u8>>, AckPlan), Unusable> {
         if sdp.offered {
-            match self.take_answer(id, callee, msg, out) {
+            match self.take_answer(id, callee, msg, fx) {
                 Ok(Some(b)) => Ok((Some(b), AckPlan::Forward)),
                 Ok(None) if sdp.own_early.is_some() => {
                     // The 2xx confirms a fork whose early answer was superseded by another
                     // fork's: its own answer goes back in force.
                     let body = sdp.own_early.unwrap_or_default();
-                    match self.take_answer_sdp(id, callee, &body, out) {
+                    match self.take_answer_sdp(id, callee, &body, fx) {
                         Ok(Some(b)) => Ok((Some(b), AckPlan::Forward)),
                         _ => Err((EndCause::MediaNegotiation, 488)),
                     }
