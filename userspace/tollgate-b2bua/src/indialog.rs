@@ -378,8 +378,6 @@ impl B2bua {
             return;
         };
         let transport = call.transport(requester);
-        let session = call.leg(requester).session_terms();
-        let peer_timer = call.leg(requester).peer_timer;
         if method == Method::Invite {
             call.ack_wait = Some(AckWait {
                 side: requester,
@@ -388,24 +386,16 @@ impl B2bua {
             });
         }
         let contact = self.contact(requester, transport);
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
         if let Some(req) = self.layer.request(server_tx) {
             let mut resp = Message::response_to(req, code, msg.reason(), None);
             copy_headers(&msg, responder, &mut resp, &self.cfg.sip.pass_headers);
             if session_method {
                 resp.headers.set_contact(contact);
                 own_headers::allow(&mut resp);
-                if let Some((interval, we)) = session {
-                    own_headers::supported(&mut resp, &[own_headers::TIMER]);
-                    if peer_timer {
-                        own_headers::require(&mut resp, own_headers::TIMER);
-                    }
-                    // The requester is the UAC of this transaction.
-                    own_headers::set_session_expires(
-                        &mut resp,
-                        interval,
-                        if we { Refresher::Uas } else { Refresher::Uac },
-                    );
-                }
+                call.leg(requester).answer_session(&mut resp);
                 set_sdp(&mut resp, body);
             } else if !msg.body.is_empty() {
                 resp.set_body(msg.headers.content_type().cloned(), msg.body.clone());
@@ -685,6 +675,23 @@ impl Leg {
     /// The leg's session interval and whether Tollgate refreshes it, once negotiated.
     pub(crate) fn session_terms(&self) -> Option<(u32, bool)> {
         self.session.as_ref().map(|s| (s.interval, s.we_refresh))
+    }
+
+    /// A 2xx to this leg's re-INVITE/UPDATE states the leg's session timer (the peer is the
+    /// UAC of the transaction): Supported, Require when the peer supports timers, and
+    /// Session-Expires with the refresher.
+    fn answer_session(&self, resp: &mut Message) {
+        if let Some((interval, we)) = self.session_terms() {
+            own_headers::supported(resp, &[own_headers::TIMER]);
+            if self.peer_timer {
+                own_headers::require(resp, own_headers::TIMER);
+            }
+            own_headers::set_session_expires(
+                resp,
+                interval,
+                if we { Refresher::Uas } else { Refresher::Uac },
+            );
+        }
     }
 }
 
