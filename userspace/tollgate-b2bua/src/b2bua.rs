@@ -5,7 +5,9 @@
 //! transaction exists, persistence and reloads. The state it holds has homes of its own:
 //! `calls.rs` (call table), `timers.rs`, `trunks.rs` (keepalives), `transport.rs` (flows).
 //! A new call is `newcall.rs`, call setup `setup.rs`, in-dialog handling `indialog.rs`,
-//! teardown `teardown.rs`.
+//! teardown `teardown.rs`. Handlers take one `Effects` context (the input's time and the
+//! outputs it appends); what concerns one call only is methods on `Call` (`call.rs`), which
+//! the handlers look up and call.
 //!
 //! Teardown is immediate: when a call ends (BYE, CANCEL, error, timer) its BYE/CANCEL/final
 //! responses are sent, its flows removed, its ports freed and its CDR written in the same

@@ -1,5 +1,10 @@
 //! Per-call state: the two legs (one SIP dialog each), the SDP session, installed flows, the
 //! setup phase, in-dialog relays and session timers.
+//!
+//! The methods here concern one call only and need no other core state: its phase, legs and
+//! dialogs, session-timer arithmetic and its own refresh, relay and ACK bookkeeping, the
+//! store hash. Steps of one handler live beside it (`impl Call` at the end of `setup.rs`,
+//! `indialog.rs`, `failover.rs`, `teardown.rs`, `offer.rs`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
