@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Scratch, assert_cdrs, bin};
+use common::{Scratch, assert_calls_intact, assert_cdrs, bin};
 use tollgate_netlab::ha::{HaSpec, KeepalivedConfig, Service};
 use tollgate_netlab::require_root;
 use tollgate_simua::failover::{self, Node, percentile};
@@ -120,26 +120,6 @@ fn warnings(log: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Every call worked with authenticated audio both ways until its end.
-fn assert_calls_intact(report: &Report, plan: &Plan, expected: usize) {
-    assert_eq!(
-        report.ok(),
-        expected,
-        "every call carried on with intact, authenticated audio both ways"
-    );
-    for c in &report.calls {
-        for (who, m) in [("caller", &c.caller), ("callee", &c.callee)] {
-            assert_eq!(m.auth_failures, 0, "call {} {who}: SRTP rejects", c.index);
-            let last = m.last_packet_ms.unwrap_or(0);
-            assert!(
-                last + 1500 >= plan.talk.as_millis() as u64,
-                "call {} {who}: audio stopped at {last} ms",
-                c.index
-            );
-        }
-    }
 }
 
 /// No call, port or stored record left on `node`.

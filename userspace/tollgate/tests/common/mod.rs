@@ -87,3 +87,27 @@ pub fn assert_cdrs(cdrs: &[serde_json::Value], calls: usize) {
         "BYEs from alternating sides"
     );
 }
+
+/// Every call worked with authenticated audio both ways until its end.
+pub fn assert_calls_intact(
+    report: &tollgate_simua::scenario::Report,
+    plan: &tollgate_simua::scenario::Plan,
+    expected: usize,
+) {
+    assert_eq!(
+        report.ok(),
+        expected,
+        "every call carried on with intact, authenticated audio both ways"
+    );
+    for c in &report.calls {
+        for (who, m) in [("caller", &c.caller), ("callee", &c.callee)] {
+            assert_eq!(m.auth_failures, 0, "call {} {who}: SRTP rejects", c.index);
+            let last = m.last_packet_ms.unwrap_or(0);
+            assert!(
+                last + 1500 >= plan.talk.as_millis() as u64,
+                "call {} {who}: audio stopped at {last} ms",
+                c.index
+            );
+        }
+    }
+}
