@@ -161,8 +161,6 @@ pub(crate) struct Setup {
     pub(crate) cseq: u32,
     /// Early dialogs on the callee leg (one per To tag), most recent last.
     pub(crate) early: Vec<Dialog>,
-    /// A provisional (> 100) arrived on `callee_tx` (a CANCEL may be sent).
-    pub(crate) provisional: bool,
     /// SDP answers received in provisional responses, per callee early dialog (To tag): a
     /// forking proxy can give each fork its own early media. The answer in force is the last.
     pub(crate) early_answers: Vec<(String, Vec<u8>)>,
@@ -202,7 +200,6 @@ impl Setup {
     /// room (`req`: the INVITE it answers). Returns whether its dialog is tracked (or it has
     /// none): only then is its SDP used.
     pub(crate) fn track_early(&mut self, msg: &Message, req: Option<&Message>) -> bool {
-        self.provisional = true;
         if let Some(tag) = msg.to().and_then(|t| t.tag()) {
             if let Some(pos) = self.early.iter().position(|d| d.id.remote_tag == tag) {
                 let mut d = self.early.remove(pos);

@@ -490,7 +490,6 @@ impl B2bua {
                 callee_tx: None,
                 cseq: 1,
                 early: Vec::new(),
-                provisional: false,
                 early_answers: Vec::new(),
                 failover: routed.failover,
                 offer: neg.offer.map_or(CalleeOffer::Delayed, CalleeOffer::Sent),

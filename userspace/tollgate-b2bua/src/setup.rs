@@ -470,7 +470,6 @@ impl Setup {
     /// is kept.
     fn attempt_sent(&mut self, tx: TxId) {
         self.callee_tx = Some(tx);
-        self.provisional = false;
         self.early.clear();
     }
 
