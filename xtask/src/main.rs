@@ -41,8 +41,19 @@ enum Cmd {
     Bench(bench::Args),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Runs the command; a failure prints its chain of causes (never a backtrace, which would push
+/// the failing test's own message out of a CI log excerpt) and exits with 1.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Setup(a) => setup::run(&a),
         Cmd::Lab(a) => lab::run(&a),
