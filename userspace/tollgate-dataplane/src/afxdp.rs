@@ -119,6 +119,9 @@ pub struct Umem {
     area: Mmap,
     frame_size: u32,
     frames: u32,
+    /// One bit per frame, set while [`Umem::frames_mut`] hands the frame out (all clear between
+    /// calls): what keeps two views of one frame from existing at once.
+    lent: Vec<u64>,
 }
 
 impl Umem {
@@ -135,6 +138,7 @@ impl Umem {
             area,
             frame_size,
             frames,
+            lent: vec![0; (frames as usize).div_ceil(64)],
         })
     }
 
@@ -178,6 +182,46 @@ impl Umem {
             )
         };
         Some((s, off))
+    }
+
+    /// Writable views of several frames at once: `each(k, view)` for the `k`-th address of
+    /// `addrs`, with the frame holding it and the address's offset in the frame, or `None` for
+    /// an address outside the UMEM or in a frame this call already handed out (the rings never
+    /// give one frame twice, so that would be a kernel bug: refused, never aliased). The views
+    /// live as long as the borrow of the UMEM. No allocation.
+    pub fn frames_mut<'a>(
+        &'a mut self,
+        addrs: &[u64],
+        mut each: impl FnMut(usize, Option<(&'a mut [u8], usize)>),
+    ) {
+        let base_ptr = self.area.ptr.as_ptr();
+        let frame_size = self.frame_size as usize;
+        for (k, &addr) in addrs.iter().enumerate() {
+            let view = self.locate(addr).and_then(|(base, off)| {
+                let idx = base / frame_size;
+                let (word, bit) = (idx / 64, 1u64 << (idx % 64));
+                let w = self.lent.get_mut(word)?;
+                if *w & bit != 0 {
+                    return None;
+                }
+                *w |= bit;
+                // SAFETY: base..base+frame_size is inside the mapping (`locate`); the `lent`
+                // bit guarantees no other view of this frame handed out by this call, and the
+                // `&'a mut self` borrow keeps every other accessor out while the views live.
+                let s = unsafe { std::slice::from_raw_parts_mut(base_ptr.add(base), frame_size) };
+                Some((s, off))
+            });
+            each(k, view);
+        }
+        // The views stay valid through the borrow; the marks only guard within this call.
+        for &addr in addrs {
+            if let Some((base, _)) = self.locate(addr) {
+                let idx = base / frame_size;
+                if let Some(w) = self.lent.get_mut(idx / 64) {
+                    *w &= !(1u64 << (idx % 64));
+                }
+            }
+        }
     }
 
     /// The start of the frame holding UMEM offset `addr` and `addr`'s offset in it, if `addr`

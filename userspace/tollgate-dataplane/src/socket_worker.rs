@@ -2,8 +2,10 @@
 //!
 //! For hosts without XDP (loopback, laptops, unprivileged runs). Each flow is owned by one
 //! worker, which holds the flow's bound sockets in an epoll set; a ready socket is drained with
-//! `recvmmsg`, every datagram goes through [`MediaFlowTable::relay`] exactly as on the AF_XDP path,
-//! and the results leave with one `sendmmsg` per egress socket. Buffers, iovecs and address
+//! `recvmmsg`; the datagrams of all the sockets ready at once form a burst that goes through the
+//! same relay core as on the AF_XDP path (checks per datagram, the burst's SRTP in one batch
+//! across flows), and the results leave with one `sendmmsg` per run of datagrams through the
+//! same egress socket. Buffers, iovecs and address
 //! storage are allocated once per worker. Sockets are bound to their side's NIC when the data
 //! plane knows it (SO_BINDTODEVICE), so a relay port takes packets only from its own side.
 
@@ -13,7 +15,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use rustc_hash::FxHashMap;
-use tollgate_relay::{Arrival, DropReason, MediaFlowTable};
+use smallvec::SmallVec;
+use tollgate_relay::{Arrival, DropReason, Fronted, MediaFlowTable};
+use tollgate_srtp::Job;
 
 use crate::idle::POLL_MS;
 use crate::sys::{monotonic_ns, thread_cpu_ns};
@@ -28,6 +32,9 @@ const EVENTS: usize = 64;
 
 struct Batch {
     bufs: Vec<[u8; BUF]>,
+    /// The local (relay) address each datagram arrived at: a burst gathers datagrams from
+    /// every ready socket.
+    locals: Vec<SocketAddr>,
     iov: Vec<libc::iovec>,
     names: Vec<libc::sockaddr_storage>,
     hdrs: Vec<libc::mmsghdr>,
@@ -49,6 +56,7 @@ impl Batch {
         };
         Box::new(Batch {
             bufs: vec![[0u8; BUF]; BATCH],
+            locals: vec![SocketAddr::from(([0, 0, 0, 0], 0)); BATCH],
             iov: vec![zero_iov; BATCH],
             names: vec![zero_ss; BATCH],
             hdrs: vec![zero_h; BATCH],
@@ -186,12 +194,35 @@ pub fn run(ctx: WorkerCtx) {
         let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), EVENTS as i32, POLL_MS) };
         let start = monotonic_ns();
         let mut work = 0;
+        // One burst gathers the datagrams of every ready socket (up to BATCH), so their SRTP
+        // runs together across flows.
+        let mut used = 0;
         for e in events.iter().take(n.max(0) as usize) {
             if e.u64 == u64::MAX {
                 ctx.waker.drain();
                 continue;
             }
-            work += drain_socket(&ctx, &mut table, &socks, &mut batch, e.u64 as RawFd, start);
+            let fd = e.u64 as RawFd;
+            let Some(&local) = socks.by_fd.get(&fd) else {
+                continue;
+            };
+            loop {
+                let room = BATCH - used;
+                let got = receive(&mut batch, fd, local, used);
+                used += got;
+                work += got;
+                if used == BATCH {
+                    relay_burst(&ctx, &mut table, &socks, &mut batch, used, start);
+                    used = 0;
+                }
+                // A socket that filled every free slot may hold more.
+                if got < room {
+                    break;
+                }
+            }
+        }
+        if used > 0 {
+            relay_burst(&ctx, &mut table, &socks, &mut batch, used, start);
         }
         let mut applied = false;
         while let Ok(msg) = ctx.rx.try_recv() {
@@ -222,19 +253,10 @@ pub fn run(ctx: WorkerCtx) {
     ctx.stats.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
 }
 
-/// Receives up to one batch from `fd`, relays it, sends the results. Returns datagrams received.
-fn drain_socket(
-    ctx: &WorkerCtx,
-    table: &mut MediaFlowTable,
-    socks: &Sockets,
-    b: &mut Batch,
-    fd: RawFd,
-    now: u64,
-) -> usize {
-    let Some(&local) = socks.by_fd.get(&fd) else {
-        return 0;
-    };
-    for i in 0..BATCH {
+/// Receives what fits from `fd` (which is bound to `local`) into the batch's slots `at..`;
+/// returns the number of datagrams received.
+fn receive(b: &mut Batch, fd: RawFd, local: SocketAddr, at: usize) -> usize {
+    for i in at..BATCH {
         b.iov[i] = libc::iovec {
             iov_base: b.bufs[i].as_mut_ptr().cast(),
             iov_len: BUF - 64,
@@ -249,21 +271,89 @@ fn drain_socket(
         h.msg_flags = 0;
         b.hdrs[i].msg_len = 0;
     }
-    // SAFETY: hdrs point into b's preallocated buffers, which outlive the call.
+    if at >= BATCH {
+        return 0;
+    }
+    // SAFETY: hdrs[at..] point into b's preallocated buffers, which outlive the call.
     let n = unsafe {
         libc::recvmmsg(
             fd,
-            b.hdrs.as_mut_ptr(),
-            BATCH as u32,
+            b.hdrs[at..].as_mut_ptr(),
+            (BATCH - at) as u32,
             libc::MSG_DONTWAIT,
             std::ptr::null_mut(),
         )
     };
-    if n <= 0 {
-        return 0;
+    let n = usize::try_from(n).unwrap_or(0);
+    for l in b.locals.iter_mut().skip(at).take(n) {
+        *l = local;
     }
-    let n = n as usize;
+    n
+}
+
+/// Relays the first `n` datagrams of the batch and sends the results: the relay's checks per
+/// datagram in arrival order ([`MediaFlowTable::relay_front`]), the burst's SRTP in one
+/// [`tollgate_srtp::process_batch`] call across flows, then per datagram the result
+/// ([`MediaFlowTable::relay_back`]) and one `sendmmsg` per run of datagrams leaving through
+/// the same socket.
+fn relay_burst(
+    ctx: &WorkerCtx,
+    table: &mut MediaFlowTable,
+    socks: &Sockets,
+    b: &mut Batch,
+    n: usize,
+    now: u64,
+) {
+    let n = n.min(BATCH);
     add(&ctx.stats.rx, n as u64);
+    // Look every datagram's flow up and start loading its state, then the checks in order.
+    let mut routes: [Option<tollgate_relay::Route>; BATCH] = [None; BATCH];
+    for (r, local) in routes.iter_mut().zip(&b.locals).take(n) {
+        *r = table.route(*local);
+        if let Some(r) = r {
+            table.prefetch(r);
+        }
+    }
+    let mut fronts: [Result<Fronted, DropReason>; BATCH] =
+        [const { Err(DropReason::Malformed) }; BATCH];
+    for i in 0..n {
+        let len = b.hdrs[i].msg_len as usize;
+        fronts[i] = match (from_storage(&b.names[i]), routes[i]) {
+            (None, _) => Err(DropReason::Malformed),
+            (Some(_), None) => Err(DropReason::NoFlow),
+            (Some(src), Some(route)) => table.relay_front(
+                &route,
+                Arrival {
+                    src,
+                    src_mac: None,
+                    now_ns: now,
+                    src_checked: false,
+                },
+                &b.bufs[i],
+                len,
+            ),
+        };
+    }
+    // The burst's SRTP, all flows at once.
+    let mut outcome: [Option<Result<usize, tollgate_srtp::Error>>; BATCH] = [None; BATCH];
+    {
+        let mut jobs: SmallVec<[Job<'_>; BATCH]> = SmallVec::new();
+        let mut job_of = [0usize; BATCH];
+        for (i, (buf, f)) in b.bufs.iter_mut().zip(&fronts).take(n).enumerate() {
+            if let Ok(fr) = f
+                && let Some((id, op)) = fr.srtp_job()
+            {
+                job_of[jobs.len()] = i;
+                jobs.push(Job::new(id, op, buf, fr.payload_len()));
+            }
+        }
+        if !jobs.is_empty() {
+            tollgate_srtp::process_batch(table, &mut jobs);
+            for (j, &i) in jobs.iter().zip(&job_of) {
+                outcome[i] = Some(j.result);
+            }
+        }
+    }
     // Outgoing datagrams grouped by egress socket, in arrival order.
     let mut out_fd: RawFd = -1;
     let mut out_n = 0usize;
@@ -271,20 +361,8 @@ fn drain_socket(
     let mut dropped = 0u64;
     let mut pending: [Option<tollgate_relay::Relayed>; BATCH] = [None; BATCH];
     for i in 0..n {
-        let len = b.hdrs[i].msg_len as usize;
-        let Some(src) = from_storage(&b.names[i]) else {
-            ctx.stats.count_drop(DropReason::Malformed);
-            dropped += 1;
-            continue;
-        };
-        let arrival = Arrival {
-            src,
-            src_mac: None,
-            now_ns: now,
-            src_checked: false,
-        };
-        let r = match table.relay(local, arrival, &mut b.bufs[i], len) {
-            Ok(r) => r,
+        let fr = match fronts[i] {
+            Ok(fr) => fr,
             Err(reason) => {
                 // Counted in the flow's counters too, when it has one.
                 ctx.stats.count_drop(reason);
@@ -292,9 +370,17 @@ fn drain_socket(
                 continue;
             }
         };
-        if let Some(e) = r.event {
+        if let Some(e) = fr.event() {
             ctx.emit(e);
         }
+        let r = match table.relay_back(&fr, outcome[i], &b.bufs[i]) {
+            Ok(r) => r,
+            Err(reason) => {
+                ctx.stats.count_drop(reason);
+                dropped += 1;
+                continue;
+            }
+        };
         let Some(efd) = socks.by_addr.get(&r.header.src).map(AsRawFd::as_raw_fd) else {
             table.dropped(&r, DropReason::NoFlow);
             ctx.stats.count_drop(DropReason::NoFlow);
@@ -333,7 +419,6 @@ fn drain_socket(
     }
     add(&ctx.stats.tx, sent);
     add(&ctx.stats.dropped, dropped);
-    n
 }
 
 /// Sends the first `n` queued datagrams on `fd`; counts each as sent or dropped (`TxFull`) in

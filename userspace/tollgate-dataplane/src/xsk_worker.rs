@@ -10,8 +10,10 @@
 
 use std::sync::atomic::Ordering;
 
+use smallvec::SmallVec;
 use tollgate_relay::frame::{self, FrameError};
-use tollgate_relay::{Arrival, DropReason, MediaFlowTable, Route, Side};
+use tollgate_relay::{Arrival, DropReason, Fronted, MediaFlowTable, Route, Side};
+use tollgate_srtp::{Job, Op};
 
 use crate::afxdp::{Umem, XskSocket};
 use crate::idle::{IdleAction, IdlePolicy};
@@ -178,8 +180,22 @@ fn sleep(ctx: &WorkerCtx, io: &XskPair, timeout_ms: i32) {
 /// A received frame after pass 1: its parsed headers and the route to its flow (if any).
 type Staged = Result<(frame::UdpFrame, Option<Route>), FrameError>;
 
+/// Why a frame was dropped, and the flow event its packet raised anyway (a first packet or a
+/// learned source is reported even when the packet cannot be sent).
+type Dropped = (DropReason, Option<tollgate_relay::FlowEvent>);
+
+/// A frame after pass 2: checked and addressed ([`MediaFlowTable::relay_front`]), with the
+/// offset of its UDP payload in the frame's chunk and its IP TOS/traffic class (kept on
+/// egress); or why it was dropped.
+type Front = Result<(Fronted, usize, u8), Dropped>;
+
 /// Relays up to one batch that arrived on the `from` side's socket out of the other side's;
 /// returns the number of frames received.
+///
+/// Four passes over the burst: 1. parse and look the flow up, prefetching its state; 2. the
+/// relay's checks and addressing per packet, in arrival order; 3. the SRTP work of the whole
+/// burst in one [`tollgate_srtp::process_batch`] call, which interleaves the packets' AES and
+/// HMAC-SHA1 across flows; 4. per packet, the result, the new headers, the TX ring.
 #[inline]
 fn relay_batch(
     ctx: &WorkerCtx,
@@ -214,17 +230,73 @@ fn relay_batch(
             table.prefetch(r);
         }
     }
+    // Pass 2: the relay's checks, learning and addressing, in arrival order.
+    let mut fronts: [Front; BATCH as usize] =
+        [const { Err((DropReason::Malformed, None)) }; BATCH as usize];
+    // The frames with SRTP work: their UMEM address, payload offset and job.
+    let mut job_addr = [0u64; BATCH as usize];
+    let mut job_of: SmallVec<[(usize, usize, Op, usize); BATCH as usize]> = SmallVec::new();
+    for i in 0..n as usize {
+        let (addr, _) = rx.rx_desc(i as u32);
+        let p = staged.get(i).copied().unwrap_or(Err(FrameError::Truncated));
+        let f = front_frame(table, umem, addr, p, now);
+        if let Ok((fr, payload_at, _)) = &f
+            && let Some((id, op)) = fr.srtp_job()
+            && let Some(a) = job_addr.get_mut(job_of.len())
+        {
+            *a = addr;
+            job_of.push((i, *payload_at, op, id));
+        }
+        if let Some(slot) = fronts.get_mut(i) {
+            *slot = f;
+        }
+    }
+    // Pass 3: the burst's SRTP, all flows at once.
+    let mut outcome: [Option<Result<usize, tollgate_srtp::Error>>; BATCH as usize] =
+        [None; BATCH as usize];
+    if !job_of.is_empty() {
+        let mut jobs: SmallVec<[Job<'_>; BATCH as usize]> = SmallVec::new();
+        let addrs = job_addr.get(..job_of.len()).unwrap_or(&[]);
+        umem.frames_mut(addrs, |k, view| {
+            let Some(&(i, payload_at, op, id)) = job_of.get(k) else {
+                return;
+            };
+            let len = match fronts.get(i) {
+                Some(Ok((fr, ..))) => fr.payload_len(),
+                _ => 0,
+            };
+            let buf = view.and_then(|(chunk, _)| chunk.get_mut(payload_at..));
+            match buf {
+                Some(buf) => jobs.push(Job::new(id, op, buf, len)),
+                None => jobs.push(Job {
+                    ctx: id,
+                    op,
+                    buf: &mut [],
+                    len: 0,
+                    result: Err(tollgate_srtp::Error::NoContext(id)),
+                }),
+            }
+        });
+        tollgate_srtp::process_batch(table, &mut jobs);
+        for (j, &(i, ..)) in jobs.iter().zip(job_of.iter()) {
+            if let Some(o) = outcome.get_mut(i) {
+                *o = Some(j.result);
+            }
+        }
+    }
+    // Pass 4: results, headers, transmit.
     let mut tx_room = tx.tx_free();
     let mut sent = 0u32;
     let mut dropped = 0u64;
-    for i in 0..n {
-        let (addr, _) = rx.rx_desc(i);
+    for i in 0..n as usize {
+        let (addr, _) = rx.rx_desc(i as u32);
         let base = addr - addr % frame_size;
-        let p = staged
-            .get(i as usize)
-            .copied()
-            .unwrap_or(Err(FrameError::Truncated));
-        match relay_frame(table, umem, addr, p, now) {
+        let f = fronts
+            .get(i)
+            .cloned()
+            .unwrap_or(Err((DropReason::Malformed, None)));
+        let o = outcome.get(i).copied().flatten();
+        match finish_frame(table, umem, addr, f, o) {
             Ok((out_off, out_len, r)) => {
                 if let Some(e) = r.event {
                     ctx.emit(e);
@@ -258,21 +330,16 @@ fn relay_batch(
     n
 }
 
-/// Why [`relay_frame`] dropped a frame, and the flow event its packet raised anyway (a first
-/// packet or a learned source is reported even when the packet cannot be sent).
-type Dropped = (DropReason, Option<tollgate_relay::FlowEvent>);
-
-/// Relays one received frame in place. Returns the offset (within the frame's chunk) and length
-/// of the frame to transmit, or why it was dropped (already counted in its flow's counters when
-/// it has a flow; the caller counts it in the worker's).
+/// Pass 2 for one frame: [`MediaFlowTable::relay_front`] on its UDP payload. Returns the
+/// packet's front and the payload's offset in the frame's chunk.
 #[inline]
-fn relay_frame(
+fn front_frame(
     table: &mut MediaFlowTable,
-    umem: &mut crate::afxdp::Umem,
+    umem: &crate::afxdp::Umem,
     addr: u64,
     staged: Staged,
     now: u64,
-) -> Result<(usize, usize, tollgate_relay::Relayed), Dropped> {
+) -> Front {
     let malformed = (DropReason::Malformed, None);
     let (parsed, route) = match staged {
         Ok(p) => p,
@@ -287,11 +354,11 @@ fn relay_frame(
         return Err((DropReason::NoFlow, None));
     };
     // Pass 1 read this frame at the same address, so neither lookup fails.
-    let (chunk, off) = umem.frame_mut(addr).ok_or(malformed)?;
+    let (chunk, off) = umem.frame(addr).ok_or(malformed)?;
     let payload_at = off + parsed.payload_off;
-    let buf = chunk.get_mut(payload_at..).ok_or(malformed)?;
-    let r = table
-        .relay_routed(
+    let buf = chunk.get(payload_at..).ok_or(malformed)?;
+    let fr = table
+        .relay_front(
             &route,
             Arrival {
                 src: parsed.src,
@@ -303,6 +370,27 @@ fn relay_frame(
             parsed.payload_len,
         )
         .map_err(|reason| (reason, None))?;
+    Ok((fr, payload_at, parsed.tos))
+}
+
+/// Pass 4 for one frame: the SRTP `outcome` through [`MediaFlowTable::relay_back`], then the
+/// egress headers written in front of the payload. Returns the offset (within the frame's
+/// chunk) and length of the frame to transmit, or why it was dropped (already counted in its
+/// flow's counters when it has a flow; the caller counts it in the worker's).
+#[inline]
+fn finish_frame(
+    table: &mut MediaFlowTable,
+    umem: &mut crate::afxdp::Umem,
+    addr: u64,
+    front: Front,
+    outcome: Option<Result<usize, tollgate_srtp::Error>>,
+) -> Result<(usize, usize, tollgate_relay::Relayed), Dropped> {
+    let (fr, payload_at, tos) = front?;
+    let malformed = (DropReason::Malformed, fr.event());
+    let (chunk, _) = umem.frame_mut(addr).ok_or(malformed)?;
+    let r = table
+        .relay_back(&fr, outcome, chunk.get(payload_at..).ok_or(malformed)?)
+        .map_err(|reason| (reason, fr.event()))?;
     let fail = |reason: DropReason| {
         table.dropped(&r, reason);
         Err((reason, r.event))
@@ -319,10 +407,7 @@ fn relay_frame(
     let Some(payload) = payload.get(..r.len) else {
         return fail(DropReason::NoRoom);
     };
-    if r.header
-        .write(&mut head[start..], payload, parsed.tos)
-        .is_none()
-    {
+    if r.header.write(&mut head[start..], payload, tos).is_none() {
         return fail(DropReason::NoRoom);
     }
     Ok((start, hlen + r.len, r))

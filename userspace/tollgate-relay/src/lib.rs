@@ -19,5 +19,5 @@ pub mod transform;
 pub use flow::{
     DropReason, FlowCounters, LegSpec, MediaFlowSpec, Side, SideSnapshot, SrtpResume, TransformSpec,
 };
-pub use table::{Arrival, FlowEvent, InstallError, MediaFlowTable, Relayed, Route};
+pub use table::{Arrival, FlowEvent, Fronted, InstallError, MediaFlowTable, Relayed, Route};
 pub use transform::FlowCrypto;

@@ -4,13 +4,19 @@
 //! worker writes and the control plane reads. [`MediaFlowTable::relay`] is the whole per-packet
 //! decision: port lookup, source check or latching, RTP/RTCP classification, SRTP transform in
 //! place, and the egress addresses. It allocates nothing, takes no lock and makes no syscall.
+//!
+//! A worker relaying a burst splits that step in two around the SRTP transform:
+//! [`MediaFlowTable::relay_front`] per packet, then the burst's SRTP jobs in one
+//! [`tollgate_srtp::process_batch`] call against the table (it implements
+//! [`tollgate_srtp::ContextSet`]), then [`MediaFlowTable::relay_back`] per packet; the result
+//! is the same as relaying the packets one by one (tested in `burst_tests`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rustc_hash::FxHashMap;
-use tollgate_srtp::Config as SrtpConfig;
+use tollgate_srtp::{Config as SrtpConfig, Context, ContextSet, Op};
 
 use crate::flow::{DropReason, FlowCounters, LegSpec, MediaFlowSpec, RtpStats, Side, srtp_pos};
 use crate::frame::{EgressHeader, Mac};
@@ -153,6 +159,61 @@ pub struct Relayed {
     pub event: Option<FlowEvent>,
     slot: u32,
     side: Side,
+}
+
+/// A packet after [`MediaFlowTable::relay_front`]: checked and addressed, its SRTP transform
+/// still to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Fronted {
+    /// What to send if the transform succeeds (`len` is still the input length).
+    relayed: Relayed,
+    /// The transform: the table's context id (see [`ContextSet`]) and the operation.
+    srtp: Option<(usize, Op)>,
+}
+
+impl Fronted {
+    /// The SRTP job this packet needs, as a context id of this table and an operation, for
+    /// a [`tollgate_srtp::Job`]; `None` when the flow forwards it unchanged.
+    #[inline]
+    pub fn srtp_job(&self) -> Option<(usize, Op)> {
+        self.srtp
+    }
+
+    /// The packet's length as received (the SRTP job's input length).
+    #[inline]
+    pub fn payload_len(&self) -> usize {
+        self.relayed.len
+    }
+
+    /// The learning or first-packet event the packet raised (reported even if it is dropped
+    /// later).
+    #[inline]
+    pub fn event(&self) -> Option<FlowEvent> {
+        self.relayed.event
+    }
+}
+
+/// The [`ContextSet`] id of the SRTP context for packets arriving on `side` of the flow in
+/// `slot`.
+#[inline]
+fn context_id(slot: u32, side: Side) -> usize {
+    (slot as usize) << 1 | side.index()
+}
+
+/// The table hands out its flows' SRTP contexts by [`Fronted::srtp_job`] id, so a burst's jobs
+/// run through [`tollgate_srtp::process_batch`] against the live contexts.
+impl ContextSet for MediaFlowTable {
+    #[inline]
+    fn context(&mut self, id: usize) -> Option<&mut Context> {
+        let side = if id & 1 == 0 { Side::Ext } else { Side::Int };
+        match self.flows.get_mut(id >> 1)? {
+            Some(f) => match &mut f.xform[side.index()] {
+                Transform::Protect(c) | Transform::Unprotect(c) => Some(&mut **c),
+                Transform::Forward => None,
+            },
+            None => None,
+        }
+    }
 }
 
 /// Where and when a packet arrived, as the worker read it.
@@ -519,7 +580,9 @@ impl MediaFlowTable {
     }
 
     /// [`MediaFlowTable::relay`] for a packet whose port was already looked up with
-    /// [`MediaFlowTable::route`] (one hash lookup per packet instead of two).
+    /// [`MediaFlowTable::route`] (one hash lookup per packet instead of two): the two halves
+    /// of [`MediaFlowTable::relay_front`] and [`MediaFlowTable::relay_back`] with this packet's
+    /// SRTP transform alone in between.
     #[inline]
     pub fn relay_routed(
         &mut self,
@@ -528,6 +591,39 @@ impl MediaFlowTable {
         buf: &mut [u8],
         len: usize,
     ) -> Result<Relayed, DropReason> {
+        let front = self.relay_front(route, arrival, buf, len)?;
+        let outcome = front
+            .srtp
+            .map(|(id, op)| match ContextSet::context(self, id) {
+                Some(c) => match op {
+                    Op::ProtectRtp => c.protect_rtp(buf, len),
+                    Op::UnprotectRtp => c.unprotect_rtp(buf, len),
+                    Op::ProtectRtcp => c.protect_rtcp(buf, len),
+                    Op::UnprotectRtcp => c.unprotect_rtcp(buf, len),
+                },
+                None => Err(tollgate_srtp::Error::NoContext(id)),
+            });
+        self.relay_back(&front, outcome, buf)
+    }
+
+    /// The first half of relaying one packet, everything before its SRTP transform: flow,
+    /// RTP/RTCP classification, source check or latching, receive statistics, egress
+    /// addresses. A worker runs it for every packet of a burst, in arrival order, then the
+    /// burst's SRTP jobs together ([`Fronted::srtp_job`], through [`tollgate_srtp::process_batch`]
+    /// over this table, which interleaves the packets' crypto across flows), then
+    /// [`MediaFlowTable::relay_back`] for each. The table must not change in between (the
+    /// worker applies control messages between bursts). On failure the drop is already counted.
+    ///
+    /// Within one burst every packet of a flow that has relayed nothing yet raises a
+    /// first-packet event (the count of relayed packets moves in `sent`, after the burst).
+    #[inline]
+    pub fn relay_front(
+        &mut self,
+        route: &Route,
+        arrival: Arrival,
+        buf: &[u8],
+        len: usize,
+    ) -> Result<Fronted, DropReason> {
         let Arrival {
             src,
             src_mac,
@@ -617,20 +713,60 @@ impl MediaFlowTable {
             src: from,
             dst: to,
         };
-        let l2_resolved = out.next_hop_mac.is_some();
-        let xform = &mut f.xform[pr.side.index()];
-        let new_len = match xform.apply(buf, len, rtcp) {
-            Ok(n) => n,
-            Err(r) => return fail(r),
+        let op = match (&f.xform[pr.side.index()], rtcp) {
+            (Transform::Forward, _) => None,
+            (Transform::Protect(_), false) => Some(Op::ProtectRtp),
+            (Transform::Protect(_), true) => Some(Op::ProtectRtcp),
+            (Transform::Unprotect(_), false) => Some(Op::UnprotectRtp),
+            (Transform::Unprotect(_), true) => Some(Op::UnprotectRtcp),
+        };
+        Ok(Fronted {
+            relayed: Relayed {
+                len,
+                header,
+                l2_resolved: out.next_hop_mac.is_some(),
+                rtcp,
+                event,
+                slot: pr.slot,
+                side: pr.side,
+            },
+            srtp: op.map(|op| (context_id(pr.slot, pr.side), op)),
+        })
+    }
+
+    /// The second half of relaying a packet after its SRTP transform: `outcome` is the
+    /// transform's result (`None` for a flow that forwards without SRTP) and `buf` the packet
+    /// as it now stands. Publishes the stream's SRTP position for a restart and returns what
+    /// to send; an SRTP refusal is counted as the flow's drop.
+    #[inline]
+    pub fn relay_back(
+        &mut self,
+        front: &Fronted,
+        outcome: Option<Result<usize, tollgate_srtp::Error>>,
+        buf: &[u8],
+    ) -> Result<Relayed, DropReason> {
+        let r = front.relayed;
+        let Some(Some(f)) = self.flows.get_mut(r.slot as usize) else {
+            return Err(DropReason::NoFlow);
+        };
+        let ctr = &f.counters.sides[r.side.index()];
+        let len = match outcome {
+            None => r.len,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                let reason = DropReason::from_srtp(e.kind());
+                ctr.dropped(reason);
+                return Err(reason);
+            }
         };
         // Publish the SRTP position for a restart: a compare per RTP packet, a stream lookup
         // only when the SSRC or the half of the SEQ space changes, and per protected RTCP.
-        if let (Transform::Protect(c) | Transform::Unprotect(c), Some(h)) = (&*xform, buf.get(..12))
-        {
-            if !rtcp {
+        let xform = &f.xform[r.side.index()];
+        if let (Transform::Protect(c) | Transform::Unprotect(c), Some(h)) = (xform, buf.get(..12)) {
+            if !r.rtcp {
                 let ssrc = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
                 let mark = u64::from(ssrc) << 32 | u64::from(h[2] >> 7);
-                let leg = &mut f.legs[pr.side.index()];
+                let leg = &mut f.legs[r.side.index()];
                 if mark != leg.srtp_mark {
                     leg.srtp_mark = mark;
                     if let Some((roc, _)) = c.rtp_index(ssrc) {
@@ -647,15 +783,7 @@ impl MediaFlowTable {
                 }
             }
         }
-        Ok(Relayed {
-            len: new_len,
-            header,
-            l2_resolved,
-            rtcp,
-            event,
-            slot: pr.slot,
-            side: pr.side,
-        })
+        Ok(Relayed { len, ..r })
     }
 
     /// Counts a relayed packet as sent.
@@ -1402,4 +1530,234 @@ mod stats_tests {
 #[inline(always)]
 fn prefetch_obj<T>(v: &T) {
     tollgate_srtp::prefetch_bytes((v as *const T).cast(), std::mem::size_of::<T>());
+}
+
+#[cfg(test)]
+mod burst_tests {
+    //! A burst through `relay_front`, one `process_batch` across flows and `relay_back` gives
+    //! exactly what relaying its packets one by one gives: bytes, refusals and counters.
+    use super::tests::sa;
+    use super::*;
+    use crate::flow::{LegSpec, SideSnapshot, TransformSpec};
+    use tollgate_srtp::{Context, Job, KeyMaterial, Profile};
+
+    const FLOWS: u16 = 6;
+
+    fn leg(local: SocketAddr, rtcp: SocketAddr, remote: SocketAddr) -> LegSpec {
+        LegSpec {
+            local_rtp: local,
+            local_rtcp: Some(rtcp),
+            remote_rtp: Some(remote),
+            remote_rtcp: None,
+            learn_window_ns: 0,
+            nic_mac: [2, 0, 0, 0, 0, 1],
+            vlan: None,
+            next_hop_mac: Some([2, 0, 0, 0, 0, 9]),
+        }
+    }
+
+    fn key(flow: u16, dir: u8) -> KeyMaterial {
+        let p = if flow % 3 == 2 {
+            Profile::Aes128CmHmacSha1_32
+        } else {
+            Profile::Aes128CmHmacSha1_80
+        };
+        KeyMaterial::generate(p, |k| k.fill(flow as u8 * 2 + dir))
+    }
+
+    /// Flow `f`: gateway side plain RTP at 10.0.1.1:(30000+2f), internal side SRTP at
+    /// 10.0.2.1:(30000+2f); flow 5 forwards both ways.
+    fn table() -> MediaFlowTable {
+        let mut t = MediaFlowTable::new(tollgate_srtp::Config::default());
+        for f in 0..FLOWS {
+            let p = 30000 + 2 * f;
+            let xform = if f == 5 {
+                (TransformSpec::Forward, TransformSpec::Forward)
+            } else {
+                (
+                    TransformSpec::Protect(key(f, 0)),
+                    TransformSpec::Unprotect(key(f, 1)),
+                )
+            };
+            let spec = MediaFlowSpec {
+                id: u64::from(f),
+                ext: leg(
+                    sa(&format!("10.0.1.1:{p}")),
+                    sa(&format!("10.0.1.1:{}", p + 1)),
+                    sa(&format!("10.0.1.2:{}", 4000 + 2 * f)),
+                ),
+                int: leg(
+                    sa(&format!("10.0.2.1:{p}")),
+                    sa(&format!("10.0.2.1:{}", p + 1)),
+                    sa(&format!("10.0.2.2:{}", 5000 + 2 * f)),
+                ),
+                ext_to_int: xform.0,
+                int_to_ext: xform.1,
+                resume: [None, None],
+            };
+            t.install(&spec, Arc::new(FlowCounters::default()), u64::from(f))
+                .unwrap();
+        }
+        t
+    }
+
+    fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[(seq as u8) ^ 0x5a; 160]);
+        p
+    }
+
+    fn rtcp(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 200, 0, 6];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[7; 20]);
+        p
+    }
+
+    /// One packet of a burst: where it arrives, from where, and its bytes.
+    struct Pkt {
+        local: SocketAddr,
+        src: SocketAddr,
+        buf: Vec<u8>,
+        len: usize,
+    }
+
+    fn pkt(local: SocketAddr, src: SocketAddr, bytes: Vec<u8>) -> Pkt {
+        let len = bytes.len();
+        let mut buf = bytes;
+        buf.resize(len + 64, 0);
+        Pkt {
+            local,
+            src,
+            buf,
+            len,
+        }
+    }
+
+    /// A mixed burst: gateway RTP and RTCP for every flow (out of flow order, a duplicate, a
+    /// wrong source) and the internal side's SRTP/SRTCP made by each flow's peer (`peers`),
+    /// one of them tampered with and one replayed.
+    fn burst(round: u16, peers: &mut [Context]) -> Vec<Pkt> {
+        let mut out = Vec::new();
+        for k in 0..FLOWS * 2 {
+            let f = (k * 5 + round) % FLOWS;
+            let p = 30000 + 2 * f;
+            let seq = round * 4 + k / FLOWS;
+            let ssrc = 0x1000 + u32::from(f);
+            let gw = sa(&format!("10.0.1.2:{}", 4000 + 2 * f));
+            out.push(pkt(sa(&format!("10.0.1.1:{p}")), gw, rtp(ssrc, seq)));
+            // The internal peer's SRTP toward the relay.
+            let int = sa(&format!("10.0.2.2:{}", 5000 + 2 * f));
+            let mut b = rtp(0x2000 + u32::from(f), seq);
+            let n = b.len();
+            b.resize(n + 64, 0);
+            let len = match peers.get_mut(usize::from(f)) {
+                Some(c) if f != 5 => c.protect_rtp(&mut b, n).unwrap(),
+                _ => n,
+            };
+            b.truncate(len);
+            if k == 3
+                && let Some(x) = b.get_mut(20)
+            {
+                *x ^= 1;
+            }
+            out.push(pkt(sa(&format!("10.0.2.1:{p}")), int, b.clone()));
+            if k == 4 {
+                out.push(pkt(sa(&format!("10.0.2.1:{p}")), int, b));
+            }
+        }
+        out.push(pkt(sa("10.0.1.1:30001"), sa("10.0.1.2:4001"), rtcp(0x1000)));
+        out.push(pkt(
+            sa("10.0.1.1:30002"),
+            sa("10.0.1.2:9999"),
+            rtp(0x1001, round * 4),
+        ));
+        let mut srtcp = rtcp(0x2001);
+        let n = srtcp.len();
+        srtcp.resize(n + 64, 0);
+        let len = peers[1].protect_rtcp(&mut srtcp, n).unwrap();
+        srtcp.truncate(len);
+        out.push(pkt(sa("10.0.2.1:30003"), sa("10.0.2.2:5003"), srtcp));
+        out
+    }
+
+    fn peers() -> Vec<Context> {
+        (0..FLOWS)
+            .map(|f| Context::new(&key(f, 1), tollgate_srtp::Config::default()).unwrap())
+            .collect()
+    }
+
+    fn snapshot(t: &MediaFlowTable) -> Vec<SideSnapshot> {
+        (0..u64::from(FLOWS))
+            .flat_map(|id| {
+                let slot = t.by_id[&id];
+                let f = t.flows[slot as usize].as_ref().unwrap();
+                [
+                    f.counters.sides[0].snapshot(),
+                    f.counters.sides[1].snapshot(),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_relays_as_its_packets_one_by_one() {
+        let (mut one, mut many) = (table(), table());
+        let (mut peers_a, mut peers_b) = (peers(), peers());
+        for round in 0..5u16 {
+            let now = 1_000 + u64::from(round);
+            // One by one.
+            let mut single = Vec::new();
+            for mut p in burst(round, &mut peers_a) {
+                let r = one.relay(p.local, arrival(p.src, now, false), &mut p.buf, p.len);
+                if let Ok(r) = &r {
+                    one.sent(r, now);
+                }
+                single.push(r.map(|r| (r.header.dst, p.buf[..r.len].to_vec())));
+            }
+            // As a burst.
+            let mut pkts = burst(round, &mut peers_b);
+            let fronts: Vec<_> = pkts
+                .iter()
+                .map(|p| {
+                    let route = many.route(p.local).ok_or(DropReason::NoFlow)?;
+                    many.relay_front(&route, arrival(p.src, now, false), &p.buf, p.len)
+                })
+                .collect();
+            let mut outcome = vec![None; pkts.len()];
+            let mut jobs = Vec::new();
+            let mut job_of = Vec::new();
+            for (i, (p, f)) in pkts.iter_mut().zip(&fronts).enumerate() {
+                if let Ok(fr) = f
+                    && let Some((id, op)) = fr.srtp_job()
+                {
+                    job_of.push(i);
+                    jobs.push(Job::new(id, op, &mut p.buf, fr.payload_len()));
+                }
+            }
+            tollgate_srtp::process_batch(&mut many, &mut jobs);
+            for (j, i) in jobs.iter().zip(job_of) {
+                outcome[i] = Some(j.result);
+            }
+            drop(jobs);
+            let batched: Vec<_> = pkts
+                .iter()
+                .zip(&fronts)
+                .zip(outcome)
+                .map(|((p, f), o)| {
+                    let r = many.relay_back(f.as_ref().map_err(|e| *e)?, o, &p.buf)?;
+                    many.sent(&r, now);
+                    Ok((r.header.dst, p.buf[..r.len].to_vec()))
+                })
+                .collect();
+            assert_eq!(single, batched, "round {round}");
+            assert_eq!(snapshot(&one), snapshot(&many), "round {round}");
+        }
+        // The burst exercised refusals as well as relays.
+        let s = snapshot(&one);
+        let drops: u64 = s.iter().flat_map(|x| x.drops).sum();
+        assert!(drops >= 10, "{s:?}");
+    }
 }

@@ -11,9 +11,7 @@ use std::sync::atomic::Ordering;
 
 use tollgate_srtp::{Config as SrtpConfig, Context};
 
-use crate::flow::{
-    DropReason, MediaFlowSpec, Side, SideCounters, SrtpResume, TransformSpec, srtp_pos,
-};
+use crate::flow::{MediaFlowSpec, Side, SideCounters, SrtpResume, TransformSpec, srtp_pos};
 use crate::table::InstallError;
 
 /// One direction's transform with its live SRTP state.
@@ -60,23 +58,6 @@ impl Transform {
             c.srtcp_tx
                 .store(u64::from(r.srtcp_index), Ordering::Relaxed);
         }
-    }
-
-    #[inline]
-    pub(crate) fn apply(
-        &mut self,
-        buf: &mut [u8],
-        len: usize,
-        rtcp: bool,
-    ) -> Result<usize, DropReason> {
-        let r = match (self, rtcp) {
-            (Transform::Forward, _) => return Ok(len),
-            (Transform::Protect(c), false) => c.protect_rtp(buf, len),
-            (Transform::Protect(c), true) => c.protect_rtcp(buf, len),
-            (Transform::Unprotect(c), false) => c.unprotect_rtp(buf, len),
-            (Transform::Unprotect(c), true) => c.unprotect_rtcp(buf, len),
-        };
-        r.map_err(|e| DropReason::from_srtp(e.kind()))
     }
 }
 
