@@ -1,5 +1,5 @@
-//! How an AF_XDP worker waits when it has nothing to do: spin, nap for a moderation window, or
-//! sleep in `poll`. Sans-IO: the worker reports its iterations and the times it read, and
+//! How a worker waits when it has nothing to do: spin, nap for a moderation window, or sleep
+//! in `poll` (the AF_XDP worker) or `epoll_wait` (the socket worker). Sans-IO: the worker reports its iterations and the times it read, and
 //! executes the [`IdleAction`] it gets back; the unit tests drive it with fake time.
 //!
 //! Sleeping in `poll` and waking costs a context switch (several µs, far more in a VM);

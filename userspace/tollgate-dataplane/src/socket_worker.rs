@@ -19,7 +19,7 @@ use smallvec::SmallVec;
 use tollgate_relay::{Arrival, DropReason, Fronted, MediaFlowTable};
 use tollgate_srtp::Job;
 
-use crate::idle::POLL_MS;
+use crate::idle::{IdleAction, IdlePolicy, POLL_MS};
 use crate::sys::{monotonic_ns, thread_cpu_ns};
 use crate::worker::{WorkerCtx, add};
 
@@ -186,12 +186,18 @@ pub fn run(ctx: WorkerCtx) {
     let mut batch = Batch::new();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
     let mut loops = 0u64;
+    // When to look again, nap or block: the same sans-IO policy as the AF_XDP worker's.
+    let mut idle = IdlePolicy::new(ctx.busy_poll, ctx.coalesce_ns);
+    if idle.moderates() {
+        crate::sys::set_timer_slack_ns(1_000);
+    }
+    let mut timeout = POLL_MS;
     while !ctx.stop.load(Ordering::Relaxed) {
-        // Blocks until a datagram or a control message (the waker) arrives: the socket path
-        // wakes per datagram and never spins (no interrupt moderation, see `crate::idle`); the
-        // timeout bounds how late a stop request is seen, as on the AF_XDP path.
+        // Blocks (`timeout` ms) until a datagram or a control message (the waker) arrives, or
+        // only looks (0) while the policy spins or after a moderation nap; the longest block
+        // bounds how late a stop request is seen, as on the AF_XDP path.
         // SAFETY: valid buffer of EVENTS entries.
-        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), EVENTS as i32, POLL_MS) };
+        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), EVENTS as i32, timeout) };
         let start = monotonic_ns();
         let mut work = 0;
         // One burst gathers the datagrams of every ready socket (up to BATCH), so their SRTP
@@ -241,6 +247,20 @@ pub fn run(ctx: WorkerCtx) {
             ctx.stats.ack(ctx.stats.control.load(Ordering::Relaxed));
         }
         loops += 1;
+        if work > 0 || applied {
+            idle.busy(start, u32::try_from(work).unwrap_or(u32::MAX));
+            timeout = 0;
+        } else {
+            timeout = match idle.idle(start) {
+                IdleAction::Spin => 0,
+                IdleAction::Nap(ns) => {
+                    // Moderation: one wakeup for every datagram of the window, on any socket.
+                    crate::sys::nap_ns(ns);
+                    0
+                }
+                IdleAction::Poll(ms) => ms,
+            };
+        }
         if work > 0 {
             add(&ctx.stats.busy_ns, monotonic_ns().saturating_sub(start));
         }

@@ -252,11 +252,11 @@ pub struct Media {
     /// Set the NICs' queue count to `workers` if it differs (XDP).
     #[serde(default = "yes")]
     pub set_channels: bool,
-    /// XDP workers poll without ever sleeping: for dedicated cores, lowest latency, 100% CPU.
+    /// Workers poll without ever sleeping: for dedicated cores, lowest latency, 100% CPU.
     #[serde(default)]
     pub busy_poll: bool,
-    /// XDP workers, when not busy polling: the longest received frames may wait so that one
-    /// wakeup serves several (interrupt moderation, µs; 0: wake per frame; at most 1000).
+    /// Workers (XDP and socket), when not busy polling: the longest received packets may wait
+    /// so that one wakeup serves several (interrupt moderation, µs; 0: wake per frame; at most 1000).
     #[serde(default = "default_coalesce_us")]
     pub coalesce_us: u32,
     /// Relay port range on the gateway side `[first, last]`.
