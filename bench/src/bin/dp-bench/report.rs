@@ -362,8 +362,9 @@ fn floor(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
              descriptor, XDP program and redirect, TX descriptor and completion; the order of magnitude of published \
              xdpsock l2fwd results on 25-100 GbE NICs). Projected XDP path: {} ns user + {ZC_DRIVER_NS_ASSUMED:.0} ns \
              assumed = **~{} ns/packet** (userspace part alone: {} ns); projected floor: {} + {ZC_DRIVER_NS_ASSUMED:.0} = \
-             ~{} ns/packet; ratio {}. The syscall per TX kick remains in zero-copy mode (about one per 32 frames) and \
-             is not counted.\n",
+             ~{} ns/packet; ratio {}. The worker's user time includes its empty polls of the rings between batches \
+             (it naps rather than spins below capacity); the syscall per TX kick remains in zero-copy mode \
+             (about one per 32 frames) and is not counted.\n",
             f0(xu),
             f0(xu + ZC_DRIVER_NS_ASSUMED),
             f0(xu),
