@@ -351,8 +351,7 @@ mod tests {
             int_to_ext: TransformSpec::Forward,
             resume: [None, None],
         };
-        let crypto =
-            tollgate_relay::FlowCrypto::build(&spec, None, Default::default()).unwrap();
+        let crypto = tollgate_relay::FlowCrypto::build(&spec, None, Default::default()).unwrap();
         e.apply(Control::Install {
             spec: Box::new(spec),
             crypto,

@@ -92,7 +92,11 @@ pub(crate) enum What {
         flows: usize,
         /// Paths to measure, in order (xdp, socket, rtpengine, floor; `kernel` adds the lab's own
         /// limit without a relay).
-        #[arg(long, value_delimiter = ',', default_value = "xdp,socket,rtpengine,floor")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "xdp,socket,rtpengine,floor"
+        )]
         paths: Vec<String>,
         /// Injected noise: a SCHED_FIFO hog above every bench thread, busy this fraction of
         /// every `--noise-period-ms` on the load core and on the relay core (0.3 if given
@@ -137,6 +141,13 @@ pub(crate) fn dataplane(
     noise: Option<(f64, f64)>,
 ) -> anyhow::Result<()> {
     let plan = Plan::lab(flows);
+    // A failed run leaves no report behind, not an older run's.
+    let report_file = if noise.is_some() {
+        "dataplane-noise.md"
+    } else {
+        "dataplane.md"
+    };
+    let _ = std::fs::remove_file(cli.out.join(report_file));
     println!(
         "==> [bench dataplane] lab up (tgb-gw, tgb-relay, tgb-int); relay on CPU {}, generator and sink on CPU {}",
         cli.relay_cpu, cli.load_cpu

@@ -172,7 +172,10 @@ fn header(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
             "**Noisy run.** Injected noise: a SCHED_FIFO {NOISE_RT_PRIO} thread (above the relay's 50, the sink's 45 and the \
              generator's 40) on CPU {} and on CPU {}, busy {:.0}% of every {period} ms (it spins {:.1} ms, then sleeps), \
              for the whole run: the relay, the generator and the sink are preempted for those slices as a VM's vCPU is by \
-             steal. Figures here are not comparable with a clean run's except as ratios.\n",
+             steal. Figures here are not comparable with a clean run's except as ratios. The hog's CPU is not in \
+             the `load core` figures; a generator held off its schedule by the hog marks the trial (and the maximum \
+             next to it) as load-bound. Relay CPU per packet can be *lower* than in a clean run: packets that \
+             queue up during a slice are relayed in fewer, fuller batches with fewer wakeups.\n",
             cli.load_cpu,
             cli.relay_cpu,
             duty * 100.0,
@@ -228,7 +231,10 @@ fn summary(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
         md,
         "| path | max zero-loss pps | limit | relay ns/pkt @paced | pkts per relay-CPU-s @paced | relay ns/pkt @90% | worker busy ns/pkt @90% | relay CPU @90% | p50/p99/p99.9 us @50% | added p99 us @50% | loss @90% | steal mean/max % |"
     )?;
-    writeln!(md, "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")?;
+    writeln!(
+        md,
+        "|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+    )?;
     for p in r {
         let paced = p.paced.as_ref();
         let b50 = p
@@ -317,7 +323,10 @@ fn floor(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
             ratio(a, b)
         )?;
     }
-    writeln!(md, "\n### Where the worker's CPU goes (at 90% of each path's max)\n")?;
+    writeln!(
+        md,
+        "\n### Where the worker's CPU goes (at 90% of each path's max)\n"
+    )?;
     writeln!(
         md,
         "Measured per trial, per packet delivered: the relay process's scheduler run time (all threads); the \
@@ -351,7 +360,10 @@ fn floor(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
         )?;
     }
     if let Some(x) = find(r, "xdp").and_then(|p| p.at90.as_ref()) {
-        let fu = fl.at90.as_ref().map_or(f64::NAN, |t| t.worker_user_ns_per_pkt);
+        let fu = fl
+            .at90
+            .as_ref()
+            .map_or(f64::NAN, |t| t.worker_user_ns_per_pkt);
         let xu = x.worker_user_ns_per_pkt;
         writeln!(
             md,
@@ -499,7 +511,10 @@ fn goals(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
     let Report { r, base, .. } = *rep;
     writeln!(md, "\n## Goals\n")?;
     if rep.noise.is_some() {
-        writeln!(md, "(Noisy run: every figure below was measured under injected noise.)\n")?;
+        writeln!(
+            md,
+            "(Noisy run: every figure below was measured under injected noise.)\n"
+        )?;
     }
     let x = find(r, "xdp");
     let sock = find(r, "socket");
