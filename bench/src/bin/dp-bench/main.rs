@@ -213,6 +213,12 @@ pub(crate) fn dataplane(
     let steal_pct = CpuTimes::now().unwrap_or_default().steal_pct_since(&steal0);
     drop(_noise);
     drop(lab);
+    // A noisy run is set beside the last clean run with the same flows, if results.json has one.
+    let clean = noise
+        .and_then(|_| std::fs::read_to_string(cli.out.join("results.json")).ok())
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .map(|v| v["dataplane"].clone())
+        .filter(|d| d["flows"].as_u64() == Some(flows as u64));
     let md = dataplane_report(&Report {
         cli,
         host: &host,
@@ -224,6 +230,7 @@ pub(crate) fn dataplane(
         paths,
         noise,
         steal_pct,
+        clean: clean.as_ref(),
     })?;
     println!("{md}");
     // A noisy run is kept apart: `tollgate capacity` reads the clean one.

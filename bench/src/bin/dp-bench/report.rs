@@ -96,6 +96,8 @@ pub(crate) struct Report<'a> {
     pub(crate) noise: Option<(f64, f64)>,
     /// CPU steal over the whole run, % of all CPU time.
     pub(crate) steal_pct: f64,
+    /// Noisy runs: the last clean run with as many flows (`results.json`'s `dataplane`), if any.
+    pub(crate) clean: Option<&'a Value>,
 }
 
 impl Report<'_> {
@@ -144,6 +146,7 @@ pub(crate) fn dataplane_report(rep: &Report<'_>) -> anyhow::Result<String> {
     header(&mut md, rep)?;
     summary(&mut md, rep)?;
     floor(&mut md, rep)?;
+    with_without_noise(&mut md, rep)?;
     ratios(&mut md, rep)?;
     goals(&mut md, rep)?;
     headroom(&mut md, rep)?;
@@ -383,6 +386,58 @@ fn floor(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
             f0(fu),
             f0(fu + ZC_DRIVER_NS_ASSUMED),
             ratio(xu + ZC_DRIVER_NS_ASSUMED, fu + ZC_DRIVER_NS_ASSUMED)
+        )?;
+    }
+    Ok(())
+}
+
+/// Noisy runs: each path's max zero-loss rate beside the last clean run's.
+fn with_without_noise(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
+    let (Some(_), Some(clean)) = (rep.noise, rep.clean) else {
+        return Ok(());
+    };
+    let when = clean["host"]["date_unix"].as_u64().unwrap_or(0);
+    let ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .saturating_sub(when);
+    writeln!(md, "\n## With and without noise\n")?;
+    writeln!(
+        md,
+        "Clean figures from the last clean run in `results.json` (same flows, started {} min before this \
+         report; CPU steal over it {}%): a different run on the same shared VM, so the clean/noisy ratio is \
+         indicative, not exact.\n",
+        ago / 60,
+        clean["steal_pct"]
+            .as_f64()
+            .map_or("n/a".into(), |v| format!("{v:.2}"))
+    )?;
+    writeln!(
+        md,
+        "| path | max zero-loss pps, clean | with noise | noisy / clean | relay ns/pkt @90%, clean | with noise |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|")?;
+    for p in rep.r {
+        let c = clean["paths"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["name"].as_str() == Some(&p.name)));
+        let cmax = c
+            .and_then(|c| c["max_zero_loss_pps"].as_f64())
+            .unwrap_or(f64::NAN);
+        let c90 = c
+            .and_then(|c| c["at90"]["relay_ns_per_pkt"].as_f64())
+            .unwrap_or(f64::NAN);
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            p.name,
+            f0(cmax),
+            f0(p.max_zero_loss_pps),
+            ratio(p.max_zero_loss_pps, cmax),
+            f0(c90),
+            p.at90
+                .as_ref()
+                .map_or("n/a".into(), |t| f0(t.relay_ns_per_pkt)),
         )?;
     }
     Ok(())
