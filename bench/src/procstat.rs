@@ -83,6 +83,19 @@ pub fn thread_run_ns(pid: u32, tid: u32) -> Option<u64> {
         .and_then(parse_schedstat)
 }
 
+/// CPU time of one thread of `pid`: user and system time from its `stat` (clock ticks, so
+/// sampled: exact only over many ticks) and its exact scheduler run time.
+pub fn thread_cpu(pid: u32, tid: u32) -> Option<CpuSample> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    let (u, s) = parse_stat_times(&stat)?;
+    let t = tick_ns();
+    Some(CpuSample {
+        user_ns: u * t,
+        sys_ns: s * t,
+        run_ns: thread_run_ns(pid, tid)?,
+    })
+}
+
 /// The threads of `pid`: (tid, name, run ns).
 pub fn threads(pid: u32) -> Vec<(u32, String, u64)> {
     let mut out = Vec::new();

@@ -4,8 +4,12 @@
 //! summary of each report's goals at the end.
 //!
 //! `bench dataplane` and `bench scale` (root: they build the three-namespace lab) run `dp-bench`
-//! from the `tollgate-bench` crate: Tollgate's XDP and socket paths and rtpengine side by side,
-//! and the XDP path with 100 to 100,000 flows. They write `dataplane.md`, `scale.md`,
+//! from the `tollgate-bench` crate: Tollgate's XDP and socket paths, rtpengine and the floor
+//! (the XDP path with a null worker) side by side, and the XDP path with 100 to 100,000 flows.
+//! `bench dataplane` and `bench all` first install the benchmarks' Debian packages that are
+//! missing (rtpengine, perf: what `cargo xtask setup --bench` installs), and fail if a path
+//! they were asked to measure cannot be started or measured. `bench dataplane --noise <duty>`
+//! runs the comparison under injected noise (`dataplane-noise.md`). They write `dataplane.md`, `scale.md`,
 //! `results.json` (read by `tollgate capacity`) and SVG plots.
 //!
 //! `bench hostile` (root) runs `hostile-bench`: minutes of mixed hostile SIP input from a
@@ -68,9 +72,13 @@ struct DataplaneArgs {
     /// Concurrent flows (G.711 streams).
     #[arg(long, default_value_t = 500)]
     flows: usize,
-    /// Paths (xdp, socket, rtpengine; `kernel` adds the lab's own limit without a relay).
-    #[arg(long, default_value = "xdp,socket,rtpengine,kernel")]
+    /// Paths (xdp, socket, rtpengine, floor; `kernel` adds the lab's own limit without a relay).
+    #[arg(long, default_value = "xdp,socket,rtpengine,floor,kernel")]
     paths: String,
+    /// Injected noise: a SCHED_FIFO hog busy this fraction of every 10 ms on the load and relay
+    /// cores (0.3 if given without a value); the report is `dataplane-noise.md`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "0.3")]
+    noise: Option<f64>,
     /// Profile the XDP worker with perf at 90% of its max rate.
     #[arg(long, default_value_t = true)]
     profile: bool,
@@ -159,13 +167,19 @@ fn dataplane(a: &DataplaneArgs) -> anyhow::Result<()> {
     let mut steps = Vec::new();
     let s = Step::start(
         "bench dataplane",
+        "install missing bench packages (rtpengine, perf)",
+    );
+    crate::setup::bench_packages()?;
+    steps.push(s.done());
+    let s = Step::start(
+        "bench dataplane",
         "build dp-bench and relay-bench (release)",
     );
     let bin = build_dp_bench()?;
     steps.push(s.done());
     let s = Step::start(
         "bench dataplane",
-        "XDP vs socket vs rtpengine (lab up, search, latency, profile; a few minutes)",
+        "XDP vs socket vs rtpengine vs floor (lab up, search, latency, profile; a few minutes)",
     );
     let mut cmd = Command::new(&bin);
     cmd.arg("--out")
@@ -181,9 +195,17 @@ fn dataplane(a: &DataplaneArgs) -> anyhow::Result<()> {
     if a.profile {
         cmd.arg("--profile");
     }
+    if let Some(d) = a.noise {
+        cmd.args(["--noise", &d.to_string()]);
+    }
     run_visible(&mut cmd)?;
     steps.push(s.done());
-    summary("bench dataplane", &steps, &["dataplane.md"]);
+    let report = if a.noise.is_some() {
+        "dataplane-noise.md"
+    } else {
+        "dataplane.md"
+    };
+    summary("bench dataplane", &steps, &[report]);
     Ok(())
 }
 
@@ -281,6 +303,8 @@ type Part = Box<dyn Fn() -> anyhow::Result<()>>;
 
 fn all() -> anyhow::Result<()> {
     let t = std::time::Instant::now();
+    need_root("all")?;
+    crate::setup::bench_packages()?;
     let mut failed = Vec::new();
     let parts: [(&str, Part); 4] = [
         (
@@ -298,9 +322,10 @@ fn all() -> anyhow::Result<()> {
             Box::new(|| {
                 dataplane(&DataplaneArgs {
                     flows: 500,
-                    paths: "xdp,socket,rtpengine,kernel".into(),
+                    paths: "xdp,socket,rtpengine,floor,kernel".into(),
                     profile: true,
                     trial_secs: 2.0,
+                    noise: None,
                 })
             }),
         ),

@@ -107,7 +107,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let had_store = dpkg_installed(store);
     let had_keepalived = dpkg_installed("keepalived");
+    let had_rtpengine = dpkg_installed("rtpengine-daemon");
     debian_packages(&pkgs, &mut r)?;
+    if args.bench && !had_rtpengine {
+        quiet_packaged_service("rtpengine-daemon");
+    }
     if !had_store {
         quiet_packaged_service(store);
     }
@@ -127,6 +131,23 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     if r.installed.is_empty() {
         println!("  nothing to do: everything was already there");
+    }
+    Ok(())
+}
+
+/// Installs the benchmarks' Debian packages (what `setup --bench` adds) that are missing:
+/// `cargo xtask bench` calls it first, so a peer it compares against is installed, not
+/// skipped. Fails (with the apt error) if they cannot be installed.
+pub fn bench_packages() -> anyhow::Result<()> {
+    let had_rtpengine = dpkg_installed("rtpengine-daemon");
+    let mut r = Report::default();
+    debian_packages(BENCH_PACKAGES, &mut r)?;
+    if !had_rtpengine {
+        // The bench runs its own rtpengine in the lab's relay namespace.
+        quiet_packaged_service("rtpengine-daemon");
+    }
+    for p in &r.installed {
+        println!("  installed  {p}");
     }
     Ok(())
 }

@@ -17,12 +17,13 @@ use clap::Parser;
 use serde_json::json;
 use tollgate_bench::flows::Plan;
 use tollgate_bench::procstat::rss_kib;
-use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings};
+use tollgate_dataplane::{DataPath, Dataplane, DataplaneConfig, XdpSettings, XdpWorker};
 
 #[derive(Parser, Debug)]
 #[command(about = "Tollgate's data plane as a separate process for benchmarks")]
 struct Args {
-    /// `xdp` or `socket`.
+    /// `xdp`, `socket` or `floor` (the XDP path with the null worker: headers rewritten, no
+    /// SRTP; the benchmarks' floor).
     #[arg(long)]
     path: String,
     /// Flows of the plan to install.
@@ -66,17 +67,20 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     raise_nofile();
     let path = match a.path.as_str() {
-        "xdp" => {
+        "xdp" | "floor" => {
             let mut x = XdpSettings::new(&a.ext_if, &a.int_if);
             x.frames = a.frames;
             DataPath::Xdp(x)
         }
         "socket" => DataPath::Socket,
-        other => bail!("unknown path {other} (xdp or socket)"),
+        other => bail!("unknown path {other} (xdp, socket or floor)"),
     };
     let pid = std::process::id();
     let mut cfg = DataplaneConfig::new(path, a.workers);
     cfg.coalesce_us = a.coalesce_us;
+    if a.path == "floor" {
+        cfg.xdp_worker = XdpWorker::Floor;
+    }
     if let Some(c) = a.cpu {
         cfg.cpus = (0..a.workers).map(|_| c).collect();
     }

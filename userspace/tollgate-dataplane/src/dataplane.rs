@@ -44,6 +44,17 @@ pub enum DataPath {
     Socket,
 }
 
+/// Which worker runs on the XDP path's AF_XDP sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpWorker {
+    /// The relay ([`crate::xsk_worker`]).
+    #[default]
+    Relay,
+    /// The null worker of the benchmarks' floor path ([`crate::floor_worker`]): the same rings
+    /// and loop, headers rewritten, no SRTP and no flow state. Never for production.
+    Floor,
+}
+
 /// Settings of the XDP path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XdpSettings {
@@ -112,6 +123,8 @@ pub struct DataplaneConfig {
     pub devices: Option<[String; 2]>,
     /// The boundary policy of each NIC (`None`: off, every non-flow frame goes to the kernel).
     pub boundary: Option<Boundary>,
+    /// XDP path: the worker that serves the AF_XDP sockets (benchmarks only change it).
+    pub xdp_worker: XdpWorker,
 }
 
 /// Default [`DataplaneConfig::coalesce_us`]: at most 500 µs of added latency, 2.5% of a 20 ms
@@ -134,6 +147,7 @@ impl DataplaneConfig {
             event_capacity: 65536,
             devices: None,
             boundary: None,
+            xdp_worker: XdpWorker::Relay,
         }
     }
 }
@@ -431,11 +445,15 @@ impl Dataplane {
                 ext: es,
                 int: is,
             };
+            let kind = self.cfg.xdp_worker;
             let thread = std::thread::Builder::new()
                 .name(format!("tg-xsk-{i}"))
                 .spawn(move || {
                     pin(cpu);
-                    crate::xsk_worker::run(ctx, pair)
+                    match kind {
+                        XdpWorker::Relay => crate::xsk_worker::run(ctx, pair),
+                        XdpWorker::Floor => crate::floor_worker::run(ctx, pair),
+                    }
                 })
                 .map_err(io_err("spawn worker"))?;
             self.workers.push(Worker {

@@ -6,6 +6,8 @@
 //! * [`boundary`]: what each NIC passes to the kernel (the per-NIC policy of the XDP program).
 //! * [`afxdp`]: AF_XDP sockets and rings with a UMEM shared across both NICs.
 //! * [`xsk_worker`]: the per-core AF_XDP relay loop.
+//! * [`floor_worker`]: a null AF_XDP worker (same rings and loop, headers only) for the
+//!   benchmarks' floor path.
 //! * [`idle`]: when an AF_XDP worker spins, naps or sleeps (sans-IO, tested with fake time).
 //! * [`socket_worker`]: the same relay over UDP sockets (recvmmsg/sendmmsg).
 //! * [`worker`]: control messages, events and statistics shared by both kinds of worker.
@@ -18,6 +20,7 @@ pub mod afxdp;
 pub mod alloc;
 pub mod boundary;
 pub mod dataplane;
+pub mod floor_worker;
 pub mod idle;
 pub mod neigh;
 pub mod socket_worker;
@@ -29,5 +32,5 @@ pub mod xsk_worker;
 pub use boundary::{Boundary, BoundaryMode, SidePolicy};
 pub use dataplane::{
     DEFAULT_COALESCE_US, DataPath, Dataplane, DataplaneConfig, DataplaneError, DataplaneStats,
-    XdpSettings,
+    XdpSettings, XdpWorker,
 };

@@ -2,11 +2,14 @@
 //!
 //! * `dataplane`: Tollgate's XDP path, its socket path and rtpengine (userspace forwarding,
 //!   driven over ng to bridge RTP/AVP to RTP/SAVP) relay G.711 RTP from `gw` to `int` as SRTP,
-//!   one after the other in the same lab, each pinned to the same core, with the same generator
+//!   and the floor path (the XDP path with a null worker: headers rewritten, no SRTP; what
+//!   AF_XDP itself costs here) relays it as RTP, one after the other in the same lab, each pinned to the same core, with the same generator
 //!   (in `gw`) and sink (in `int`, verifying SRTP) pinned to the other core. Per path: relay CPU
 //!   per packet at the real-time paced load (`flows x 50 pps`), the maximum zero-loss rate
 //!   (search), and loss and latency at 50% and 90% of it. Kernel IP forwarding of pre-encrypted
-//!   SRTP through the relay namespace (no relay) is the latency floor of the lab.
+//!   SRTP through the relay namespace (no relay) is the latency floor of the lab. A path that
+//!   cannot be started or measured fails the run. `--noise <duty>` runs it all under injected
+//!   noise (a SCHED_FIFO hog on both cores, [`noise`]), writing `dataplane-noise.md`.
 //! * `scale`: the XDP path with 100, 10,000 and 100,000 flows: install time, memory, relay CPU
 //!   per packet at a fixed rate and the maximum zero-loss rate.
 //!
@@ -14,6 +17,7 @@
 //! and SVG plots.
 
 mod lab;
+mod noise;
 mod peers;
 mod report;
 mod scale;
@@ -40,10 +44,12 @@ use tollgate_bench::ng::{self, Bencode, NgClient, dict};
 use tollgate_bench::plot::{Series, line_chart};
 use tollgate_bench::procstat::{self, CpuSample};
 use tollgate_bench::sink::{self, SinkShared, SinkStats};
+use tollgate_bench::steal::CpuTimes;
 use tollgate_netlab::{LabGuard, LabSpec, in_netns, run as run_cmd, spawn_in_netns};
 use tollgate_srtp::KeyMaterial;
 
 use lab::*;
+use noise::*;
 use peers::*;
 use report::*;
 use scale::*;
@@ -84,9 +90,22 @@ pub(crate) enum What {
         /// Concurrent flows (one G.711 stream each, gateway to internal).
         #[arg(long, default_value_t = 500)]
         flows: usize,
-        /// Paths to measure, in order.
-        #[arg(long, value_delimiter = ',', default_value = "xdp,socket,rtpengine")]
+        /// Paths to measure, in order (xdp, socket, rtpengine, floor; `kernel` adds the lab's own
+        /// limit without a relay).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "xdp,socket,rtpengine,floor"
+        )]
         paths: Vec<String>,
+        /// Injected noise: a SCHED_FIFO hog above every bench thread, busy this fraction of
+        /// every `--noise-period-ms` on the load core and on the relay core (0.3 if given
+        /// without a value). The report is `dataplane-noise.md`.
+        #[arg(long, num_args = 0..=1, default_missing_value = "0.3")]
+        noise: Option<f64>,
+        /// Period of the injected noise, ms.
+        #[arg(long, default_value_t = 10.0)]
+        noise_period_ms: f64,
         /// Record a CPU profile of the XDP worker (perf) at 90% of its max rate.
         #[arg(long)]
         profile: bool,
@@ -119,25 +138,57 @@ pub(crate) fn dataplane(
     flows: usize,
     paths: &[String],
     profile: bool,
+    noise: Option<(f64, f64)>,
 ) -> anyhow::Result<()> {
     let plan = Plan::lab(flows);
+    // A failed run leaves no report behind, not an older run's.
+    let report_file = if noise.is_some() {
+        "dataplane-noise.md"
+    } else {
+        "dataplane.md"
+    };
+    let _ = std::fs::remove_file(cli.out.join(report_file));
     println!(
         "==> [bench dataplane] lab up (tgb-gw, tgb-relay, tgb-int); relay on CPU {}, generator and sink on CPU {}",
         cli.relay_cpu, cli.load_cpu
     );
     let lab = Lab::up(&plan, cli.load_cpu)?;
     let host = host_facts();
+    let steal0 = CpuTimes::now().unwrap_or_default();
+    let _noise = match noise {
+        Some((duty, period_ms)) => {
+            println!(
+                "==> [bench dataplane] injected noise: SCHED_FIFO {NOISE_RT_PRIO} hog busy {:.0}% of every {period_ms} ms on CPUs {} and {}",
+                duty * 100.0,
+                cli.load_cpu,
+                cli.relay_cpu
+            );
+            Some(Noise::start(
+                &[cli.load_cpu, cli.relay_cpu],
+                duty,
+                Duration::from_secs_f64(period_ms / 1000.0),
+            )?)
+        }
+        None => None,
+    };
     let mut all = Vec::new();
     let mut results: Vec<PathResult> = Vec::new();
     let mut trial_id = 0;
+    let mut failed = Vec::new();
     for p in paths.iter().filter(|p| *p != "kernel") {
         match run_path(cli, &lab, &plan, p, &mut all, &mut trial_id, profile) {
             Ok(r) => results.push(r),
             Err(e) => {
                 println!("    {p}: FAILED: {e:#}");
-                eprintln!("bench dataplane: path {p} failed: {e:#}");
+                failed.push(format!("{p}: {e:#}"));
             }
         }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "requested paths could not be started or measured (no report written):\n  {}",
+            failed.join("\n  ")
+        );
     }
     let mut rates = vec![("paced".to_owned(), flows as f64 * 50.0)];
     for r in &results {
@@ -158,11 +209,16 @@ pub(crate) fn dataplane(
         &mut all,
         &mut trial_id,
     )
-    .unwrap_or_else(|e| {
-        eprintln!("baseline failed: {e:#}");
-        (Vec::new(), None)
-    });
+    .context("the kernel-forwarding baseline (added latency) failed")?;
+    let steal_pct = CpuTimes::now().unwrap_or_default().steal_pct_since(&steal0);
+    drop(_noise);
     drop(lab);
+    // A noisy run is set beside the last clean run with the same flows, if results.json has one.
+    let clean = noise
+        .and_then(|_| std::fs::read_to_string(cli.out.join("results.json")).ok())
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .map(|v| v["dataplane"].clone())
+        .filter(|d| d["flows"].as_u64() == Some(flows as u64));
     let md = dataplane_report(&Report {
         cli,
         host: &host,
@@ -171,17 +227,28 @@ pub(crate) fn dataplane(
         base: &base,
         lab_limit,
         all: &all,
+        paths,
+        noise,
+        steal_pct,
+        clean: clean.as_ref(),
     })?;
     println!("{md}");
+    // A noisy run is kept apart: `tollgate capacity` reads the clean one.
+    let (key, file) = if noise.is_some() {
+        ("dataplane_noise", "dataplane-noise.md")
+    } else {
+        ("dataplane", "dataplane.md")
+    };
     merge_results(
         &cli.out,
-        "dataplane",
+        key,
         json!({"host": host, "flows": flows, "relay_cpu": cli.relay_cpu, "load_cpu": cli.load_cpu,
-               "paths": results, "baseline": base,
+               "paths": results, "baseline": base, "steal_pct": steal_pct,
+               "noise": noise.map(|(d, p)| json!({"duty": d, "period_ms": p, "rt_prio": NOISE_RT_PRIO})),
                "kernel_forwarding_max_zero_loss_pps": lab_limit.map(|l| l.0)}),
     )?;
-    std::fs::write(cli.out.join("dataplane.md"), md)?;
-    println!("report: {}", cli.out.join("dataplane.md").display());
+    std::fs::write(cli.out.join(file), md)?;
+    println!("report: {}", cli.out.join(file).display());
     Ok(())
 }
 
@@ -197,7 +264,15 @@ pub(crate) fn main() -> anyhow::Result<()> {
             flows,
             paths,
             profile,
-        } => dataplane(&cli, *flows, paths, *profile),
+            noise,
+            noise_period_ms,
+        } => dataplane(
+            &cli,
+            *flows,
+            paths,
+            *profile,
+            noise.map(|d| (d, *noise_period_ms)),
+        ),
         What::Scale { flows, rate } => scale(&cli, flows, *rate),
     }
 }

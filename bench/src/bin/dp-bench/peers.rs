@@ -1,5 +1,6 @@
-//! The peers of a trial: the relay under test (Tollgate's relay-bench on the XDP or socket
-//! path, or rtpengine driven over ng) and the SRTP-verifying sink.
+//! The peers of a trial: the relay under test (Tollgate's relay-bench on the XDP, socket or
+//! floor path, or rtpengine driven over ng) and the sink (verifying SRTP, or plain RTP for the
+//! floor).
 
 use super::*;
 
@@ -300,8 +301,9 @@ impl SinkRun {
         plan: &Plan,
         keys: Vec<KeyMaterial>,
         cpu: usize,
+        decrypt: bool,
     ) -> anyhow::Result<SinkRun> {
-        let shared = SinkShared::new(true);
+        let shared = SinkShared::new(decrypt);
         let ready = Arc::new(AtomicBool::new(false));
         let (s2, r2, bind) = (Arc::clone(&shared), Arc::clone(&ready), plan.sink);
         let handle = spawn_in_netns(&lab.spec().int_ns, move || {

@@ -55,9 +55,10 @@ pub(crate) fn scale(cli: &Cli, counts: &[usize], rate: f64) -> anyhow::Result<()
                 trial_id,
                 all: &mut all,
                 path: format!("{n}"),
+                worker_tids: Vec::new(),
                 restart: None,
             };
-            b.sink = Some(SinkRun::start(&lab, &plan, k, cli.load_cpu)?);
+            b.sink = Some(SinkRun::start(&lab, &plan, k, cli.load_cpu, true)?);
             b.gen_state = Some(GenState::new(g, lab.gw_mac, lab.ext_mac, None)?);
             // Touch every flow once before measuring.
             let warm_rate = 50_000.0f64;

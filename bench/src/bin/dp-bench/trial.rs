@@ -40,6 +40,17 @@ pub(crate) struct TrialResult {
     /// Tollgate only: the worker's wall time in loop iterations that had packets, per packet
     /// received (its work without idle polling), ns.
     pub(crate) worker_busy_ns_per_pkt: f64,
+    /// Tollgate only: the worker threads' scheduler run time per delivered packet, ns (their
+    /// userspace work, their syscalls and the softirq work charged to them).
+    pub(crate) worker_run_ns_per_pkt: f64,
+    /// Tollgate only: the worker threads' user time per delivered packet, ns (from clock
+    /// ticks: their own code only, no kernel work).
+    pub(crate) worker_user_ns_per_pkt: f64,
+    /// Tollgate only: the worker threads' system time per delivered packet, ns (from clock
+    /// ticks: syscalls, the copy-mode TX and softirq work charged to them).
+    pub(crate) worker_sys_ns_per_pkt: f64,
+    /// CPU steal of the VM during the trial, % of all CPU time (`st` in vmstat).
+    pub(crate) steal_pct: f64,
     pub(crate) relay_stats: Option<Value>,
 }
 
@@ -78,6 +89,8 @@ pub(crate) struct Bench<'a> {
     pub(crate) trial_id: u32,
     pub(crate) all: &'a mut Vec<(String, TrialResult)>,
     pub(crate) path: String,
+    /// Tollgate only: the relay's worker threads (per-thread CPU time).
+    pub(crate) worker_tids: Vec<u32>,
     /// rtpengine stops relaying a stream for good after its receive queue overflowed a few
     /// times; such a relay is restarted (fresh calls, keys and sink) after a lossy trial.
     pub(crate) restart: Option<Restart<'a>>,
@@ -136,6 +149,19 @@ impl Bench<'_> {
             .unwrap_or_default();
         let sink_a = procstat::thread_run_ns(me, sink_tid).unwrap_or(0);
         let ksoft_a = procstat::ksoftirqd_ns();
+        let workers_cpu = |tids: &[u32]| -> Option<CpuSample> {
+            let pid = relay_pid?;
+            let mut sum = CpuSample::default();
+            for t in tids {
+                let c = procstat::thread_cpu(pid, *t)?;
+                sum.user_ns += c.user_ns;
+                sum.sys_ns += c.sys_ns;
+                sum.run_ns += c.run_ns;
+            }
+            (!tids.is_empty()).then_some(sum)
+        };
+        let wk_a = workers_cpu(&self.worker_tids);
+        let steal_a = CpuTimes::now().unwrap_or_default();
         let st = self.gen_state.take().context("generator state lost")?;
         let iface = self.lab.spec().gw_if.clone();
         let cpu = self.load_cpu;
@@ -163,6 +189,13 @@ impl Bench<'_> {
             .unwrap_or_default();
         let sink_b = procstat::thread_run_ns(me, sink_tid).unwrap_or(0);
         let ksoft_b = procstat::ksoftirqd_ns();
+        let wk = match (wk_a, workers_cpu(&self.worker_tids)) {
+            (Some(a), Some(b)) => Some(b.since(&a)),
+            _ => None,
+        };
+        let steal_pct = CpuTimes::now()
+            .unwrap_or_default()
+            .steal_pct_since(&steal_a);
         let s: SinkStats = sink_shared.take();
         let relay_stats = self.relay.as_mut().and_then(|r| r.stats());
         let d: CpuSample = cpu_b.since(&cpu_a);
@@ -206,10 +239,14 @@ impl Bench<'_> {
             ok: lost == 0 && s.auth_fail == 0 && s.bad_payload == 0 && g.kept_up && g.sent > 0,
             load_core_busy: (g.cpu_ns as f64 + (sink_b.saturating_sub(sink_a)) as f64) / gen_wall,
             worker_busy_ns_per_pkt: worker_busy(stats_a.as_ref(), relay_stats.as_ref()),
+            worker_run_ns_per_pkt: per_pkt(wk.map(|c| c.run_ns), s.ok),
+            worker_user_ns_per_pkt: per_pkt(wk.map(|c| c.user_ns), s.ok),
+            worker_sys_ns_per_pkt: per_pkt(wk.map(|c| c.sys_ns), s.ok),
+            steal_pct,
             relay_stats,
         };
         println!(
-            "    {:<9} {:<8} {:>9.0} pps  sent {:>9}  lost {:>7} ({:>6.3}%)  relay {:>6.0} ns/pkt ({:>5.1}% cpu)  gen {:>4.0}%  sink {:>4.0}%  p50 {:>7.1} p99 {:>8.1} p99.9 {:>8.1} us{}",
+            "    {:<9} {:<8} {:>9.0} pps  sent {:>9}  lost {:>7} ({:>6.3}%)  relay {:>6.0} ns/pkt ({:>5.1}% cpu)  gen {:>4.0}%  sink {:>4.0}%  p50 {:>7.1} p99 {:>8.1} p99.9 {:>8.1} us  steal {:.1}%{}",
             self.path,
             label,
             rate,
@@ -223,6 +260,7 @@ impl Bench<'_> {
             r.p50_us,
             r.p99_us,
             r.p999_us,
+            r.steal_pct,
             if r.gen_kept_up {
                 ""
             } else {
@@ -332,6 +370,14 @@ impl Bench<'_> {
     }
 }
 
+/// `ns` per packet of `pkts`, or NaN when either is missing.
+fn per_pkt(ns: Option<u64>, pkts: u64) -> f64 {
+    match ns {
+        Some(ns) if pkts > 0 => ns as f64 / pkts as f64,
+        _ => f64::NAN,
+    }
+}
+
 /// Worker busy ns per received packet between two `STATS` replies.
 pub(crate) fn worker_busy(a: Option<&Value>, b: Option<&Value>) -> f64 {
     let sum = |v: &Value, k: &str| -> f64 {
@@ -397,7 +443,7 @@ pub(crate) fn run_path(
     );
     let rtpe_log = cli.out.join("rtpengine.log");
     let (relay, gen_flows, keys, ready) = match name {
-        "xdp" | "socket" => {
+        "xdp" | "socket" | "floor" => {
             let (r, v) = start_tollgate(
                 lab,
                 &relay_bin(cli)?,
@@ -413,10 +459,12 @@ pub(crate) fn run_path(
             let (r, g, k, v) = start_rtpengine(lab, plan, cli.relay_cpu, &rtpe_log)?;
             (r, g, k, v)
         }
-        other => bail!("unknown path {other}"),
+        other => bail!("unknown path {other} (xdp, socket, floor, rtpengine, kernel)"),
     };
     println!("    ready: {ready}");
-    let sink = match SinkRun::start(lab, plan, keys, cli.load_cpu) {
+    // The floor relays RTP as it came (no SRTP): its sink counts plain RTP.
+    let decrypt = name != "floor";
+    let sink = match SinkRun::start(lab, plan, keys, cli.load_cpu, decrypt) {
         Ok(s) => s,
         Err(e) => {
             relay.stop();
@@ -428,7 +476,7 @@ pub(crate) fn run_path(
     let restart: Option<Restart<'_>> = (name == "rtpengine").then(|| {
         Box::new(move || {
             let (r, g, k, _) = start_rtpengine(lab, plan, relay_cpu, &rtpe_log)?;
-            let s = SinkRun::start(lab, plan, k, load_cpu)?;
+            let s = SinkRun::start(lab, plan, k, load_cpu, true)?;
             let st = GenState::new(g, lab.gw_mac, lab.ext_mac, None)?;
             Ok((r, s, st))
         }) as Restart<'_>
@@ -442,11 +490,24 @@ pub(crate) fn run_path(
         trial_id: *trial_id,
         all,
         path: name.to_owned(),
+        worker_tids: ready["workers"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .filter_map(|x| x["tid"].as_u64().map(|t| t as u32))
+                    .collect()
+            })
+            .unwrap_or_default(),
         restart,
     };
     b.trial("warmup", (plan.flows as f64 * 50.0).min(20_000.0), 1.0)?;
     let paced = b.trial("paced", plan.flows as f64 * 50.0, cli.latency_secs)?;
     let (max, load_bound, search) = b.search(25_000.0, 4_000_000.0, cli.trial_secs)?;
+    if max <= 0.0 {
+        bail!(
+            "{name}: no trial relayed without loss, down to 1000 pps: nothing to measure at 50% and 90%"
+        );
+    }
     println!(
         "    {name}: max zero-loss {max:.0} pps{}",
         if load_bound {
@@ -584,7 +645,7 @@ pub(crate) fn baseline(
     // (the relayed paths' ingress stays as it was measured).
     let spec = lab.guard.spec();
     let _rps = Rps::steer(&spec.relay_ns, &spec.ext_if, cli.relay_cpu)?;
-    let sink = SinkRun::start(lab, plan, keys.clone(), cli.load_cpu)?;
+    let sink = SinkRun::start(lab, plan, keys.clone(), cli.load_cpu, true)?;
     let st = GenState::new(gen_flows, lab.gw_mac, lab.ext_mac, Some(keys))?;
     let mut b = Bench {
         lab,
@@ -595,6 +656,7 @@ pub(crate) fn baseline(
         trial_id: *trial_id,
         all,
         path: "kernel".into(),
+        worker_tids: Vec::new(),
         restart: None,
     };
     let mut out = Vec::new();
