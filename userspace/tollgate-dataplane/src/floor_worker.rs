@@ -24,17 +24,10 @@ use std::sync::atomic::Ordering;
 use tollgate_relay::frame::{self, EgressHeader, Mac};
 use tollgate_relay::{DropReason, MediaFlowSpec, Side};
 
-use crate::idle::{IdleAction, IdlePolicy};
-use crate::sys::{monotonic_ns, thread_cpu_ns};
 use crate::worker::{Control, WorkerCtx, add};
-use crate::xsk_worker::XskPair;
+use crate::xsk_worker::{BurstHandler, XskPair};
 
-/// Receive batch size per socket per iteration (as the real worker's).
-const BATCH: u32 = 64;
-/// Queued TX frames that trigger a kick while more frames wait (as the real worker's).
-const KICK_AT: u32 = 32;
-/// How often the worker publishes its loop count and CPU time.
-const STATS_NS: u64 = 100_000_000;
+use crate::xsk_worker::BATCH;
 /// Relay ports per side: the whole UDP port space.
 const PORTS: usize = 1 << 16;
 
@@ -129,110 +122,32 @@ impl Egress {
     }
 }
 
-/// Runs the floor worker until `ctx.stop` is set: the loop of [`crate::xsk_worker::run`] with
-/// [`forward_batch`] in place of the relay.
-pub fn run(ctx: WorkerCtx, mut io: XskPair) {
-    let mut egress = Egress::new();
-    let frame_size = u64::from(io.umem.frame_size());
-    let mut free: Vec<u64> = io.umem.frame_addrs().collect();
-    io.ext.fill(&mut free);
-    io.int.fill(&mut free);
-    let mut idle = IdlePolicy::new(ctx.busy_poll, ctx.coalesce_ns);
-    if idle.moderates() {
-        crate::sys::set_timer_slack_ns(1_000);
-    }
-    let mut loops = 0u64;
-    let mut last_stats = 0u64;
-    while !ctx.stop.load(Ordering::Relaxed) {
-        loops += 1;
-        let pending = io.ext.rx_available() + io.int.rx_available();
-        if pending == 0 && ctx.rx.is_empty() {
-            io.ext.reap_completions(&mut free);
-            io.int.reap_completions(&mut free);
-            if idle.empty_iteration() {
-                let t = monotonic_ns();
-                let action = idle.idle(t);
-                if action != IdleAction::Spin {
-                    io.ext.tx_submit();
-                    io.int.tx_submit();
-                    io.ext.fill(&mut free);
-                    io.int.fill(&mut free);
-                    match action {
-                        IdleAction::Nap(ns) => crate::sys::nap_ns(ns),
-                        IdleAction::Poll(ms) => sleep(&ctx, &io, ms),
-                        IdleAction::Spin => {}
-                    }
-                }
-                if t.saturating_sub(last_stats) >= STATS_NS {
-                    last_stats = t;
-                    publish(&ctx, loops);
-                }
-            }
-            continue;
-        }
-        let now = monotonic_ns();
-        let mut applied = false;
-        while let Ok(msg) = ctx.rx.try_recv() {
-            add(&ctx.stats.control, 1);
-            egress.apply(msg);
-            applied = true;
-        }
-        if applied {
-            ctx.stats
-                .flows
-                .store(egress.flows.len() as u64, Ordering::Relaxed);
-            ctx.stats.ack(ctx.stats.control.load(Ordering::Relaxed));
-        }
-        let mut work = forward_batch(&ctx, &egress, &mut io, Side::Ext, &mut free, frame_size);
-        work += forward_batch(&ctx, &egress, &mut io, Side::Int, &mut free, frame_size);
-        if io.ext.rx_available() + io.int.rx_available() == 0
-            || io.ext.tx_outstanding().max(io.int.tx_outstanding()) >= KICK_AT
-        {
-            io.ext.tx_submit();
-            io.int.tx_submit();
-        }
-        idle.busy(now, work);
-        io.ext.reap_completions(&mut free);
-        io.int.reap_completions(&mut free);
-        if loops & 1 == 0 {
-            io.ext.fill(&mut free);
-            io.int.fill(&mut free);
-        } else {
-            io.int.fill(&mut free);
-            io.ext.fill(&mut free);
-        }
-        for s in [&io.ext, &io.int] {
-            if s.fill_needs_wakeup() && work > 0 {
-                s.wake_rx();
-            }
-        }
-        let end = monotonic_ns();
-        add(&ctx.stats.busy_ns, end.saturating_sub(now));
-        if end.saturating_sub(last_stats) >= STATS_NS {
-            last_stats = end;
-            publish(&ctx, loops);
-        }
-    }
-    publish(&ctx, loops);
+/// Runs the floor worker until `ctx.stop` is set: the loop of [`crate::xsk_worker::run`]
+/// (the same code: [`crate::xsk_worker::run_with`]) with [`forward_batch`] in place of the relay.
+pub fn run(ctx: WorkerCtx, io: XskPair) {
+    crate::xsk_worker::run_with(ctx, io, Egress::new());
 }
 
-/// Publishes the loop count and the thread's CPU time (a syscall: at most every `STATS_NS`).
-fn publish(ctx: &WorkerCtx, loops: u64) {
-    ctx.stats.loops.store(loops, Ordering::Relaxed);
-    ctx.stats.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
-}
+impl BurstHandler for Egress {
+    fn apply(&mut self, ctx: &WorkerCtx, msg: Control, _now: u64) {
+        add(&ctx.stats.control, 1);
+        Egress::apply(self, msg);
+        ctx.stats
+            .flows
+            .store(self.flows.len() as u64, Ordering::Relaxed);
+    }
 
-/// Sleeps in `poll` on both sockets and the control eventfd, at most `timeout_ms`.
-fn sleep(ctx: &WorkerCtx, io: &XskPair, timeout_ms: i32) {
-    let mut fds = [io.ext.raw_fd(), io.int.raw_fd(), ctx.waker.fd()].map(|fd| libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    // SAFETY: valid pollfd array.
-    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if fds[2].revents != 0 {
-        ctx.waker.drain();
+    #[inline]
+    fn burst(
+        &mut self,
+        ctx: &WorkerCtx,
+        io: &mut XskPair,
+        from: Side,
+        free: &mut Vec<u64>,
+        frame_size: u64,
+        _now: u64,
+    ) -> u32 {
+        forward_batch(ctx, self, io, from, free, frame_size)
     }
 }
 

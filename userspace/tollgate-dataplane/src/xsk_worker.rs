@@ -18,10 +18,10 @@ use tollgate_srtp::{Job, Op};
 use crate::afxdp::{Umem, XskSocket};
 use crate::idle::{IdleAction, IdlePolicy};
 use crate::sys::{monotonic_ns, thread_cpu_ns};
-use crate::worker::{WorkerCtx, add};
+use crate::worker::{Control, WorkerCtx, add};
 
 /// Receive batch size per socket per iteration.
-const BATCH: u32 = 64;
+pub(crate) const BATCH: u32 = 64;
 /// Queued TX frames that trigger a kick even while more frames wait to be received (the
 /// kernel's copy-mode transmit takes up to 32 frames per kick).
 const KICK_AT: u32 = 32;
@@ -39,9 +39,53 @@ pub struct XskPair {
     pub int: XskSocket,
 }
 
-/// Runs the worker until `ctx.stop` is set.
-pub fn run(ctx: WorkerCtx, mut io: XskPair) {
-    let mut table = MediaFlowTable::new(ctx.srtp);
+/// What a worker does with its rings' bursts and its control messages: the relay
+/// ([`MediaFlowTable`]), or the benchmarks' null worker ([`crate::floor_worker`]), which runs
+/// the same loop so that the two compare fairly.
+pub(crate) trait BurstHandler {
+    /// Applies one control message (then the worker acknowledges it).
+    fn apply(&mut self, ctx: &WorkerCtx, msg: Control, now: u64);
+    /// Handles up to one batch that arrived on the `from` side's socket, queuing what leaves
+    /// on the other side's; returns the number of frames received.
+    fn burst(
+        &mut self,
+        ctx: &WorkerCtx,
+        io: &mut XskPair,
+        from: Side,
+        free: &mut Vec<u64>,
+        frame_size: u64,
+        now: u64,
+    ) -> u32;
+}
+
+impl BurstHandler for MediaFlowTable {
+    fn apply(&mut self, ctx: &WorkerCtx, msg: Control, now: u64) {
+        // AF_XDP flows carry no sockets.
+        let _ = ctx.apply(self, msg, now);
+    }
+
+    #[inline]
+    fn burst(
+        &mut self,
+        ctx: &WorkerCtx,
+        io: &mut XskPair,
+        from: Side,
+        free: &mut Vec<u64>,
+        frame_size: u64,
+        now: u64,
+    ) -> u32 {
+        relay_batch(ctx, self, io, from, free, frame_size, now)
+    }
+}
+
+/// Runs the relay worker until `ctx.stop` is set.
+pub fn run(ctx: WorkerCtx, io: XskPair) {
+    let table = MediaFlowTable::new(ctx.srtp);
+    run_with(ctx, io, table);
+}
+
+/// The worker loop around `handler` until `ctx.stop` is set.
+pub(crate) fn run_with<H: BurstHandler>(ctx: WorkerCtx, mut io: XskPair, mut handler: H) {
     let frame_size = u64::from(io.umem.frame_size());
     let mut free: Vec<u64> = io.umem.frame_addrs().collect();
     io.ext.fill(&mut free);
@@ -86,31 +130,14 @@ pub fn run(ctx: WorkerCtx, mut io: XskPair) {
         let now = monotonic_ns();
         let mut applied = false;
         while let Ok(msg) = ctx.rx.try_recv() {
-            // AF_XDP flows carry no sockets.
-            let _ = ctx.apply(&mut table, msg, now);
+            handler.apply(&ctx, msg, now);
             applied = true;
         }
         if applied {
             ctx.stats.ack(ctx.stats.control.load(Ordering::Relaxed));
         }
-        let mut work = relay_batch(
-            &ctx,
-            &mut table,
-            &mut io,
-            Side::Ext,
-            &mut free,
-            frame_size,
-            now,
-        );
-        work += relay_batch(
-            &ctx,
-            &mut table,
-            &mut io,
-            Side::Int,
-            &mut free,
-            frame_size,
-            now,
-        );
+        let mut work = handler.burst(&ctx, &mut io, Side::Ext, &mut free, frame_size, now);
+        work += handler.burst(&ctx, &mut io, Side::Int, &mut free, frame_size, now);
         // Kick TX once the burst is drained (or once a kick's worth is queued): in copy mode
         // every kick is a syscall and, on veth, a cross-CPU wakeup of the peer's backlog.
         if io.ext.rx_available() + io.int.rx_available() == 0
