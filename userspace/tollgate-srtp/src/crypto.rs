@@ -107,7 +107,7 @@ pub(crate) mod label {
 /// `hmac` crate: profiles of a 172-byte packet showed the crate's per-call state clone and
 /// block buffering costing about as much as AES-CM; here the packet's full blocks are hashed
 /// in place, with no copy.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub(crate) struct HmacSha1 {
     inner: [u32; 5],
     outer: [u32; 5],
@@ -190,54 +190,65 @@ impl HmacSha1 {
 }
 
 impl HmacSha1 {
-    /// The SRTP tags (HMAC over `data[l] || roc[l]`) of `N` packets under this key at once,
-    /// their SHA-1 compressions interleaved lane by lane ([`crate::sha1x`]); equal to `N` calls
-    /// of [`HmacSha1::tag`]. Packets whose block counts differ from the first's are tagged
-    /// one by one.
+    /// A placeholder key (zero midstates) for unused lanes of the batch API's fixed arrays;
+    /// never used to tag anything.
+    pub(crate) const UNUSED: HmacSha1 = HmacSha1 {
+        inner: [0; 5],
+        outer: [0; 5],
+    };
+
+    /// Whether `other` holds the same key (compares every word, no early exit).
     #[inline]
-    pub(crate) fn tags_roc<const N: usize>(
-        &self,
+    pub(crate) fn same_key(&self, other: &HmacSha1) -> bool {
+        let diff = self
+            .inner
+            .iter()
+            .chain(&self.outer)
+            .zip(other.inner.iter().chain(&other.outer))
+            .fold(0u32, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+
+    /// The SRTP tags of `N` packets, each under its own key: HMAC(`keys[l]`, `data[l]` ||
+    /// `roc[l]`), their SHA-1 compressions interleaved lane by lane ([`crate::sha1x`]); equal
+    /// to `N` calls of [`HmacSha1::tag`]. The lanes' own inner/outer midstates start each
+    /// chain, so packets of different contexts share one interleaved run. Lanes of different
+    /// lengths run together for the blocks they all have; the longer ones finish alone.
+    #[inline]
+    pub(crate) fn tags_lanes<const N: usize>(
+        keys: [&HmacSha1; N],
         data: [&[u8]; N],
         roc: [u32; N],
     ) -> [[u8; 20]; N] {
         // Full 64-byte blocks of each message are hashed in place; the tail (rest of the data,
-        // the ROC, padding and length) is built per lane.
-        let full = data[0].len() / 64;
-        let tail_len = data[0].len() % 64 + 4;
-        let tail_blocks = (tail_len + 9).div_ceil(64);
-        if data
-            .iter()
-            .any(|d| d.len() / 64 != full || (d.len() % 64 + 4 + 9).div_ceil(64) != tail_blocks)
-        {
-            return std::array::from_fn(|l| self.tag(data[l], &roc[l].to_be_bytes()));
-        }
-        let mut st = [self.inner; N];
-        for b in 0..full {
-            let blocks: [&[u8; 64]; N] = std::array::from_fn(|l| {
-                data[l]
-                    .get(b * 64..b * 64 + 64)
-                    .and_then(|s| s.try_into().ok())
-                    .unwrap_or(&[0u8; 64])
-            });
-            crate::sha1x::compress_lanes(&mut st, blocks);
-        }
+        // the ROC, padding and length: one or two blocks) is built per lane.
+        let full: [usize; N] = data.map(|d| d.len() / 64);
         let mut tails = [[0u8; 128]; N];
-        for (l, t) in tails.iter_mut().enumerate() {
-            let rem = data[l].get(full * 64..).unwrap_or(&[]);
+        let mut tail_blocks = [0usize; N];
+        for l in 0..N {
+            let (d, t) = (data[l], &mut tails[l]);
+            let rem = d.get(full[l] * 64..).unwrap_or(&[]);
             let n = rem.len() + 4;
+            let tb = (n + 9).div_ceil(64);
             t[..rem.len()].copy_from_slice(rem);
             t[rem.len()..n].copy_from_slice(&roc[l].to_be_bytes());
             t[n] = 0x80;
-            let bits = ((64 + data[l].len() + 4) as u64) * 8;
-            t[tail_blocks * 64 - 8..tail_blocks * 64].copy_from_slice(&bits.to_be_bytes());
+            let bits = ((64 + d.len() + 4) as u64) * 8;
+            t[tb * 64 - 8..tb * 64].copy_from_slice(&bits.to_be_bytes());
+            tail_blocks[l] = tb;
         }
-        for b in 0..tail_blocks {
-            let blocks: [&[u8; 64]; N] = std::array::from_fn(|l| {
-                tails[l][b * 64..b * 64 + 64]
-                    .try_into()
-                    .unwrap_or(&[0u8; 64])
-            });
+        let count: [usize; N] = std::array::from_fn(|l| full[l] + tail_blocks[l]);
+        let common = count.iter().copied().min().unwrap_or(0);
+        let mut st: [[u32; 5]; N] = keys.map(|k| k.inner);
+        for b in 0..common {
+            let blocks = std::array::from_fn(|l| msg_block(data[l], &tails[l], full[l], b));
             crate::sha1x::compress_lanes(&mut st, blocks);
+        }
+        for (l, s) in st.iter_mut().enumerate() {
+            for b in common..count[l] {
+                let blk = msg_block(data[l], &tails[l], full[l], b);
+                crate::sha1x::compress_lanes(std::array::from_mut(s), [blk]);
+            }
         }
         let mut ob = [[0u8; 64]; N];
         for (o, s) in ob.iter_mut().zip(&st) {
@@ -247,7 +258,7 @@ impl HmacSha1 {
             o[20] = 0x80;
             o[56..].copy_from_slice(&((64u64 + 20) * 8).to_be_bytes());
         }
-        let mut os = [self.outer; N];
+        let mut os: [[u32; 5]; N] = keys.map(|k| k.outer);
         crate::sha1x::compress_lanes(&mut os, std::array::from_fn(|l| &ob[l]));
         std::array::from_fn(|l| {
             let mut out = [0u8; 20];
@@ -257,6 +268,19 @@ impl HmacSha1 {
             out
         })
     }
+}
+
+/// Block `b` of an SRTP HMAC message (after the ipad block): the `full` whole blocks of `data`,
+/// then the blocks of `tail`.
+#[inline(always)]
+fn msg_block<'a>(data: &'a [u8], tail: &'a [u8; 128], full: usize, b: usize) -> &'a [u8; 64] {
+    let s = if b < full {
+        data.get(b * 64..b * 64 + 64)
+    } else {
+        let at = (b - full) * 64;
+        tail.get(at..at + 64)
+    };
+    s.and_then(|s| s.try_into().ok()).unwrap_or(&[0u8; 64])
 }
 
 /// Constant-time equality of two tags (no early exit on the first differing byte).
@@ -411,10 +435,12 @@ mod tests {
 
     #[test]
     fn multi_lane_tags_equal_single_tags() {
-        let mac = HmacSha1::new(b"0123456789abcdefghij");
+        let macs: Vec<HmacSha1> = (0..4u8)
+            .map(|k| HmacSha1::new(&[k.wrapping_mul(17).wrapping_add(1); 20]))
+            .collect();
         let data: Vec<u8> = (0..400u32).map(|i| (i * 7 + 3) as u8).collect();
-        // Equal lengths (the interleaved path) and mixed ones (the fallback), across the
-        // block boundaries of the tail (55/56/59/60/64 bytes + 4 of ROC).
+        // Equal lengths and mixed ones, across the block boundaries of the tail
+        // (51/52/59/60/64 bytes + 4 of ROC), with one key for all lanes and one per lane.
         for lens in [
             [172, 172, 172, 172],
             [12, 12, 12, 12],
@@ -425,20 +451,35 @@ mod tests {
             [300, 300, 300, 300],
             [172, 171, 60, 12],
             [52, 51, 52, 51],
+            [0, 64, 128, 300],
+            [300, 12, 200, 52],
         ] {
-            let d: [&[u8]; 4] = std::array::from_fn(|l| &data[l..l + lens[l]]);
-            let roc = [0, 1, 0xFFFF_FFFF, 0x1234_5678];
-            let got = mac.tags_roc(d, roc);
-            for l in 0..4 {
-                assert_eq!(
-                    got[l],
-                    mac.tag(d[l], &roc[l].to_be_bytes()),
-                    "{lens:?} lane {l}"
+            for per_lane in [false, true] {
+                let keys: [&HmacSha1; 4] =
+                    std::array::from_fn(|l| &macs[if per_lane { l } else { 0 }]);
+                let d: [&[u8]; 4] = std::array::from_fn(|l| &data[l..l + lens[l]]);
+                let roc = [0, 1, 0xFFFF_FFFF, 0x1234_5678];
+                let got = HmacSha1::tags_lanes(keys, d, roc);
+                for l in 0..4 {
+                    assert_eq!(
+                        got[l],
+                        keys[l].tag(d[l], &roc[l].to_be_bytes()),
+                        "{lens:?} lane {l}"
+                    );
+                }
+                let got3 = HmacSha1::tags_lanes(
+                    [keys[3], keys[1], keys[2]],
+                    [d[3], d[1], d[2]],
+                    [roc[3], roc[1], roc[2]],
                 );
+                assert_eq!(got3[0], keys[3].tag(d[3], &roc[3].to_be_bytes()));
+                assert_eq!(got3[2], keys[2].tag(d[2], &roc[2].to_be_bytes()));
+                let got1 = HmacSha1::tags_lanes([keys[1]], [d[1]], [roc[1]]);
+                assert_eq!(got1[0], keys[1].tag(d[1], &roc[1].to_be_bytes()));
             }
-            let got2 = mac.tags_roc([d[0], d[1]], [roc[0], roc[1]]);
-            assert_eq!(got2[1], mac.tag(d[1], &roc[1].to_be_bytes()));
         }
+        assert!(macs[0].same_key(&{ macs[0] }));
+        assert!(!macs[0].same_key(&macs[1]));
     }
 
     #[test]
