@@ -500,3 +500,44 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// ns per packet of the SRTP HMAC of a 172-byte packet: `cargo test --release -p
+    /// tollgate-srtp --lib hmac_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn hmac_speed() {
+        let macs: Vec<HmacSha1> = (0..4u8).map(|k| HmacSha1::new(&[k; 20])).collect();
+        let data = [[7u8; 172]; 4];
+        let n = 200_000u32;
+        let t = std::time::Instant::now();
+        let mut acc = 0u8;
+        for i in 0..n {
+            acc ^= macs[(i & 3) as usize].tag(&data[0], &i.to_be_bytes())[0];
+        }
+        let single = t.elapsed().as_nanos() as f64 / f64::from(n);
+        let t = std::time::Instant::now();
+        for i in 0..n / 4 {
+            let r = HmacSha1::tags_lanes(
+                macs.each_ref_4(),
+                [&data[0][..], &data[1][..], &data[2][..], &data[3][..]],
+                [i, i, i, i],
+            );
+            acc ^= r[0][0] ^ r[3][0];
+        }
+        let lanes = t.elapsed().as_nanos() as f64 / f64::from(n);
+        println!("HMAC-SHA1 172+4 bytes: single {single:.1} ns/pkt, 4 lanes {lanes:.1} ns/pkt ({acc})");
+    }
+
+    trait Four {
+        fn each_ref_4(&self) -> [&HmacSha1; 4];
+    }
+    impl Four for Vec<HmacSha1> {
+        fn each_ref_4(&self) -> [&HmacSha1; 4] {
+            [&self[0], &self[1], &self[2], &self[3]]
+        }
+    }
+}
