@@ -28,7 +28,8 @@
 //! exactly those of calling the single-packet functions in job order, including several jobs of
 //! one context in a burst.
 
-use crate::crypto::HmacSha1;
+use crate::crypto::{HmacSha1, WIDE_MIN};
+use crate::sha1x::WIDE;
 use crate::{Context, Error, Profile};
 
 /// What to do with one packet.
@@ -102,9 +103,24 @@ impl ContextSet for Only<'_> {
     }
 }
 
-/// Packets whose HMAC-SHA1 compressions are interleaved ([`crate::sha1x`]): four chains keep
-/// the SHA unit busy where one leaves it waiting on `sha1rnds4`'s latency.
+/// Packets whose HMAC-SHA1 compressions are interleaved with SHA-NI ([`crate::sha1x`]): four
+/// chains keep the SHA unit busy where one leaves it waiting on `sha1rnds4`'s latency (on cores
+/// where that latency, not the unit's throughput, is the limit).
 const LANES: usize = 4;
+
+/// Most packets tagged together: the wide engine's 16 lanes ([`crate::sha1x::WIDE`]).
+const GROUP: usize = WIDE;
+
+/// Packets tagged together on this CPU: [`GROUP`] with the wide engine (AVX-512F), else
+/// [`LANES`].
+#[inline]
+fn group_size() -> usize {
+    if crate::sha1x::wide_available() {
+        GROUP
+    } else {
+        LANES
+    }
+}
 
 /// A stage-0 tag: job `job`'s tag under `key` for ROC `roc`, with `profile` (which fixes the
 /// tag length, hence the authenticated bytes).
@@ -144,19 +160,23 @@ const NO_TAG: TagJob = TagJob {
     tag_len: 0,
 };
 
-/// The tags of the first `n` lanes (`n` <= [`LANES`]), each under its own key; the rest of
-/// the result is zeros.
+/// The tags of the first `n` entries (`n` <= [`GROUP`]), each under its own key: on the wide
+/// engine from [`WIDE_MIN`] packets, else four at a time with SHA-NI. The rest of the result is
+/// zeros.
 fn tags(
-    keys: [&HmacSha1; LANES],
-    data: [&[u8]; LANES],
-    roc: [u32; LANES],
+    keys: [&HmacSha1; GROUP],
+    data: [&[u8]; GROUP],
+    roc: [u32; GROUP],
     n: usize,
-) -> [[u8; 20]; LANES] {
+) -> [[u8; 20]; GROUP] {
+    if n >= WIDE_MIN && crate::sha1x::wide_available() {
+        return HmacSha1::tags_wide(keys, data, roc, n);
+    }
     fn first<const N: usize>(
-        keys: &[&HmacSha1; LANES],
-        data: &[&[u8]; LANES],
-        roc: &[u32; LANES],
-        out: &mut [[u8; 20]; LANES],
+        keys: &[&HmacSha1],
+        data: &[&[u8]],
+        roc: &[u32],
+        out: &mut [[u8; 20]],
     ) {
         if let (Some(k), Some(d), Some(r)) = (
             keys.first_chunk::<N>(),
@@ -169,13 +189,25 @@ fn tags(
             }
         }
     }
-    let mut out = [[0u8; 20]; LANES];
-    match n {
-        1 => first::<1>(&keys, &data, &roc, &mut out),
-        2 => first::<2>(&keys, &data, &roc, &mut out),
-        3 => first::<3>(&keys, &data, &roc, &mut out),
-        4 => first::<4>(&keys, &data, &roc, &mut out),
-        _ => {}
+    let mut out = [[0u8; 20]; GROUP];
+    let mut at = 0;
+    while at < n.min(GROUP) {
+        let m = (n - at).min(LANES);
+        let (Some(k), Some(d), Some(r), Some(o)) = (
+            keys.get(at..),
+            data.get(at..),
+            roc.get(at..),
+            out.get_mut(at..),
+        ) else {
+            break;
+        };
+        match m {
+            1 => first::<1>(k, d, r, o),
+            2 => first::<2>(k, d, r, o),
+            3 => first::<3>(k, d, r, o),
+            _ => first::<4>(k, d, r, o),
+        }
+        at += m;
     }
     out
 }
@@ -184,11 +216,12 @@ fn tags(
 /// single-packet calls in job order; the HMAC-SHA1 work is shared across contexts (see the
 /// module documentation). A job naming a missing context gets [`Error::NoContext`].
 pub fn process_batch<S: ContextSet + ?Sized>(set: &mut S, jobs: &mut [Job<'_>]) {
-    let mut queued = [NO_TAG; LANES];
+    let size = group_size();
+    let mut queued = [NO_TAG; GROUP];
     let mut nq = 0;
     let mut from = 0;
     while from < jobs.len() {
-        let (end, pre, np) = pre_verify(set, jobs, from);
+        let (end, pre, np) = pre_verify(set, jobs, from, size);
         let pre = pre.get(..np).unwrap_or(&[]);
         for i in from..end {
             let Some(j) = jobs.get_mut(i) else {
@@ -232,7 +265,7 @@ pub fn process_batch<S: ContextSet + ?Sized>(set: &mut S, jobs: &mut [Job<'_>]) 
                 *q = t;
                 nq += 1;
             }
-            if nq == LANES {
+            if nq >= size {
                 write_tags(jobs, &queued, nq);
                 nq = 0;
             }
@@ -242,16 +275,17 @@ pub fn process_batch<S: ContextSet + ?Sized>(set: &mut S, jobs: &mut [Job<'_>]) 
     write_tags(jobs, &queued, nq);
 }
 
-/// Stage 0 from job `from`: the group ends after the fourth AES-CM RTP unprotect job that
+/// Stage 0 from job `from`: the group ends after the `size`-th AES-CM RTP unprotect job that
 /// reaches tag verification (or at the end of the burst); returns that end and the tags of the
 /// group's unprotect jobs, computed against the state before the group.
 fn pre_verify<S: ContextSet + ?Sized>(
     set: &mut S,
     jobs: &[Job<'_>],
     from: usize,
-) -> (usize, [PreTag; LANES], usize) {
-    let mut pre = [NO_PRE; LANES];
-    let mut data: [&[u8]; LANES] = [&[]; LANES];
+    size: usize,
+) -> (usize, [PreTag; GROUP], usize) {
+    let mut pre = [NO_PRE; GROUP];
+    let mut data: [&[u8]; GROUP] = [&[]; GROUP];
     let mut n = 0;
     let mut end = jobs.len();
     for (i, j) in jobs.iter().enumerate().skip(from) {
@@ -277,7 +311,7 @@ fn pre_verify<S: ContextSet + ?Sized>(
             *dd = d;
             n += 1;
         }
-        if n == LANES {
+        if n >= size {
             end = i + 1;
             break;
         }
@@ -290,7 +324,7 @@ fn pre_verify<S: ContextSet + ?Sized>(
 }
 
 /// Writes the tags of the first `n` queued protected packets.
-fn write_tags(jobs: &mut [Job<'_>], queued: &[TagJob; LANES], n: usize) {
+fn write_tags(jobs: &mut [Job<'_>], queued: &[TagJob; GROUP], n: usize) {
     if n == 0 {
         return;
     }

@@ -8,6 +8,8 @@
 use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 use aes_gcm::aead::AeadInPlace;
 
+use crate::sha1x::WIDE;
+
 /// One AES block.
 pub(crate) type Block = GenericArray<u8, aes::cipher::consts::U16>;
 
@@ -270,6 +272,119 @@ impl HmacSha1 {
     }
 }
 
+/// Below this many messages the wide engine's fixed cost per block outweighs its speed:
+/// [`HmacSha1::tags_wide`] is only used from this many, and finishes with SHA-NI once fewer
+/// lanes than this still have blocks left.
+pub(crate) const WIDE_MIN: usize = 5;
+
+impl HmacSha1 {
+    /// As [`HmacSha1::tags_lanes`] for the first `n` lanes (up to [`crate::sha1x::WIDE`]),
+    /// on the wide engine ([`crate::sha1x::compress_wide`]); lanes from `n` on are zeros.
+    pub(crate) fn tags_wide(
+        keys: [&HmacSha1; WIDE],
+        data: [&[u8]; WIDE],
+        roc: [u32; WIDE],
+        n: usize,
+    ) -> [[u8; 20]; WIDE] {
+        let n = n.min(WIDE);
+        let full: [usize; WIDE] = data.map(|d| d.len() / 64);
+        let count: [usize; WIDE] =
+            std::array::from_fn(|l| full[l] + (data[l].len() % 64 + 4 + 9).div_ceil(64));
+        let mut st = [[0u32; WIDE]; 5];
+        for (l, k) in keys.iter().enumerate().take(n) {
+            for (row, v) in st.iter_mut().zip(k.inner) {
+                row[l] = v;
+            }
+        }
+        let mut w = [[0u32; WIDE]; 16];
+        let mut blk = [0u8; 64];
+        let mut b = 0;
+        loop {
+            let mut active = 0u16;
+            for (l, c) in count.iter().enumerate().take(n) {
+                if b < *c {
+                    active |= 1 << l;
+                }
+            }
+            if (active.count_ones() as usize) < WIDE_MIN {
+                break;
+            }
+            for l in 0..n {
+                if active & (1 << l) != 0 {
+                    msg_block_into(data[l], roc[l], full[l], b, &mut blk);
+                    for (row, word) in w.iter_mut().zip(blk.chunks_exact(4)) {
+                        row[l] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+                    }
+                }
+            }
+            crate::sha1x::compress_wide(&mut st, &w, active);
+            b += 1;
+        }
+        // The lanes still running finish one by one.
+        for l in 0..n {
+            if b >= count[l] {
+                continue;
+            }
+            let mut s = [st[0][l], st[1][l], st[2][l], st[3][l], st[4][l]];
+            for bb in b..count[l] {
+                msg_block_into(data[l], roc[l], full[l], bb, &mut blk);
+                crate::sha1x::compress_lanes(std::array::from_mut(&mut s), [&blk]);
+            }
+            for (row, v) in st.iter_mut().zip(s) {
+                row[l] = v;
+            }
+        }
+        // Outer hash: the inner digest (5 words), padding, length 64 + 20 bytes.
+        let mut os = [[0u32; WIDE]; 5];
+        for l in 0..n {
+            for i in 0..5 {
+                w[i][l] = st[i][l];
+                os[i][l] = keys[l].outer[i];
+            }
+            w[5][l] = 0x8000_0000;
+            for row in w.iter_mut().take(15).skip(6) {
+                row[l] = 0;
+            }
+            w[15][l] = (64 + 20) * 8;
+        }
+        let all = if n >= WIDE { u16::MAX } else { (1u16 << n) - 1 };
+        crate::sha1x::compress_wide(&mut os, &w, all);
+        let mut out = [[0u8; 20]; WIDE];
+        for (l, o) in out.iter_mut().enumerate().take(n) {
+            for (d, row) in o.chunks_exact_mut(4).zip(&os) {
+                d.copy_from_slice(&row[l].to_be_bytes());
+            }
+        }
+        out
+    }
+}
+
+/// Copies block `b` of the SRTP HMAC message `data || roc` (padded; after the ipad block) into
+/// `out`: one of the `full` whole blocks of `data`, or one of the one or two tail blocks.
+#[inline]
+fn msg_block_into(data: &[u8], roc: u32, full: usize, b: usize, out: &mut [u8; 64]) {
+    if b < full {
+        if let Some(s) = data.get(b * 64..b * 64 + 64) {
+            out.copy_from_slice(s);
+        }
+        return;
+    }
+    let mut t = [0u8; 128];
+    let rem = data.get(full * 64..).unwrap_or(&[]);
+    let rem = rem.get(..rem.len().min(63)).unwrap_or(&[]);
+    let n = rem.len() + 4;
+    let tb = (n + 9).div_ceil(64);
+    t[..rem.len()].copy_from_slice(rem);
+    t[rem.len()..n].copy_from_slice(&roc.to_be_bytes());
+    t[n] = 0x80;
+    let bits = ((64 + data.len() + 4) as u64) * 8;
+    t[tb * 64 - 8..tb * 64].copy_from_slice(&bits.to_be_bytes());
+    let at = (b - full) * 64;
+    if let Some(s) = t.get(at..at + 64) {
+        out.copy_from_slice(s);
+    }
+}
+
 /// Block `b` of an SRTP HMAC message (after the ipad block): the `full` whole blocks of `data`,
 /// then the blocks of `tail`.
 #[inline(always)]
@@ -479,6 +594,26 @@ mod tests {
             }
         }
         assert!(macs[0].same_key(&{ macs[0] }));
+        // The wide engine, with every lane count and mixed lengths and keys.
+        let wide_macs: Vec<HmacSha1> = (0..WIDE as u8).map(|k| HmacSha1::new(&[k; 20])).collect();
+        for n in 0..=WIDE {
+            for spread in [0usize, 1, 7, 61] {
+                let lens: [usize; WIDE] = std::array::from_fn(|l| (172 + l * spread) % 390);
+                let d: [&[u8]; WIDE] = std::array::from_fn(|l| &data[l % 7..l % 7 + lens[l]]);
+                let keys: [&HmacSha1; WIDE] = std::array::from_fn(|l| &wide_macs[l]);
+                let roc: [u32; WIDE] =
+                    std::array::from_fn(|l| (l as u32).wrapping_mul(0x9E37_79B9));
+                let got = HmacSha1::tags_wide(keys, d, roc, n);
+                for l in 0..WIDE {
+                    let want = if l < n {
+                        keys[l].tag(d[l], &roc[l].to_be_bytes())
+                    } else {
+                        [0; 20]
+                    };
+                    assert_eq!(got[l], want, "n {n} spread {spread} lane {l}");
+                }
+            }
+        }
         assert!(!macs[0].same_key(&macs[1]));
     }
 
@@ -529,7 +664,9 @@ mod speed {
             acc ^= r[0][0] ^ r[3][0];
         }
         let lanes = t.elapsed().as_nanos() as f64 / f64::from(n);
-        println!("HMAC-SHA1 172+4 bytes: single {single:.1} ns/pkt, 4 lanes {lanes:.1} ns/pkt ({acc})");
+        println!(
+            "HMAC-SHA1 172+4 bytes: single {single:.1} ns/pkt, 4 lanes {lanes:.1} ns/pkt ({acc})"
+        );
     }
 
     trait Four {

@@ -309,7 +309,11 @@ mod tests {
                     *v = next() as u32;
                 }
             }
-            let active: u16 = if round % 3 == 0 { 0xFFFF } else { next() as u16 };
+            let active: u16 = if round % 3 == 0 {
+                0xFFFF
+            } else {
+                next() as u16
+            };
             let mut want = st;
             for l in 0..WIDE {
                 if active & (1 << l) == 0 {
@@ -338,7 +342,6 @@ mod tests {
         lanes::<4>(4);
     }
 }
-
 
 #[cfg(test)]
 mod speed {
