@@ -287,17 +287,27 @@ impl HmacSha1 {
         n: usize,
     ) -> [[u8; 20]; WIDE] {
         let n = n.min(WIDE);
+        // Full 64-byte blocks of each message are read in place; the tail (rest of the data,
+        // the ROC, padding and length: one or two blocks) is built per lane.
         let full: [usize; WIDE] = data.map(|d| d.len() / 64);
-        let count: [usize; WIDE] =
-            std::array::from_fn(|l| full[l] + (data[l].len() % 64 + 4 + 9).div_ceil(64));
+        let mut count = [0usize; WIDE];
+        let mut tails = [[0u8; 128]; WIDE];
         let mut st = [[0u32; WIDE]; 5];
-        for (l, k) in keys.iter().enumerate().take(n) {
-            for (row, v) in st.iter_mut().zip(k.inner) {
+        for l in 0..n {
+            let (d, t) = (data[l], &mut tails[l]);
+            let rem = d.get(full[l] * 64..).unwrap_or(&[]);
+            let m = rem.len() + 4;
+            let tb = (m + 9).div_ceil(64);
+            t[..rem.len()].copy_from_slice(rem);
+            t[rem.len()..m].copy_from_slice(&roc[l].to_be_bytes());
+            t[m] = 0x80;
+            let bits = ((64 + d.len() + 4) as u64) * 8;
+            t[tb * 64 - 8..tb * 64].copy_from_slice(&bits.to_be_bytes());
+            count[l] = full[l] + tb;
+            for (row, v) in st.iter_mut().zip(keys[l].inner) {
                 row[l] = v;
             }
         }
-        let mut w = [[0u32; WIDE]; 16];
-        let mut blk = [0u8; 64];
         let mut b = 0;
         loop {
             let mut active = 0u16;
@@ -309,15 +319,14 @@ impl HmacSha1 {
             if (active.count_ones() as usize) < WIDE_MIN {
                 break;
             }
-            for l in 0..n {
+            let blocks: [&[u8; 64]; WIDE] = std::array::from_fn(|l| {
                 if active & (1 << l) != 0 {
-                    msg_block_into(data[l], roc[l], full[l], b, &mut blk);
-                    for (row, word) in w.iter_mut().zip(blk.chunks_exact(4)) {
-                        row[l] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-                    }
+                    msg_block(data[l], &tails[l], full[l], b)
+                } else {
+                    &[0u8; 64]
                 }
-            }
-            crate::sha1x::compress_wide(&mut st, &w, active);
+            });
+            crate::sha1x::compress_wide_blocks(&mut st, blocks, active);
             b += 1;
         }
         // The lanes still running finish one by one.
@@ -327,25 +336,26 @@ impl HmacSha1 {
             }
             let mut s = [st[0][l], st[1][l], st[2][l], st[3][l], st[4][l]];
             for bb in b..count[l] {
-                msg_block_into(data[l], roc[l], full[l], bb, &mut blk);
-                crate::sha1x::compress_lanes(std::array::from_mut(&mut s), [&blk]);
+                let blk = msg_block(data[l], &tails[l], full[l], bb);
+                crate::sha1x::compress_lanes(std::array::from_mut(&mut s), [blk]);
             }
             for (row, v) in st.iter_mut().zip(s) {
                 row[l] = v;
             }
         }
-        // Outer hash: the inner digest (5 words), padding, length 64 + 20 bytes.
+        // Outer hash: the inner digest (5 words), padding, length 64 + 20 bytes; built row by
+        // row in the transposed layout.
+        let mut w = [[0u32; WIDE]; 16];
+        for (row, s) in w.iter_mut().zip(&st) {
+            *row = *s;
+        }
+        w[5] = [0x8000_0000; WIDE];
+        w[15] = [(64 + 20) * 8; WIDE];
         let mut os = [[0u32; WIDE]; 5];
-        for l in 0..n {
-            for i in 0..5 {
-                w[i][l] = st[i][l];
-                os[i][l] = keys[l].outer[i];
+        for (l, k) in keys.iter().enumerate().take(n) {
+            for (row, v) in os.iter_mut().zip(k.outer) {
+                row[l] = v;
             }
-            w[5][l] = 0x8000_0000;
-            for row in w.iter_mut().take(15).skip(6) {
-                row[l] = 0;
-            }
-            w[15][l] = (64 + 20) * 8;
         }
         let all = if n >= WIDE { u16::MAX } else { (1u16 << n) - 1 };
         crate::sha1x::compress_wide(&mut os, &w, all);
@@ -356,32 +366,6 @@ impl HmacSha1 {
             }
         }
         out
-    }
-}
-
-/// Copies block `b` of the SRTP HMAC message `data || roc` (padded; after the ipad block) into
-/// `out`: one of the `full` whole blocks of `data`, or one of the one or two tail blocks.
-#[inline]
-fn msg_block_into(data: &[u8], roc: u32, full: usize, b: usize, out: &mut [u8; 64]) {
-    if b < full {
-        if let Some(s) = data.get(b * 64..b * 64 + 64) {
-            out.copy_from_slice(s);
-        }
-        return;
-    }
-    let mut t = [0u8; 128];
-    let rem = data.get(full * 64..).unwrap_or(&[]);
-    let rem = rem.get(..rem.len().min(63)).unwrap_or(&[]);
-    let n = rem.len() + 4;
-    let tb = (n + 9).div_ceil(64);
-    t[..rem.len()].copy_from_slice(rem);
-    t[rem.len()..n].copy_from_slice(&roc.to_be_bytes());
-    t[n] = 0x80;
-    let bits = ((64 + data.len() + 4) as u64) * 8;
-    t[tb * 64 - 8..tb * 64].copy_from_slice(&bits.to_be_bytes());
-    let at = (b - full) * 64;
-    if let Some(s) = t.get(at..at + 64) {
-        out.copy_from_slice(s);
     }
 }
 

@@ -17,13 +17,14 @@
 /// Messages per run of the wide engine.
 pub(crate) const WIDE: usize = 16;
 
-/// Whether [`compress_wide`] runs vectorised (AVX-512F); without it, it compresses the lanes
-/// one by one.
+/// Whether [`compress_wide`] and [`compress_wide_blocks`] run vectorised (AVX-512F and BW);
+/// without them, they compress the lanes one by one.
 #[inline]
 pub(crate) fn wide_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -39,7 +40,7 @@ pub(crate) fn compress_wide(st: &mut [[u32; WIDE]; 5], w: &[[u32; WIDE]; 16], ac
     #[cfg(target_arch = "x86_64")]
     {
         if wide_available() {
-            // SAFETY: the CPU supports AVX-512F, the feature `compress16` is compiled for.
+            // SAFETY: the CPU supports AVX-512F/BW, the features `compress16` is compiled for.
             unsafe { avx512::compress16(st, w, active) };
             return;
         }
@@ -54,6 +55,36 @@ pub(crate) fn compress_wide(st: &mut [[u32; WIDE]; 5], w: &[[u32; WIDE]; 16], ac
         }
         let mut s = [st[0][l], st[1][l], st[2][l], st[3][l], st[4][l]];
         compress_lanes(std::array::from_mut(&mut s), [&block]);
+        for (row, v) in st.iter_mut().zip(s) {
+            row[l] = v;
+        }
+    }
+}
+
+/// For every lane `l` whose bit is set in `active`: compresses the 64-byte block `blocks[l]`
+/// into the state `st[0][l]..st[4][l]`, exactly as `sha1::compress` would (the blocks are
+/// byte-swapped and transposed in registers). Other lanes are left as they are.
+#[inline]
+pub(crate) fn compress_wide_blocks(
+    st: &mut [[u32; WIDE]; 5],
+    blocks: [&[u8; 64]; WIDE],
+    active: u16,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if wide_available() {
+            // SAFETY: the CPU supports AVX-512F/BW, the features `compress16_blocks` is
+            // compiled for.
+            unsafe { avx512::compress16_blocks(st, blocks, active) };
+            return;
+        }
+    }
+    for (l, block) in blocks.iter().enumerate() {
+        if active & (1 << l) == 0 {
+            continue;
+        }
+        let mut s = [st[0][l], st[1][l], st[2][l], st[3][l], st[4][l]];
+        compress_lanes(std::array::from_mut(&mut s), [block]);
         for (row, v) in st.iter_mut().zip(s) {
             row[l] = v;
         }
@@ -101,14 +132,83 @@ mod avx512 {
     }
 
     /// The AVX-512F compression of 16 lanes (see [`super::compress_wide`]).
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn compress16(st: &mut [[u32; WIDE]; 5], w: &[[u32; WIDE]; 16], active: u16) {
-        // SAFETY (loads and stores): every row is 16 u32 = 64 bytes, the width of one
-        // unaligned 512-bit access.
-        let init: [__m512i; 5] =
-            std::array::from_fn(|i| unsafe { _mm512_loadu_si512(st[i].as_ptr().cast()) });
-        let mut w: [__m512i; 16] =
-            std::array::from_fn(|i| unsafe { _mm512_loadu_si512(w[i].as_ptr().cast()) });
+        let zero = _mm512_setzero_si512();
+        let mut regs = [zero; 16];
+        for (r, row) in regs.iter_mut().zip(w) {
+            // SAFETY: a row is 16 u32 = 64 bytes, one unaligned 512-bit load.
+            *r = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
+        }
+        compress_regs(st, regs, active);
+    }
+
+    /// The AVX-512F/BW compression of 16 lanes from their blocks (see
+    /// [`super::compress_wide_blocks`]).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn compress16_blocks(
+        st: &mut [[u32; WIDE]; 5],
+        blocks: [&[u8; 64]; WIDE],
+        active: u16,
+    ) {
+        // Big-endian words: reverse the bytes of every 32-bit element.
+        let swap = _mm512_broadcast_i32x4(_mm_set_epi8(
+            12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
+        ));
+        let zero = _mm512_setzero_si512();
+        let mut r = [zero; 16];
+        for (r, b) in r.iter_mut().zip(blocks) {
+            // SAFETY: a block is 64 bytes, one unaligned 512-bit load.
+            *r = _mm512_shuffle_epi8(unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }, swap);
+        }
+        compress_regs(st, transpose(r), active);
+    }
+
+    /// Transposes a 16x16 matrix of 32-bit words (row `i` = register `i`): in the result,
+    /// register `t` holds word `t` of every row.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose(r: [__m512i; 16]) -> [__m512i; 16] {
+        // Within each 128-bit lane k, u[4g + c] gets word 4k + c of rows 4g..4g+3.
+        let zero = _mm512_setzero_si512();
+        let mut u = [zero; 16];
+        for g in 0..4 {
+            let (r0, r1, r2, r3) = (r[4 * g], r[4 * g + 1], r[4 * g + 2], r[4 * g + 3]);
+            let t0 = _mm512_unpacklo_epi32(r0, r1);
+            let t1 = _mm512_unpackhi_epi32(r0, r1);
+            let t2 = _mm512_unpacklo_epi32(r2, r3);
+            let t3 = _mm512_unpackhi_epi32(r2, r3);
+            u[4 * g] = _mm512_unpacklo_epi64(t0, t2);
+            u[4 * g + 1] = _mm512_unpackhi_epi64(t0, t2);
+            u[4 * g + 2] = _mm512_unpacklo_epi64(t1, t3);
+            u[4 * g + 3] = _mm512_unpackhi_epi64(t1, t3);
+        }
+        // Then gather lane k of u[c], u[4 + c], u[8 + c], u[12 + c] into word 4k + c.
+        let mut w = [zero; 16];
+        for c in 0..4 {
+            let x = _mm512_shuffle_i32x4::<0x88>(u[c], u[4 + c]);
+            let y = _mm512_shuffle_i32x4::<0xDD>(u[c], u[4 + c]);
+            let x2 = _mm512_shuffle_i32x4::<0x88>(u[8 + c], u[12 + c]);
+            let y2 = _mm512_shuffle_i32x4::<0xDD>(u[8 + c], u[12 + c]);
+            w[c] = _mm512_shuffle_i32x4::<0x88>(x, x2);
+            w[8 + c] = _mm512_shuffle_i32x4::<0xDD>(x, x2);
+            w[4 + c] = _mm512_shuffle_i32x4::<0x88>(y, y2);
+            w[12 + c] = _mm512_shuffle_i32x4::<0xDD>(y, y2);
+        }
+        w
+    }
+
+    /// 80 rounds on the message words `w` (register `t` = word `t` of every lane), added into
+    /// the states of the `active` lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn compress_regs(st: &mut [[u32; WIDE]; 5], mut w: [__m512i; 16], active: u16) {
+        let zero = _mm512_setzero_si512();
+        let mut init = [zero; 5];
+        for (r, row) in init.iter_mut().zip(st.iter()) {
+            // SAFETY: a row is 16 u32 = 64 bytes, one unaligned 512-bit load.
+            *r = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
+        }
         let mut s = init;
         // Round functions over (b, c, d): Ch = 0xCA, Parity = 0x96, Maj = 0xE8.
         rounds::<0xCA>(0, 0x5A82_7999, &mut s, &mut w);
@@ -329,8 +429,18 @@ mod tests {
                     row[l] = v;
                 }
             }
+            let mut st2 = st;
             compress_wide(&mut st, &w, active);
             assert_eq!(st, want, "round {round}");
+            let blocks: [[u8; 64]; WIDE] = std::array::from_fn(|l| {
+                let mut b = [0u8; 64];
+                for (d, row) in b.chunks_exact_mut(4).zip(&w) {
+                    d.copy_from_slice(&row[l].to_be_bytes());
+                }
+                b
+            });
+            compress_wide_blocks(&mut st2, std::array::from_fn(|l| &blocks[l]), active);
+            assert_eq!(st2, want, "blocks, round {round}");
         }
     }
 
