@@ -13,8 +13,9 @@ use crate::sha1x::WIDE;
 /// One AES block.
 pub(crate) type Block = GenericArray<u8, aes::cipher::consts::U16>;
 
-/// Counter blocks encrypted per AES call; a multiple of the AES-NI pipeline width (8).
-pub(crate) const KS_BLOCKS: usize = 32;
+/// Counter blocks encrypted per AES call; a multiple of the AES-NI pipeline width (8), and
+/// enough for a 160-byte payload (10 blocks) in one call.
+pub(crate) const KS_BLOCKS: usize = 16;
 
 /// An expanded AES key (128 or 256 bits).
 // Kept inline: boxing would add a pointer chase per packet; the size is per context.
@@ -49,15 +50,15 @@ impl Aes {
     /// any packet under 1 MiB never carries out of them (as libsrtp's 16-bit counter).
     pub(crate) fn apply_keystream(&self, iv: &[u8; 16], data: &mut [u8]) {
         let mut ctr = u128::from_be_bytes(*iv);
-        let mut blocks = [Block::default(); KS_BLOCKS];
         for chunk in data.chunks_mut(KS_BLOCKS * 16) {
             let n = chunk.len().div_ceil(16);
-            for b in &mut blocks[..n] {
-                *b = ctr.to_be_bytes().into();
-                ctr = ctr.wrapping_add(1);
-            }
-            self.encrypt_blocks(&mut blocks[..n]);
-            xor_blocks(chunk, &blocks[..n]);
+            // The counter blocks are written once, not zero-filled first.
+            let mut blocks: [Block; KS_BLOCKS] =
+                std::array::from_fn(|i| ctr.wrapping_add(i as u128).to_be_bytes().into());
+            let blocks = blocks.get_mut(..n).unwrap_or_default();
+            self.encrypt_blocks(blocks);
+            xor_blocks(chunk, blocks);
+            ctr = ctr.wrapping_add(n as u128);
         }
     }
 }
