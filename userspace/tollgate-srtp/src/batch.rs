@@ -225,9 +225,10 @@ pub fn process_batch<S: ContextSet + ?Sized>(set: &mut S, jobs: &mut [Job<'_>]) 
     let size = group_size();
     let mut queued = [NO_TAG; GROUP];
     let mut nq = 0;
+    let mut pre = [NO_PRE; GROUP];
     let mut from = 0;
     while from < jobs.len() {
-        let (end, pre, np) = pre_verify(set, jobs, from, size);
+        let (end, np) = pre_verify(set, jobs, from, size, &mut pre);
         let pre = pre.get(..np).unwrap_or(&[]);
         for i in from..end {
             let Some(j) = jobs.get_mut(i) else {
@@ -282,15 +283,16 @@ pub fn process_batch<S: ContextSet + ?Sized>(set: &mut S, jobs: &mut [Job<'_>]) 
 }
 
 /// Stage 0 from job `from`: the group ends after the `size`-th AES-CM RTP unprotect job that
-/// reaches tag verification (or at the end of the burst); returns that end and the tags of the
-/// group's unprotect jobs, computed against the state before the group.
+/// reaches tag verification (or at the end of the burst); returns that end and the number of
+/// the group's unprotect jobs, whose tags, computed against the state before the group, it
+/// writes to the start of `pre`.
 fn pre_verify<S: ContextSet + ?Sized>(
     set: &mut S,
     jobs: &[Job<'_>],
     from: usize,
     size: usize,
-) -> (usize, [PreTag; GROUP], usize) {
-    let mut pre = [NO_PRE; GROUP];
+    pre: &mut [PreTag; GROUP],
+) -> (usize, usize) {
     let mut data: [&[u8]; GROUP] = [&[]; GROUP];
     let mut n = 0;
     let mut end = jobs.len();
@@ -322,11 +324,16 @@ fn pre_verify<S: ContextSet + ?Sized>(
             break;
         }
     }
-    let t = tags(pre.each_ref().map(|p| &p.key), data, pre.map(|p| p.roc), n);
-    for (p, t) in pre.iter_mut().zip(t) {
+    let t = tags(
+        pre.each_ref().map(|p| &p.key),
+        data,
+        pre.each_ref().map(|p| p.roc),
+        n,
+    );
+    for (p, t) in pre.iter_mut().zip(t).take(n) {
         p.tag = t;
     }
-    (end, pre, n)
+    (end, n)
 }
 
 /// Writes the tags of the first `n` queued protected packets.
@@ -343,7 +350,7 @@ fn write_tags(jobs: &mut [Job<'_>], queued: &[TagJob; GROUP], n: usize) {
     let t = tags(
         queued.each_ref().map(|q| &q.key),
         data,
-        queued.map(|q| q.roc),
+        queued.each_ref().map(|q| q.roc),
         n,
     );
     for (q, t) in queued.iter().zip(t).take(n) {
