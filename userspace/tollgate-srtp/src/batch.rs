@@ -82,7 +82,7 @@ impl<'a> Job<'a> {
 
 /// Where a batch finds its contexts: implemented for slices and vectors of [`Context`]; a
 /// flow table implements it to hand out the context of flow `id`. The batch asks for a
-/// context once per job (twice for an AES-CM unprotect job) and holds it only for that job.
+/// context once per job (twice for an SRTP unprotect job) and holds it only for that job.
 pub trait ContextSet {
     /// The context with this id, if any.
     fn context(&mut self, id: usize) -> Option<&mut Context>;
