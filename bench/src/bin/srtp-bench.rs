@@ -398,7 +398,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let run_steal = CpuTimes::now().unwrap_or_default().steal_pct_since(&run0);
-    writeln!(md)?;
+    writeln!(md, "\n## Goals\n")?;
     let goal_profile = Profile::Aes128CmHmacSha1_80;
     let mut goals = 0;
     for r in rows.iter().filter(|r| r.profile == goal_profile) {
@@ -412,14 +412,14 @@ fn main() -> anyhow::Result<()> {
         };
         writeln!(
             md,
-            "Goal {p} {op}, batch of {nflows} packets from {nflows} flows >= 3x libsrtp-OpenSSL packets/s: {}.  ",
+            "* {p} {op}, batch of {nflows} packets from {nflows} flows >= 3x libsrtp-OpenSSL packets/s: {}.",
             verdict(vs_lib, 3.0),
             p = r.profile,
             op = r.op
         )?;
         writeln!(
             md,
-            "Goal {p} {op}, batch of {nflows} packets from {nflows} flows >= 1.2x Tollgate single-packet packets/s: {} (steal {:.1}%).  ",
+            "* {p} {op}, batch of {nflows} packets from {nflows} flows >= 1.2x Tollgate single-packet packets/s: {} (steal {:.1}%).",
             verdict(vs_single, 1.2),
             r.steal,
             p = r.profile,
@@ -429,10 +429,10 @@ fn main() -> anyhow::Result<()> {
     if goals == 0 {
         writeln!(
             md,
-            "Goals: {goal_profile} was not among the measured profiles — **not measured**."
+            "* {goal_profile} was not among the measured profiles — **not measured**."
         )?;
     }
-    writeln!(md, "\nCPU steal over the whole run: {run_steal:.1}%.")?;
+    writeln!(md, "* CPU steal over the whole run: {run_steal:.1}%.")?;
     if run_steal >= 5.0 || rows.iter().any(|r| r.steal >= 5.0) {
         writeln!(
             md,
