@@ -26,7 +26,9 @@
 //! `apt-get source --download-only` through a private apt configuration, so the machine's
 //! sources lists are not touched; built into `target/libsrtp-openssl/`, never committed), then
 //! runs `srtp-bench` in release mode against it and Debian's libsrtp2, and writes
-//! `target/bench-report/srtp.md`.
+//! `target/bench-report/srtp.md`: the single-packet path, a batch of one flow and a batch of as
+//! many flows (one packet per context), their ratios, the goals of the latter and the VM's
+//! steal.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

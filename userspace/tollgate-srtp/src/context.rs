@@ -626,14 +626,20 @@ impl Context {
     /// The keystream (and, protecting, the tag) of an AES-CM SRTP packet.
     #[inline]
     pub(crate) fn finish_cm(&self, buf: &mut [u8], d: &Deferred) {
-        let Keys::Cm { aes, mac, .. } = &self.rtp else {
+        let Keys::Cm { mac, .. } = &self.rtp else {
             return;
         };
-        if let Some(data) = buf.get_mut(d.start..d.end) {
-            aes.apply_keystream(&d.iv, data);
-        }
+        self.keystream_cm(buf, d);
         if let Some(roc) = d.protect_roc {
             self.write_rtp_tag(buf, d.end, roc, mac);
+        }
+    }
+
+    /// The keystream of an AES-CM SRTP packet (encrypts or decrypts `buf[d.start..d.end]`).
+    #[inline]
+    pub(crate) fn keystream_cm(&self, buf: &mut [u8], d: &Deferred) {
+        if let (Keys::Cm { aes, .. }, Some(data)) = (&self.rtp, buf.get_mut(d.start..d.end)) {
+            aes.apply_keystream(&d.iv, data);
         }
     }
 

@@ -5,11 +5,13 @@
 //! * [`sdes`]: SDES key material as carried in SDP `a=crypto` lines (RFC 4568 `inline:`).
 //! * [`context`]: [`Context`], one direction of one session: key schedule, stream table,
 //!   `protect_rtp`/`unprotect_rtp`/`protect_rtcp`/`unprotect_rtcp`.
-//! * [`batch`]: a batch API ([`process_batch`], [`Job`]), measured by the SRTP benchmark; the
-//!   relay's workers do not call it yet (they use the single-packet calls per frame).
+//! * [`batch`]: a batch API ([`process_batch`], [`Job`]) for a burst of packets from many
+//!   flows, HMAC-SHA1 shared across their contexts; measured by the SRTP benchmark, meant for
+//!   the relay's workers per burst.
 //! * [`error`]: [`Error`] and its counter-index [`ErrorKind`].
 //! * `crypto` (private): AES-CM keystream, the key derivation PRF, HMAC-SHA1 with
-//!   precomputed ipad/opad state, AES-GCM.
+//!   precomputed ipad/opad state (one packet, or many under per-packet keys), AES-GCM.
+//! * `sha1x` (private): SHA-1 compressions of many messages at once (SHA-NI lanes, AVX-512).
 //! * `replay` (private): ROC/index estimation and the replay window.
 //!
 //! # Using it
@@ -55,7 +57,8 @@
 //! [`process_batch`] takes a [`ContextSet`] (a slice or `Vec` of contexts, or the caller's flow
 //! table implementing the trait) and a slice of [`Job`]s, each naming its context, an [`Op`],
 //! the buffer and length; each job's `result` is set to what the single-packet call returns.
-//! Consecutive jobs of one context share one AES call for their keystreams (see [`batch`]).
+//! The HMAC-SHA1 tags of up to 16 packets, of any contexts, are computed together (AVX-512
+//! multi-buffer SHA-1 where the CPU has it, else four SHA-NI lanes); see [`batch`].
 
 pub mod batch;
 pub mod context;

@@ -688,3 +688,154 @@ fn batch_unprotect_of_a_resumed_stream() {
         assert_eq!(ctxs[0].rtp_index(S), Some((2, 40002)));
     }
 }
+
+/// Runs `jobs` (context id, op, packet) in bursts of the sizes `bursts` gives through
+/// [`process_batch`] on `batch`, and one by one through the single-packet calls on `single`;
+/// asserts the same results and bytes, and returns the single-packet outputs.
+fn bursts_equal_single(
+    batch: &mut Vec<Context>,
+    single: &mut [Context],
+    jobs: &[(usize, Op, Vec<u8>)],
+    mut burst: impl FnMut() -> usize,
+) -> Vec<Result<Vec<u8>, Error>> {
+    let mut want = Vec::new();
+    let mut want_bufs = Vec::new();
+    for (ctx, op, pkt) in jobs {
+        let mut b = pkt.clone();
+        b.resize(pkt.len() + 32, 0);
+        let r = match single.get_mut(*ctx) {
+            None => Err(Error::NoContext(*ctx)),
+            Some(c) => match op {
+                Op::ProtectRtp => c.protect_rtp(&mut b, pkt.len()),
+                Op::UnprotectRtp => c.unprotect_rtp(&mut b, pkt.len()),
+                Op::ProtectRtcp => c.protect_rtcp(&mut b, pkt.len()),
+                Op::UnprotectRtcp => c.unprotect_rtcp(&mut b, pkt.len()),
+            },
+        };
+        want.push(r);
+        want_bufs.push(b);
+    }
+    let mut bufs: Vec<Vec<u8>> = jobs
+        .iter()
+        .map(|(_, _, p)| {
+            let mut b = p.clone();
+            b.resize(p.len() + 32, 0);
+            b
+        })
+        .collect();
+    let mut got = Vec::new();
+    let mut rest: &mut [Vec<u8>] = &mut bufs;
+    let mut specs = jobs;
+    while !rest.is_empty() {
+        let n = burst().clamp(1, rest.len());
+        let (now, later) = rest.split_at_mut(n);
+        let (spec_now, spec_later) = specs.split_at(n);
+        let mut js: Vec<Job<'_>> = now
+            .iter_mut()
+            .zip(spec_now)
+            .map(|(b, (ctx, op, p))| Job::new(*ctx, *op, b, p.len()))
+            .collect();
+        process_batch(batch, &mut js);
+        got.extend(js.iter().map(|j| j.result));
+        rest = later;
+        specs = spec_later;
+    }
+    assert_eq!(got, want);
+    assert_eq!(bufs, want_bufs);
+    want.iter()
+        .zip(want_bufs)
+        .map(|(r, b)| r.map(|n| b[..n].to_vec()))
+        .collect()
+}
+
+/// Bursts mixing many flows (contexts of every profile, each with its own keys), in any order,
+/// with several packets of one flow in a burst across a sequence wrap, duplicates, damage,
+/// SRTCP and missing contexts: the batch gives what the single-packet calls give in job order.
+#[test]
+fn batch_of_many_flows_equals_single() {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..60 {
+        let flows = 1 + (next() % 40) as usize;
+        let kms: Vec<KeyMaterial> = (0..flows)
+            .map(|f| {
+                let p = Profile::ALL[(next() % Profile::ALL.len() as u64) as usize];
+                km(p, (round * 64 + f) as u8)
+            })
+            .collect();
+        let make = |kms: &[KeyMaterial]| -> Vec<Context> {
+            kms.iter()
+                .map(|k| Context::new(k, Config::default()).unwrap())
+                .collect()
+        };
+        // Per flow: next sequence number per SSRC, starting near the wrap.
+        let mut seqs: Vec<[u16; 2]> = (0..flows)
+            .map(|_| [0xFFFF - (next() % 40) as u16, (next() % 0x10000) as u16])
+            .collect();
+        let mut jobs = Vec::new();
+        for _ in 0..(next() % 300) as usize {
+            let r = next();
+            let f = (r % (flows as u64 + 1)) as usize; // `flows` itself: a missing context
+            let rtcp = r >> 8 & 15 == 0;
+            let s = (r >> 12 & 1) as usize;
+            let pkt = if rtcp {
+                rtcp_sr(0x100 + s as u32)
+            } else {
+                let seq = seqs.get_mut(f).map_or(0, |q| {
+                    let v = q[s];
+                    q[s] = v.wrapping_add(1 + (r >> 16 & 1) as u16);
+                    v
+                });
+                let payload =
+                    [160usize, 160, 160, 0, 1, 20, 51, 52, 100, 300][(r >> 20) as usize % 10];
+                rtp(seq, 0x100 + s as u32, payload)
+            };
+            let op = if rtcp {
+                Op::ProtectRtcp
+            } else {
+                Op::ProtectRtp
+            };
+            jobs.push((f, op, pkt));
+        }
+        let mut batch_tx = make(&kms);
+        let mut single_tx = make(&kms);
+        let mut burst = || 1 + (next() % 48) as usize;
+        let out = bursts_equal_single(&mut batch_tx, &mut single_tx, &jobs, &mut burst);
+
+        // The wire: what was protected, damaged, duplicated and swapped now and then.
+        let mut wire: Vec<(usize, Op, Vec<u8>)> = Vec::new();
+        for ((f, op, _), r) in jobs.iter().zip(out) {
+            let Ok(mut p) = r else { continue };
+            let v = next();
+            if v & 15 == 0 {
+                let at = (v >> 8) as usize % p.len();
+                p[at] ^= 1 << (v >> 16 & 7);
+            }
+            let op = if *op == Op::ProtectRtcp {
+                Op::UnprotectRtcp
+            } else {
+                Op::UnprotectRtp
+            };
+            wire.push((*f, op, p.clone()));
+            if v >> 24 & 7 == 0 {
+                wire.push((*f, op, p));
+            }
+            if v >> 28 & 7 == 0 && wire.len() >= 2 {
+                let l = wire.len();
+                wire.swap(l - 1, l - 2);
+            }
+        }
+        if next() & 1 == 0 {
+            wire.push((flows + 3, Op::UnprotectRtp, rtp(1, 1, 160)));
+        }
+        let mut batch_rx = make(&kms);
+        let mut single_rx = make(&kms);
+        let mut burst = || 1 + (next() % 48) as usize;
+        bursts_equal_single(&mut batch_rx, &mut single_rx, &wire, &mut burst);
+    }
+}
