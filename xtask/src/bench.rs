@@ -74,8 +74,8 @@ struct DataplaneArgs {
     /// Concurrent flows (G.711 streams).
     #[arg(long, default_value_t = 500)]
     flows: usize,
-    /// Paths (xdp, socket, rtpengine, floor; `kernel` adds the lab's own limit without a relay).
-    #[arg(long, default_value = "xdp,socket,rtpengine,floor,kernel")]
+    /// Paths (xdp, xdp2 = two queues and two workers, socket, rtpengine, floor; `kernel` adds the lab's own limit without a relay).
+    #[arg(long, default_value = "xdp,xdp2,socket,rtpengine,floor,kernel")]
     paths: String,
     /// Injected noise: a SCHED_FIFO hog busy this fraction of every 10 ms on the load and relay
     /// cores (0.3 if given without a value); the report is `dataplane-noise.md`.
@@ -324,7 +324,7 @@ fn all() -> anyhow::Result<()> {
             Box::new(|| {
                 dataplane(&DataplaneArgs {
                     flows: 500,
-                    paths: "xdp,socket,rtpengine,floor,kernel".into(),
+                    paths: "xdp,xdp2,socket,rtpengine,floor,kernel".into(),
                     profile: true,
                     trial_secs: 2.0,
                     noise: None,

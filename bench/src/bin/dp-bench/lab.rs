@@ -61,7 +61,8 @@ impl Drop for Rps {
     }
 }
 
-/// Steers `dev`'s receive processing (RPS, queue rx-0) to `cpu`, or back to the receiving CPU.
+/// Steers `dev`'s receive processing (RPS, every rx queue) to `cpu`, or back to the receiving
+/// CPU.
 pub(crate) fn set_rps(ns: &str, dev: &str, cpu: Option<usize>) -> anyhow::Result<()> {
     run_cmd(
         "ip",
@@ -72,7 +73,7 @@ pub(crate) fn set_rps(ns: &str, dev: &str, cpu: Option<usize>) -> anyhow::Result
             "sh",
             "-c",
             &format!(
-                "echo {} > /sys/class/net/{dev}/queues/rx-0/rps_cpus",
+                "for q in /sys/class/net/{dev}/queues/rx-*; do echo {} > $q/rps_cpus; done",
                 cpu.map_or_else(|| "0".to_owned(), cpu_mask)
             ),
         ],
@@ -182,6 +183,17 @@ impl Lab {
 
     pub(crate) fn spec(&self) -> &LabSpec {
         self.guard.spec()
+    }
+
+    /// Sets every veth end to `queues` queues (a relay with N AF_XDP workers needs N), then
+    /// steers the sink's receive processing on every queue to the load core again (the queues
+    /// come back without RPS).
+    pub(crate) fn set_queues(&self, queues: usize, load_cpu: usize) -> anyhow::Result<()> {
+        self.guard
+            .set_channels(u32::try_from(queues).unwrap_or(1))
+            .context("setting the lab's veth queues")?;
+        let l = self.spec();
+        set_rps(&l.int_ns, &l.int_peer_if, Some(load_cpu))
     }
 }
 

@@ -95,7 +95,7 @@ pub(crate) enum What {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "xdp,socket,rtpengine,floor"
+            default_value = "xdp,xdp2,socket,rtpengine,floor"
         )]
         paths: Vec<String>,
         /// Injected noise: a SCHED_FIFO hog above every bench thread, busy this fraction of

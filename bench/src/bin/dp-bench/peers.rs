@@ -75,6 +75,7 @@ pub(crate) fn start_tollgate(
     flows: usize,
     cpu: usize,
     coalesce_us: u32,
+    workers: usize,
 ) -> anyhow::Result<(Relay, Value)> {
     let l = lab.spec();
     let mut child = Command::new("ip")
@@ -91,6 +92,7 @@ pub(crate) fn start_tollgate(
         .arg(cpu.to_string())
         .arg(bin)
         .args(["--path", path, "--flows", &flows.to_string()])
+        .args(["--workers", &workers.to_string()])
         .args([
             "--cpu",
             &cpu.to_string(),

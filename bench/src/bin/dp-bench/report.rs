@@ -146,6 +146,7 @@ pub(crate) fn dataplane_report(rep: &Report<'_>) -> anyhow::Result<String> {
     header(&mut md, rep)?;
     summary(&mut md, rep)?;
     floor(&mut md, rep)?;
+    workers(&mut md, rep)?;
     with_without_noise(&mut md, rep)?;
     ratios(&mut md, rep)?;
     goals(&mut md, rep)?;
@@ -282,6 +283,71 @@ fn summary(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
                 let (m, x) = steal_of(rep.all, &p.name);
                 format!("{} / {}", f1(m), f1(x))
             },
+        )?;
+    }
+    Ok(())
+}
+
+/// The XDP path with one worker against two (`xdp2`: two NIC queues, two workers), and what
+/// that predicts for a host with more cores.
+fn workers(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
+    let Report { r, .. } = *rep;
+    let (Some(one), Some(two)) = (find(r, "xdp"), find(r, "xdp2")) else {
+        return Ok(());
+    };
+    let ns = |t: Option<&TrialResult>| t.map_or(f64::NAN, |t| t.relay_ns_per_pkt);
+    writeln!(md, "\n## Multi-queue: one worker against two (same run)\n")?;
+    writeln!(
+        md,
+        "`xdp2` is the XDP path with every veth end set to two queues and two AF_XDP workers, one per \
+         queue, each owning its queue of both NICs; the generator's flows spread over the two queues by \
+         their hash. This lab has two cores and the load (generator and sink) needs one, so both workers \
+         are pinned to the relay's core: the figure that carries over to a bigger host is the relay CPU \
+         per packet, not the rate (each added worker would have a core of its own there).\n"
+    )?;
+    writeln!(
+        md,
+        "| | 1 worker (`xdp`) | 2 workers (`xdp2`) | 2 workers / 1 worker |\n|---|---:|---:|---:|"
+    )?;
+    let (a, b) = common_rate_ns(two, one);
+    for (label, x1, x2) in [
+        (
+            "relay ns/pkt at the paced load",
+            ns(one.paced.as_ref()),
+            ns(two.paced.as_ref()),
+        ),
+        (
+            "relay ns/pkt at 90% of own max",
+            ns(one.at90.as_ref()),
+            ns(two.at90.as_ref()),
+        ),
+        ("relay ns/pkt at the highest rate both relayed", b, a),
+        (
+            "max zero-loss pps (one core for all workers)",
+            one.max_zero_loss_pps,
+            two.max_zero_loss_pps,
+        ),
+    ] {
+        writeln!(
+            md,
+            "| {label} | {} | {} | {} |",
+            f0(x1),
+            f0(x2),
+            ratio(x2, x1)
+        )?;
+    }
+    let c1 = ns(one.at90.as_ref());
+    let c2 = ns(two.at90.as_ref());
+    if c1.is_finite() && c2.is_finite() && c2 > 0.0 {
+        writeln!(
+            md,
+            "\nPrediction (not a measurement): with a core per worker and a load that does not bind, \
+             N workers relay about N x {} pps at 90% of a core each ({} ns per packet with 2 workers \
+             sharing a core, against {} with one: per-packet cost {} as workers are added).",
+            f0(0.9e9 / c2),
+            f0(c2),
+            f0(c1),
+            if c2 <= c1 * 1.1 { "holds" } else { "rises" }
         )?;
     }
     Ok(())

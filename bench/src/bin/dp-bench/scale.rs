@@ -41,6 +41,7 @@ pub(crate) fn scale(cli: &Cli, counts: &[usize], rate: f64) -> anyhow::Result<()
             n,
             cli.relay_cpu,
             cli.coalesce_us,
+            1,
         )?;
         println!("    ready: {ready}");
         let (bpf_maps, bpf_mem) = procstat::bpf_maps(relay.pid());

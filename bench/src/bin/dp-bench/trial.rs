@@ -443,14 +443,23 @@ pub(crate) fn run_path(
     );
     let rtpe_log = cli.out.join("rtpengine.log");
     let (relay, gen_flows, keys, ready) = match name {
-        "xdp" | "socket" | "floor" => {
+        "xdp" | "socket" | "floor" | "xdp2" => {
+            // `xdp2`: the XDP path on two NIC queues with two workers (both on the relay's
+            // core: this lab has two), so per-packet cost can be compared as workers are added.
+            let (path, workers) = if name == "xdp2" {
+                ("xdp", 2)
+            } else {
+                (name, 1)
+            };
+            lab.set_queues(workers, cli.load_cpu)?;
             let (r, v) = start_tollgate(
                 lab,
                 &relay_bin(cli)?,
-                name,
+                path,
                 plan.flows,
                 cli.relay_cpu,
                 cli.coalesce_us,
+                workers,
             )?;
             let (g, k) = tollgate_flows(plan);
             (r, g, k, v)
@@ -459,7 +468,7 @@ pub(crate) fn run_path(
             let (r, g, k, v) = start_rtpengine(lab, plan, cli.relay_cpu, &rtpe_log)?;
             (r, g, k, v)
         }
-        other => bail!("unknown path {other} (xdp, socket, floor, rtpengine, kernel)"),
+        other => bail!("unknown path {other} (xdp, xdp2, socket, floor, rtpengine, kernel)"),
     };
     println!("    ready: {ready}");
     // The floor relays RTP as it came (no SRTP): its sink counts plain RTP.
@@ -644,6 +653,7 @@ pub(crate) fn baseline(
     // work, so the load core stays as free as in the relayed runs. Undone after the baseline
     // (the relayed paths' ingress stays as it was measured).
     let spec = lab.guard.spec();
+    lab.set_queues(1, cli.load_cpu)?;
     let _rps = Rps::steer(&spec.relay_ns, &spec.ext_if, cli.relay_cpu)?;
     let sink = SinkRun::start(lab, plan, keys.clone(), cli.load_cpu, true)?;
     let st = GenState::new(gen_flows, lab.gw_mac, lab.ext_mac, Some(keys))?;
