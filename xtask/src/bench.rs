@@ -77,10 +77,16 @@ struct DataplaneArgs {
     /// Paths (xdp, xdp2 = two queues and two workers, socket, rtpengine, floor; `kernel` adds the lab's own limit without a relay).
     #[arg(long, default_value = "xdp,xdp2,socket,rtpengine,floor,kernel")]
     paths: String,
-    /// Injected noise: a SCHED_FIFO hog busy this fraction of every 10 ms on the load and relay
-    /// cores (0.3 if given without a value); the report is `dataplane-noise.md`.
+    /// Injected noise: a SCHED_FIFO hog busy this fraction of every `--noise-period-ms` on the
+    /// load and relay cores (0.3 if given without a value); the report is `dataplane-noise.md`.
     #[arg(long, num_args = 0..=1, default_missing_value = "0.3")]
     noise: Option<f64>,
+    /// Period of the injected noise, ms.
+    #[arg(long, default_value_t = 10.0)]
+    noise_period_ms: f64,
+    /// Where the noise runs: both, relay or load.
+    #[arg(long, default_value = "both")]
+    noise_cores: String,
     /// Profile the XDP worker with perf at 90% of its max rate.
     #[arg(long, default_value_t = true)]
     profile: bool,
@@ -198,7 +204,9 @@ fn dataplane(a: &DataplaneArgs) -> anyhow::Result<()> {
         cmd.arg("--profile");
     }
     if let Some(d) = a.noise {
-        cmd.args(["--noise", &d.to_string()]);
+        cmd.args(["--noise", &d.to_string()])
+            .args(["--noise-period-ms", &a.noise_period_ms.to_string()])
+            .args(["--noise-cores", &a.noise_cores]);
     }
     run_visible(&mut cmd)?;
     steps.push(s.done());
@@ -328,6 +336,8 @@ fn all() -> anyhow::Result<()> {
                     profile: true,
                     trial_secs: 2.0,
                     noise: None,
+                    noise_period_ms: 10.0,
+                    noise_cores: "both".into(),
                 })
             }),
         ),

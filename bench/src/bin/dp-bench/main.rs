@@ -106,6 +106,11 @@ pub(crate) enum What {
         /// Period of the injected noise, ms.
         #[arg(long, default_value_t = 10.0)]
         noise_period_ms: f64,
+        /// Where the noise runs: `both` cores, only the `relay`'s, or only the `load` core's
+        /// (the relay's alone shows how each path rides out its own stalls while the load is
+        /// unaffected).
+        #[arg(long, default_value = "both")]
+        noise_cores: String,
         /// Record a CPU profile of the XDP worker (perf) at 90% of its max rate.
         #[arg(long)]
         profile: bool,
@@ -139,6 +144,7 @@ pub(crate) fn dataplane(
     paths: &[String],
     profile: bool,
     noise: Option<(f64, f64)>,
+    noise_cores: &str,
 ) -> anyhow::Result<()> {
     let plan = Plan::lab(flows);
     // A failed run leaves no report behind, not an older run's.
@@ -155,16 +161,21 @@ pub(crate) fn dataplane(
     let lab = Lab::up(&plan, cli.load_cpu)?;
     let host = host_facts();
     let steal0 = CpuTimes::now().unwrap_or_default();
+    let noise_cpus = match noise_cores {
+        "both" => vec![cli.load_cpu, cli.relay_cpu],
+        "relay" => vec![cli.relay_cpu],
+        "load" => vec![cli.load_cpu],
+        other => bail!("--noise-cores {other}: both, relay or load"),
+    };
     let _noise = match noise {
         Some((duty, period_ms)) => {
+            let cpus = noise_cpus.clone();
             println!(
-                "==> [bench dataplane] injected noise: SCHED_FIFO {NOISE_RT_PRIO} hog busy {:.0}% of every {period_ms} ms on CPUs {} and {}",
+                "==> [bench dataplane] injected noise: SCHED_FIFO {NOISE_RT_PRIO} hog busy {:.0}% of every {period_ms} ms on CPUs {cpus:?}",
                 duty * 100.0,
-                cli.load_cpu,
-                cli.relay_cpu
             );
             Some(Noise::start(
-                &[cli.load_cpu, cli.relay_cpu],
+                &cpus,
                 duty,
                 Duration::from_secs_f64(period_ms / 1000.0),
             )?)
@@ -229,6 +240,7 @@ pub(crate) fn dataplane(
         all: &all,
         paths,
         noise,
+        noise_cpus: &noise_cpus,
         steal_pct,
         clean: clean.as_ref(),
     })?;
@@ -266,12 +278,14 @@ pub(crate) fn main() -> anyhow::Result<()> {
             profile,
             noise,
             noise_period_ms,
+            noise_cores,
         } => dataplane(
             &cli,
             *flows,
             paths,
             *profile,
             noise.map(|d| (d, *noise_period_ms)),
+            noise_cores,
         ),
         What::Scale { flows, rate } => scale(&cli, flows, *rate),
     }

@@ -94,6 +94,8 @@ pub(crate) struct Report<'a> {
     pub(crate) paths: &'a [String],
     /// Injected noise (duty, period ms), if any.
     pub(crate) noise: Option<(f64, f64)>,
+    /// The CPUs the noise ran on.
+    pub(crate) noise_cpus: &'a [usize],
     /// CPU steal over the whole run, % of all CPU time.
     pub(crate) steal_pct: f64,
     /// Noisy runs: the last clean run with as many flows (`results.json`'s `dataplane`), if any.
@@ -174,14 +176,15 @@ fn header(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
         writeln!(
             md,
             "**Noisy run.** Injected noise: a SCHED_FIFO {NOISE_RT_PRIO} thread (above the relay's 50, the sink's 45 and the \
-             generator's 40) on CPU {} and on CPU {}, busy {:.0}% of every {period} ms (it spins {:.1} ms, then sleeps), \
+             generator's 40) on CPUs {:?} (relay on CPU {}, load on CPU {}), busy {:.0}% of every {period} ms (it spins {:.1} ms, then sleeps), \
              for the whole run: the relay, the generator and the sink are preempted for those slices as a VM's vCPU is by \
              steal. Figures here are not comparable with a clean run's except as ratios. The hog's CPU is not in \
              the `load core` figures; a generator held off its schedule by the hog marks the trial (and the maximum \
              next to it) as load-bound. Relay CPU per packet can be *lower* than in a clean run: packets that \
              queue up during a slice are relayed in fewer, fuller batches with fewer wakeups.\n",
-            cli.load_cpu,
+            rep.noise_cpus,
             cli.relay_cpu,
+            cli.load_cpu,
             duty * 100.0,
             duty * period
         )?;
@@ -747,8 +750,9 @@ fn goals(md: &mut String, rep: &Report<'_>) -> anyhow::Result<()> {
             );
             writeln!(
                 md,
-                "* {g4} (hog busy {:.0}% of every {period} ms on both cores): XDP {} pps vs socket {} pps ({}) -> **{}**",
+                "* {g4} (hog busy {:.0}% of every {period} ms on CPUs {:?}): XDP {} pps vs socket {} pps ({}) -> **{}**",
                 duty * 100.0,
+                rep.noise_cpus,
                 f0(va),
                 f0(vb),
                 ratio(va, vb),
