@@ -41,9 +41,9 @@ struct Args {
     /// Internal-side interface.
     #[arg(long, default_value = "int0")]
     int_if: String,
-    /// UMEM frames per worker (XDP path).
-    #[arg(long, default_value_t = 8192)]
-    frames: u32,
+    /// UMEM frames per worker (XDP path; default: the data plane's).
+    #[arg(long)]
+    frames: Option<u32>,
     /// XDP workers' interrupt moderation window, µs (0: wake per frame).
     #[arg(long, default_value_t = tollgate_dataplane::DEFAULT_COALESCE_US)]
     coalesce_us: u32,
@@ -69,7 +69,9 @@ fn main() -> anyhow::Result<()> {
     let path = match a.path.as_str() {
         "xdp" | "floor" => {
             let mut x = XdpSettings::new(&a.ext_if, &a.int_if);
-            x.frames = a.frames;
+            if let Some(f) = a.frames {
+                x.frames = f;
+            }
             DataPath::Xdp(x)
         }
         "socket" => DataPath::Socket,

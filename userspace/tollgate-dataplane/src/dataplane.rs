@@ -86,7 +86,9 @@ impl XdpSettings {
             int_iface: int_iface.to_owned(),
             attach: ModeRequest::NativeThenSkb,
             bind: BindMode::Auto,
-            frames: 8192,
+            // Both sides' fill rings stocked to the ring depth (2 x 8192 frames of 2 KiB:
+            // 32 MiB per worker).
+            frames: 2 * crate::afxdp::RING_DEPTH,
             rings: RingSizes::default(),
             set_channels: true,
             ext_vlan: None,
