@@ -212,16 +212,21 @@ pub fn run(ctx: WorkerCtx) {
             let Some(&local) = socks.by_fd.get(&fd) else {
                 continue;
             };
-            loop {
-                let room = BATCH - used;
-                let got = receive(&mut batch, fd, local, used);
+            // At most BATCH datagrams per socket per round, as one `recvmmsg` took before: a
+            // flood on one port cannot keep the worker from the other sockets or from its
+            // control messages (the rest waits for the next round, epoll is level-triggered).
+            let mut taken = 0;
+            while taken < BATCH {
+                let room = (BATCH - used).min(BATCH - taken);
+                let got = receive(&mut batch, fd, local, used, room);
                 used += got;
+                taken += got;
                 work += got;
                 if used == BATCH {
                     relay_burst(&ctx, &mut table, &socks, &mut batch, used, start);
                     used = 0;
                 }
-                // A socket that filled every free slot may hold more.
+                // A socket that filled every slot offered may hold more.
                 if got < room {
                     break;
                 }
@@ -273,10 +278,11 @@ pub fn run(ctx: WorkerCtx) {
     ctx.stats.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
 }
 
-/// Receives what fits from `fd` (which is bound to `local`) into the batch's slots `at..`;
-/// returns the number of datagrams received.
-fn receive(b: &mut Batch, fd: RawFd, local: SocketAddr, at: usize) -> usize {
-    for i in at..BATCH {
+/// Receives at most `max` datagrams from `fd` (which is bound to `local`) into the batch's
+/// slots `at..`; returns the number received.
+fn receive(b: &mut Batch, fd: RawFd, local: SocketAddr, at: usize, max: usize) -> usize {
+    let end = (at + max).min(BATCH);
+    for i in at..end {
         b.iov[i] = libc::iovec {
             iov_base: b.bufs[i].as_mut_ptr().cast(),
             iov_len: BUF - 64,
@@ -291,15 +297,15 @@ fn receive(b: &mut Batch, fd: RawFd, local: SocketAddr, at: usize) -> usize {
         h.msg_flags = 0;
         b.hdrs[i].msg_len = 0;
     }
-    if at >= BATCH {
+    if at >= end {
         return 0;
     }
-    // SAFETY: hdrs[at..] point into b's preallocated buffers, which outlive the call.
+    // SAFETY: hdrs[at..end] point into b's preallocated buffers, which outlive the call.
     let n = unsafe {
         libc::recvmmsg(
             fd,
             b.hdrs[at..].as_mut_ptr(),
-            (BATCH - at) as u32,
+            (end - at) as u32,
             libc::MSG_DONTWAIT,
             std::ptr::null_mut(),
         )
