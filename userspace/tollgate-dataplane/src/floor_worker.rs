@@ -25,7 +25,7 @@ use tollgate_relay::frame::{self, EgressHeader, Mac};
 use tollgate_relay::{DropReason, MediaFlowSpec, Side};
 
 use crate::worker::{Control, WorkerCtx, add};
-use crate::xsk_worker::{BurstHandler, XskPair};
+use crate::xsk_worker::{BurstHandler, Tally, XskPair};
 
 use crate::xsk_worker::BATCH;
 /// Relay ports per side: the whole UDP port space.
@@ -173,8 +173,7 @@ fn forward_batch(
     }
     let table = &egress.by_port[from.index()];
     let mut tx_room = tx.tx_free();
-    let mut sent = 0u32;
-    let mut dropped = 0u64;
+    let mut tally = Tally::default();
     for i in 0..n {
         let (addr, len) = rx.rx_desc(i);
         let base = addr - addr % frame_size;
@@ -182,24 +181,13 @@ fn forward_batch(
             Ok((off, out_len)) if tx_room > 0 => {
                 tx.tx_push(base + off as u64, out_len as u32);
                 tx_room -= 1;
-                sent += 1;
+                tally.sent += 1;
             }
-            Ok(_) => {
-                ctx.stats.count_drop(DropReason::TxFull);
-                free.push(base);
-                dropped += 1;
-            }
-            Err(reason) => {
-                ctx.stats.count_drop(reason);
-                free.push(base);
-                dropped += 1;
-            }
+            Ok(_) => tally.drop(ctx, free, base, DropReason::TxFull),
+            Err(reason) => tally.drop(ctx, free, base, reason),
         }
     }
-    rx.rx_release(n);
-    add(&ctx.stats.rx, u64::from(n));
-    add(&ctx.stats.tx, u64::from(sent));
-    add(&ctx.stats.dropped, dropped);
+    tally.publish(ctx, rx, n);
     n
 }
 

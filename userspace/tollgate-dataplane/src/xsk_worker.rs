@@ -292,16 +292,11 @@ fn relay_batch(
                 Some(Ok((fr, ..))) => fr.payload_len(),
                 _ => 0,
             };
-            let buf = view.and_then(|(chunk, _)| chunk.get_mut(payload_at..));
-            match buf {
+            // A frame that cannot be lent (never, see `frames_mut`) becomes an empty packet,
+            // which the SRTP call refuses.
+            match view.and_then(|(chunk, _)| chunk.get_mut(payload_at..)) {
                 Some(buf) => jobs.push(Job::new(id, op, buf, len)),
-                None => jobs.push(Job {
-                    ctx: id,
-                    op,
-                    buf: &mut [],
-                    len: 0,
-                    result: Err(tollgate_srtp::Error::NoContext(id)),
-                }),
+                None => jobs.push(Job::new(id, op, &mut [], 0)),
             }
         });
         tollgate_srtp::process_batch(table, &mut jobs);
@@ -313,8 +308,7 @@ fn relay_batch(
     }
     // Pass 4: results, headers, transmit.
     let mut tx_room = tx.tx_free();
-    let mut sent = 0u32;
-    let mut dropped = 0u64;
+    let mut tally = Tally::default();
     for i in 0..n as usize {
         let (addr, _) = rx.rx_desc(i as u32);
         let base = addr - addr % frame_size;
@@ -330,31 +324,59 @@ fn relay_batch(
                 }
                 if tx_room == 0 {
                     table.dropped(&r, DropReason::TxFull);
-                    ctx.stats.count_drop(DropReason::TxFull);
-                    free.push(base);
-                    dropped += 1;
+                    tally.drop(ctx, free, base, DropReason::TxFull);
                     continue;
                 }
                 tx.tx_push(base + out_off as u64, out_len as u32);
                 tx_room -= 1;
-                sent += 1;
+                tally.sent += 1;
                 table.sent(&r, now);
             }
             Err((reason, event)) => {
                 if let Some(e) = event {
                     ctx.emit(e);
                 }
-                ctx.stats.count_drop(reason);
-                free.push(base);
-                dropped += 1;
+                tally.drop(ctx, free, base, reason);
             }
         }
     }
-    rx.rx_release(n);
-    add(&ctx.stats.rx, u64::from(n));
-    add(&ctx.stats.tx, u64::from(sent));
-    add(&ctx.stats.dropped, dropped);
+    tally.publish(ctx, rx, n);
     n
+}
+
+/// What a burst did with its frames, published once per burst (both workers of the rings use
+/// it: the relay's [`relay_batch`] and the floor's).
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// Frames queued for TX.
+    pub(crate) sent: u32,
+    /// Frames dropped.
+    dropped: u64,
+}
+
+impl Tally {
+    /// A frame dropped for `reason`: counted, and its frame (at `base`) back on the free list.
+    #[inline]
+    pub(crate) fn drop(
+        &mut self,
+        ctx: &WorkerCtx,
+        free: &mut Vec<u64>,
+        base: u64,
+        reason: DropReason,
+    ) {
+        ctx.stats.count_drop(reason);
+        free.push(base);
+        self.dropped += 1;
+    }
+
+    /// Releases the burst's `n` RX descriptors and publishes its counts.
+    #[inline]
+    pub(crate) fn publish(self, ctx: &WorkerCtx, rx: &mut XskSocket, n: u32) {
+        rx.rx_release(n);
+        add(&ctx.stats.rx, u64::from(n));
+        add(&ctx.stats.tx, u64::from(self.sent));
+        add(&ctx.stats.dropped, self.dropped);
+    }
 }
 
 /// Pass 2 for one frame: [`MediaFlowTable::relay_front`] on its UDP payload. Returns the

@@ -595,12 +595,7 @@ impl MediaFlowTable {
         let outcome = front
             .srtp
             .map(|(id, op)| match ContextSet::context(self, id) {
-                Some(c) => match op {
-                    Op::ProtectRtp => c.protect_rtp(buf, len),
-                    Op::UnprotectRtp => c.unprotect_rtp(buf, len),
-                    Op::ProtectRtcp => c.protect_rtcp(buf, len),
-                    Op::UnprotectRtcp => c.unprotect_rtcp(buf, len),
-                },
+                Some(c) => c.apply(op, buf, len),
                 None => Err(tollgate_srtp::Error::NoContext(id)),
             });
         self.relay_back(&front, outcome, buf)

@@ -371,11 +371,17 @@ impl Context {
 
     /// One job through the single-packet API.
     fn process_one(&mut self, j: &mut Job<'_>) {
-        j.result = match j.op {
-            Op::ProtectRtp => self.protect_rtp(j.buf, j.len),
-            Op::UnprotectRtp => self.unprotect_rtp(j.buf, j.len),
-            Op::ProtectRtcp => self.protect_rtcp(j.buf, j.len),
-            Op::UnprotectRtcp => self.unprotect_rtcp(j.buf, j.len),
-        };
+        j.result = self.apply(j.op, j.buf, j.len);
+    }
+
+    /// One packet through the single-packet call that `op` names.
+    #[inline]
+    pub fn apply(&mut self, op: Op, buf: &mut [u8], len: usize) -> Result<usize, Error> {
+        match op {
+            Op::ProtectRtp => self.protect_rtp(buf, len),
+            Op::UnprotectRtp => self.unprotect_rtp(buf, len),
+            Op::ProtectRtcp => self.protect_rtcp(buf, len),
+            Op::UnprotectRtcp => self.unprotect_rtcp(buf, len),
+        }
     }
 }
